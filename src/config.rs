@@ -1,0 +1,140 @@
+//! Server configuration: every flag is also an environment variable
+//! `RENDEZVOUS_<FLAG>`, so the same binary is configured the same way on a
+//! laptop, in a container and in CI. A bad value is a clear error and exit
+//! code 2 (clap's usage error).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+
+use crate::lobby::LobbyConfig;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "rendezvous",
+    version,
+    about = "Game lobby and WebRTC signaling server"
+)]
+pub struct Config {
+    /// Address to listen on (port 0 picks a free port; the chosen address is
+    /// printed on stdout as `listening on http://ADDR`).
+    #[arg(long, env = "RENDEZVOUS_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+
+    /// Folder of the demo client and dashboard, served at `/`.
+    #[arg(long, env = "RENDEZVOUS_WEB_DIR", default_value = "web")]
+    pub web_dir: PathBuf,
+
+    /// Largest `max_players` a room may have (2 to 255).
+    #[arg(long, env = "RENDEZVOUS_MAX_PLAYERS", default_value_t = 16,
+          value_parser = clap::value_parser!(u64).range(2..=255))]
+    pub max_players: u64,
+
+    /// Most rooms alive at once.
+    #[arg(long, env = "RENDEZVOUS_MAX_ROOMS", default_value_t = 100_000,
+          value_parser = clap::value_parser!(u64).range(1..=100_000_000))]
+    pub max_rooms: u64,
+
+    /// How long a dropped player's seat is held for a reconnect.
+    #[arg(long, env = "RENDEZVOUS_RECONNECT_GRACE_MS", default_value_t = 15_000)]
+    pub reconnect_grace_ms: u64,
+
+    /// How long a finished room lives before it is closed.
+    #[arg(
+        long,
+        env = "RENDEZVOUS_FINISHED_ROOM_TTL_MS",
+        default_value_t = 60_000
+    )]
+    pub finished_room_ttl_ms: u64,
+
+    /// Waiting rooms with no activity for this long are closed.
+    #[arg(
+        long,
+        env = "RENDEZVOUS_ROOM_IDLE_TIMEOUT_MS",
+        default_value_t = 600_000
+    )]
+    pub room_idle_timeout_ms: u64,
+
+    /// Largest accepted WebSocket message; larger ones get `payload_too_large`
+    /// and ones over 4 times this close the connection with 1009.
+    #[arg(long, env = "RENDEZVOUS_MAX_MESSAGE_BYTES", default_value_t = 65_536,
+          value_parser = clap::value_parser!(u64).range(1024..=16_777_216))]
+    pub max_message_bytes: u64,
+
+    /// Outbound messages queued per connection before it counts as a slow
+    /// client and is closed.
+    #[arg(long, env = "RENDEZVOUS_MAX_QUEUED_MESSAGES", default_value_t = 256,
+          value_parser = clap::value_parser!(u64).range(8..=65_536))]
+    pub max_queued_messages: u64,
+
+    /// Interval of WebSocket pings sent by the server.
+    #[arg(long, env = "RENDEZVOUS_HEARTBEAT_INTERVAL_MS", default_value_t = 15_000,
+          value_parser = clap::value_parser!(u64).range(50..))]
+    pub heartbeat_interval_ms: u64,
+
+    /// A client silent (no frame, no pong) for this long is dropped; its seat is held.
+    #[arg(long, env = "RENDEZVOUS_HEARTBEAT_TIMEOUT_MS", default_value_t = 45_000,
+          value_parser = clap::value_parser!(u64).range(100..))]
+    pub heartbeat_timeout_ms: u64,
+
+    /// Largest SDP accepted in `offer`/`answer`, in bytes.
+    #[arg(long, env = "RENDEZVOUS_MAX_SDP_BYTES", default_value_t = 32_768)]
+    pub max_sdp_bytes: u64,
+
+    /// STUN server URLs for `welcome.ice_servers`, comma separated.
+    #[arg(long, env = "RENDEZVOUS_STUN_URLS", value_delimiter = ',')]
+    pub stun_urls: Vec<String>,
+
+    /// TURN server URLs for `welcome.ice_servers`, comma separated.
+    #[arg(long, env = "RENDEZVOUS_TURN_URLS", value_delimiter = ',')]
+    pub turn_urls: Vec<String>,
+
+    /// Shared secret of the TURN server (coturn `static-auth-secret`); when
+    /// set, each player gets time-limited TURN credentials.
+    #[arg(long, env = "RENDEZVOUS_TURN_SECRET", hide_env_values = true)]
+    pub turn_secret: Option<String>,
+
+    /// Lifetime of TURN credentials.
+    #[arg(long, env = "RENDEZVOUS_TURN_TTL_S", default_value_t = 86_400)]
+    pub turn_ttl_s: u64,
+
+    /// Log format on stderr.
+    #[arg(long, env = "RENDEZVOUS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+impl Config {
+    /// The defaults, as the binary would use them without flags.
+    pub fn defaults() -> Self {
+        Config::parse_from(["rendezvous"])
+    }
+
+    /// Drops blanks from the URL lists (`--stun-urls ""` means none).
+    pub fn normalized(mut self) -> Self {
+        for list in [&mut self.stun_urls, &mut self.turn_urls] {
+            list.retain(|u| !u.trim().is_empty());
+            for u in list.iter_mut() {
+                *u = u.trim().to_string();
+            }
+        }
+        self
+    }
+
+    pub fn lobby(&self) -> LobbyConfig {
+        LobbyConfig {
+            max_players: self.max_players,
+            max_rooms: self.max_rooms as usize,
+            reconnect_grace: Duration::from_millis(self.reconnect_grace_ms),
+            finished_room_ttl: Duration::from_millis(self.finished_room_ttl_ms),
+            room_idle_timeout: Duration::from_millis(self.room_idle_timeout_ms),
+        }
+    }
+}

@@ -1,0 +1,17 @@
+//! Rendezvous: a multiplayer game lobby and WebRTC signaling server.
+//!
+//! - [`protocol`]: serde types of every wire message (PROTOCOL.md v1).
+//! - [`lobby`]: the engine: rooms, seats, matchmaking, timers, stats. No I/O.
+//! - [`signaling`]: SDP and ICE candidate validation, TURN credentials.
+//! - [`server`]: warp routes, WebSocket sessions, delivery, HTTP API.
+//! - [`client`]: a small async client of the protocol (tests, load
+//!   generator, Rust games).
+//! - [`config`]: flags and `RENDEZVOUS_*` environment variables.
+#![forbid(unsafe_code)]
+
+pub mod client;
+pub mod config;
+pub mod lobby;
+pub mod protocol;
+pub mod server;
+pub mod signaling;

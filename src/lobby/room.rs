@@ -1,0 +1,151 @@
+//! One room: its seats in join order, status, data, chat backlog and access
+//! rules, plus the views of it that go on the wire.
+//!
+//! A room knows nothing of the other rooms or of indexes; the [`super::Lobby`]
+//! keeps those in step through the room's [`Footprint`].
+
+use std::collections::{HashSet, VecDeque};
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::protocol::{ChatMessage, JsonObject, PlayerInfo, RoomInfo, RoomStatus, Visibility};
+
+/// A taken seat. The first seat in join order is the host.
+#[derive(Debug, Clone)]
+pub struct Seat {
+    pub player_id: String,
+    pub name: String,
+    pub data: JsonObject,
+    pub joined_at: DateTime<Utc>,
+    pub connected: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct Room {
+    pub id: Uuid,
+    /// The id as text, made once: it goes into nearly every event.
+    pub id_str: String,
+    pub code: String,
+    pub private: bool,
+    pub mode: String,
+    pub max_players: u64,
+    pub status: RoomStatus,
+    pub created_at: DateTime<Utc>,
+    /// Creation order; the matchmaking index and listings sort by it.
+    pub seq: u64,
+    pub data: JsonObject,
+    pub seats: Vec<Seat>,
+    pub kicked: HashSet<String>,
+    pub allowed_players: Vec<String>,
+    pub allowed_roles: Vec<String>,
+    pub chat: VecDeque<ChatMessage>,
+    /// Bumped on every change a member or a listing can see; idle timers
+    /// compare it to know whether the room moved since they were set.
+    pub activity: u64,
+    pub last_activity: Instant,
+}
+
+impl Room {
+    pub fn host(&self) -> Option<&str> {
+        self.seats.first().map(|s| s.player_id.as_str())
+    }
+
+    pub fn seat_index(&self, player_id: &str) -> Option<usize> {
+        self.seats.iter().position(|s| s.player_id == player_id)
+    }
+
+    pub fn is_full(&self) -> bool {
+        self.seats.len() as u64 >= self.max_players
+    }
+
+    pub fn restricted(&self) -> bool {
+        !self.allowed_players.is_empty() || !self.allowed_roles.is_empty()
+    }
+
+    /// Whether `find_match` may place players here: public, waiting, a free
+    /// seat, and open to anyone.
+    pub fn matchable(&self) -> bool {
+        !self.private && self.status == RoomStatus::Waiting && !self.is_full() && !self.restricted()
+    }
+
+    /// Whether the room shows in `list_rooms`, `/api/rooms` and room listings.
+    pub fn listed(&self) -> bool {
+        !self.private && self.status != RoomStatus::Finished
+    }
+
+    /// True when every filter equals the room's data under the same key.
+    pub fn matches_filters(&self, filters: &JsonObject) -> bool {
+        filters.iter().all(|(k, v)| self.data.get(k) == Some(v))
+    }
+
+    /// May this player join under `allowed_players` / `allowed_roles`?
+    pub fn admits(&self, player_id: &str, roles: &[String]) -> bool {
+        if self.kicked.contains(player_id) {
+            return false;
+        }
+        if !self.restricted() {
+            return true;
+        }
+        self.allowed_players.iter().any(|p| p == player_id)
+            || self.allowed_roles.iter().any(|r| roles.contains(r))
+    }
+
+    pub fn member_ids(&self) -> Vec<String> {
+        self.seats.iter().map(|s| s.player_id.clone()).collect()
+    }
+
+    pub fn member_ids_except(&self, player_id: &str) -> Vec<String> {
+        self.seats
+            .iter()
+            .filter(|s| s.player_id != player_id)
+            .map(|s| s.player_id.clone())
+            .collect()
+    }
+
+    pub fn held_seats(&self) -> u64 {
+        self.seats.iter().filter(|s| !s.connected).count() as u64
+    }
+
+    /// The room object; `code` only for members (`for_member`).
+    pub fn info(&self, for_member: bool) -> RoomInfo {
+        RoomInfo {
+            room_id: self.id_str.clone(),
+            code: for_member.then(|| self.code.clone()),
+            visibility: if self.private {
+                Visibility::Private
+            } else {
+                Visibility::Public
+            },
+            mode: self.mode.clone(),
+            max_players: self.max_players,
+            status: self.status,
+            host: self.host().map(str::to_string),
+            created_at: self.created_at,
+            data: self.data.clone(),
+            players: self.seats.iter().map(Seat::info).collect(),
+        }
+    }
+
+    /// The (key, value) pairs of `data` that filters can ask for: scalar
+    /// values only, as filters only carry scalars.
+    pub fn filterable(&self) -> impl Iterator<Item = (&String, &Value)> {
+        self.data
+            .iter()
+            .filter(|(_, v)| matches!(v, Value::String(_) | Value::Number(_) | Value::Bool(_)))
+    }
+}
+
+impl Seat {
+    pub fn info(&self) -> PlayerInfo {
+        PlayerInfo {
+            player_id: self.player_id.clone(),
+            name: self.name.clone(),
+            data: self.data.clone(),
+            joined_at: self.joined_at,
+            connected: self.connected,
+        }
+    }
+}

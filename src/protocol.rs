@@ -1,0 +1,657 @@
+//! The wire protocol (PROTOCOL.md, version 1) as serde types, shared by the
+//! server, the Rust client and the tests.
+//!
+//! Requests are decoded in two steps: a cheap [`Envelope`] pass that only
+//! reads `type` and `rid` (so a request with bad fields can still be answered
+//! with its own `rid`), then the typed fields of that request. Events and room
+//! views are serialized from borrowed data so a broadcast costs one
+//! serialization whatever the number of recipients.
+
+use std::fmt;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::{Deserialize, Serialize, Serializer};
+use serde_json::{Map, Value};
+
+/// Version number sent in `welcome`.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Longest accepted string `rid`.
+pub const MAX_RID_LEN: usize = 64;
+
+/// Arbitrary JSON object, as used for room and player `data`.
+pub type JsonObject = Map<String, Value>;
+
+/// Every error code of the protocol. Clients act on these; `message` is for people.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    BadRequest,
+    UnknownType,
+    PayloadTooLarge,
+    RateLimited,
+    Unauthorized,
+    Forbidden,
+    LimitReached,
+    RoomNotFound,
+    RoomFull,
+    RoomNotWaiting,
+    RoomNotActive,
+    NotInRoom,
+    AlreadyInRoom,
+    NotHost,
+    NotEnoughPlayers,
+    PeerNotFound,
+    PlayerNotFound,
+    InvalidSdp,
+    InvalidCandidate,
+    Internal,
+}
+
+impl ErrorCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::BadRequest => "bad_request",
+            ErrorCode::UnknownType => "unknown_type",
+            ErrorCode::PayloadTooLarge => "payload_too_large",
+            ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::Unauthorized => "unauthorized",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::LimitReached => "limit_reached",
+            ErrorCode::RoomNotFound => "room_not_found",
+            ErrorCode::RoomFull => "room_full",
+            ErrorCode::RoomNotWaiting => "room_not_waiting",
+            ErrorCode::RoomNotActive => "room_not_active",
+            ErrorCode::NotInRoom => "not_in_room",
+            ErrorCode::AlreadyInRoom => "already_in_room",
+            ErrorCode::NotHost => "not_host",
+            ErrorCode::NotEnoughPlayers => "not_enough_players",
+            ErrorCode::PeerNotFound => "peer_not_found",
+            ErrorCode::PlayerNotFound => "player_not_found",
+            ErrorCode::InvalidSdp => "invalid_sdp",
+            ErrorCode::InvalidCandidate => "invalid_candidate",
+            ErrorCode::Internal => "internal",
+        }
+    }
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A protocol error: a code for programs and a message for people.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{code}: {message}")]
+pub struct ProtoError {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl ProtoError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        ProtoError {
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::BadRequest, message)
+    }
+}
+
+/// Timestamps go on the wire as RFC 3339 with milliseconds and `Z`.
+pub fn ts(t: &DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+mod ts_millis {
+    use super::*;
+    pub fn serialize<S: Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&ts(t))
+    }
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
+        DateTime::<Utc>::deserialize(d)
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Client to server
+// ---------------------------------------------------------------------------
+
+/// The first decoding pass: only `type` and `rid`; every other field is skipped
+/// without being built. Both are kept as raw JSON values so that a wrong type
+/// can be reported precisely instead of failing the whole frame.
+#[derive(Debug, Deserialize)]
+pub struct Envelope {
+    #[serde(rename = "type", default)]
+    pub kind: Option<Value>,
+    #[serde(default)]
+    pub rid: Option<Value>,
+}
+
+/// Checks a request id: an integer or a string of at most 64 characters.
+/// Anything else (float, object, longer string) is not echoed.
+pub fn valid_rid(rid: &Value) -> bool {
+    match rid {
+        Value::Number(n) => n.is_i64() || n.is_u64(),
+        Value::String(s) => s.chars().count() <= MAX_RID_LEN,
+        _ => false,
+    }
+}
+
+/// Fields of `find_match`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct FindMatch {
+    pub max_players: Option<u64>,
+    pub mode: Option<String>,
+    pub filters: Option<JsonObject>,
+}
+
+/// Fields of `create_room`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct CreateRoom {
+    pub max_players: Option<u64>,
+    pub mode: Option<String>,
+    pub private: bool,
+    pub data: Option<JsonObject>,
+    pub allowed_players: Vec<String>,
+    pub allowed_roles: Vec<String>,
+}
+
+/// Fields of `join_room`: one of the two.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct JoinRoom {
+    pub room_id: Option<String>,
+    pub code: Option<String>,
+}
+
+/// Fields of `list_rooms`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ListRooms {
+    pub status: Option<RoomStatus>,
+    pub mode: Option<String>,
+    pub limit: Option<u64>,
+}
+
+/// Fields of `finish_game`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct FinishGame {
+    pub result: Option<JsonObject>,
+}
+
+/// Fields of `set_room_data` and `set_player_data`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SetData {
+    pub data: JsonObject,
+}
+
+/// Fields of `kick`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Kick {
+    pub player_id: String,
+}
+
+/// Fields of `chat`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Chat {
+    pub text: String,
+}
+
+/// Fields of `subscribe_stats`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SubscribeStats {
+    pub interval_ms: Option<u64>,
+}
+
+/// Fields of `subscribe_rooms`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SubscribeRooms {
+    pub mode: Option<String>,
+}
+
+/// Fields of `offer` and `answer`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SdpSignal {
+    pub to: String,
+    pub sdp: String,
+}
+
+/// The `candidate` object of `ice_candidate`, as `RTCIceCandidateInit`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IceCandidateInit {
+    pub candidate: String,
+    #[serde(rename = "sdpMid", default)]
+    pub sdp_mid: Option<String>,
+    #[serde(rename = "sdpMLineIndex", default)]
+    pub sdp_m_line_index: Option<u16>,
+    #[serde(rename = "usernameFragment", default)]
+    pub username_fragment: Option<String>,
+}
+
+/// Fields of `ice_candidate`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct IceSignal {
+    pub to: String,
+    pub candidate: IceCandidateInit,
+}
+
+/// A decoded request. The variant names are the wire `type`s.
+#[derive(Debug, Clone)]
+pub enum Request {
+    FindMatch(FindMatch),
+    CreateRoom(CreateRoom),
+    JoinRoom(JoinRoom),
+    LeaveRoom,
+    ListRooms(ListRooms),
+    StartGame,
+    FinishGame(FinishGame),
+    SetRoomData(SetData),
+    SetPlayerData(SetData),
+    Kick(Kick),
+    Offer(SdpSignal),
+    Answer(SdpSignal),
+    IceCandidate(IceSignal),
+    Chat(Chat),
+    Ping,
+    SubscribeStats(SubscribeStats),
+    UnsubscribeStats,
+    SubscribeRooms(SubscribeRooms),
+    UnsubscribeRooms,
+}
+
+/// A frame decoded as far as it could be: the `rid` to echo, and the request
+/// or the error to answer with.
+#[derive(Debug)]
+pub struct Decoded {
+    pub rid: Value,
+    pub request: Result<Request, ProtoError>,
+}
+
+fn fields<'a, T: Deserialize<'a>>(text: &'a str, kind: &str) -> Result<T, ProtoError> {
+    serde_json::from_str(text)
+        .map_err(|e| ProtoError::bad_request(format!("bad fields for {kind}: {}", strip_pos(&e))))
+}
+
+/// serde_json's messages end with "at line 1 column 37"; the column is noise
+/// for a client that sent one frame, the rest is the useful part.
+fn strip_pos(e: &serde_json::Error) -> String {
+    let s = e.to_string();
+    match s.rfind(" at line ") {
+        Some(i) => s[..i].to_string(),
+        None => s,
+    }
+}
+
+/// Decodes one text frame. Never fails: a frame that cannot be understood
+/// becomes a `bad_request` or `unknown_type` error with the best `rid` known.
+pub fn decode_request(text: &str) -> Decoded {
+    // serde would read a JSON array as the struct's fields in order; only
+    // objects are messages.
+    if !text.trim_start().starts_with('{') {
+        let msg = match serde_json::from_str::<serde::de::IgnoredAny>(text) {
+            Ok(_) => "a message must be a JSON object".to_string(),
+            Err(e) => format!("not valid JSON: {}", strip_pos(&e)),
+        };
+        return Decoded {
+            rid: Value::Null,
+            request: Err(ProtoError::bad_request(msg)),
+        };
+    }
+    let env: Envelope = match serde_json::from_str(text) {
+        Ok(env) => env,
+        Err(e) => {
+            let msg = if e.is_data() {
+                "a message must be a JSON object".to_string()
+            } else {
+                format!("not valid JSON: {}", strip_pos(&e))
+            };
+            return Decoded {
+                rid: Value::Null,
+                request: Err(ProtoError::bad_request(msg)),
+            };
+        }
+    };
+    let rid = match env.rid {
+        None | Some(Value::Null) => Value::Null,
+        Some(r) if valid_rid(&r) => r,
+        Some(_) => {
+            return Decoded {
+                rid: Value::Null,
+                request: Err(ProtoError::bad_request(
+                    "rid must be an integer or a string of at most 64 characters",
+                )),
+            }
+        }
+    };
+    let kind = match env.kind {
+        Some(Value::String(s)) => s,
+        Some(_) => {
+            return Decoded {
+                rid,
+                request: Err(ProtoError::bad_request("type must be a string")),
+            }
+        }
+        None => {
+            return Decoded {
+                rid,
+                request: Err(ProtoError::bad_request("missing field type")),
+            }
+        }
+    };
+    let request = match kind.as_str() {
+        "find_match" => fields(text, &kind).map(Request::FindMatch),
+        "create_room" => fields(text, &kind).map(Request::CreateRoom),
+        "join_room" => fields(text, &kind).map(Request::JoinRoom),
+        "leave_room" => Ok(Request::LeaveRoom),
+        "list_rooms" => fields(text, &kind).map(Request::ListRooms),
+        "start_game" => Ok(Request::StartGame),
+        "finish_game" => fields(text, &kind).map(Request::FinishGame),
+        "set_room_data" => fields(text, &kind).map(Request::SetRoomData),
+        "set_player_data" => fields(text, &kind).map(Request::SetPlayerData),
+        "kick" => fields(text, &kind).map(Request::Kick),
+        "offer" => fields(text, &kind).map(Request::Offer),
+        "answer" => fields(text, &kind).map(Request::Answer),
+        "ice_candidate" => fields(text, &kind).map(Request::IceCandidate),
+        "chat" => fields(text, &kind).map(Request::Chat),
+        "ping" => Ok(Request::Ping),
+        "subscribe_stats" => fields(text, &kind).map(Request::SubscribeStats),
+        "unsubscribe_stats" => Ok(Request::UnsubscribeStats),
+        "subscribe_rooms" => fields(text, &kind).map(Request::SubscribeRooms),
+        "unsubscribe_rooms" => Ok(Request::UnsubscribeRooms),
+        other => {
+            let shown: String = other.chars().take(64).collect();
+            Err(ProtoError::new(
+                ErrorCode::UnknownType,
+                format!("unknown message type {shown:?}"),
+            ))
+        }
+    };
+    Decoded { rid, request }
+}
+
+// ---------------------------------------------------------------------------
+// Server to client
+// ---------------------------------------------------------------------------
+
+/// Room status; moves only forward.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RoomStatus {
+    Waiting,
+    Active,
+    Finished,
+}
+
+impl RoomStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RoomStatus::Waiting => "waiting",
+            RoomStatus::Active => "active",
+            RoomStatus::Finished => "finished",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Visibility {
+    Public,
+    Private,
+}
+
+/// Why a player left a room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LeaveReason {
+    Left,
+    Kicked,
+    Timeout,
+    Closed,
+}
+
+/// A player as shown inside a room.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlayerInfo {
+    pub player_id: String,
+    pub name: String,
+    pub data: JsonObject,
+    #[serde(with = "ts_millis")]
+    pub joined_at: DateTime<Utc>,
+    pub connected: bool,
+}
+
+/// The room object of PROTOCOL.md. `code` is present only in views for members.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RoomInfo {
+    pub room_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+    pub visibility: Visibility,
+    pub mode: String,
+    pub max_players: u64,
+    pub status: RoomStatus,
+    pub host: Option<String>,
+    #[serde(with = "ts_millis")]
+    pub created_at: DateTime<Utc>,
+    pub data: JsonObject,
+    pub players: Vec<PlayerInfo>,
+}
+
+/// Lobby statistics (`GET /api/stats`, `subscribe_stats`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stats {
+    pub total_rooms: u64,
+    pub waiting_rooms: u64,
+    pub active_rooms: u64,
+    pub finished_rooms: u64,
+    pub total_players: u64,
+    pub connections: u64,
+    pub players_waiting: u64,
+    pub held_seats: u64,
+    pub matches_started: u64,
+    pub signals_relayed: u64,
+    pub uptime_s: u64,
+}
+
+/// One chat line, as sent in `chat` events and kept for `chat_history`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChatMessage {
+    pub room_id: String,
+    pub from: String,
+    pub name: String,
+    pub text: String,
+    pub ts: String,
+}
+
+/// Limits announced in `welcome`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Limits {
+    pub max_message_bytes: u64,
+    pub max_players: u64,
+}
+
+/// The first message of every connection.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Welcome {
+    pub protocol: u32,
+    pub player_id: String,
+    pub name: String,
+    pub resume_token: String,
+    pub resumed: bool,
+    pub room: Option<RoomInfo>,
+    pub heartbeat_interval_ms: u64,
+    pub heartbeat_timeout_ms: u64,
+    pub ice_servers: Vec<crate::signaling::IceServer>,
+    pub limits: Limits,
+    pub server_time: String,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub missed: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// Server-pushed events. Serialized with the wire `type` as tag.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Event {
+    Welcome(Box<Welcome>),
+    PlayerJoined {
+        room_id: String,
+        player: PlayerInfo,
+    },
+    PlayerLeft {
+        room_id: String,
+        player_id: String,
+        reason: LeaveReason,
+    },
+    PlayerDisconnected {
+        room_id: String,
+        player_id: String,
+    },
+    PlayerReconnected {
+        room_id: String,
+        player_id: String,
+    },
+    HostChanged {
+        room_id: String,
+        host: String,
+    },
+    RoomStatus {
+        room_id: String,
+        status: RoomStatus,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        result: Option<JsonObject>,
+    },
+    GameStart {
+        room: RoomInfo,
+    },
+    RoomData {
+        room_id: String,
+        data: JsonObject,
+    },
+    PlayerData {
+        room_id: String,
+        player_id: String,
+        data: JsonObject,
+    },
+    Kicked {
+        room_id: String,
+    },
+    Offer {
+        from: String,
+        sdp: String,
+    },
+    Answer {
+        from: String,
+        sdp: String,
+    },
+    IceCandidate {
+        from: String,
+        candidate: IceCandidateInit,
+    },
+    Chat(ChatMessage),
+    ChatHistory {
+        room_id: String,
+        messages: Vec<ChatMessage>,
+    },
+    Announcement {
+        text: String,
+        ts: String,
+    },
+    Stats {
+        stats: Stats,
+    },
+    RoomListed {
+        room: RoomInfo,
+    },
+    RoomUpdated {
+        room: RoomInfo,
+    },
+    RoomDelisted {
+        room_id: String,
+    },
+    ServerShutdown {
+        reconnect_after_ms: u64,
+    },
+}
+
+impl Event {
+    /// The JSON text of this event, built once per broadcast.
+    pub fn to_json(&self) -> String {
+        // Serializing these types cannot fail: no maps with non-string keys,
+        // no custom serializers that error.
+        serde_json::to_string(self).unwrap_or_else(|_| String::from("{}"))
+    }
+}
+
+/// Builds `{"type":"ok","rid":...,<fields>}`.
+pub fn ok_reply(rid: &Value, fields: Value) -> String {
+    let mut obj = Map::new();
+    obj.insert("type".into(), Value::String("ok".into()));
+    obj.insert("rid".into(), rid.clone());
+    if let Value::Object(map) = fields {
+        for (k, v) in map {
+            obj.insert(k, v);
+        }
+    }
+    Value::Object(obj).to_string()
+}
+
+/// Builds `{"type":"error","rid":...,"code":...,"message":...}`.
+pub fn error_reply(rid: &Value, err: &ProtoError) -> String {
+    serde_json::json!({
+        "type": "error",
+        "rid": rid,
+        "code": err.code,
+        "message": err.message,
+    })
+    .to_string()
+}
+
+/// The HTTP error body: `{"error":{"code":...,"message":...}}`.
+pub fn http_error_body(err: &ProtoError) -> Value {
+    serde_json::json!({"error": {"code": err.code, "message": err.message}})
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decode_keeps_rid_for_bad_fields() {
+        let d = decode_request(r#"{"type":"kick","rid":"a1"}"#);
+        assert_eq!(d.rid, Value::String("a1".into()));
+        assert_eq!(d.request.unwrap_err().code, ErrorCode::BadRequest);
+    }
+
+    #[test]
+    fn decode_rejects_float_rid_and_non_objects() {
+        assert_eq!(
+            decode_request(r#"{"type":"ping","rid":1.5}"#).rid,
+            Value::Null
+        );
+        for bad in ["[]", "3", "\"x\"", "null", "", "{", "{\"type\":5}"] {
+            let d = decode_request(bad);
+            assert_eq!(d.request.unwrap_err().code, ErrorCode::BadRequest, "{bad}");
+        }
+    }
+
+    #[test]
+    fn unknown_type_is_its_own_code() {
+        let d = decode_request(r#"{"type":"teleport","rid":3}"#);
+        assert_eq!(d.rid, serde_json::json!(3));
+        assert_eq!(d.request.unwrap_err().code, ErrorCode::UnknownType);
+    }
+}

@@ -1,0 +1,191 @@
+//! The HTTP API: stats, room listings, presence and health, with the
+//! protocol's one JSON error shape for every refusal.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use serde::Deserialize;
+use serde_json::json;
+use warp::http::StatusCode;
+use warp::{Filter, Rejection, Reply};
+
+use super::App;
+use crate::lobby::{DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT};
+use crate::protocol::{http_error_body, ts, ErrorCode, ProtoError, RoomStatus};
+
+/// Query of `GET /api/rooms`, all optional.
+#[derive(Debug, Deserialize)]
+struct RoomsQuery {
+    status: Option<String>,
+    mode: Option<String>,
+    limit: Option<String>,
+}
+
+fn error(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> warp::reply::Response {
+    let body = http_error_body(&ProtoError::new(code, message));
+    warp::reply::with_status(warp::reply::json(&body), status).into_response()
+}
+
+pub(super) fn routes(
+    app: Arc<App>,
+) -> impl Filter<Extract = (warp::reply::Response,), Error = Rejection> + Clone {
+    let with_app = warp::any().map(move || app.clone());
+
+    let stats = warp::path!("api" / "stats")
+        .and(warp::get())
+        .and(with_app.clone())
+        .map(|app: Arc<App>| warp::reply::json(&app.stats()).into_response());
+
+    let rooms = warp::path!("api" / "rooms")
+        .and(warp::get())
+        .and(with_app.clone())
+        .and(warp::query::raw().or(warp::any().map(String::new)).unify())
+        .map(|app: Arc<App>, raw: String| list_rooms(&app, &raw));
+
+    let room = warp::path!("api" / "rooms" / String)
+        .and(warp::get())
+        .and(with_app.clone())
+        .map(|id: String, app: Arc<App>| {
+            let shared = app.shared.lock();
+            match shared.lobby.room_by_id_str(&id) {
+                Some(room) => warp::reply::json(&room.info(false)).into_response(),
+                None => error(
+                    StatusCode::NOT_FOUND,
+                    ErrorCode::RoomNotFound,
+                    format!("no room {id:?}"),
+                ),
+            }
+        });
+
+    let player = warp::path!("api" / "players" / String)
+        .and(warp::get())
+        .and(with_app.clone())
+        .map(|id: String, app: Arc<App>| {
+            let shared = app.shared.lock();
+            match shared.lobby.player(&id) {
+                Some(p) => warp::reply::json(&json!({
+                    "player_id": id,
+                    "name": p.name,
+                    "connected": p.connected,
+                    "room_id": p.room.map(|r| r.to_string()),
+                    "last_seen": ts(&p.last_seen),
+                }))
+                .into_response(),
+                None => error(
+                    StatusCode::NOT_FOUND,
+                    ErrorCode::PlayerNotFound,
+                    format!("no player {id:?}"),
+                ),
+            }
+        });
+
+    let health = warp::path!("healthz")
+        .and(warp::get())
+        .and(with_app)
+        .map(|app: Arc<App>| {
+            if app.shutdown.is_cancelled() {
+                warp::reply::with_status(
+                    warp::reply::json(&json!({"status": "shutting_down"})),
+                    StatusCode::SERVICE_UNAVAILABLE,
+                )
+                .into_response()
+            } else {
+                warp::reply::json(&json!({"status": "ok"})).into_response()
+            }
+        });
+
+    stats
+        .or(rooms)
+        .unify()
+        .or(room)
+        .unify()
+        .or(player)
+        .unify()
+        .or(health)
+        .unify()
+}
+
+fn list_rooms(app: &App, raw: &str) -> warp::reply::Response {
+    let q: RoomsQuery = match serde_urlencoded_lite(raw) {
+        Ok(q) => q,
+        Err(e) => return error(StatusCode::BAD_REQUEST, ErrorCode::BadRequest, e),
+    };
+    let status = match q.status.as_deref() {
+        None | Some("waiting") => RoomStatus::Waiting,
+        Some("active") => RoomStatus::Active,
+        Some(other) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                ErrorCode::BadRequest,
+                format!("status must be waiting or active, not {other:?}"),
+            )
+        }
+    };
+    let limit = match q.limit.as_deref().map(str::parse::<u64>) {
+        None => DEFAULT_LIST_LIMIT,
+        Some(Ok(n)) if n <= MAX_LIST_LIMIT => n,
+        Some(_) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                ErrorCode::BadRequest,
+                format!("limit must be a number from 0 to {MAX_LIST_LIMIT}"),
+            )
+        }
+    };
+    let rooms = app
+        .shared
+        .lock()
+        .lobby
+        .list_rooms(status, q.mode.as_deref(), limit);
+    warp::reply::json(&json!({ "rooms": rooms })).into_response()
+}
+
+/// Parses a query string into [`RoomsQuery`] with the `url` crate's decoder,
+/// so a bad value is our error message rather than warp's bare 400.
+fn serde_urlencoded_lite(raw: &str) -> Result<RoomsQuery, String> {
+    let mut q = RoomsQuery {
+        status: None,
+        mode: None,
+        limit: None,
+    };
+    for (k, v) in url::form_urlencoded::parse(raw.as_bytes()) {
+        match k.as_ref() {
+            "status" => q.status = Some(v.into_owned()),
+            "mode" => q.mode = Some(v.into_owned()),
+            "limit" => q.limit = Some(v.into_owned()),
+            _ => {}
+        }
+    }
+    Ok(q)
+}
+
+/// Turns warp's rejections into the protocol's JSON error shape.
+pub(super) async fn recover(rej: Rejection) -> Result<warp::reply::Response, Infallible> {
+    let resp = if rej.is_not_found() {
+        error(
+            StatusCode::NOT_FOUND,
+            ErrorCode::BadRequest,
+            "no such route",
+        )
+    } else if rej.find::<warp::reject::MethodNotAllowed>().is_some() {
+        error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            ErrorCode::BadRequest,
+            "method not allowed",
+        )
+    } else if rej.find::<warp::reject::InvalidQuery>().is_some() {
+        error(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::BadRequest,
+            "bad query string",
+        )
+    } else {
+        tracing::debug!("unhandled rejection: {rej:?}");
+        error(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::BadRequest,
+            "bad request",
+        )
+    };
+    Ok(resp)
+}

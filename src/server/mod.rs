@@ -1,0 +1,281 @@
+//! The shell around the lobby engine: warp routes, WebSocket sessions, event
+//! delivery, the HTTP API and the static web client.
+//!
+//! All mutable state (the [`Lobby`] and the table of live connections) sits
+//! in one [`Shared`] struct behind one `parking_lot::Mutex`. An operation
+//! changes the lobby and pushes its reply and events into the recipients'
+//! bounded queues before the lock is released, so every client sees events in
+//! the order the state changed. Pushing is a non-blocking `try_send`; a
+//! client whose queue is full is a slow client and is closed, never waited
+//! for. Nothing awaits while holding the lock.
+
+mod http;
+mod session;
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
+use tokio_util::sync::CancellationToken;
+use warp::Filter;
+
+use crate::config::Config;
+use crate::lobby::{Delivery, Lobby};
+use crate::protocol::{Event, Stats};
+
+/// How often timers (held seats, finished and idle rooms) and stats
+/// subscriptions are looked at.
+const TICK: Duration = Duration::from_millis(100);
+
+/// A live connection, as the rest of the server sees it.
+pub(crate) struct Conn {
+    /// Tells a connection apart from a later one of the same player.
+    pub id: u64,
+    pub tx: mpsc::Sender<Message>,
+    /// Cancelled to close the connection (slow client, takeover, shutdown).
+    pub kill: CancellationToken,
+    pub stats: Option<StatsSub>,
+}
+
+pub(crate) struct StatsSub {
+    pub interval: Duration,
+    pub next: Instant,
+}
+
+/// Events for a player whose seat is held while its connection is gone,
+/// kept for its return (bounded; the oldest go first).
+#[derive(Default)]
+pub(crate) struct Pending {
+    pub queue: VecDeque<Utf8Bytes>,
+    pub dropped: u64,
+}
+
+/// Everything that changes, under one lock.
+pub(crate) struct Shared {
+    pub lobby: Lobby,
+    pub conns: HashMap<String, Conn>,
+    pub pending: HashMap<String, Pending>,
+    pub slow_clients_closed: u64,
+    pub resume_buffer: usize,
+}
+
+impl Shared {
+    /// Queues a text frame for one player. Returns false when the player has
+    /// no connection and no held seat.
+    pub fn send_to(&mut self, player_id: &str, text: &Utf8Bytes) -> bool {
+        if let Some(conn) = self.conns.get(player_id) {
+            if conn.tx.try_send(Message::Text(text.clone())).is_err() {
+                // Full (slow client) or closed (going away): either way it
+                // must not hold anyone up.
+                if !conn.kill.is_cancelled() {
+                    conn.kill.cancel();
+                    self.slow_clients_closed += 1;
+                }
+            }
+            return true;
+        }
+        if self
+            .lobby
+            .player(player_id)
+            .is_some_and(|p| !p.connected && p.room.is_some())
+        {
+            let p = self.pending.entry(player_id.to_string()).or_default();
+            if p.queue.len() >= self.resume_buffer {
+                p.queue.pop_front();
+                p.dropped += 1;
+            }
+            p.queue.push_back(text.clone());
+            return true;
+        }
+        false
+    }
+
+    /// Serializes each event once and queues it for every recipient.
+    pub fn deliver(&mut self, deliveries: Vec<Delivery>) {
+        for d in deliveries {
+            let text = Utf8Bytes::from(d.event.to_json());
+            for to in &d.to {
+                self.send_to(to, &text);
+            }
+        }
+        self.forget_gone();
+    }
+
+    /// Drops held-event queues of players the lobby no longer knows.
+    fn forget_gone(&mut self) {
+        if !self.pending.is_empty() {
+            let lobby = &self.lobby;
+            self.pending
+                .retain(|pid, _| lobby.player(pid).is_some_and(|p| !p.connected));
+        }
+    }
+}
+
+/// The server state handed to every handler.
+pub struct App {
+    pub cfg: Config,
+    pub(crate) shared: Mutex<Shared>,
+    pub started: Instant,
+    pub shutdown: CancellationToken,
+    conn_seq: AtomicU64,
+    pub(crate) ws_config: WebSocketConfig,
+}
+
+impl App {
+    pub fn new(cfg: Config) -> Arc<Self> {
+        let cfg = cfg.normalized();
+        let max_msg = cfg.max_message_bytes as usize;
+        let mut ws_config = WebSocketConfig::default();
+        // tungstenite's defaults (64 MiB messages, 128 KiB read buffers) are
+        // unsafe and costly for a public server with many idle sockets.
+        ws_config.read_buffer_size = 4096;
+        ws_config.write_buffer_size = 0;
+        ws_config.max_write_buffer_size = 4 * max_msg + 4096;
+        ws_config.max_message_size = Some(4 * max_msg);
+        ws_config.max_frame_size = Some(4 * max_msg);
+        let shared = Shared {
+            lobby: Lobby::new(cfg.lobby()),
+            conns: HashMap::new(),
+            pending: HashMap::new(),
+            slow_clients_closed: 0,
+            resume_buffer: 256,
+        };
+        Arc::new(App {
+            cfg,
+            shared: Mutex::new(shared),
+            started: Instant::now(),
+            shutdown: CancellationToken::new(),
+            conn_seq: AtomicU64::new(1),
+            ws_config,
+        })
+    }
+
+    pub(crate) fn next_conn_id(&self) -> u64 {
+        self.conn_seq.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Lobby stats with the server's own fields filled in.
+    pub fn stats(&self) -> Stats {
+        let shared = self.shared.lock();
+        self.stats_locked(&shared)
+    }
+
+    pub(crate) fn stats_locked(&self, shared: &Shared) -> Stats {
+        let mut s = shared.lobby.stats();
+        s.connections = shared.conns.len() as u64;
+        s.uptime_s = self.started.elapsed().as_secs();
+        s
+    }
+
+    /// Sizes of the lobby's internal maps and of the connection table, for
+    /// leak checks in tests: (rooms, codes, players, index buckets, listed
+    /// rooms, connections, pending queues).
+    pub fn footprint(&self) -> [usize; 7] {
+        let s = self.shared.lock();
+        let (a, b, c, d, e) = s.lobby.footprint();
+        [a, b, c, d, e, s.conns.len(), s.pending.len()]
+    }
+
+    /// Runs `check_invariants` on the live lobby.
+    pub fn check_invariants(&self) -> Result<(), String> {
+        self.shared.lock().lobby.check_invariants()
+    }
+
+    /// One housekeeping pass: timers of the lobby, then due stats pushes.
+    fn tick(&self) {
+        let now = Instant::now();
+        let mut shared = self.shared.lock();
+        let mut out = Vec::new();
+        shared.lobby.tick(now, &mut out);
+        shared.deliver(out);
+        let due: Vec<String> = shared
+            .conns
+            .iter()
+            .filter(|(_, c)| c.stats.as_ref().is_some_and(|s| s.next <= now))
+            .map(|(pid, _)| pid.clone())
+            .collect();
+        if due.is_empty() {
+            return;
+        }
+        let stats = self.stats_locked(&shared);
+        let text = Utf8Bytes::from(Event::Stats { stats }.to_json());
+        for pid in due {
+            if let Some(sub) = shared.conns.get_mut(&pid).and_then(|c| c.stats.as_mut()) {
+                sub.next = now + sub.interval;
+            }
+            shared.send_to(&pid, &text);
+        }
+    }
+}
+
+/// A server that is running; dropping it does not stop it, call [`RunningServer::shutdown`].
+pub struct RunningServer {
+    pub addr: SocketAddr,
+    pub app: Arc<App>,
+    task: JoinHandle<()>,
+}
+
+impl RunningServer {
+    /// Stops accepting, closes every connection and waits for the server task.
+    pub async fn shutdown(self) {
+        self.app.shutdown.cancel();
+        let _ = self.task.await;
+    }
+}
+
+/// Binds `cfg.listen` and serves until `app.shutdown` is cancelled.
+pub async fn start(cfg: Config) -> std::io::Result<RunningServer> {
+    let listener = TcpListener::bind(cfg.listen).await?;
+    let addr = listener.local_addr()?;
+    let app = App::new(cfg);
+    let routes = routes(app.clone());
+
+    let ticker_app = app.clone();
+    let ticker = tokio::spawn(async move {
+        let mut interval = tokio::time::interval(TICK);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = interval.tick() => ticker_app.tick(),
+                _ = ticker_app.shutdown.cancelled() => break,
+            }
+        }
+    });
+
+    let shutdown = app.shutdown.clone();
+    let server = warp::serve(routes)
+        .incoming(listener)
+        .graceful(async move { shutdown.cancelled().await });
+    let task_app = app.clone();
+    let task = tokio::spawn(async move {
+        server.run().await;
+        let _ = ticker.await;
+        session::close_all(&task_app).await;
+    });
+    tracing::info!(%addr, "rendezvous listening");
+    Ok(RunningServer { addr, app, task })
+}
+
+fn routes(
+    app: Arc<App>,
+) -> impl Filter<Extract = (impl warp::Reply,), Error = std::convert::Infallible> + Clone {
+    let ws = session::route(app.clone());
+    let api = http::routes(app.clone());
+    let web_dir = app.cfg.web_dir.clone();
+    let dashboard = warp::path("dashboard")
+        .and(warp::path::end())
+        .and(warp::fs::file(web_dir.join("dashboard.html")));
+    let static_files = warp::fs::dir(web_dir);
+    ws.or(api)
+        .or(dashboard)
+        .or(static_files)
+        .recover(http::recover)
+}

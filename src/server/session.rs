@@ -1,0 +1,588 @@
+//! WebSocket sessions: the upgrade, the reader loop, the writer task, and
+//! the dispatch of each request to the lobby.
+//!
+//! The upgrade is finished here rather than by warp's `ws()` filter, because
+//! that filter fixes tungstenite's buffers at sizes that cost over 100 KiB per
+//! idle socket; here every limit is set explicitly from the configuration.
+//!
+//! Each connection is two tasks: the reader parses frames and runs requests
+//! (holding the lobby lock only inside `dispatch`), the writer drains a
+//! bounded queue into the socket. Replies and events go through the same
+//! queue, so a client sees them in the order the state changed.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use hyper::upgrade::OnUpgrade;
+use hyper_util::rt::TokioIo;
+use serde_json::{json, Value};
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role};
+use tokio_tungstenite::tungstenite::{self, Message, Utf8Bytes};
+use tokio_tungstenite::WebSocketStream;
+use tokio_util::sync::CancellationToken;
+use warp::http::{HeaderMap, StatusCode};
+use warp::{Filter, Reply};
+
+use super::{App, Conn, Shared, StatsSub};
+use crate::protocol::{
+    self, decode_request, error_reply, ok_reply, ErrorCode, Event, Limits, ProtoError, Request,
+    RoomStatus, Welcome, PROTOCOL_VERSION,
+};
+use crate::signaling;
+
+/// Longest display name, in characters after trimming.
+pub const MAX_NAME_CHARS: usize = 32;
+
+/// How long the server waits for the client's answer to a close frame.
+const CLOSE_LINGER: Duration = Duration::from_millis(1000);
+
+pub(super) fn route(
+    app: Arc<App>,
+) -> impl Filter<Extract = (warp::reply::Response,), Error = warp::Rejection> + Clone {
+    warp::path("ws")
+        .and(warp::path::end())
+        .and(warp::get())
+        .and(warp::header::headers_cloned())
+        .and(warp::query::<HashMap<String, String>>())
+        .and(warp::ext::optional::<OnUpgrade>())
+        .and(warp::addr::remote())
+        .map(move |headers, query, upgrade, remote| {
+            handshake(app.clone(), headers, query, upgrade, remote)
+        })
+}
+
+fn refuse(status: StatusCode, code: ErrorCode, message: &str) -> warp::reply::Response {
+    let body = protocol::http_error_body(&ProtoError::new(code, message));
+    warp::reply::with_status(warp::reply::json(&body), status).into_response()
+}
+
+fn header_has(headers: &HeaderMap, name: &str, token: &str) -> bool {
+    headers
+        .get_all(name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case(token))
+}
+
+/// Checks the upgrade request and the query, answers 101 and spawns the
+/// session; or refuses with an HTTP status and the JSON error body.
+fn handshake(
+    app: Arc<App>,
+    headers: HeaderMap,
+    query: HashMap<String, String>,
+    upgrade: Option<OnUpgrade>,
+    remote: Option<SocketAddr>,
+) -> warp::reply::Response {
+    if app.shutdown.is_cancelled() {
+        return refuse(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::Internal,
+            "the server is shutting down",
+        );
+    }
+    let key = headers
+        .get("sec-websocket-key")
+        .map(|k| k.as_bytes().to_vec());
+    let (Some(key), Some(upgrade)) = (key, upgrade) else {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::BadRequest,
+            "GET /ws expects a WebSocket upgrade",
+        );
+    };
+    if !header_has(&headers, "upgrade", "websocket")
+        || !header_has(&headers, "connection", "upgrade")
+    {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::BadRequest,
+            "GET /ws expects a WebSocket upgrade",
+        );
+    }
+    if headers
+        .get("sec-websocket-version")
+        .is_none_or(|v| v.as_bytes() != b"13")
+    {
+        return warp::reply::with_header(
+            refuse(
+                StatusCode::UPGRADE_REQUIRED,
+                ErrorCode::BadRequest,
+                "only WebSocket version 13 is supported",
+            ),
+            "sec-websocket-version",
+            "13",
+        )
+        .into_response();
+    }
+    let name = match query.get("name").map(|n| n.trim()) {
+        None | Some("") => "player".to_string(),
+        Some(n) if n.chars().count() > MAX_NAME_CHARS => {
+            return refuse(
+                StatusCode::BAD_REQUEST,
+                ErrorCode::BadRequest,
+                "name must be 1 to 32 characters",
+            )
+        }
+        Some(n) if n.chars().any(char::is_control) => {
+            return refuse(
+                StatusCode::BAD_REQUEST,
+                ErrorCode::BadRequest,
+                "name must not contain control characters",
+            )
+        }
+        Some(n) => n.to_string(),
+    };
+    let accept = tungstenite::handshake::derive_accept_key(&key);
+    let player_id = new_player_id();
+    tracing::debug!(?remote, %player_id, "websocket upgrade");
+    tokio::spawn(async move {
+        match upgrade.await {
+            Ok(upgraded) => {
+                let ws = WebSocketStream::from_raw_socket(
+                    TokioIo::new(upgraded),
+                    Role::Server,
+                    Some(app.ws_config),
+                )
+                .await;
+                run(app, ws, player_id, name).await;
+            }
+            Err(e) => tracing::debug!("upgrade failed: {e}"),
+        }
+    });
+    let reply = warp::reply::with_status(warp::reply(), StatusCode::SWITCHING_PROTOCOLS);
+    let reply = warp::reply::with_header(reply, "upgrade", "websocket");
+    let reply = warp::reply::with_header(reply, "connection", "upgrade");
+    warp::reply::with_header(reply, "sec-websocket-accept", accept).into_response()
+}
+
+/// `p_` and 22 base62 characters of a random 128-bit number.
+fn new_player_id() -> String {
+    const ALPHABET: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    let mut n = u128::from_be_bytes(*uuid::Uuid::new_v4().as_bytes());
+    let mut s = String::with_capacity(24);
+    s.push_str("p_");
+    for _ in 0..22 {
+        s.push(ALPHABET[(n % 62) as usize] as char);
+        n /= 62;
+    }
+    s
+}
+
+/// An opaque token of 128 random bits.
+fn new_token() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
+/// What a session knows of itself.
+struct Session {
+    app: Arc<App>,
+    player_id: String,
+    conn_id: u64,
+    tx: mpsc::Sender<Message>,
+    kill: CancellationToken,
+}
+
+type Ws = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
+
+async fn run(app: Arc<App>, ws: Ws, player_id: String, name: String) {
+    let (tx, rx) = mpsc::channel(app.cfg.max_queued_messages as usize);
+    let kill = CancellationToken::new();
+    let conn_id = app.next_conn_id();
+    let session = Session {
+        app: app.clone(),
+        player_id,
+        conn_id,
+        tx,
+        kill: kill.clone(),
+    };
+    session.register(name);
+
+    let (sink, mut stream) = ws.split();
+    let writer = tokio::spawn(write_loop(sink, rx, kill.clone()));
+
+    let heartbeat = Duration::from_millis(app.cfg.heartbeat_interval_ms);
+    let timeout = Duration::from_millis(app.cfg.heartbeat_timeout_ms);
+    let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + heartbeat, heartbeat);
+    let mut last_heard = Instant::now();
+    loop {
+        tokio::select! {
+            frame = stream.next() => {
+                last_heard = Instant::now();
+                match frame {
+                    Some(Ok(Message::Text(text))) => session.on_text(&text),
+                    Some(Ok(Message::Binary(_))) => session.reply_error(
+                        &Value::Null,
+                        &ProtoError::bad_request("binary frames are not part of protocol v1; send JSON text"),
+                    ),
+                    Some(Ok(Message::Close(_))) | None => break,
+                    Some(Ok(_)) => {} // ping (answered by tungstenite), pong
+                    Some(Err(tungstenite::Error::Capacity(e))) => {
+                        tracing::debug!(player_id = %session.player_id, "frame too large: {e}");
+                        session.close(CloseCode::Size, "message too large");
+                        break;
+                    }
+                    Some(Err(e)) => {
+                        tracing::debug!(player_id = %session.player_id, "read error: {e}");
+                        break;
+                    }
+                }
+            }
+            _ = ping.tick() => {
+                if last_heard.elapsed() > timeout {
+                    tracing::debug!(player_id = %session.player_id, "heartbeat timeout");
+                    break;
+                }
+                let _ = session.tx.try_send(Message::Ping(Default::default()));
+            }
+            _ = kill.cancelled() => break,
+        }
+    }
+    session.unregister();
+    // Let the writer flush what is queued (a close frame included) for a
+    // moment, then drop the socket whatever the peer does.
+    drop(session);
+    let _ = tokio::time::timeout(CLOSE_LINGER, writer).await;
+    kill.cancel();
+}
+
+async fn write_loop(
+    mut sink: futures_util::stream::SplitSink<Ws, Message>,
+    mut rx: mpsc::Receiver<Message>,
+    kill: CancellationToken,
+) {
+    loop {
+        let msg = tokio::select! {
+            m = rx.recv() => m,
+            _ = kill.cancelled() => None,
+        };
+        let Some(msg) = msg else { break };
+        let mut closing = matches!(msg, Message::Close(_));
+        if sink.feed(msg).await.is_err() {
+            return;
+        }
+        // Batch what is already queued into one flush.
+        while !closing {
+            let Ok(m) = rx.try_recv() else { break };
+            closing = matches!(m, Message::Close(_));
+            if sink.feed(m).await.is_err() {
+                return;
+            }
+        }
+        if sink.flush().await.is_err() || closing {
+            return;
+        }
+    }
+    let _ = sink.close().await;
+}
+
+impl Session {
+    fn register(&self, name: String) {
+        let app = &self.app;
+        let cfg = &app.cfg;
+        let mut shared = app.shared.lock();
+        let mut out = Vec::new();
+        let room = shared
+            .lobby
+            .connect(&self.player_id, &name, Vec::new(), &mut out);
+        let now_unix = chrono::Utc::now().timestamp();
+        let welcome = Event::Welcome(Box::new(Welcome {
+            protocol: PROTOCOL_VERSION,
+            player_id: self.player_id.clone(),
+            name,
+            resume_token: new_token(),
+            resumed: false,
+            room,
+            heartbeat_interval_ms: cfg.heartbeat_interval_ms,
+            heartbeat_timeout_ms: cfg.heartbeat_timeout_ms,
+            ice_servers: signaling::ice_servers(
+                &cfg.stun_urls,
+                &cfg.turn_urls,
+                cfg.turn_secret.as_deref(),
+                cfg.turn_ttl_s,
+                &self.player_id,
+                now_unix,
+            ),
+            limits: Limits {
+                max_message_bytes: cfg.max_message_bytes,
+                max_players: cfg.max_players,
+            },
+            server_time: protocol::ts(&chrono::Utc::now()),
+            missed: 0,
+        }));
+        let _ = self.tx.try_send(Message::Text(welcome.to_json().into()));
+        shared.conns.insert(
+            self.player_id.clone(),
+            Conn {
+                id: self.conn_id,
+                tx: self.tx.clone(),
+                kill: self.kill.clone(),
+                stats: None,
+            },
+        );
+        shared.deliver(out);
+    }
+
+    /// The connection is gone: the seat is held (or the player forgotten).
+    fn unregister(&self) {
+        let mut shared = self.app.shared.lock();
+        if shared.conns.get(&self.player_id).map(|c| c.id) != Some(self.conn_id) {
+            return; // taken over by a newer connection
+        }
+        shared.conns.remove(&self.player_id);
+        let mut out = Vec::new();
+        shared
+            .lobby
+            .disconnect(&self.player_id, Instant::now(), &mut out);
+        shared.deliver(out);
+    }
+
+    /// Queues a close frame; the writer sends it and stops.
+    fn close(&self, code: CloseCode, reason: &'static str) {
+        let frame = CloseFrame {
+            code,
+            reason: Utf8Bytes::from_static(reason),
+        };
+        let _ = self.tx.try_send(Message::Close(Some(frame)));
+    }
+
+    fn push(&self, shared: &mut Shared, text: String) {
+        if self.tx.try_send(Message::Text(text.into())).is_err() && !self.kill.is_cancelled() {
+            self.kill.cancel();
+            shared.slow_clients_closed += 1;
+        }
+    }
+
+    fn reply_error(&self, rid: &Value, err: &ProtoError) {
+        let mut shared = self.app.shared.lock();
+        self.push(&mut shared, error_reply(rid, err));
+    }
+
+    fn on_text(&self, text: &str) {
+        if text.len() as u64 > self.app.cfg.max_message_bytes {
+            let err = ProtoError::new(
+                ErrorCode::PayloadTooLarge,
+                format!(
+                    "message is {} bytes, the limit is {}",
+                    text.len(),
+                    self.app.cfg.max_message_bytes
+                ),
+            );
+            return self.reply_error(&Value::Null, &err);
+        }
+        let decoded = decode_request(text);
+        let request = match decoded.request {
+            Ok(r) => r,
+            Err(e) => return self.reply_error(&decoded.rid, &e),
+        };
+        // Checks that need no lock run before taking it.
+        if let Err(e) = precheck(&self.app, &request) {
+            return self.reply_error(&decoded.rid, &e);
+        }
+        let mut shared = self.app.shared.lock();
+        let mut out = Vec::new();
+        let reply = self.dispatch(&mut shared, request, &mut out);
+        let text = match reply {
+            Ok(fields) => ok_reply(&decoded.rid, fields),
+            Err(e) => error_reply(&decoded.rid, &e),
+        };
+        self.push(&mut shared, text);
+        shared.deliver(out);
+    }
+
+    /// Runs one request against the lobby; the reply's fields or an error.
+    fn dispatch(
+        &self,
+        shared: &mut Shared,
+        request: Request,
+        out: &mut Vec<crate::lobby::Delivery>,
+    ) -> Result<Value, ProtoError> {
+        let me = self.player_id.as_str();
+        let now = Instant::now();
+        let lobby = &mut shared.lobby;
+        match request {
+            Request::FindMatch(req) => {
+                let m = lobby.find_match(me, req, now, out)?;
+                Ok(json!({"room": m.room, "created": m.created}))
+            }
+            Request::CreateRoom(req) => {
+                let room = lobby.create_room(me, req, now, out)?;
+                Ok(json!({ "room": room }))
+            }
+            Request::JoinRoom(req) => {
+                let room = lobby.join_room(me, req.room_id.as_deref(), req.code.as_deref(), out)?;
+                Ok(json!({ "room": room }))
+            }
+            Request::LeaveRoom => {
+                lobby.leave_room(me, out)?;
+                Ok(json!({}))
+            }
+            Request::ListRooms(req) => {
+                let status = req.status.unwrap_or(RoomStatus::Waiting);
+                if status == RoomStatus::Finished {
+                    return Err(ProtoError::bad_request("status must be waiting or active"));
+                }
+                let limit = req.limit.unwrap_or(crate::lobby::DEFAULT_LIST_LIMIT);
+                let rooms = lobby.list_rooms(status, req.mode.as_deref(), limit);
+                Ok(json!({ "rooms": rooms }))
+            }
+            Request::StartGame => {
+                let room = lobby.start_game(me, out)?;
+                Ok(json!({ "room": room }))
+            }
+            Request::FinishGame(req) => {
+                let room = lobby.finish_game(me, req.result, now, out)?;
+                Ok(json!({ "room": room }))
+            }
+            Request::SetRoomData(req) => {
+                let room = lobby.set_room_data(me, req.data, out)?;
+                Ok(json!({ "room": room }))
+            }
+            Request::SetPlayerData(req) => {
+                let room = lobby.set_player_data(me, req.data, out)?;
+                Ok(json!({ "room": room }))
+            }
+            Request::Kick(req) => {
+                lobby.kick(me, &req.player_id, out)?;
+                Ok(json!({}))
+            }
+            Request::Chat(req) => {
+                lobby.chat(me, &req.text, out)?;
+                Ok(json!({}))
+            }
+            Request::Ping => Ok(json!({"server_time": protocol::ts(&chrono::Utc::now())})),
+            Request::SubscribeStats(req) => {
+                let ms = req.interval_ms.unwrap_or(1000);
+                if !(250..=60_000).contains(&ms) {
+                    return Err(ProtoError::bad_request("interval_ms must be 250 to 60000"));
+                }
+                let stats = self.app.stats_locked(shared);
+                if let Some(conn) = shared.conns.get_mut(me) {
+                    let interval = Duration::from_millis(ms);
+                    conn.stats = Some(StatsSub {
+                        interval,
+                        next: now + interval,
+                    });
+                }
+                Ok(json!({ "stats": stats }))
+            }
+            Request::UnsubscribeStats => {
+                if let Some(conn) = shared.conns.get_mut(me) {
+                    conn.stats = None;
+                }
+                Ok(json!({}))
+            }
+            Request::Offer(sig) => {
+                lobby.check_signal(me, &sig.to)?;
+                let to = sig.to;
+                let event = Event::Offer {
+                    from: me.to_string(),
+                    sdp: sig.sdp,
+                };
+                relay(shared, &to, event);
+                Ok(json!({}))
+            }
+            Request::Answer(sig) => {
+                lobby.check_signal(me, &sig.to)?;
+                let to = sig.to;
+                let event = Event::Answer {
+                    from: me.to_string(),
+                    sdp: sig.sdp,
+                };
+                relay(shared, &to, event);
+                Ok(json!({}))
+            }
+            Request::IceCandidate(sig) => {
+                lobby.check_signal(me, &sig.to)?;
+                let to = sig.to;
+                let event = Event::IceCandidate {
+                    from: me.to_string(),
+                    candidate: sig.candidate,
+                };
+                relay(shared, &to, event);
+                Ok(json!({}))
+            }
+            Request::SubscribeRooms(_) | Request::UnsubscribeRooms => Err(ProtoError::new(
+                ErrorCode::Internal,
+                "room list subscriptions are not available on this server yet",
+            )),
+        }
+    }
+}
+
+/// Validation of signals that needs no lobby state: SDP and candidates are
+/// parsed before the lock is taken.
+fn precheck(app: &App, request: &Request) -> Result<(), ProtoError> {
+    match request {
+        Request::Offer(sig) | Request::Answer(sig) => {
+            signaling::validate_sdp(&sig.sdp, app.cfg.max_sdp_bytes as usize)
+                .map_err(|e| ProtoError::new(ErrorCode::InvalidSdp, e.to_string()))
+        }
+        Request::IceCandidate(sig) => {
+            let c = &sig.candidate;
+            signaling::validate_candidate(&c.candidate)
+                .and_then(|_| match &c.sdp_mid {
+                    Some(mid) => signaling::validate_sdp_mid(mid),
+                    None => Ok(()),
+                })
+                .map_err(|e| ProtoError::new(ErrorCode::InvalidCandidate, e.to_string()))?;
+            if c.username_fragment
+                .as_ref()
+                .is_some_and(|u| u.len() > 256 || u.chars().any(char::is_control))
+            {
+                return Err(ProtoError::new(
+                    ErrorCode::InvalidCandidate,
+                    "usernameFragment must be at most 256 characters without control characters",
+                ));
+            }
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Sends a signal to its target (or holds it for a held seat) and counts it.
+fn relay(shared: &mut Shared, to: &str, event: Event) {
+    let text = Utf8Bytes::from(event.to_json());
+    if shared.send_to(to, &text) {
+        shared.lobby.count_signal();
+    }
+}
+
+/// Shutdown: every client gets `server_shutdown`, then close 1001.
+pub(super) async fn close_all(app: &App) {
+    let conns: Vec<(mpsc::Sender<Message>, CancellationToken)> = {
+        let shared = app.shared.lock();
+        shared
+            .conns
+            .values()
+            .map(|c| (c.tx.clone(), c.kill.clone()))
+            .collect()
+    };
+    let notice = Utf8Bytes::from(
+        Event::ServerShutdown {
+            reconnect_after_ms: 1000,
+        }
+        .to_json(),
+    );
+    for (tx, _) in &conns {
+        let _ = tx.try_send(Message::Text(notice.clone()));
+        let _ = tx.try_send(Message::Close(Some(CloseFrame {
+            code: CloseCode::Away,
+            reason: Utf8Bytes::from_static("server shutting down"),
+        })));
+    }
+    // Give writers a moment to flush, then cut whatever is left.
+    let deadline = Instant::now() + CLOSE_LINGER;
+    while Instant::now() < deadline && !app.shared.lock().conns.is_empty() {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for (_, kill) in conns {
+        kill.cancel();
+    }
+}
