@@ -546,10 +546,12 @@ fn precheck(app: &App, request: &Request) -> Result<(), ProtoError> {
     }
 }
 
-/// Sends a signal to its target (or holds it for a held seat) and counts it.
+/// Sends a signal to its target, or holds it for a held seat. Only signals
+/// handed to a live connection count as relayed.
 fn relay(shared: &mut Shared, to: &str, event: Event) {
     let text = Utf8Bytes::from(event.to_json());
-    if shared.send_to(to, &text) {
+    let live = shared.conns.contains_key(to);
+    if shared.send_to(to, &text) && live {
         shared.lobby.count_signal();
     }
 }

@@ -1,0 +1,22 @@
+# Build stage: compile the server in release mode.
+FROM rust:1-bookworm AS build
+WORKDIR /src
+COPY Cargo.toml Cargo.lock ./
+COPY src ./src
+COPY benches ./benches
+RUN cargo build --release --bin rendezvous
+
+# Run stage: the binary and the web client, nothing else.
+FROM debian:bookworm-slim
+RUN useradd --system --home /app rendezvous
+WORKDIR /app
+COPY --from=build /src/target/release/rendezvous /usr/local/bin/rendezvous
+COPY web ./web
+USER rendezvous
+ENV RENDEZVOUS_LISTEN=0.0.0.0:8080 \
+    RENDEZVOUS_WEB_DIR=/app/web \
+    RENDEZVOUS_LOG_FORMAT=json
+EXPOSE 8080
+HEALTHCHECK --interval=10s --timeout=2s CMD ["/bin/bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/8080 && printf 'GET /healthz HTTP/1.0\\r\\n\\r\\n' >&3 && grep -q '200 OK' <&3"]
+STOPSIGNAL SIGTERM
+ENTRYPOINT ["/usr/local/bin/rendezvous"]

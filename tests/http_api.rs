@@ -1,0 +1,246 @@
+//! The HTTP side and the JSON shapes: API routes, refused handshakes, the
+//! static web client, snapshots of the wire messages, and the binary's
+//! command line.
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+use serde_json::{json, Value};
+use support::*;
+
+#[tokio::test]
+async fn api_routes_answer_with_json() {
+    let ts = TestServer::start().await;
+    let (st, health) = http_get(&ts.http("/healthz")).await;
+    assert_eq!((st, health), (200, json!({"status": "ok"})));
+
+    let (st, stats) = http_get(&ts.http("/api/stats")).await;
+    assert_eq!(st, 200);
+    for key in [
+        "total_rooms",
+        "waiting_rooms",
+        "active_rooms",
+        "finished_rooms",
+        "total_players",
+        "connections",
+        "players_waiting",
+        "matches_started",
+        "signals_relayed",
+        "uptime_s",
+    ] {
+        assert!(stats[key].is_u64(), "{key} in {stats}");
+    }
+
+    let ann = ts.client("ann").await;
+    let room = ann
+        .create_room(json!({"max_players": 3, "data": {"map": "moon"}}))
+        .await
+        .unwrap();
+    let (st, rooms) = http_get(&ts.http("/api/rooms")).await;
+    assert_eq!(st, 200);
+    assert_eq!(rooms["rooms"][0]["room_id"], room.room_id.as_str());
+    assert_eq!(rooms["rooms"][0]["data"], json!({"map": "moon"}));
+    let (st, one) = http_get(&ts.http(&format!("/api/rooms/{}", room.room_id))).await;
+    assert_eq!(st, 200);
+    assert_eq!(one["players"][0]["name"], "ann");
+    assert!(one.get("code").is_none());
+
+    let (st, missing) = http_get(&ts.http("/api/rooms/00000000-0000-4000-8000-000000000000")).await;
+    assert_eq!(st, 404);
+    assert_eq!(missing["error"]["code"], "room_not_found");
+    let (st, p) = http_get(&ts.http(&format!("/api/players/{}", ann.player_id()))).await;
+    assert_eq!(st, 200);
+    assert_eq!(p["connected"], true);
+    assert_eq!(p["room_id"], room.room_id.as_str());
+    assert_eq!(p["name"], "ann");
+    let (st, p) = http_get(&ts.http("/api/players/p_nobody")).await;
+    assert_eq!(
+        (st, p["error"]["code"].as_str()),
+        (404, Some("player_not_found"))
+    );
+    let (st, e) = http_get(&ts.http("/api/rooms?status=finished")).await;
+    assert_eq!(
+        (st, e["error"]["code"].as_str()),
+        (400, Some("bad_request"))
+    );
+    let (st, e) = http_get(&ts.http("/no/such/route")).await;
+    assert_eq!(st, 404);
+    assert!(e["error"]["code"].is_string());
+    ts.stop().await;
+}
+
+#[tokio::test]
+async fn web_client_is_served() {
+    let ts = TestServer::start().await;
+    let (st, body) = http_raw("GET", &ts.http("/"), &[]).await;
+    assert_eq!(st, 200);
+    assert!(body.to_lowercase().contains("<html"), "{body}");
+    let (st, body) = http_raw("GET", &ts.http("/dashboard"), &[]).await;
+    assert_eq!(st, 200);
+    assert!(body.to_lowercase().contains("<html"));
+    ts.stop().await;
+}
+
+#[tokio::test]
+async fn refused_handshakes_answer_before_the_upgrade() {
+    let ts = TestServer::start().await;
+    // A plain GET of /ws is no upgrade.
+    let (st, body) = http_raw("GET", &ts.http("/ws"), &[]).await;
+    assert_eq!(st, 400);
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["error"]["code"], "bad_request");
+    // A name over 32 characters is refused with a reason.
+    let long = "x".repeat(33);
+    let err = rendezvous::client::Client::connect(&format!("{}?name={long}", ts.ws_url()))
+        .await
+        .err()
+        .expect("refused");
+    assert!(err.to_string().contains("400"), "{err}");
+    // Names are trimmed; a blank one becomes "player".
+    let c = ts.client("%20%20ann%20").await;
+    assert_eq!(c.welcome.name, "ann");
+    let c = rendezvous::client::Client::connect(&ts.ws_url())
+        .await
+        .unwrap();
+    assert_eq!(c.welcome.name, "player");
+    ts.stop().await;
+}
+
+#[tokio::test]
+async fn welcome_and_room_shapes() {
+    let ts = TestServer::with_args(&[
+        "--stun-urls",
+        "stun:stun.example.org:3478",
+        "--turn-urls",
+        "turn:turn.example.org:3478",
+        "--turn-secret",
+        "s3cret",
+    ])
+    .await;
+    let ann = ts.client("ann").await;
+    let bob = ts.client("bob").await;
+    let welcome = serde_json::to_value(&ann.welcome).unwrap();
+    assert!(welcome["player_id"].as_str().unwrap().starts_with("p_"));
+    assert_eq!(
+        welcome["ice_servers"][0]["urls"][0],
+        "stun:stun.example.org:3478"
+    );
+    let user = welcome["ice_servers"][1]["username"].as_str().unwrap();
+    assert!(user.ends_with(&format!(":{}", ann.player_id())), "{user}");
+    insta::assert_json_snapshot!("welcome", welcome, {
+        ".player_id" => "[player_id]",
+        ".resume_token" => "[token]",
+        ".server_time" => "[time]",
+        ".ice_servers[1].username" => "[expiry:player_id]",
+        ".ice_servers[1].credential" => "[hmac]",
+    });
+
+    let created = ann
+        .request(
+            "create_room",
+            json!({"max_players": 2, "mode": "duel", "data": {"map": "moon"}}),
+        )
+        .await
+        .unwrap();
+    let redact = |v: &Value| {
+        let mut v = v.clone();
+        redact_ids(&mut v);
+        v
+    };
+    insta::assert_json_snapshot!("create_room_reply", redact(&created));
+    let room_id = created["room"]["room_id"].as_str().unwrap().to_string();
+    bob.join_room(&room_id).await.unwrap();
+    let joined = ann.wait_for("player_joined").await.unwrap();
+    insta::assert_json_snapshot!("player_joined", redact(&joined));
+    let start = ann.wait_for("game_start").await.unwrap();
+    insta::assert_json_snapshot!("game_start", redact(&start));
+    let err = bob.send_text(r#"{"type":"start_game","rid":"x"}"#).await;
+    err.unwrap();
+    let reply = bob.next_event().await;
+    let reply = match reply {
+        Ok(v) if v["type"] == "error" => v,
+        Ok(_) => bob.wait_for("error").await.unwrap(),
+        Err(e) => panic!("{e}"),
+    };
+    insta::assert_json_snapshot!("error_reply", redact(&reply));
+    ts.stop().await;
+}
+
+/// Replaces ids, codes and timestamps, which change on every run.
+fn redact_ids(v: &mut Value) {
+    match v {
+        Value::Object(map) => {
+            for (k, val) in map.iter_mut() {
+                let join_code = k == "code"
+                    && val.as_str().is_some_and(|c| {
+                        c.len() == 6
+                            && c.bytes()
+                                .all(|b| rendezvous::lobby::CODE_ALPHABET.contains(&b))
+                    });
+                match k.as_str() {
+                    "room_id" | "player_id" | "host" | "created_at" | "joined_at" | "ts"
+                    | "server_time" => *val = json!(format!("[{k}]")),
+                    _ if join_code => *val = json!("[join_code]"),
+                    _ => redact_ids(val),
+                }
+            }
+        }
+        Value::Array(a) => a.iter_mut().for_each(redact_ids),
+        _ => {}
+    }
+}
+
+#[test]
+fn bad_flags_exit_with_code_2() {
+    let bin = env!("CARGO_BIN_EXE_rendezvous");
+    for args in [
+        vec!["--max-players", "1"],
+        vec!["--listen", "not-an-address"],
+        vec!["--log-format", "xml"],
+        vec!["--no-such-flag"],
+    ] {
+        let out = Command::new(bin).args(&args).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("error"), "{args:?}: {err}");
+    }
+    // Environment variables configure the same flags.
+    let out = Command::new(bin)
+        .env("RENDEZVOUS_MAX_PLAYERS", "999")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn the_binary_serves_and_prints_its_address() {
+    let bin = env!("CARGO_BIN_EXE_rendezvous");
+    let web = concat!(env!("CARGO_MANIFEST_DIR"), "/web");
+    let mut child = Command::new(bin)
+        .args(["--listen", "127.0.0.1:0", "--web-dir", web])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix("listening on http://")
+        .expect(&line)
+        .to_string();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (st, _) = rt.block_on(http_get(&format!("http://{addr}/healthz")));
+    // Stop it by its pid whatever the result.
+    let _ = Command::new("kill").arg(child.id().to_string()).status();
+    let status = child.wait().unwrap();
+    assert_eq!(st, 200);
+    assert!(
+        status.success(),
+        "SIGTERM ends the server cleanly: {status:?}"
+    );
+}
