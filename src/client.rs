@@ -57,94 +57,227 @@ pub struct CloseInfo {
     pub reason: String,
 }
 
+/// Connection options.
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    /// Reconnect with the resume token when the connection drops (not after
+    /// [`Client::close`], a `replaced` close, or a policy close).
+    pub reconnect: bool,
+    /// Backoff between reconnection attempts: doubles from `min_backoff` up
+    /// to `max_backoff`, with jitter.
+    pub min_backoff: Duration,
+    pub max_backoff: Duration,
+    /// Attempts before giving up (the event stream then ends).
+    pub max_attempts: u32,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        ClientOptions {
+            reconnect: true,
+            min_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(10),
+            max_attempts: 30,
+        }
+    }
+}
+
+type Stream = futures_util::stream::SplitStream<WebSocketStream<MaybeTlsStream<TcpStream>>>;
+
+/// What the client and its reader task share.
+struct Inner {
+    sink: tokio::sync::Mutex<Option<Sink>>,
+    waiters: Waiters,
+    closed: Mutex<Option<CloseInfo>>,
+    current: Mutex<Welcome>,
+    /// Set by `close()`: no reconnection after that.
+    user_closed: std::sync::atomic::AtomicBool,
+    /// Cut the current socket without a close frame (`drop_connection`).
+    cut: tokio::sync::Notify,
+}
+
 /// A connected client.
 pub struct Client {
-    sink: tokio::sync::Mutex<Sink>,
-    waiters: Waiters,
+    inner: Arc<Inner>,
     events: tokio::sync::Mutex<mpsc::Receiver<Value>>,
     next_rid: AtomicU64,
-    closed: Arc<Mutex<Option<CloseInfo>>>,
-    /// The `welcome` this connection started with.
+    /// The `welcome` this connection started with (see [`Client::current_welcome`]
+    /// after a reconnection).
     pub welcome: Welcome,
     /// How long requests wait for their reply.
     pub timeout: Duration,
 }
 
-impl Client {
-    /// Connects to a `ws://host:port/ws?...` URL and waits for `welcome`.
-    pub async fn connect(url: &str) -> Result<Client, ClientError> {
-        let (ws, _resp) = tokio_tungstenite::connect_async(url).await?;
-        let (sink, mut stream) = ws.split();
-        let first = tokio::time::timeout(Duration::from_secs(10), stream.next())
-            .await
-            .map_err(|_| ClientError::Timeout(Duration::from_secs(10)))?;
-        let welcome: Welcome = match first {
-            Some(Ok(Message::Text(t))) => {
-                let v: Value =
-                    serde_json::from_str(&t).map_err(|e| ClientError::Protocol(e.to_string()))?;
-                if v["type"] != "welcome" {
-                    return Err(ClientError::Protocol(format!("expected welcome, got {v}")));
-                }
-                serde_json::from_value(v).map_err(|e| ClientError::Protocol(e.to_string()))?
+/// Opens a socket and reads its `welcome`.
+async fn open(url: &str) -> Result<(Sink, Stream, Welcome, Value), ClientError> {
+    let (ws, _resp) = tokio_tungstenite::connect_async(url).await?;
+    let (sink, mut stream) = ws.split();
+    let wait = Duration::from_secs(10);
+    let first = tokio::time::timeout(wait, stream.next())
+        .await
+        .map_err(|_| ClientError::Timeout(wait))?;
+    match first {
+        Some(Ok(Message::Text(t))) => {
+            let v: Value =
+                serde_json::from_str(&t).map_err(|e| ClientError::Protocol(e.to_string()))?;
+            if v["type"] != "welcome" {
+                return Err(ClientError::Protocol(format!("expected welcome, got {v}")));
             }
-            Some(Ok(other)) => {
-                return Err(ClientError::Protocol(format!(
-                    "expected welcome, got {other:?}"
-                )))
-            }
-            Some(Err(e)) => return Err(e.into()),
-            None => return Err(ClientError::Closed),
-        };
-        let waiters: Waiters = Arc::default();
-        let closed: Arc<Mutex<Option<CloseInfo>>> = Arc::default();
-        let (ev_tx, ev_rx) = mpsc::channel(4096);
-        let (w, c) = (waiters.clone(), closed.clone());
-        tokio::spawn(async move {
-            while let Some(frame) = stream.next().await {
-                match frame {
-                    Ok(Message::Text(t)) => {
-                        let Ok(v) = serde_json::from_str::<Value>(&t) else {
-                            continue;
-                        };
-                        let is_reply = matches!(v["type"].as_str(), Some("ok" | "error"));
-                        let waiter = match (is_reply, v["rid"].as_u64()) {
-                            (true, Some(rid)) => w.lock().remove(&rid),
-                            _ => None,
-                        };
-                        match waiter {
-                            Some(tx) => {
-                                let _ = tx.send(v);
-                            }
-                            None => {
-                                if ev_tx.send(v).await.is_err() {
-                                    break;
-                                }
+            let w: Welcome = serde_json::from_value(v.clone())
+                .map_err(|e| ClientError::Protocol(e.to_string()))?;
+            Ok((sink, stream, w, v))
+        }
+        Some(Ok(other)) => Err(ClientError::Protocol(format!(
+            "expected welcome, got {other:?}"
+        ))),
+        Some(Err(e)) => Err(e.into()),
+        None => Err(ClientError::Closed),
+    }
+}
+
+/// `url` with `resume=<token>` set (replacing any earlier one).
+fn with_resume(url: &str, token: &str) -> String {
+    let (base, query) = url.split_once('?').unwrap_or((url, ""));
+    let mut parts: Vec<&str> = query
+        .split('&')
+        .filter(|p| !p.is_empty() && !p.starts_with("resume="))
+        .collect();
+    let resume = format!("resume={token}");
+    parts.push(&resume);
+    format!("{base}?{}", parts.join("&"))
+}
+
+impl Inner {
+    /// Reads one socket until it ends. Returns true when the client should
+    /// try to reconnect.
+    async fn pump(&self, mut stream: Stream, events: &mpsc::Sender<Value>) -> bool {
+        loop {
+            let frame = tokio::select! {
+                f = stream.next() => f,
+                _ = self.cut.notified() => return true,
+            };
+            match frame {
+                Some(Ok(Message::Text(t))) => {
+                    let Ok(v) = serde_json::from_str::<Value>(&t) else {
+                        continue;
+                    };
+                    let is_reply = matches!(v["type"].as_str(), Some("ok" | "error"));
+                    let waiter = match (is_reply, v["rid"].as_u64()) {
+                        (true, Some(rid)) => self.waiters.lock().remove(&rid),
+                        _ => None,
+                    };
+                    match waiter {
+                        Some(tx) => {
+                            let _ = tx.send(v);
+                        }
+                        None => {
+                            if events.send(v).await.is_err() {
+                                return false;
                             }
                         }
                     }
-                    Ok(Message::Close(frame)) => {
-                        *c.lock() = frame.map(|f| CloseInfo {
-                            code: f.code.into(),
-                            reason: f.reason.to_string(),
-                        });
-                        break;
-                    }
-                    Ok(_) => {}
-                    Err(_) => break,
                 }
+                Some(Ok(Message::Close(frame))) => {
+                    let info = frame.map(|f| CloseInfo {
+                        code: f.code.into(),
+                        reason: f.reason.to_string(),
+                    });
+                    // Replaced by another connection, refused by policy, or a
+                    // normal close: coming back would be wrong or useless.
+                    let final_close = info
+                        .as_ref()
+                        .is_some_and(|c| matches!(c.code, 1000 | 1008 | 4001));
+                    *self.closed.lock() = info;
+                    return !final_close;
+                }
+                Some(Ok(_)) => {}
+                Some(Err(_)) | None => return true,
             }
-            // Dropping the waiters fails every request still in flight.
-            w.lock().clear();
+        }
+    }
+}
+
+impl Client {
+    /// Connects to a `ws://host:port/ws?...` URL and waits for `welcome`,
+    /// with the default options (reconnection on).
+    pub async fn connect(url: &str) -> Result<Client, ClientError> {
+        Self::connect_with(url, ClientOptions::default()).await
+    }
+
+    /// Connects with explicit options.
+    pub async fn connect_with(url: &str, opts: ClientOptions) -> Result<Client, ClientError> {
+        let (sink, stream, welcome, _) = open(url).await?;
+        let inner = Arc::new(Inner {
+            sink: tokio::sync::Mutex::new(Some(sink)),
+            waiters: Arc::default(),
+            closed: Mutex::new(None),
+            current: Mutex::new(welcome.clone()),
+            user_closed: false.into(),
+            cut: tokio::sync::Notify::new(),
+        });
+        let (ev_tx, ev_rx) = mpsc::channel(4096);
+        let task_inner = inner.clone();
+        let url = url.to_string();
+        tokio::spawn(async move {
+            let inner = task_inner;
+            let mut stream = stream;
+            loop {
+                let again = inner.pump(stream, &ev_tx).await;
+                *inner.sink.lock().await = None;
+                // Requests in flight on the old socket fail with `Closed`.
+                inner.waiters.lock().clear();
+                if !again || !opts.reconnect || inner.user_closed.load(Ordering::Relaxed) {
+                    return;
+                }
+                let mut attempt = 0u32;
+                stream = loop {
+                    attempt += 1;
+                    if attempt > opts.max_attempts || inner.user_closed.load(Ordering::Relaxed) {
+                        return;
+                    }
+                    let backoff = opts
+                        .min_backoff
+                        .saturating_mul(1 << (attempt - 1).min(16))
+                        .min(opts.max_backoff);
+                    let jitter = u64::from(uuid::Uuid::new_v4().as_bytes()[0]) % 50;
+                    tokio::time::sleep(backoff + Duration::from_millis(jitter)).await;
+                    let token = inner.current.lock().resume_token.clone();
+                    match open(&with_resume(&url, &token)).await {
+                        Ok((sink, stream, welcome, raw)) => {
+                            *inner.current.lock() = welcome;
+                            *inner.sink.lock().await = Some(sink);
+                            *inner.closed.lock() = None;
+                            // The new welcome is an event: the game learns
+                            // whether its seat was kept (`resumed`).
+                            if ev_tx.send(raw).await.is_err() {
+                                return;
+                            }
+                            break stream;
+                        }
+                        Err(_) => continue,
+                    }
+                };
+            }
         });
         Ok(Client {
-            sink: tokio::sync::Mutex::new(sink),
-            waiters,
+            inner,
             events: tokio::sync::Mutex::new(ev_rx),
             next_rid: AtomicU64::new(1),
-            closed,
             welcome,
             timeout: Duration::from_secs(10),
         })
+    }
+
+    /// The latest `welcome` (a reconnection brings a new one, with a fresh
+    /// resume token).
+    pub fn current_welcome(&self) -> Welcome {
+        self.inner.current.lock().clone()
+    }
+
+    /// Cuts the socket without a close frame, as a network drop would. With
+    /// reconnection on, the client then comes back with its resume token.
+    pub fn drop_connection(&self) {
+        self.inner.cut.notify_one();
     }
 
     pub fn player_id(&self) -> &str {
@@ -154,17 +287,14 @@ impl Client {
     /// Sends one raw text frame (for tests of malformed input).
     pub async fn send_text(&self, text: impl Into<String>) -> Result<(), ClientError> {
         let text: String = text.into();
-        self.sink
-            .lock()
-            .await
-            .send(Message::Text(text.into()))
-            .await?;
-        Ok(())
+        self.send_frame(Message::Text(text.into())).await
     }
 
     /// Sends any frame (binary, ping, close...).
     pub async fn send_frame(&self, msg: Message) -> Result<(), ClientError> {
-        self.sink.lock().await.send(msg).await?;
+        let mut sink = self.inner.sink.lock().await;
+        let sink = sink.as_mut().ok_or(ClientError::Closed)?;
+        sink.send(msg).await?;
         Ok(())
     }
 
@@ -179,16 +309,16 @@ impl Client {
         obj.insert("type".into(), Value::String(kind.into()));
         obj.insert("rid".into(), json!(rid));
         let (tx, rx) = oneshot::channel();
-        self.waiters.lock().insert(rid, tx);
+        self.inner.waiters.lock().insert(rid, tx);
         if let Err(e) = self.send_text(Value::Object(obj).to_string()).await {
-            self.waiters.lock().remove(&rid);
+            self.inner.waiters.lock().remove(&rid);
             return Err(e);
         }
         let reply = match tokio::time::timeout(self.timeout, rx).await {
             Ok(Ok(v)) => v,
             Ok(Err(_)) => return Err(ClientError::Closed),
             Err(_) => {
-                self.waiters.lock().remove(&rid);
+                self.inner.waiters.lock().remove(&rid);
                 return Err(ClientError::Timeout(self.timeout));
             }
         };
@@ -278,7 +408,7 @@ impl Client {
 
     /// The close frame the server sent, once the connection has ended.
     pub fn close_info(&self) -> Option<CloseInfo> {
-        self.closed.lock().clone()
+        self.inner.closed.lock().clone()
     }
 
     /// Waits until the server ends the connection; returns its close frame.
@@ -296,8 +426,11 @@ impl Client {
 
     /// Closes the connection politely (the seat is held, as for any drop).
     pub async fn close(&self) {
-        let mut sink = self.sink.lock().await;
-        let _ = sink.send(Message::Close(None)).await;
-        let _ = sink.close().await;
+        self.inner.user_closed.store(true, Ordering::Relaxed);
+        let mut sink = self.inner.sink.lock().await;
+        if let Some(sink) = sink.as_mut() {
+            let _ = sink.send(Message::Close(None)).await;
+            let _ = sink.close().await;
+        }
     }
 }

@@ -63,6 +63,12 @@ pub struct Config {
     )]
     pub room_idle_timeout_ms: u64,
 
+    /// Events and signals kept per held seat for the player's return; when
+    /// more arrive the oldest go, and `welcome.missed` says how many.
+    #[arg(long, env = "RENDEZVOUS_RESUME_BUFFER", default_value_t = 256,
+          value_parser = clap::value_parser!(u64).range(1..=65_536))]
+    pub resume_buffer: u64,
+
     /// Largest accepted WebSocket message; larger ones get `payload_too_large`
     /// and ones over 4 times this close the connection with 1009.
     #[arg(long, env = "RENDEZVOUS_MAX_MESSAGE_BYTES", default_value_t = 65_536,

@@ -94,6 +94,7 @@ impl World {
         match *op {
             Op::Connect(i) if !known(&self.lobby, i) => {
                 self.lobby.connect(&pid(i), "n", vec![], &mut out);
+                self.lobby.issue_token(&pid(i));
             }
             Op::Disconnect(i) if known(&self.lobby, i) => {
                 self.lobby.disconnect(&pid(i), self.now, &mut out);
@@ -211,7 +212,7 @@ proptest! {
         let mut out = Vec::new();
         w.lobby.tick(w.now, &mut out);
         w.lobby.check_invariants().unwrap();
-        prop_assert_eq!(w.lobby.footprint(), (0, 0, 0, 0, 0));
+        prop_assert_eq!(w.lobby.footprint(), (0, 0, 0, 0, 0, 0));
         let s = w.lobby.stats();
         prop_assert_eq!((s.total_rooms, s.total_players, s.held_seats), (0, 0, 0));
     }

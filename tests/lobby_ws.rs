@@ -622,7 +622,7 @@ async fn everyone_disconnecting_empties_the_lobby() {
     drop(clients);
     let s = wait_stats(&ts, |s| s["connections"] == 0 && s["total_players"] == 0).await;
     assert_eq!(s["total_rooms"], 0);
-    assert_eq!(ts.server.app.footprint(), [0; 7], "nothing left behind");
+    assert_eq!(ts.server.app.footprint(), [0; 9], "nothing left behind");
     ts.stop().await;
 }
 

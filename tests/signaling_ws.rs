@@ -342,6 +342,6 @@ async fn signals_to_a_held_seat_are_accepted() {
     ann.request("offer", json!({"to": bob_id, "sdp": CHROMIUM_OFFER}))
         .await
         .unwrap();
-    assert_eq!(ts.server.app.footprint()[6], 1, "one queue of held signals");
+    assert_eq!(ts.server.app.footprint()[7], 1, "one queue of held signals");
     ts.stop().await;
 }

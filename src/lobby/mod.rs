@@ -102,6 +102,8 @@ pub struct Player {
     pub last_seen: DateTime<Utc>,
     /// Bumped on every disconnect so a stale grace timer does nothing.
     epoch: u64,
+    /// The one valid resume token of this player, if any.
+    token: Option<String>,
 }
 
 /// Result of `find_match`.
@@ -168,6 +170,8 @@ pub struct Lobby {
     rooms: HashMap<Uuid, Room>,
     codes: HashMap<String, Uuid>,
     players: HashMap<String, Player>,
+    /// Resume token to player id.
+    tokens: HashMap<String, String>,
     index: MatchIndex,
     /// Public waiting and active rooms, oldest first, for listings.
     listing: BTreeMap<u64, Uuid>,
@@ -176,6 +180,16 @@ pub struct Lobby {
     seq: u64,
     matches_started: u64,
     signals_relayed: u64,
+    watch_listing: bool,
+    listing_changes: Vec<ListingChange>,
+}
+
+/// A change of the public list of waiting rooms (`room_listed`,
+/// `room_updated`, `room_delisted`), for subscribers of `mode` (or of all).
+#[derive(Debug, Clone)]
+pub struct ListingChange {
+    pub mode: String,
+    pub event: Event,
 }
 
 fn err(code: ErrorCode, msg: impl Into<String>) -> ProtoError {
@@ -219,6 +233,7 @@ impl Lobby {
             rooms: HashMap::new(),
             codes: HashMap::new(),
             players: HashMap::new(),
+            tokens: HashMap::new(),
             index: MatchIndex::default(),
             listing: BTreeMap::new(),
             timers: BTreeMap::new(),
@@ -226,6 +241,8 @@ impl Lobby {
             seq: 0,
             matches_started: 0,
             signals_relayed: 0,
+            watch_listing: false,
+            listing_changes: Vec::new(),
         }
     }
 
@@ -290,6 +307,7 @@ impl Lobby {
                         roles,
                         last_seen: now,
                         epoch: 0,
+                        token: None,
                     },
                 );
                 None
@@ -297,20 +315,30 @@ impl Lobby {
         }
     }
 
-    /// The player's connection closed without `leave_room`. A seat is held
-    /// for the reconnect grace; a player with no seat is forgotten.
+    /// The player's connection closed without `leave_room`. Its identity,
+    /// and its seat if it has one, are held for the reconnect grace.
     pub fn disconnect(&mut self, player_id: &str, now: Instant, out: &mut Vec<Delivery>) {
         let Some(p) = self.players.get_mut(player_id) else {
-            return;
-        };
-        let Some(room_id) = p.room else {
-            self.players.remove(player_id);
             return;
         };
         p.connected = false;
         p.last_seen = Utc::now();
         p.epoch += 1;
         let epoch = p.epoch;
+        // A player in no room keeps its identity for the grace too, so a
+        // brief drop while browsing does not change its player_id.
+        let room_id = p.room;
+        let at = now + self.cfg.reconnect_grace;
+        self.add_timer(
+            at,
+            Timer::Seat {
+                player: player_id.to_string(),
+                epoch,
+            },
+        );
+        let Some(room_id) = room_id else {
+            return;
+        };
         self.update_room(room_id, |room| {
             if let Some(i) = room.seat_index(player_id) {
                 room.seats[i].connected = false;
@@ -324,14 +352,6 @@ impl Lobby {
                 );
             }
         });
-        let at = now + self.cfg.reconnect_grace;
-        self.add_timer(
-            at,
-            Timer::Seat {
-                player: player_id.to_string(),
-                epoch,
-            },
-        );
     }
 
     /// Removes a player entirely (admin disconnect): its seat is given up
@@ -343,7 +363,7 @@ impl Lobby {
         if p.room.is_some() {
             self.leave_with(player_id, LeaveReason::Closed, out);
         }
-        self.players.remove(player_id);
+        self.forget(player_id);
         true
     }
 
@@ -372,13 +392,31 @@ impl Lobby {
     /// room's old footprint to its new one. Removes the room if it is empty
     /// afterwards. The one door through which rooms change.
     fn update_room<R>(&mut self, room_id: Uuid, f: impl FnOnce(&mut Room) -> R) -> Option<R> {
+        let watch = self.watch_listing;
         let room = self.rooms.get_mut(&room_id)?;
         let before = Footprint::of(room);
+        let view_before = if watch { room.public_view() } else { None };
         let r = f(room);
         room.activity += 1;
         room.last_activity = Instant::now();
         let after = Footprint::of(room);
         let empty = room.seats.is_empty();
+        if watch {
+            let change = match (view_before, room.public_view()) {
+                (None, Some(v)) => Some(Event::RoomListed { room: v }),
+                (Some(a), Some(b)) if a != b => Some(Event::RoomUpdated { room: b }),
+                (Some(_), None) => Some(Event::RoomDelisted {
+                    room_id: room.id_str.clone(),
+                }),
+                _ => None,
+            };
+            if let Some(event) = change {
+                self.listing_changes.push(ListingChange {
+                    mode: room.mode.clone(),
+                    event,
+                });
+            }
+        }
         if before != after {
             self.unapply(room_id, &before);
             self.apply(room_id, &after);
@@ -387,6 +425,20 @@ impl Lobby {
             self.drop_room(room_id);
         }
         Some(r)
+    }
+
+    /// Turns tracking of room-list changes on or off (on while anyone has
+    /// `subscribe_rooms`; off, updates skip the comparison of views).
+    pub fn watch_listing(&mut self, on: bool) {
+        self.watch_listing = on;
+        if !on {
+            self.listing_changes.clear();
+        }
+    }
+
+    /// Room-list changes since the last call, in order.
+    pub fn take_listing_changes(&mut self) -> Vec<ListingChange> {
+        std::mem::take(&mut self.listing_changes)
     }
 
     fn apply(&mut self, id: Uuid, f: &Footprint) {
@@ -421,6 +473,14 @@ impl Lobby {
 
     fn drop_room(&mut self, room_id: Uuid) {
         if let Some(room) = self.rooms.get(&room_id) {
+            if self.watch_listing && room.public_view().is_some() {
+                self.listing_changes.push(ListingChange {
+                    mode: room.mode.clone(),
+                    event: Event::RoomDelisted {
+                        room_id: room.id_str.clone(),
+                    },
+                });
+            }
             let fp = Footprint::of(room);
             self.unapply(room_id, &fp);
             let room = self.rooms.remove(&room_id).expect("room present");
@@ -431,13 +491,44 @@ impl Lobby {
         }
     }
 
+    /// Removes a player and its resume token.
+    fn forget(&mut self, player_id: &str) {
+        if let Some(p) = self.players.remove(player_id) {
+            if let Some(t) = p.token {
+                self.tokens.remove(&t);
+            }
+        }
+    }
+
+    /// Hands out a fresh single-use resume token for a player; its previous
+    /// token stops working.
+    pub fn issue_token(&mut self, player_id: &str) -> Option<String> {
+        let p = self.players.get_mut(player_id)?;
+        let token = Uuid::new_v4().simple().to_string();
+        if let Some(old) = p.token.replace(token.clone()) {
+            self.tokens.remove(&old);
+        }
+        self.tokens.insert(token.clone(), player_id.to_string());
+        Some(token)
+    }
+
+    /// Uses up a resume token: the player it belongs to, if it is still
+    /// known (connected, or holding a seat).
+    pub fn redeem_token(&mut self, token: &str) -> Option<String> {
+        let pid = self.tokens.remove(token)?;
+        if let Some(p) = self.players.get_mut(&pid) {
+            p.token = None;
+        }
+        Some(pid)
+    }
+
     /// The player has no seat any more: forgotten if its connection is gone
     /// too, so no player is kept with neither.
     fn release(&mut self, player_id: &str) {
         if let Some(p) = self.players.get_mut(player_id) {
             p.room = None;
             if !p.connected {
-                self.players.remove(player_id);
+                self.forget(player_id);
             }
         }
     }
@@ -1034,7 +1125,9 @@ impl Lobby {
                         .get(&player)
                         .is_some_and(|p| !p.connected && p.epoch == epoch);
                     if live {
+                        // Giving up the seat forgets the player too.
                         self.leave_with(&player, LeaveReason::Timeout, out);
+                        self.forget(&player);
                     }
                 }
                 Timer::Finished { room } => {
@@ -1080,14 +1173,17 @@ impl Lobby {
         }
     }
 
-    /// Sizes of the internal maps, to prove nothing is left behind.
-    pub fn footprint(&self) -> (usize, usize, usize, usize, usize) {
+    /// Sizes of the internal maps, to prove nothing is left behind:
+    /// (rooms, codes, players, index buckets, listed rooms, resume tokens,
+    /// timers still pending for rooms or seats that exist).
+    pub fn footprint(&self) -> (usize, usize, usize, usize, usize, usize) {
         (
             self.rooms.len(),
             self.codes.len(),
             self.players.len(),
             self.index.bucket_count(),
             self.listing.len(),
+            self.tokens.len(),
         )
     }
 
@@ -1142,10 +1238,11 @@ impl Lobby {
                 {
                     return Err(format!("player {pid} points at a room without its seat"));
                 }
-            } else if !p.connected {
-                return Err(format!(
-                    "player {pid} is kept with neither seat nor connection"
-                ));
+            }
+        }
+        for (token, pid) in &self.tokens {
+            if self.players.get(pid).and_then(|p| p.token.as_deref()) != Some(token.as_str()) {
+                return Err(format!("token of {pid} is stale"));
             }
         }
         if self.codes.len() != self.rooms.len() {

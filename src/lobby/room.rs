@@ -76,6 +76,13 @@ impl Room {
         !self.private && self.status != RoomStatus::Finished
     }
 
+    /// The room as it shows in the live room list (public, waiting, not
+    /// empty), without its code; `None` when it does not show.
+    pub fn public_view(&self) -> Option<RoomInfo> {
+        (!self.private && self.status == RoomStatus::Waiting && !self.seats.is_empty())
+            .then(|| self.info(false))
+    }
+
     /// True when every filter equals the room's data under the same key.
     pub fn matches_filters(&self, filters: &JsonObject) -> bool {
         filters.iter().all(|(k, v)| self.data.get(k) == Some(v))

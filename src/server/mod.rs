@@ -63,6 +63,8 @@ pub(crate) struct Shared {
     pub lobby: Lobby,
     pub conns: HashMap<String, Conn>,
     pub pending: HashMap<String, Pending>,
+    /// Subscribers of the room list, with their optional `mode`.
+    pub room_subs: HashMap<String, Option<String>>,
     pub slow_clients_closed: u64,
     pub resume_buffer: usize,
 }
@@ -98,7 +100,8 @@ impl Shared {
         false
     }
 
-    /// Serializes each event once and queues it for every recipient.
+    /// Serializes each event once and queues it for every recipient; then
+    /// the room-list changes for their subscribers.
     pub fn deliver(&mut self, deliveries: Vec<Delivery>) {
         for d in deliveries {
             let text = Utf8Bytes::from(d.event.to_json());
@@ -106,7 +109,37 @@ impl Shared {
                 self.send_to(to, &text);
             }
         }
+        let changes = self.lobby.take_listing_changes();
+        if !changes.is_empty() {
+            let subs: Vec<(String, Option<String>)> = self
+                .room_subs
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            for change in changes {
+                let text = Utf8Bytes::from(change.event.to_json());
+                for (pid, mode) in &subs {
+                    if mode.as_ref().is_none_or(|m| *m == change.mode) {
+                        self.send_to(pid, &text);
+                    }
+                }
+            }
+        }
         self.forget_gone();
+    }
+
+    /// Adds or removes a room-list subscriber; the lobby tracks list
+    /// changes only while someone listens.
+    pub fn subscribe_rooms(&mut self, player_id: &str, mode: Option<Option<String>>) {
+        match mode {
+            Some(m) => {
+                self.room_subs.insert(player_id.to_string(), m);
+            }
+            None => {
+                self.room_subs.remove(player_id);
+            }
+        }
+        self.lobby.watch_listing(!self.room_subs.is_empty());
     }
 
     /// Drops held-event queues of players the lobby no longer knows.
@@ -145,8 +178,9 @@ impl App {
             lobby: Lobby::new(cfg.lobby()),
             conns: HashMap::new(),
             pending: HashMap::new(),
+            room_subs: HashMap::new(),
             slow_clients_closed: 0,
-            resume_buffer: 256,
+            resume_buffer: cfg.resume_buffer as usize,
         };
         Arc::new(App {
             cfg,
@@ -178,10 +212,20 @@ impl App {
     /// Sizes of the lobby's internal maps and of the connection table, for
     /// leak checks in tests: (rooms, codes, players, index buckets, listed
     /// rooms, connections, pending queues).
-    pub fn footprint(&self) -> [usize; 7] {
+    pub fn footprint(&self) -> [usize; 9] {
         let s = self.shared.lock();
-        let (a, b, c, d, e) = s.lobby.footprint();
-        [a, b, c, d, e, s.conns.len(), s.pending.len()]
+        let (a, b, c, d, e, f) = s.lobby.footprint();
+        [
+            a,
+            b,
+            c,
+            d,
+            e,
+            f,
+            s.conns.len(),
+            s.pending.len(),
+            s.room_subs.len(),
+        ]
     }
 
     /// Runs `check_invariants` on the live lobby.

@@ -139,8 +139,11 @@ fn handshake(
         Some(n) => n.to_string(),
     };
     let accept = tungstenite::handshake::derive_accept_key(&key);
-    let player_id = new_player_id();
-    tracing::debug!(?remote, %player_id, "websocket upgrade");
+    let resume = query
+        .get("resume")
+        .filter(|t| !t.is_empty() && t.len() <= 128)
+        .cloned();
+    tracing::debug!(?remote, "websocket upgrade");
     tokio::spawn(async move {
         match upgrade.await {
             Ok(upgraded) => {
@@ -150,7 +153,7 @@ fn handshake(
                     Some(app.ws_config),
                 )
                 .await;
-                run(app, ws, player_id, name).await;
+                run(app, ws, name, resume).await;
             }
             Err(e) => tracing::debug!("upgrade failed: {e}"),
         }
@@ -174,11 +177,6 @@ fn new_player_id() -> String {
     s
 }
 
-/// An opaque token of 128 random bits.
-fn new_token() -> String {
-    uuid::Uuid::new_v4().simple().to_string()
-}
-
 /// What a session knows of itself.
 struct Session {
     app: Arc<App>,
@@ -190,18 +188,15 @@ struct Session {
 
 type Ws = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
 
-async fn run(app: Arc<App>, ws: Ws, player_id: String, name: String) {
-    let (tx, rx) = mpsc::channel(app.cfg.max_queued_messages as usize);
+async fn run(app: Arc<App>, ws: Ws, name: String, resume: Option<String>) {
+    // Room for a full queue of held events on resume on top of the normal
+    // bound (the channel allocates its slots lazily, so this costs nothing
+    // for an idle connection).
+    let capacity = (app.cfg.max_queued_messages + app.cfg.resume_buffer + 1) as usize;
+    let (tx, rx) = mpsc::channel(capacity);
     let kill = CancellationToken::new();
     let conn_id = app.next_conn_id();
-    let session = Session {
-        app: app.clone(),
-        player_id,
-        conn_id,
-        tx,
-        kill: kill.clone(),
-    };
-    session.register(name);
+    let session = Session::register(app.clone(), conn_id, tx, kill.clone(), name, resume);
 
     let (sink, mut stream) = ws.split();
     let writer = tokio::spawn(write_loop(sink, rx, kill.clone()));
@@ -274,7 +269,14 @@ async fn write_loop(
                 return;
             }
         }
-        if sink.flush().await.is_err() || closing {
+        if sink.flush().await.is_err() {
+            return;
+        }
+        if closing {
+            // Give the peer a moment to answer the close, then end the
+            // session whatever it does.
+            let _ = tokio::time::timeout(CLOSE_LINGER, kill.cancelled()).await;
+            kill.cancel();
             return;
         }
     }
@@ -282,21 +284,52 @@ async fn write_loop(
 }
 
 impl Session {
-    fn register(&self, name: String) {
-        let app = &self.app;
+    /// Sets up the connection under the lock: a resumed or new identity,
+    /// `welcome` first in the queue, then the events kept while away; the
+    /// room's other members learn of the return last.
+    fn register(
+        app: Arc<App>,
+        conn_id: u64,
+        tx: mpsc::Sender<Message>,
+        kill: CancellationToken,
+        name: String,
+        resume: Option<String>,
+    ) -> Session {
         let cfg = &app.cfg;
-        let mut shared = app.shared.lock();
+        let mut guard = app.shared.lock();
+        let shared = &mut *guard;
+        let resumed_id = resume
+            .and_then(|t| shared.lobby.redeem_token(&t))
+            .filter(|pid| shared.lobby.player(pid).is_some());
+        let resumed = resumed_id.is_some();
+        let player_id = resumed_id.unwrap_or_else(new_player_id);
+        // One identity, one connection: an older socket of the same player
+        // (a drop the server has not noticed yet) is closed as replaced.
+        if let Some(old) = shared.conns.remove(&player_id) {
+            let _ = old.tx.try_send(Message::Close(Some(CloseFrame {
+                code: CloseCode::Library(4001),
+                reason: Utf8Bytes::from_static("replaced"),
+            })));
+            shared.room_subs.remove(&player_id);
+        }
         let mut out = Vec::new();
         let room = shared
             .lobby
-            .connect(&self.player_id, &name, Vec::new(), &mut out);
+            .connect(&player_id, &name, Vec::new(), &mut out);
+        let name = shared
+            .lobby
+            .player(&player_id)
+            .map(|p| p.name.clone())
+            .unwrap_or(name);
+        let token = shared.lobby.issue_token(&player_id).unwrap_or_default();
+        let pending = shared.pending.remove(&player_id).unwrap_or_default();
         let now_unix = chrono::Utc::now().timestamp();
         let welcome = Event::Welcome(Box::new(Welcome {
             protocol: PROTOCOL_VERSION,
-            player_id: self.player_id.clone(),
+            player_id: player_id.clone(),
             name,
-            resume_token: new_token(),
-            resumed: false,
+            resume_token: token,
+            resumed,
             room,
             heartbeat_interval_ms: cfg.heartbeat_interval_ms,
             heartbeat_timeout_ms: cfg.heartbeat_timeout_ms,
@@ -305,7 +338,7 @@ impl Session {
                 &cfg.turn_urls,
                 cfg.turn_secret.as_deref(),
                 cfg.turn_ttl_s,
-                &self.player_id,
+                &player_id,
                 now_unix,
             ),
             limits: Limits {
@@ -313,19 +346,32 @@ impl Session {
                 max_players: cfg.max_players,
             },
             server_time: protocol::ts(&chrono::Utc::now()),
-            missed: 0,
+            missed: pending.dropped,
         }));
-        let _ = self.tx.try_send(Message::Text(welcome.to_json().into()));
+        let _ = tx.try_send(Message::Text(welcome.to_json().into()));
+        for text in pending.queue {
+            if tx.try_send(Message::Text(text)).is_err() {
+                break; // more than the queue holds: the client is told by `missed`
+            }
+        }
         shared.conns.insert(
-            self.player_id.clone(),
+            player_id.clone(),
             Conn {
-                id: self.conn_id,
-                tx: self.tx.clone(),
-                kill: self.kill.clone(),
+                id: conn_id,
+                tx: tx.clone(),
+                kill: kill.clone(),
                 stats: None,
             },
         );
         shared.deliver(out);
+        drop(guard);
+        Session {
+            app,
+            player_id,
+            conn_id,
+            tx,
+            kill,
+        }
     }
 
     /// The connection is gone: the seat is held (or the player forgotten).
@@ -335,6 +381,7 @@ impl Session {
             return; // taken over by a newer connection
         }
         shared.conns.remove(&self.player_id);
+        shared.subscribe_rooms(&self.player_id, None);
         let mut out = Vec::new();
         shared
             .lobby
@@ -507,10 +554,19 @@ impl Session {
                 relay(shared, &to, event);
                 Ok(json!({}))
             }
-            Request::SubscribeRooms(_) | Request::UnsubscribeRooms => Err(ProtoError::new(
-                ErrorCode::Internal,
-                "room list subscriptions are not available on this server yet",
-            )),
+            Request::SubscribeRooms(req) => {
+                let rooms = shared.lobby.list_rooms(
+                    RoomStatus::Waiting,
+                    req.mode.as_deref(),
+                    crate::lobby::MAX_LIST_LIMIT,
+                );
+                shared.subscribe_rooms(me, Some(req.mode));
+                Ok(json!({ "rooms": rooms }))
+            }
+            Request::UnsubscribeRooms => {
+                shared.subscribe_rooms(me, None);
+                Ok(json!({}))
+            }
         }
     }
 }

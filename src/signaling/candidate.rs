@@ -99,7 +99,7 @@ pub fn validate_candidate(candidate: &str) -> Result<(), CandidateError> {
     let mut next = |name: &'static str| fields.next().ok_or(CandidateError::Missing(name));
 
     let foundation = next("foundation")?;
-    if foundation.is_empty() || foundation.len() > 32 || !foundation.bytes().all(is_ice_char) {
+    if foundation.len() > 32 || !foundation.bytes().all(is_ice_char) {
         return Err(bad("foundation", foundation));
     }
 
