@@ -112,6 +112,42 @@ pub struct Config {
     #[arg(long, env = "RENDEZVOUS_TURN_TTL_S", default_value_t = 86_400)]
     pub turn_ttl_s: u64,
 
+    /// Most WebSocket connections at once; beyond, handshakes get 503.
+    #[arg(long, env = "RENDEZVOUS_MAX_CONNECTIONS", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    pub max_connections: u64,
+
+    /// Most WebSocket connections from one IP address; beyond, 429.
+    #[arg(long, env = "RENDEZVOUS_MAX_CONNECTIONS_PER_IP", default_value_t = 64,
+          value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    pub max_connections_per_ip: u64,
+
+    /// Messages per second a connection may send (token bucket refill).
+    #[arg(long, env = "RENDEZVOUS_RATE_LIMIT", default_value_t = 50,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub rate_limit: u32,
+
+    /// Messages a connection may send in one burst.
+    #[arg(long, env = "RENDEZVOUS_RATE_BURST", default_value_t = 100,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub rate_burst: u32,
+
+    /// Browser origins allowed to open a WebSocket: a comma list of exact
+    /// origins (`https://game.example`), or `*`. Empty (the default): same
+    /// origin only (Origin must match Host). Requests without Origin
+    /// (native games) always pass.
+    #[arg(long, env = "RENDEZVOUS_ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub allowed_origins: Vec<String>,
+
+    /// How long a graceful shutdown waits for clients to go before it cuts them.
+    #[arg(long, env = "RENDEZVOUS_SHUTDOWN_TIMEOUT_MS", default_value_t = 5_000)]
+    pub shutdown_timeout_ms: u64,
+
+    /// Bearer token of the admin API (announce, close room, disconnect
+    /// player); without one the admin routes answer 404.
+    #[arg(long, env = "RENDEZVOUS_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+
     /// Log format on stderr.
     #[arg(long, env = "RENDEZVOUS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -125,7 +161,11 @@ impl Config {
 
     /// Drops blanks from the URL lists (`--stun-urls ""` means none).
     pub fn normalized(mut self) -> Self {
-        for list in [&mut self.stun_urls, &mut self.turn_urls] {
+        for list in [
+            &mut self.stun_urls,
+            &mut self.turn_urls,
+            &mut self.allowed_origins,
+        ] {
             list.retain(|u| !u.trim().is_empty());
             for u in list.iter_mut() {
                 *u = u.trim().to_string();

@@ -238,11 +238,31 @@ pub struct IceCandidateInit {
     pub username_fragment: Option<String>,
 }
 
+/// The `candidate` field of `ice_candidate`: an `RTCIceCandidateInit`
+/// object, or a bare string (`""` is the end of candidates). Relayed in the
+/// form it was sent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum CandidateField {
+    Init(IceCandidateInit),
+    Line(String),
+}
+
+impl CandidateField {
+    /// The `candidate:` line ("" for end of candidates).
+    pub fn line(&self) -> &str {
+        match self {
+            CandidateField::Init(c) => &c.candidate,
+            CandidateField::Line(l) => l,
+        }
+    }
+}
+
 /// Fields of `ice_candidate`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct IceSignal {
     pub to: String,
-    pub candidate: IceCandidateInit,
+    pub candidate: CandidateField,
 }
 
 /// A decoded request. The variant names are the wire `type`s.
@@ -267,6 +287,33 @@ pub enum Request {
     UnsubscribeStats,
     SubscribeRooms(SubscribeRooms),
     UnsubscribeRooms,
+}
+
+impl Request {
+    /// The wire `type` of the request.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Request::FindMatch(_) => "find_match",
+            Request::CreateRoom(_) => "create_room",
+            Request::JoinRoom(_) => "join_room",
+            Request::LeaveRoom => "leave_room",
+            Request::ListRooms(_) => "list_rooms",
+            Request::StartGame => "start_game",
+            Request::FinishGame(_) => "finish_game",
+            Request::SetRoomData(_) => "set_room_data",
+            Request::SetPlayerData(_) => "set_player_data",
+            Request::Kick(_) => "kick",
+            Request::Offer(_) => "offer",
+            Request::Answer(_) => "answer",
+            Request::IceCandidate(_) => "ice_candidate",
+            Request::Chat(_) => "chat",
+            Request::Ping => "ping",
+            Request::SubscribeStats(_) => "subscribe_stats",
+            Request::UnsubscribeStats => "unsubscribe_stats",
+            Request::SubscribeRooms(_) => "subscribe_rooms",
+            Request::UnsubscribeRooms => "unsubscribe_rooms",
+        }
+    }
 }
 
 /// A frame decoded as far as it could be: the `rid` to echo, and the request
@@ -559,7 +606,7 @@ pub enum Event {
     },
     IceCandidate {
         from: String,
-        candidate: IceCandidateInit,
+        candidate: CandidateField,
     },
     Chat(ChatMessage),
     ChatHistory {

@@ -218,14 +218,16 @@ fn bad_flags_exit_with_code_2() {
 fn the_binary_serves_and_prints_its_address() {
     let bin = env!("CARGO_BIN_EXE_rendezvous");
     let web = concat!(env!("CARGO_MANIFEST_DIR"), "/web");
-    let mut child = Command::new(bin)
-        .args(["--listen", "127.0.0.1:0", "--web-dir", web])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = ChildGuard(
+        Command::new(bin)
+            .args(["--listen", "127.0.0.1:0", "--web-dir", web])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
+    BufReader::new(child.0.stdout.take().unwrap())
         .read_line(&mut line)
         .unwrap();
     let addr = line
@@ -235,10 +237,9 @@ fn the_binary_serves_and_prints_its_address() {
         .to_string();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let (st, _) = rt.block_on(http_get(&format!("http://{addr}/healthz")));
-    // Stop it by its pid whatever the result.
-    let _ = Command::new("kill").arg(child.id().to_string()).status();
-    let status = child.wait().unwrap();
     assert_eq!(st, 200);
+    child.terminate();
+    let status = child.0.wait().unwrap();
     assert!(
         status.success(),
         "SIGTERM ends the server cleanly: {status:?}"

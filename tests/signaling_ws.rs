@@ -113,6 +113,18 @@ async fn ice_candidates_from_real_browsers_are_relayed() {
     .unwrap();
     let ev = bob.next_event().await.unwrap();
     assert_eq!(ev["candidate"]["candidate"], "");
+    // The bare-string form of PROTOCOL.md (`candidate: ""`), relayed as sent.
+    ann.request(
+        "ice_candidate",
+        json!({"to": bob.player_id(), "candidate": ""}),
+    )
+    .await
+    .unwrap();
+    let ev = bob.next_event().await.unwrap();
+    assert_eq!(
+        (ev["type"].as_str(), ev["candidate"].as_str()),
+        (Some("ice_candidate"), Some(""))
+    );
     ts.stop().await;
 }
 

@@ -29,6 +29,7 @@ fn error(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> war
 pub(super) fn routes(
     app: Arc<App>,
 ) -> impl Filter<Extract = (warp::reply::Response,), Error = Rejection> + Clone {
+    let app_for_admin = app.clone();
     let with_app = warp::any().map(move || app.clone());
 
     let stats = warp::path!("api" / "stats")
@@ -83,7 +84,7 @@ pub(super) fn routes(
         .and(warp::get())
         .and(with_app)
         .map(|app: Arc<App>| {
-            if app.shutdown.is_cancelled() {
+            if app.draining.is_cancelled() || app.shutdown.is_cancelled() {
                 warp::reply::with_status(
                     warp::reply::json(&json!({"status": "shutting_down"})),
                     StatusCode::SERVICE_UNAVAILABLE,
@@ -94,7 +95,11 @@ pub(super) fn routes(
             }
         });
 
+    let admin = admin_routes(app_for_admin);
+
     stats
+        .or(admin)
+        .unify()
         .or(rooms)
         .unify()
         .or(room)
@@ -103,6 +108,120 @@ pub(super) fn routes(
         .unify()
         .or(health)
         .unify()
+}
+
+/// Checks `Authorization: Bearer <admin token>`: 404 without a configured
+/// token (the admin API does not exist then), 401 when it does not match.
+fn admin_check(app: &App, auth: Option<String>) -> Result<(), Refusal> {
+    let Some(expected) = app.cfg.admin_token.as_deref() else {
+        return Err(Refusal(
+            StatusCode::NOT_FOUND,
+            ErrorCode::BadRequest,
+            "no such route",
+        ));
+    };
+    let given = auth
+        .as_deref()
+        .and_then(|h| h.strip_prefix("Bearer "))
+        .map(str::trim)
+        .unwrap_or("");
+    // Compare without an early exit, so timing says nothing of the token.
+    let same = given.len() == expected.len()
+        && given
+            .bytes()
+            .zip(expected.bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0;
+    if same {
+        Ok(())
+    } else {
+        Err(Refusal(
+            StatusCode::UNAUTHORIZED,
+            ErrorCode::Unauthorized,
+            "missing or wrong admin token",
+        ))
+    }
+}
+
+/// A refusal decided inside a filter chain (before any body is read),
+/// turned into the JSON error by [`recover`].
+#[derive(Debug)]
+struct Refusal(StatusCode, ErrorCode, &'static str);
+
+impl warp::reject::Reject for Refusal {}
+
+fn no_content() -> warp::reply::Response {
+    warp::reply::with_status(warp::reply(), StatusCode::NO_CONTENT).into_response()
+}
+
+fn admin_routes(
+    app: Arc<App>,
+) -> impl Filter<Extract = (warp::reply::Response,), Error = Rejection> + Clone {
+    // The token is checked before anything else, the body included.
+    let admin = warp::any()
+        .map(move || app.clone())
+        .and(warp::header::optional::<String>("authorization"))
+        .and_then(|app: Arc<App>, auth: Option<String>| async move {
+            admin_check(&app, auth)
+                .map(|_| app)
+                .map_err(warp::reject::custom)
+        });
+
+    let announce = warp::path!("api" / "announce")
+        .and(warp::post())
+        .and(admin.clone())
+        .and(warp::body::content_length_limit(16 * 1024))
+        .and(warp::body::bytes())
+        .map(|app: Arc<App>, body: warp::hyper::body::Bytes| {
+            #[derive(Deserialize)]
+            struct Announce {
+                text: String,
+            }
+            let text = match serde_json::from_slice::<Announce>(&body) {
+                Ok(a) if !a.text.trim().is_empty() && a.text.chars().count() <= 2000 => a.text,
+                _ => {
+                    return error(
+                        StatusCode::BAD_REQUEST,
+                        ErrorCode::BadRequest,
+                        "body must be {\"text\": \"1 to 2000 characters\"}",
+                    )
+                }
+            };
+            app.announce(&text);
+            no_content()
+        });
+
+    let close_room = warp::path!("api" / "rooms" / String)
+        .and(warp::delete())
+        .and(admin.clone())
+        .map(|id: String, app: Arc<App>| {
+            if app.close_room(&id) {
+                no_content()
+            } else {
+                error(
+                    StatusCode::NOT_FOUND,
+                    ErrorCode::RoomNotFound,
+                    format!("no room {id:?}"),
+                )
+            }
+        });
+
+    let kick_player = warp::path!("api" / "players" / String)
+        .and(warp::delete())
+        .and(admin)
+        .map(|id: String, app: Arc<App>| {
+            if app.disconnect_player(&id) {
+                no_content()
+            } else {
+                error(
+                    StatusCode::NOT_FOUND,
+                    ErrorCode::PlayerNotFound,
+                    format!("no player {id:?}"),
+                )
+            }
+        });
+
+    announce.or(close_room).unify().or(kick_player).unify()
 }
 
 fn list_rooms(app: &App, raw: &str) -> warp::reply::Response {
@@ -161,7 +280,9 @@ fn serde_urlencoded_lite(raw: &str) -> Result<RoomsQuery, String> {
 
 /// Turns warp's rejections into the protocol's JSON error shape.
 pub(super) async fn recover(rej: Rejection) -> Result<warp::reply::Response, Infallible> {
-    let resp = if rej.is_not_found() {
+    let resp = if let Some(Refusal(status, code, msg)) = rej.find::<Refusal>() {
+        error(*status, *code, *msg)
+    } else if rej.is_not_found() {
         error(
             StatusCode::NOT_FOUND,
             ErrorCode::BadRequest,
@@ -172,6 +293,18 @@ pub(super) async fn recover(rej: Rejection) -> Result<warp::reply::Response, Inf
             StatusCode::METHOD_NOT_ALLOWED,
             ErrorCode::BadRequest,
             "method not allowed",
+        )
+    } else if rej.find::<warp::reject::PayloadTooLarge>().is_some() {
+        error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorCode::PayloadTooLarge,
+            "request body too large",
+        )
+    } else if rej.find::<warp::reject::LengthRequired>().is_some() {
+        error(
+            StatusCode::LENGTH_REQUIRED,
+            ErrorCode::BadRequest,
+            "content-length required",
         )
     } else if rej.find::<warp::reject::InvalidQuery>().is_some() {
         error(

@@ -10,10 +10,11 @@
 //! for. Nothing awaits while holding the lock.
 
 mod http;
+pub mod metrics;
 mod session;
 
 use std::collections::{HashMap, VecDeque};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -67,6 +68,7 @@ pub(crate) struct Shared {
     pub room_subs: HashMap<String, Option<String>>,
     pub slow_clients_closed: u64,
     pub resume_buffer: usize,
+    pub metrics: Arc<metrics::Metrics>,
 }
 
 impl Shared {
@@ -80,7 +82,10 @@ impl Shared {
                 if !conn.kill.is_cancelled() {
                     conn.kill.cancel();
                     self.slow_clients_closed += 1;
+                    self.metrics.slow_clients_closed.increment(1);
                 }
+            } else {
+                self.metrics.messages_out.increment(1);
             }
             return true;
         }
@@ -157,9 +162,17 @@ pub struct App {
     pub cfg: Config,
     pub(crate) shared: Mutex<Shared>,
     pub started: Instant,
+    /// Cancelled first on shutdown: `/healthz` turns 503, handshakes 503.
+    pub draining: CancellationToken,
+    /// Cancelled last: the HTTP server and the ticker stop.
     pub shutdown: CancellationToken,
     conn_seq: AtomicU64,
     pub(crate) ws_config: WebSocketConfig,
+    pub metrics: Arc<metrics::Metrics>,
+    /// One permit per open (or opening) WebSocket: `--max-connections`.
+    pub(crate) conn_permits: Arc<tokio::sync::Semaphore>,
+    /// Open WebSockets per client address: `--max-connections-per-ip`.
+    pub(crate) per_ip: Mutex<HashMap<IpAddr, u64>>,
 }
 
 impl App {
@@ -174,6 +187,7 @@ impl App {
         ws_config.max_write_buffer_size = 4 * max_msg + 4096;
         ws_config.max_message_size = Some(4 * max_msg);
         ws_config.max_frame_size = Some(4 * max_msg);
+        let metrics = Arc::new(metrics::Metrics::new());
         let shared = Shared {
             lobby: Lobby::new(cfg.lobby()),
             conns: HashMap::new(),
@@ -181,14 +195,22 @@ impl App {
             room_subs: HashMap::new(),
             slow_clients_closed: 0,
             resume_buffer: cfg.resume_buffer as usize,
+            metrics: metrics.clone(),
         };
+        let permits = cfg
+            .max_connections
+            .min(tokio::sync::Semaphore::MAX_PERMITS as u64) as usize;
         Arc::new(App {
-            cfg,
             shared: Mutex::new(shared),
             started: Instant::now(),
+            draining: CancellationToken::new(),
             shutdown: CancellationToken::new(),
             conn_seq: AtomicU64::new(1),
             ws_config,
+            metrics,
+            conn_permits: Arc::new(tokio::sync::Semaphore::new(permits)),
+            per_ip: Mutex::new(HashMap::new()),
+            cfg,
         })
     }
 
@@ -233,6 +255,55 @@ impl App {
         self.shared.lock().lobby.check_invariants()
     }
 
+    /// Admin: an `announcement` to every connection.
+    pub fn announce(&self, text: &str) {
+        let event = Event::Announcement {
+            text: text.to_string(),
+            ts: crate::protocol::ts(&chrono::Utc::now()),
+        };
+        let bytes = Utf8Bytes::from(event.to_json());
+        let mut shared = self.shared.lock();
+        let all: Vec<String> = shared.conns.keys().cloned().collect();
+        for pid in all {
+            shared.send_to(&pid, &bytes);
+        }
+    }
+
+    /// Admin: closes a room; members get `player_left` reason `closed`.
+    pub fn close_room(&self, room_id: &str) -> bool {
+        let mut shared = self.shared.lock();
+        let Some(id) = shared.lobby.room_by_id_str(room_id).map(|r| r.id) else {
+            return false;
+        };
+        let mut out = Vec::new();
+        shared.lobby.close_room(id, &mut out);
+        shared.deliver(out);
+        true
+    }
+
+    /// Admin: gives up the player's seat at once (`player_left` reason
+    /// `closed`) and closes its connection with 1008.
+    pub fn disconnect_player(&self, player_id: &str) -> bool {
+        let mut shared = self.shared.lock();
+        let mut out = Vec::new();
+        if !shared.lobby.remove_player(player_id, &mut out) {
+            return false;
+        }
+        if let Some(conn) = shared.conns.remove(player_id) {
+            let _ = conn.tx.try_send(Message::Close(Some(
+                tokio_tungstenite::tungstenite::protocol::CloseFrame {
+                    code:
+                        tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode::Policy,
+                    reason: Utf8Bytes::from_static("disconnected by the server"),
+                },
+            )));
+        }
+        shared.subscribe_rooms(player_id, None);
+        shared.pending.remove(player_id);
+        shared.deliver(out);
+        true
+    }
+
     /// One housekeeping pass: timers of the lobby, then due stats pushes.
     fn tick(&self) {
         let now = Instant::now();
@@ -268,10 +339,15 @@ pub struct RunningServer {
 }
 
 impl RunningServer {
-    /// Stops accepting, closes every connection and waits for the server task.
+    /// Graceful shutdown: `/healthz` turns 503 and new handshakes are
+    /// refused; every client gets `server_shutdown` then close 1001; after
+    /// they are gone (or `--shutdown-timeout-ms`) the server stops.
     pub async fn shutdown(self) {
+        let timeout = Duration::from_millis(self.app.cfg.shutdown_timeout_ms);
+        self.app.draining.cancel();
+        session::close_all(&self.app, timeout).await;
         self.app.shutdown.cancel();
-        let _ = self.task.await;
+        let _ = tokio::time::timeout(timeout, self.task).await;
     }
 }
 
@@ -302,7 +378,9 @@ pub async fn start(cfg: Config) -> std::io::Result<RunningServer> {
     let task = tokio::spawn(async move {
         server.run().await;
         let _ = ticker.await;
-        session::close_all(&task_app).await;
+        // Stopped without a drain (the app's token cancelled directly): cut
+        // what is left.
+        session::close_all(&task_app, Duration::from_millis(100)).await;
     });
     tracing::info!(%addr, "rendezvous listening");
     Ok(RunningServer { addr, app, task })
@@ -312,6 +390,13 @@ fn routes(
     app: Arc<App>,
 ) -> impl Filter<Extract = (impl warp::Reply,), Error = std::convert::Infallible> + Clone {
     let ws = session::route(app.clone());
+    let metrics_route = {
+        let app = app.clone();
+        warp::path!("metrics").and(warp::get()).map(move || {
+            let text = app.metrics.render(&app.stats());
+            warp::reply::with_header(text, "content-type", "text/plain; version=0.0.4")
+        })
+    };
     let api = http::routes(app.clone());
     let web_dir = app.cfg.web_dir.clone();
     let dashboard = warp::path("dashboard")
@@ -319,6 +404,7 @@ fn routes(
         .and(warp::fs::file(web_dir.join("dashboard.html")));
     let static_files = warp::fs::dir(web_dir);
     ws.or(api)
+        .or(metrics_route)
         .or(dashboard)
         .or(static_files)
         .recover(http::recover)

@@ -79,12 +79,19 @@ fn handshake(
     upgrade: Option<OnUpgrade>,
     remote: Option<SocketAddr>,
 ) -> warp::reply::Response {
-    if app.shutdown.is_cancelled() {
-        return refuse(
+    let refused = |status, code, message: &str| {
+        app.metrics.handshakes_refused.increment(1);
+        refuse(status, code, message)
+    };
+    if app.draining.is_cancelled() || app.shutdown.is_cancelled() {
+        return refused(
             StatusCode::SERVICE_UNAVAILABLE,
             ErrorCode::Internal,
             "the server is shutting down",
         );
+    }
+    if let Err(msg) = check_origin(&app.cfg.allowed_origins, &headers) {
+        return refused(StatusCode::FORBIDDEN, ErrorCode::Forbidden, &msg);
     }
     let key = headers
         .get("sec-websocket-key")
@@ -138,6 +145,17 @@ fn handshake(
         }
         Some(n) => n.to_string(),
     };
+    let admission = match Admission::take(&app, remote.map(|r| r.ip())) {
+        Ok(a) => a,
+        Err((status, msg)) => {
+            let code = if status == StatusCode::TOO_MANY_REQUESTS {
+                ErrorCode::RateLimited
+            } else {
+                ErrorCode::LimitReached
+            };
+            return refused(status, code, msg);
+        }
+    };
     let accept = tungstenite::handshake::derive_accept_key(&key);
     let resume = query
         .get("resume")
@@ -154,6 +172,7 @@ fn handshake(
                 )
                 .await;
                 run(app, ws, name, resume).await;
+                drop(admission);
             }
             Err(e) => tracing::debug!("upgrade failed: {e}"),
         }
@@ -162,6 +181,91 @@ fn handshake(
     let reply = warp::reply::with_header(reply, "upgrade", "websocket");
     let reply = warp::reply::with_header(reply, "connection", "upgrade");
     warp::reply::with_header(reply, "sec-websocket-accept", accept).into_response()
+}
+
+/// The default policy without `--allowed-origins`: a browser's Origin must
+/// name the host it connects to; a request without Origin (a native game,
+/// a server) passes.
+fn check_origin(allowed: &[String], headers: &HeaderMap) -> Result<(), String> {
+    let Some(origin) = headers.get("origin") else {
+        return Ok(());
+    };
+    let origin = origin.to_str().unwrap_or("").trim();
+    if allowed
+        .iter()
+        .any(|a| a == "*" || a.eq_ignore_ascii_case(origin))
+    {
+        return Ok(());
+    }
+    if allowed.is_empty() {
+        let authority = origin
+            .strip_prefix("http://")
+            .or_else(|| origin.strip_prefix("https://"))
+            .unwrap_or("");
+        let host = headers
+            .get("host")
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("");
+        if !authority.is_empty() && authority.eq_ignore_ascii_case(host) {
+            return Ok(());
+        }
+    }
+    let shown: String = origin.chars().take(100).collect();
+    Err(format!("origin {shown:?} is not allowed"))
+}
+
+/// A connection slot: a permit of `--max-connections` and a count against
+/// the client address, both given back when dropped.
+struct Admission {
+    app: Arc<App>,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+    ip: Option<std::net::IpAddr>,
+}
+
+impl Admission {
+    fn take(
+        app: &Arc<App>,
+        ip: Option<std::net::IpAddr>,
+    ) -> Result<Admission, (StatusCode, &'static str)> {
+        let permit = app
+            .conn_permits
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| (StatusCode::SERVICE_UNAVAILABLE, "the server is full"))?;
+        if let Some(ip) = ip {
+            let mut per_ip = app.per_ip.lock();
+            let n = per_ip.entry(ip).or_insert(0);
+            if *n >= app.cfg.max_connections_per_ip {
+                if *n == 0 {
+                    per_ip.remove(&ip);
+                }
+                return Err((
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "too many connections from this address",
+                ));
+            }
+            *n += 1;
+        }
+        Ok(Admission {
+            app: app.clone(),
+            _permit: permit,
+            ip,
+        })
+    }
+}
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        if let Some(ip) = self.ip {
+            let mut per_ip = self.app.per_ip.lock();
+            if let Some(n) = per_ip.get_mut(&ip) {
+                *n -= 1;
+                if *n == 0 {
+                    per_ip.remove(&ip);
+                }
+            }
+        }
+    }
 }
 
 /// `p_` and 22 base62 characters of a random 128-bit number.
@@ -205,10 +309,30 @@ async fn run(app: Arc<App>, ws: Ws, name: String, resume: Option<String>) {
     let timeout = Duration::from_millis(app.cfg.heartbeat_timeout_ms);
     let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + heartbeat, heartbeat);
     let mut last_heard = Instant::now();
+    let mut limiter = RateLimit::new(app.cfg.rate_limit, app.cfg.rate_burst);
     loop {
         tokio::select! {
             frame = stream.next() => {
                 last_heard = Instant::now();
+                let is_data = matches!(frame, Some(Ok(Message::Text(_) | Message::Binary(_))));
+                if is_data {
+                    match limiter.check() {
+                        Limit::Pass => {}
+                        Limit::Refuse => {
+                            app.metrics.rate_limited.increment(1);
+                            session.reply_error(&Value::Null, &ProtoError::new(
+                                ErrorCode::RateLimited,
+                                format!("more than {} messages per second", app.cfg.rate_limit),
+                            ));
+                            continue;
+                        }
+                        Limit::Close => {
+                            app.metrics.rate_limited.increment(1);
+                            session.close(CloseCode::Policy, "rate limit exceeded");
+                            break;
+                        }
+                    }
+                }
                 match frame {
                     Some(Ok(Message::Text(text))) => session.on_text(&text),
                     Some(Ok(Message::Binary(_))) => session.reply_error(
@@ -244,6 +368,55 @@ async fn run(app: Arc<App>, ws: Ws, name: String, resume: Option<String>) {
     drop(session);
     let _ = tokio::time::timeout(CLOSE_LINGER, writer).await;
     kill.cancel();
+}
+
+/// The per-connection token bucket (governor), plus the rule for clients
+/// that keep pushing: refused messages are answered with `rate_limited`;
+/// once a client has been refused more than the burst size (at least 10)
+/// without a calm second in between, it is closed with 1008.
+struct RateLimit {
+    bucket: governor::DefaultDirectRateLimiter,
+    strikes: u32,
+    max_strikes: u32,
+    last_strike: Instant,
+}
+
+enum Limit {
+    Pass,
+    Refuse,
+    Close,
+}
+
+impl RateLimit {
+    fn new(per_second: u32, burst: u32) -> Self {
+        use std::num::NonZeroU32;
+        let rate = NonZeroU32::new(per_second).unwrap_or(NonZeroU32::MIN);
+        let burst = NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN);
+        RateLimit {
+            bucket: governor::RateLimiter::direct(
+                governor::Quota::per_second(rate).allow_burst(burst),
+            ),
+            strikes: 0,
+            max_strikes: burst.get().max(10),
+            last_strike: Instant::now(),
+        }
+    }
+
+    fn check(&mut self) -> Limit {
+        if self.bucket.check().is_ok() {
+            if self.last_strike.elapsed() > Duration::from_secs(1) {
+                self.strikes = 0;
+            }
+            return Limit::Pass;
+        }
+        self.strikes += 1;
+        self.last_strike = Instant::now();
+        if self.strikes > self.max_strikes {
+            Limit::Close
+        } else {
+            Limit::Refuse
+        }
+    }
 }
 
 async fn write_loop(
@@ -399,13 +572,19 @@ impl Session {
     }
 
     fn push(&self, shared: &mut Shared, text: String) {
-        if self.tx.try_send(Message::Text(text.into())).is_err() && !self.kill.is_cancelled() {
-            self.kill.cancel();
-            shared.slow_clients_closed += 1;
+        if self.tx.try_send(Message::Text(text.into())).is_err() {
+            if !self.kill.is_cancelled() {
+                self.kill.cancel();
+                shared.slow_clients_closed += 1;
+                self.app.metrics.slow_clients_closed.increment(1);
+            }
+        } else {
+            self.app.metrics.messages_out.increment(1);
         }
     }
 
     fn reply_error(&self, rid: &Value, err: &ProtoError) {
+        self.app.metrics.error(err.code);
         let mut shared = self.app.shared.lock();
         self.push(&mut shared, error_reply(rid, err));
     }
@@ -422,21 +601,41 @@ impl Session {
             );
             return self.reply_error(&Value::Null, &err);
         }
+        let received = Instant::now();
         let decoded = decode_request(text);
         let request = match decoded.request {
             Ok(r) => r,
-            Err(e) => return self.reply_error(&decoded.rid, &e),
+            Err(e) => {
+                self.app.metrics.message_in("invalid");
+                return self.reply_error(&decoded.rid, &e);
+            }
         };
+        self.app.metrics.message_in(request.kind());
         // Checks that need no lock run before taking it.
         if let Err(e) = precheck(&self.app, &request) {
             return self.reply_error(&decoded.rid, &e);
         }
         let mut shared = self.app.shared.lock();
         let mut out = Vec::new();
+        let is_signal = matches!(
+            request,
+            Request::Offer(_) | Request::Answer(_) | Request::IceCandidate(_)
+        );
         let reply = self.dispatch(&mut shared, request, &mut out);
         let text = match reply {
-            Ok(fields) => ok_reply(&decoded.rid, fields),
-            Err(e) => error_reply(&decoded.rid, &e),
+            Ok(fields) => {
+                if is_signal {
+                    self.app
+                        .metrics
+                        .relay_seconds
+                        .record(received.elapsed().as_secs_f64());
+                }
+                ok_reply(&decoded.rid, fields)
+            }
+            Err(e) => {
+                self.app.metrics.error(e.code);
+                error_reply(&decoded.rid, &e)
+            }
         };
         self.push(&mut shared, text);
         shared.deliver(out);
@@ -580,21 +779,22 @@ fn precheck(app: &App, request: &Request) -> Result<(), ProtoError> {
                 .map_err(|e| ProtoError::new(ErrorCode::InvalidSdp, e.to_string()))
         }
         Request::IceCandidate(sig) => {
-            let c = &sig.candidate;
-            signaling::validate_candidate(&c.candidate)
-                .and_then(|_| match &c.sdp_mid {
-                    Some(mid) => signaling::validate_sdp_mid(mid),
-                    None => Ok(()),
-                })
-                .map_err(|e| ProtoError::new(ErrorCode::InvalidCandidate, e.to_string()))?;
-            if c.username_fragment
-                .as_ref()
-                .is_some_and(|u| u.len() > 256 || u.chars().any(char::is_control))
-            {
-                return Err(ProtoError::new(
-                    ErrorCode::InvalidCandidate,
-                    "usernameFragment must be at most 256 characters without control characters",
-                ));
+            let invalid = |e: String| ProtoError::new(ErrorCode::InvalidCandidate, e);
+            signaling::validate_candidate(sig.candidate.line())
+                .map_err(|e| invalid(e.to_string()))?;
+            if let protocol::CandidateField::Init(c) = &sig.candidate {
+                if let Some(mid) = &c.sdp_mid {
+                    signaling::validate_sdp_mid(mid).map_err(|e| invalid(e.to_string()))?;
+                }
+                if c.username_fragment
+                    .as_ref()
+                    .is_some_and(|u| u.len() > 256 || u.chars().any(char::is_control))
+                {
+                    return Err(invalid(
+                        "usernameFragment must be at most 256 characters without control characters"
+                            .into(),
+                    ));
+                }
             }
             Ok(())
         }
@@ -609,11 +809,12 @@ fn relay(shared: &mut Shared, to: &str, event: Event) {
     let live = shared.conns.contains_key(to);
     if shared.send_to(to, &text) && live {
         shared.lobby.count_signal();
+        shared.metrics.signals_relayed.increment(1);
     }
 }
 
 /// Shutdown: every client gets `server_shutdown`, then close 1001.
-pub(super) async fn close_all(app: &App) {
+pub(super) async fn close_all(app: &App, timeout: Duration) {
     let conns: Vec<(mpsc::Sender<Message>, CancellationToken)> = {
         let shared = app.shared.lock();
         shared
@@ -629,14 +830,16 @@ pub(super) async fn close_all(app: &App) {
         .to_json(),
     );
     for (tx, _) in &conns {
+        // Behind whatever replies are already queued: in-flight requests
+        // get their answer first.
         let _ = tx.try_send(Message::Text(notice.clone()));
         let _ = tx.try_send(Message::Close(Some(CloseFrame {
             code: CloseCode::Away,
             reason: Utf8Bytes::from_static("server shutting down"),
         })));
     }
-    // Give writers a moment to flush, then cut whatever is left.
-    let deadline = Instant::now() + CLOSE_LINGER;
+    // Wait for the clients to answer the close, then cut whatever is left.
+    let deadline = Instant::now() + timeout;
     while Instant::now() < deadline && !app.shared.lock().conns.is_empty() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }

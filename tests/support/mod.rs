@@ -25,6 +25,11 @@ impl TestServer {
     pub async fn with_args(args: &[&str]) -> TestServer {
         let web = concat!(env!("CARGO_MANIFEST_DIR"), "/web");
         let mut argv = vec!["rendezvous", "--listen", "127.0.0.1:0", "--web-dir", web];
+        // Every test client comes from 127.0.0.1: lift the per-address cap
+        // unless the test is about it.
+        if !args.contains(&"--max-connections-per-ip") {
+            argv.extend_from_slice(&["--max-connections-per-ip", "100000"]);
+        }
         argv.extend_from_slice(args);
         let cfg = Config::try_parse_from(argv).expect("test config");
         let server = server::start(cfg).await.expect("server starts");
@@ -141,5 +146,26 @@ pub async fn wait_stats(ts: &TestServer, cond: impl Fn(&Value) -> bool) -> Value
             panic!("stats never reached the expected state: {s}");
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A child process (a server binary) that is killed, by its pid, when the
+/// guard drops: also when a test panics halfway.
+pub struct ChildGuard(pub std::process::Child);
+
+impl ChildGuard {
+    /// Sends SIGTERM (a graceful shutdown) to the child.
+    pub fn terminate(&self) {
+        let _ = std::process::Command::new("kill")
+            .arg(self.0.id().to_string())
+            .status();
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        // std skips the signal when the child was already waited for.
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }

@@ -1,0 +1,355 @@
+//! Relay: P pairs of players, each player sending signals to its peer, the
+//! receiver measuring one-way latency from the timestamp in the payload.
+//!
+//! At the maximum rate each sender keeps at most `window` signals in flight
+//! (sent and not yet received by its peer): a closed loop that finds the
+//! server's throughput without overflowing any queue. At a set rate each
+//! sender ticks on a schedule and stamps the scheduled time, so a stalled
+//! server or generator shows up in the latency (no coordinated omission).
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
+use hdrhistogram::Histogram;
+use serde::Serialize;
+use tokio::sync::{watch, Semaphore};
+use tokio_tungstenite::tungstenite::Message;
+
+use super::{bar, nonce, timer_bar, Params};
+use crate::target::{self, Frame, Kind, Ws};
+use crate::util::{self, Latency};
+
+/// One relay measurement.
+#[derive(Debug, Clone, Serialize)]
+pub struct RelayRun {
+    /// Signals per second asked for (none: as fast as possible).
+    pub offered_rate: Option<f64>,
+    pub pairs: usize,
+    pub duration_s: f64,
+    /// Signals received in the measured window, per second.
+    pub rate: f64,
+    pub received_in_window: u64,
+    pub sent: u64,
+    pub received: u64,
+    /// Sent but never received (after a drain of up to 3 s).
+    pub lost: u64,
+    /// Error replies or error events seen by senders.
+    pub errors: u64,
+    pub first_error: Option<String>,
+    pub frame_bytes: usize,
+    pub latency: Latency,
+    /// Server CPU time over the window, in cores (1.0 = one core busy).
+    pub server_cores: Option<f64>,
+    /// Generator CPU time over the window, in cores.
+    pub client_cores: Option<f64>,
+}
+
+struct Window {
+    from: AtomicU64,
+    to: AtomicU64,
+}
+
+struct Counters {
+    sent: AtomicU64,
+    received: AtomicU64,
+    errors: AtomicU64,
+    first_error: std::sync::Mutex<Option<String>>,
+}
+
+type Sink = SplitSink<Ws, Message>;
+type Stream = SplitStream<Ws>;
+
+/// Runs one relay measurement against the server at `addr` (pid `pid`).
+pub async fn run(
+    kind: Kind,
+    addr: SocketAddr,
+    pid: Option<u32>,
+    p: &Params,
+    rate: Option<f64>,
+) -> anyhow::Result<RelayRun> {
+    let tag = nonce();
+    let cfg = target::client_config(64 * 1024);
+    let pb = bar(p.pairs as u64, format!("{} relay: pairs", kind.name()));
+    let gate = Arc::new(Semaphore::new(32));
+    let mut setups = Vec::new();
+    for i in 0..p.pairs {
+        let gate = gate.clone();
+        let key = format!("r{tag}x{i}");
+        let srcs = (
+            target::src_ip(2 * i, p.src_ips),
+            target::src_ip(2 * i + 1, p.src_ips),
+        );
+        let pb = pb.clone();
+        setups.push(tokio::spawn(async move {
+            let _permit = gate.acquire().await?;
+            let r = target::open_pair(kind, addr, &key, srcs, cfg).await;
+            pb.inc(1);
+            r
+        }));
+    }
+    let mut pairs = Vec::new();
+    for s in setups {
+        pairs.push(s.await??);
+    }
+    pb.finish_and_clear();
+
+    let counters = Arc::new(Counters {
+        sent: AtomicU64::new(0),
+        received: AtomicU64::new(0),
+        errors: AtomicU64::new(0),
+        first_error: std::sync::Mutex::new(None),
+    });
+    let window = Arc::new(Window {
+        from: AtomicU64::new(u64::MAX),
+        to: AtomicU64::new(u64::MAX),
+    });
+    let (stop_send, stop_send_rx) = watch::channel(false);
+    let (stop_recv, stop_recv_rx) = watch::channel(false);
+    let senders_total = 2 * pairs.len();
+    let start = Instant::now() + Duration::from_millis(50);
+    let mut send_tasks = Vec::new();
+    let mut recv_tasks = Vec::new();
+    let mut frame_bytes = 0;
+    for (i, (a, b)) in pairs.into_iter().enumerate() {
+        let (a_sink, a_stream) = a.ws.split();
+        let (b_sink, b_stream) = b.ws.split();
+        let ab = Arc::new(Semaphore::new(p.window));
+        let ba = Arc::new(Semaphore::new(p.window));
+        let fa = Frame::new(kind, p.payload, &b.id);
+        let fb = Frame::new(kind, p.payload, &a.id);
+        frame_bytes = fa.len();
+        for (j, (sink, frame, sem)) in [(a_sink, fa, ab.clone()), (b_sink, fb, ba.clone())]
+            .into_iter()
+            .enumerate()
+        {
+            let sender = Sender {
+                sink,
+                frame,
+                sem,
+                counters: counters.clone(),
+                stop: stop_send_rx.clone(),
+            };
+            let offset = (2 * i + j) as f64 / senders_total as f64;
+            let per_sender = rate.map(|r| r / senders_total as f64);
+            send_tasks.push(tokio::spawn(sender.run(per_sender, start, offset)));
+        }
+        // a's stream receives b's signals, so it frees b->a permits.
+        for (stream, sem) in [(a_stream, ba), (b_stream, ab)] {
+            let receiver = Receiver {
+                kind,
+                stream,
+                sem,
+                counters: counters.clone(),
+                window: window.clone(),
+                stop: stop_recv_rx.clone(),
+            };
+            recv_tasks.push(tokio::spawn(receiver.run()));
+        }
+    }
+
+    // Warm up, then measure.
+    let label = match rate {
+        Some(r) => format!("{} relay @{}/s", kind.name(), util::fmt_rate(r)),
+        None => format!("{} relay max", kind.name()),
+    };
+    let pb = timer_bar(p.warmup_s + p.relay_s, label);
+    let tick = |pb: &indicatif::ProgressBar, until: Instant| {
+        let pb = pb.clone();
+        async move {
+            while Instant::now() < until {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                pb.inc(1);
+            }
+        }
+    };
+    let warm_end = start + Duration::from_secs_f64(p.warmup_s);
+    tick(&pb, warm_end).await;
+    let cpu0 = (pid.and_then(util::cpu_time), util::own_cpu_time());
+    let t0 = Instant::now();
+    window.from.store(util::ns_of(t0), Ordering::Relaxed);
+    let t1 = t0 + Duration::from_secs_f64(p.relay_s);
+    window.to.store(util::ns_of(t1), Ordering::Relaxed);
+    tick(&pb, t1).await;
+    let cpu1 = (pid.and_then(util::cpu_time), util::own_cpu_time());
+    let measured = t0.elapsed().as_secs_f64();
+    pb.finish_and_clear();
+    let _ = stop_send.send(true);
+    let mut sinks = Vec::new();
+    for t in send_tasks {
+        if let Ok(Some(sink)) = t.await {
+            sinks.push(sink);
+        }
+    }
+    // Drain what is in flight.
+    let drain_end = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < drain_end
+        && counters.received.load(Ordering::Relaxed) < counters.sent.load(Ordering::Relaxed)
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let _ = stop_recv.send(true);
+    let mut hist = util::new_hist();
+    let mut in_window = 0;
+    for t in recv_tasks {
+        if let Ok((h, n)) = t.await {
+            hist.add(&h).ok();
+            in_window += n;
+        }
+    }
+    for mut s in sinks {
+        let _ = tokio::time::timeout(Duration::from_millis(500), s.close()).await;
+    }
+    let first_error = counters.first_error.lock().expect("lock").clone();
+    let sent = counters.sent.load(Ordering::Relaxed);
+    let received = counters.received.load(Ordering::Relaxed);
+    let cores = |a: Option<Duration>, b: Option<Duration>| match (a, b) {
+        (Some(a), Some(b)) => Some((b.saturating_sub(a)).as_secs_f64() / measured),
+        _ => None,
+    };
+    Ok(RelayRun {
+        offered_rate: rate,
+        pairs: p.pairs,
+        duration_s: measured,
+        rate: in_window as f64 / measured,
+        received_in_window: in_window,
+        sent,
+        received,
+        lost: sent.saturating_sub(received),
+        errors: counters.errors.load(Ordering::Relaxed),
+        first_error,
+        frame_bytes,
+        latency: Latency::of(&hist),
+        server_cores: cores(cpu0.0, cpu1.0),
+        client_cores: cores(cpu0.1, cpu1.1),
+    })
+}
+
+struct Sender {
+    sink: Sink,
+    frame: Frame,
+    sem: Arc<Semaphore>,
+    counters: Arc<Counters>,
+    stop: watch::Receiver<bool>,
+}
+
+impl Sender {
+    /// Sends until stopped; returns the sink for a polite close.
+    async fn run(mut self, rate: Option<f64>, start: Instant, offset: f64) -> Option<Sink> {
+        tokio::time::sleep_until(start.into()).await;
+        let ok = match rate {
+            None => self.flat_out().await,
+            Some(r) => self.paced(r, start, offset).await,
+        };
+        ok.then_some(self.sink)
+    }
+
+    async fn flat_out(&mut self) -> bool {
+        loop {
+            let permit = tokio::select! {
+                p = self.sem.acquire() => p,
+                _ = self.stop.changed() => return true,
+            };
+            let Ok(permit) = permit else { return true };
+            permit.forget();
+            let mut n = 1u64;
+            while n < 64 {
+                match self.sem.try_acquire() {
+                    Ok(p) => {
+                        p.forget();
+                        n += 1;
+                    }
+                    Err(_) => break,
+                }
+            }
+            for _ in 0..n {
+                if self
+                    .sink
+                    .feed(self.frame.stamped(util::now_ns()))
+                    .await
+                    .is_err()
+                {
+                    return false;
+                }
+            }
+            if self.sink.flush().await.is_err() {
+                return false;
+            }
+            self.counters.sent.fetch_add(n, Ordering::Relaxed);
+        }
+    }
+
+    async fn paced(&mut self, rate: f64, start: Instant, offset: f64) -> bool {
+        let period = Duration::from_secs_f64(1.0 / rate.max(0.001));
+        let first = start + period.mul_f64(offset);
+        let mut iv = tokio::time::interval_at(first.into(), period);
+        iv.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+        loop {
+            let at = tokio::select! {
+                t = iv.tick() => t,
+                _ = self.stop.changed() => return true,
+            };
+            // The scheduled time, not the actual one: lateness counts.
+            let ts = util::ns_of(at.into_std());
+            if self.sink.send(self.frame.stamped(ts)).await.is_err() {
+                return false;
+            }
+            self.counters.sent.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+struct Receiver {
+    kind: Kind,
+    stream: Stream,
+    sem: Arc<Semaphore>,
+    counters: Arc<Counters>,
+    window: Arc<Window>,
+    stop: watch::Receiver<bool>,
+}
+
+impl Receiver {
+    /// Reads until stopped; the latency histogram of the window and the
+    /// number of signals received in it.
+    async fn run(mut self) -> (Histogram<u64>, u64) {
+        let mut hist = util::new_hist();
+        let mut in_window = 0;
+        loop {
+            let msg = tokio::select! {
+                m = self.stream.next() => m,
+                _ = self.stop.changed() => break,
+            };
+            let text = match msg {
+                Some(Ok(Message::Text(t))) => t,
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+                Some(Ok(_)) => continue,
+            };
+            let now = util::now_ns();
+            match target::timestamp_of(&text) {
+                Some(ts) => {
+                    self.sem.add_permits(1);
+                    self.counters.received.fetch_add(1, Ordering::Relaxed);
+                    let from = self.window.from.load(Ordering::Relaxed);
+                    let to = self.window.to.load(Ordering::Relaxed);
+                    if now >= from && now < to {
+                        in_window += 1;
+                        util::record_ns(&mut hist, now.saturating_sub(ts));
+                    }
+                }
+                None => {
+                    if target::is_error(self.kind, &text) {
+                        if self.counters.errors.fetch_add(1, Ordering::Relaxed) == 0 {
+                            let mut e: String = text.chars().take(300).collect();
+                            e.retain(|c| c != '\n');
+                            *self.counters.first_error.lock().expect("lock") = Some(e);
+                        }
+                    }
+                }
+            }
+        }
+        (hist, in_window)
+    }
+}

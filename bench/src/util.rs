@@ -1,0 +1,236 @@
+//! Small shared pieces of the load generator: one monotonic clock that every
+//! task stamps and reads (so one-way latency is a subtraction), latency
+//! histograms and their summaries, `/proc` readings of a server process
+//! (RSS, CPU time, open-file limits), and a bare HTTP GET for `/api/stats`.
+//! They live together because every scenario needs most of them.
+
+use std::net::SocketAddr;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use hdrhistogram::Histogram;
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+static EPOCH: OnceLock<Instant> = OnceLock::new();
+
+/// The process-wide time origin of every timestamp put in a payload.
+pub fn epoch() -> Instant {
+    *EPOCH.get_or_init(Instant::now)
+}
+
+/// Nanoseconds since [`epoch`]; senders write it, receivers subtract it.
+pub fn now_ns() -> u64 {
+    epoch().elapsed().as_nanos() as u64
+}
+
+/// Nanoseconds since [`epoch`] of a given instant (0 if before it).
+pub fn ns_of(t: Instant) -> u64 {
+    t.saturating_duration_since(epoch()).as_nanos() as u64
+}
+
+/// A latency histogram in microseconds, from 1 µs to 10 minutes.
+pub fn new_hist() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 600_000_000, 3).expect("valid histogram bounds")
+}
+
+/// Records a duration given in nanoseconds (clamped into the histogram).
+pub fn record_ns(h: &mut Histogram<u64>, ns: u64) {
+    h.saturating_record((ns / 1000).max(1));
+}
+
+/// Percentiles of a latency histogram, in milliseconds.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Latency {
+    pub count: u64,
+    pub mean_ms: f64,
+    pub p50_ms: f64,
+    pub p90_ms: f64,
+    pub p99_ms: f64,
+    pub p999_ms: f64,
+    pub max_ms: f64,
+}
+
+impl Latency {
+    pub fn of(h: &Histogram<u64>) -> Latency {
+        if h.is_empty() {
+            return Latency::default();
+        }
+        let ms = |us: u64| us as f64 / 1000.0;
+        Latency {
+            count: h.len(),
+            mean_ms: h.mean() / 1000.0,
+            p50_ms: ms(h.value_at_quantile(0.50)),
+            p90_ms: ms(h.value_at_quantile(0.90)),
+            p99_ms: ms(h.value_at_quantile(0.99)),
+            p999_ms: ms(h.value_at_quantile(0.999)),
+            max_ms: ms(h.max()),
+        }
+    }
+
+    /// `p50 / p90 / p99 / p99.9 / max` in ms, for logs and tables.
+    pub fn line(&self) -> String {
+        format!(
+            "p50 {:.3} / p90 {:.3} / p99 {:.3} / p99.9 {:.3} / max {:.3} ms (n={})",
+            self.p50_ms, self.p90_ms, self.p99_ms, self.p999_ms, self.max_ms, self.count
+        )
+    }
+}
+
+/// Resident set size of a process, in KiB (`VmRSS` of `/proc/<pid>/status`).
+pub fn rss_kib(pid: u32) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .with_context(|| format!("reading /proc/{pid}/status"))?;
+    for line in status.lines() {
+        if let Some(rest) = line.strip_prefix("VmRSS:") {
+            let kib = rest.trim().trim_end_matches("kB").trim();
+            return kib.parse().context("parsing VmRSS");
+        }
+    }
+    bail!("no VmRSS in /proc/{pid}/status")
+}
+
+/// User + system CPU time consumed so far by a process (all its threads).
+pub fn cpu_time(pid: u32) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may contain spaces: fields start after the last ')'.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 here.
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    // USER_HZ is 100 on every Linux architecture this runs on.
+    Some(Duration::from_millis((utime + stime) * 10))
+}
+
+/// The CPU time of this process.
+pub fn own_cpu_time() -> Option<Duration> {
+    cpu_time(std::process::id())
+}
+
+/// The soft and hard `RLIMIT_NOFILE` of this process.
+pub fn nofile_limits() -> (u64, u64) {
+    let limits = std::fs::read_to_string("/proc/self/limits").unwrap_or_default();
+    for line in limits.lines() {
+        if line.starts_with("Max open files") {
+            let nums: Vec<u64> = line
+                .split_whitespace()
+                .filter_map(|w| w.parse().ok())
+                .collect();
+            if nums.len() >= 2 {
+                return (nums[0], nums[1]);
+            }
+        }
+    }
+    (1024, 1024)
+}
+
+/// Raises this process's soft open-file limit to its hard limit (children
+/// inherit it). Returns the resulting (soft, hard).
+pub fn raise_nofile() -> (u64, u64) {
+    let (soft, hard) = nofile_limits();
+    if soft < hard {
+        let pid = std::process::id().to_string();
+        let lim = format!("--nofile={hard}:{hard}");
+        let _ = std::process::Command::new("prlimit")
+            .args(["--pid", &pid, &lim])
+            .status();
+    }
+    nofile_limits()
+}
+
+/// `GET path` over plain HTTP/1.1; the body of a 200 answer.
+pub async fn http_get(addr: SocketAddr, path: &str) -> anyhow::Result<String> {
+    let fut = async {
+        let mut s = TcpStream::connect(addr).await?;
+        let req = format!(
+            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nAccept: */*\r\n\r\n"
+        );
+        s.write_all(req.as_bytes()).await?;
+        let mut buf = Vec::new();
+        s.read_to_end(&mut buf).await?;
+        anyhow::Ok(String::from_utf8_lossy(&buf).into_owned())
+    };
+    let resp = tokio::time::timeout(Duration::from_secs(10), fut)
+        .await
+        .context("HTTP GET timed out")??;
+    let (head, body) = resp
+        .split_once("\r\n\r\n")
+        .context("no end of HTTP headers")?;
+    if !head.starts_with("HTTP/1.1 200") {
+        bail!("GET {path}: {}", head.lines().next().unwrap_or_default());
+    }
+    if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        return Ok(dechunk(body));
+    }
+    Ok(body.to_string())
+}
+
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
+            break;
+        };
+        if n == 0 || rest.len() < n {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        body = rest[n..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+/// A rate in events per second, rounded for display.
+pub fn fmt_rate(r: f64) -> String {
+    if r >= 100.0 {
+        format!("{:.0}", r)
+    } else {
+        format!("{:.1}", r)
+    }
+}
+
+/// The line of `cmd args` output, or "unknown".
+pub fn command_line_output(cmd: &str, args: &[&str]) -> String {
+    std::process::Command::new(cmd)
+        .args(args)
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "unknown".to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dechunks() {
+        assert_eq!(dechunk("4\r\nWiki\r\n5\r\npedia\r\n0\r\n\r\n"), "Wikipedia");
+    }
+
+    #[test]
+    fn reads_own_rss_and_cpu() {
+        assert!(rss_kib(std::process::id()).unwrap() > 0);
+        assert!(own_cpu_time().is_some());
+    }
+
+    #[test]
+    fn latency_of_histogram() {
+        let mut h = new_hist();
+        for us in 1..=1000u64 {
+            record_ns(&mut h, us * 1000);
+        }
+        let l = Latency::of(&h);
+        assert_eq!(l.count, 1000);
+        assert!((l.p50_ms - 0.5).abs() < 0.01, "{l:?}");
+        assert!((l.max_ms - 1.0).abs() < 0.01, "{l:?}");
+    }
+}

@@ -1,0 +1,538 @@
+//! Security, limits and operations through the real interface: origins,
+//! connection caps, message size and rate limits, slow consumers,
+//! heartbeats, graceful shutdown, metrics, the admin API and hostile input.
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use rendezvous::client::{Client, ClientOptions};
+use serde_json::{json, Value};
+use support::*;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::{self, Message};
+
+fn once() -> ClientOptions {
+    ClientOptions {
+        reconnect: false,
+        ..ClientOptions::default()
+    }
+}
+
+/// Tries a handshake with extra headers: Ok(()) or the refusal's status and body.
+async fn handshake(url: &str, headers: &[(&str, &str)]) -> Result<(), (u16, Value)> {
+    let mut req = url.into_client_request().unwrap();
+    for (k, v) in headers {
+        let name = tungstenite::http::HeaderName::from_bytes(k.as_bytes()).unwrap();
+        req.headers_mut().insert(name, v.parse().unwrap());
+    }
+    match tokio_tungstenite::connect_async(req).await {
+        Ok(_) => Ok(()),
+        Err(tungstenite::Error::Http(resp)) => {
+            let body = resp
+                .body()
+                .as_ref()
+                .map(|b| serde_json::from_slice(b).unwrap_or(Value::Null))
+                .unwrap_or(Value::Null);
+            Err((resp.status().as_u16(), body))
+        }
+        Err(e) => panic!("unexpected handshake error {e}"),
+    }
+}
+
+#[tokio::test]
+async fn origins_are_checked_before_the_upgrade() {
+    let ts = TestServer::start().await;
+    let host = ts.server.addr.to_string();
+    let same = format!("http://{host}");
+    handshake(&ts.ws_url(), &[])
+        .await
+        .expect("no Origin: a native client");
+    handshake(&ts.ws_url(), &[("origin", &same)])
+        .await
+        .expect("same origin");
+    let (status, body) = handshake(&ts.ws_url(), &[("origin", "http://evil.example")])
+        .await
+        .unwrap_err();
+    assert_eq!(status, 403);
+    assert_eq!(body["error"]["code"], "forbidden");
+    ts.stop().await;
+
+    let ts = TestServer::with_args(&[
+        "--allowed-origins",
+        "https://game.example,https://b.example",
+    ])
+    .await;
+    handshake(&ts.ws_url(), &[("origin", "https://b.example")])
+        .await
+        .unwrap();
+    let (status, _) = handshake(&ts.ws_url(), &[("origin", "https://c.example")])
+        .await
+        .unwrap_err();
+    assert_eq!(status, 403);
+    ts.stop().await;
+
+    let ts = TestServer::with_args(&["--allowed-origins", "*"]).await;
+    handshake(&ts.ws_url(), &[("origin", "https://anything.example")])
+        .await
+        .unwrap();
+    ts.stop().await;
+}
+
+#[tokio::test]
+async fn connection_caps_refuse_then_recover() {
+    let ts = TestServer::with_args(&["--max-connections", "2"]).await;
+    let a = Client::connect_with(&ts.ws_url(), once()).await.unwrap();
+    let _b = Client::connect_with(&ts.ws_url(), once()).await.unwrap();
+    let (status, body) = handshake(&ts.ws_url(), &[]).await.unwrap_err();
+    assert_eq!(status, 503);
+    assert_eq!(body["error"]["code"], "limit_reached");
+    a.close().await;
+    wait_stats(&ts, |s| s["connections"] == 1).await;
+    let _c = Client::connect_with(&ts.ws_url(), once())
+        .await
+        .expect("a slot is free again");
+    ts.stop().await;
+
+    let ts = TestServer::with_args(&["--max-connections-per-ip", "2"]).await;
+    let a = Client::connect_with(&ts.ws_url(), once()).await.unwrap();
+    let _b = Client::connect_with(&ts.ws_url(), once()).await.unwrap();
+    let (status, body) = handshake(&ts.ws_url(), &[]).await.unwrap_err();
+    assert_eq!(status, 429);
+    assert_eq!(body["error"]["code"], "rate_limited");
+    a.close().await;
+    wait_stats(&ts, |s| s["connections"] == 1).await;
+    Client::connect_with(&ts.ws_url(), once())
+        .await
+        .expect("recovered");
+    ts.stop().await;
+}
+
+#[tokio::test]
+async fn oversized_frames_are_refused_then_closed() {
+    let ts = TestServer::start().await;
+    let c = Client::connect_with(&ts.ws_url(), once()).await.unwrap();
+    let big = format!(
+        r#"{{"type":"ping","rid":1,"pad":"{}"}}"#,
+        "x".repeat(70_000)
+    );
+    c.send_text(big).await.unwrap();
+    let ev = c.next_event().await.unwrap();
+    assert_eq!(ev["code"], "payload_too_large");
+    c.request("ping", json!({}))
+        .await
+        .expect("the connection stays");
+    let huge = format!(r#"{{"type":"ping","pad":"{}"}}"#, "x".repeat(300_000));
+    let _ = c.send_text(huge).await;
+    let close = c.wait_closed(Duration::from_secs(5)).await.unwrap();
+    assert_eq!(close.map(|c| c.code), Some(1009));
+    ts.stop().await;
+}
+
+#[tokio::test]
+async fn rate_limits_refuse_then_close() {
+    let ts = TestServer::with_args(&["--rate-limit", "5", "--rate-burst", "5"]).await;
+    let c = Client::connect_with(&ts.ws_url(), once()).await.unwrap();
+    for i in 0..10 {
+        c.send_text(json!({"type": "ping", "rid": i}).to_string())
+            .await
+            .unwrap();
+    }
+    let mut limited = 0;
+    for _ in 0..10 {
+        let ev = c.next_event().await.unwrap();
+        if ev["code"] == "rate_limited" {
+            limited += 1;
+        }
+    }
+    assert!(limited >= 4, "{limited} refused");
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    c.request("ping", json!({}))
+        .await
+        .expect("the bucket refilled");
+    // A client that keeps pushing is closed with 1008.
+    for i in 0..200 {
+        if c.send_text(json!({"type": "ping", "rid": i}).to_string())
+            .await
+            .is_err()
+        {
+            break;
+        }
+    }
+    let close = c.wait_closed(Duration::from_secs(5)).await.unwrap();
+    assert_eq!(close.map(|c| c.code), Some(1008));
+    let metrics = http_raw("GET", &ts.http("/metrics"), &[]).await.1;
+    assert!(metric(&metrics, "rendezvous_rate_limited_total") >= 10.0);
+    ts.stop().await;
+}
+
+/// A raw socket that completes the handshake and then never reads.
+async fn deaf_client(
+    ts: &TestServer,
+) -> (
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+    String,
+) {
+    let (mut ws, _) = tokio_tungstenite::connect_async(ts.ws_url()).await.unwrap();
+    let Some(Ok(Message::Text(t))) = ws.next().await else {
+        panic!("no welcome")
+    };
+    let w: Value = serde_json::from_str(&t).unwrap();
+    (ws, w["player_id"].as_str().unwrap().to_string())
+}
+
+#[tokio::test]
+async fn a_slow_consumer_is_closed_while_others_are_served() {
+    let ts = TestServer::with_args(&[
+        "--max-queued-messages",
+        "8",
+        "--rate-limit",
+        "100000",
+        "--rate-burst",
+        "100000",
+    ])
+    .await;
+    let fast = ts.client("fast").await;
+    let room = fast.create_room(json!({"max_players": 4})).await.unwrap();
+    let (mut slow, slow_id) = deaf_client(&ts).await;
+    slow.send(Message::Text(
+        json!({"type": "join_room", "room_id": room.room_id})
+            .to_string()
+            .into(),
+    ))
+    .await
+    .unwrap();
+    fast.wait_for("player_joined").await.unwrap();
+    // Big room-data events fill the socket buffers, then the slow queue.
+    let blob = "y".repeat(15_000);
+    let mut closed = false;
+    for i in 0..3000 {
+        fast.request("set_room_data", json!({"data": {"i": i, "blob": blob}}))
+            .await
+            .expect("the fast client keeps being served");
+        if i % 50 == 0 {
+            let s = ts.stats().await;
+            if s["held_seats"] == 1 {
+                closed = true;
+                break;
+            }
+        }
+    }
+    assert!(closed, "the slow client was never closed");
+    let ev = fast.wait_for("player_disconnected").await.unwrap();
+    assert_eq!(ev["player_id"], slow_id.as_str());
+    let metrics = http_raw("GET", &ts.http("/metrics"), &[]).await.1;
+    assert_eq!(
+        metric(&metrics, "rendezvous_slow_clients_closed_total"),
+        1.0
+    );
+    fast.request("ping", json!({})).await.unwrap();
+    drop(slow);
+    ts.stop().await;
+}
+
+#[tokio::test]
+async fn a_silent_client_is_dropped_by_heartbeat_and_its_seat_held() {
+    let ts = TestServer::with_args(&[
+        "--heartbeat-interval-ms",
+        "100",
+        "--heartbeat-timeout-ms",
+        "400",
+    ])
+    .await;
+    let ann = ts.client("ann").await;
+    let room = ann.create_room(json!({"max_players": 3})).await.unwrap();
+    let (mut deaf, deaf_id) = deaf_client(&ts).await;
+    deaf.send(Message::Text(
+        json!({"type": "join_room", "room_id": room.room_id})
+            .to_string()
+            .into(),
+    ))
+    .await
+    .unwrap();
+    ann.wait_for("player_joined").await.unwrap();
+    // The live client answers pings (tokio-tungstenite replies while reading)
+    // and stays; the deaf one is dropped and its seat held.
+    let ev = ann.wait_for("player_disconnected").await.unwrap();
+    assert_eq!(ev["player_id"], deaf_id.as_str());
+    let s = ts.stats().await;
+    assert_eq!(
+        (s["connections"].as_u64(), s["held_seats"].as_u64()),
+        (Some(1), Some(1))
+    );
+    ann.request("ping", json!({})).await.unwrap();
+    drop(deaf);
+    ts.stop().await;
+}
+
+/// The value of an unlabeled (or first labeled) sample of `name`.
+fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[tokio::test]
+async fn metrics_are_described_and_move() {
+    let ts = TestServer::start().await;
+    let (st, text) = http_raw("GET", &ts.http("/metrics"), &[]).await;
+    assert_eq!(st, 200);
+    let ann = ts.client("ann").await;
+    let bob = ts.client("bob").await;
+    ann.find_match(2, "default", json!({})).await.unwrap();
+    bob.find_match(2, "default", json!({})).await.unwrap();
+    let cand =
+        json!({"candidate": "candidate:1 1 udp 2113937151 192.0.2.1 5000 typ host", "sdpMid": "0"});
+    ann.request(
+        "ice_candidate",
+        json!({"to": bob.player_id(), "candidate": cand}),
+    )
+    .await
+    .unwrap();
+    assert_code(
+        ann.request("kick", json!({"player_id": "p_x"})).await,
+        "peer_not_found",
+    );
+    let _ = text;
+    let text = http_raw("GET", &ts.http("/metrics"), &[]).await.1;
+    for name in [
+        "rendezvous_connections",
+        "rendezvous_rooms",
+        "rendezvous_players",
+        "rendezvous_messages_in_total",
+        "rendezvous_messages_out_total",
+        "rendezvous_errors_total",
+        "rendezvous_signals_relayed_total",
+        "rendezvous_relay_seconds",
+    ] {
+        assert!(
+            text.contains(&format!("# HELP {name} ")),
+            "{name} described:\n{text}"
+        );
+    }
+    assert_eq!(metric(&text, "rendezvous_connections"), 2.0);
+    assert_eq!(metric(&text, "rendezvous_signals_relayed_total"), 1.0);
+    assert!(
+        text.contains(r#"rendezvous_messages_in_total{type="find_match"} 2"#),
+        "{text}"
+    );
+    assert!(text.contains(r#"rendezvous_errors_total{code="peer_not_found"} 1"#));
+    assert!(text.contains(r#"rendezvous_rooms{status="active"} 1"#));
+    assert!(text.contains("rendezvous_relay_seconds_bucket"));
+    ts.stop().await;
+}
+
+#[tokio::test]
+async fn admin_api_announces_closes_rooms_and_disconnects_players() {
+    let ts = TestServer::start().await;
+    let (st, _) = http_raw("POST", &ts.http("/api/announce"), &[]).await;
+    assert_eq!(st, 404, "no admin token configured: no admin API");
+    ts.stop().await;
+
+    let ts = TestServer::with_args(&["--admin-token", "t0ken"]).await;
+    let ann = ts.client("ann").await;
+    let bob = ts.client("bob").await;
+    let cat = ts.client("cat").await;
+    let room = ann.create_room(json!({"max_players": 4})).await.unwrap();
+    bob.join_room(&room.room_id).await.unwrap();
+
+    let (st, body) = http_raw(
+        "DELETE",
+        &ts.http(&format!("/api/rooms/{}", room.room_id)),
+        &[("Authorization", "Bearer wrong")],
+    )
+    .await;
+    assert_eq!(st, 401, "{body}");
+    let (st, _) = http_post(
+        &ts.http("/api/announce"),
+        "t0ken",
+        r#"{"text":"maintenance at 5"}"#,
+    )
+    .await;
+    assert_eq!(st, 204);
+    for c in [&ann, &bob, &cat] {
+        let ev = c.wait_for("announcement").await.unwrap();
+        assert_eq!(ev["text"], "maintenance at 5");
+    }
+    let (st, _) = http_post(&ts.http("/api/announce"), "t0ken", r#"{"nope":1}"#).await;
+    assert_eq!(st, 400);
+
+    // Disconnect a player: its seat goes now, its socket is closed.
+    let auth = [("Authorization", "Bearer t0ken")];
+    let (st, _) = http_raw(
+        "DELETE",
+        &ts.http(&format!("/api/players/{}", bob.player_id())),
+        &auth,
+    )
+    .await;
+    assert_eq!(st, 204);
+    let left = ann.wait_for("player_left").await.unwrap();
+    assert_eq!(
+        (left["player_id"].as_str(), left["reason"].as_str()),
+        (Some(bob.player_id()), Some("closed"))
+    );
+    let close = bob.wait_closed(Duration::from_secs(5)).await.unwrap();
+    assert_eq!(close.map(|c| c.code), Some(1008));
+    let (st, _) = http_raw("DELETE", &ts.http("/api/players/p_nobody"), &auth).await;
+    assert_eq!(st, 404);
+
+    // Close a room.
+    let (st, _) = http_raw(
+        "DELETE",
+        &ts.http(&format!("/api/rooms/{}", room.room_id)),
+        &auth,
+    )
+    .await;
+    assert_eq!(st, 204);
+    let ev = ann.wait_for("player_left").await.unwrap();
+    assert_eq!(ev["reason"], "closed");
+    let s = wait_stats(&ts, |s| s["total_rooms"] == 0).await;
+    assert_eq!(s["total_players"], 0);
+    let (st, _) = http_raw(
+        "DELETE",
+        &ts.http(&format!("/api/rooms/{}", room.room_id)),
+        &auth,
+    )
+    .await;
+    assert_eq!(st, 404);
+    ts.stop().await;
+}
+
+async fn http_post(url: &str, token: &str, body: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let rest = url.strip_prefix("http://").unwrap();
+    let (host, path) = rest.split_at(rest.find('/').unwrap());
+    let mut s = tokio::net::TcpStream::connect(host).await.unwrap();
+    let req = format!(
+        "POST {path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).await.unwrap();
+    let text = String::from_utf8_lossy(&buf).to_string();
+    let status = text.split_whitespace().nth(1).unwrap().parse().unwrap();
+    (status, text)
+}
+
+#[tokio::test]
+async fn hostile_frames_never_take_the_connection_down() {
+    let ts = TestServer::start().await;
+    let c = Client::connect_with(&ts.ws_url(), once()).await.unwrap();
+    let corpus: Vec<String> = vec![
+        "".into(),
+        " ".into(),
+        "\u{0}".into(),
+        "null".into(),
+        "true".into(),
+        "NaN".into(),
+        r#"{"type":"find_match","max_players":NaN}"#.into(),
+        r#"{"type":"find_match","max_players":Infinity}"#.into(),
+        r#"{"type":"find_match","max_players":18446744073709551616}"#.into(),
+        r#"{"type":"find_match","max_players":-1e308}"#.into(),
+        r#"{"type":"chat","text":"\ud800"}"#.into(),
+        r#"{"type":"chat","text":"\u0000"}"#.into(),
+        r#"{"type":"join_room","room_id":"%s%s%s%n"}"#.into(),
+        format!(
+            r#"{{"type":"join_room","room_id":"{}"}}"#,
+            "a".repeat(60_000)
+        ),
+        format!(r#"{{"type":"kick","player_id":"{}"}}"#, "p".repeat(60_000)),
+        format!(
+            r#"{{"type":"offer","to":"{}","sdp":"v=0"}}"#,
+            "q".repeat(1000)
+        ),
+        r#"{"type":"set_room_data","data":[]}"#.into(),
+        r#"{"type":"set_player_data","data":null}"#.into(),
+        r#"{"type":"create_room","allowed_players":"everyone"}"#.into(),
+        r#"{"type":"list_rooms","limit":-5}"#.into(),
+        r#"{"type":"subscribe_stats","interval_ms":1e9}"#.into(),
+        r#"{"type":"type","type":"ping"}"#.into(),
+        r#"{"type":"ping"}{"type":"ping"}"#.into(),
+        "{\"type\":\"ping\",\"rid\":1,".into(),
+        format!("{{\"type\":\"ping\",\"x\":\"{}\"}}", "\\u0041".repeat(5000)),
+        "\u{feff}{\"type\":\"ping\"}".into(),
+    ];
+    for frame in &corpus {
+        c.send_text(frame.clone()).await.unwrap();
+        let ev = c.next_event().await.unwrap();
+        assert!(
+            ev["type"] == "error" || ev["type"] == "ok",
+            "{frame:.80}: {ev}"
+        );
+        if ev["type"] == "error" {
+            assert!(ev["code"].is_string() && ev["message"].is_string());
+        }
+        let pong = c.request("ping", json!({})).await;
+        assert!(pong.is_ok(), "after {frame:.80}: {pong:?}");
+    }
+    for frame in [
+        Message::Binary(vec![0xff; 10].into()),
+        Message::Binary(Vec::new().into()),
+    ] {
+        c.send_frame(frame).await.unwrap();
+        assert_eq!(c.next_event().await.unwrap()["code"], "bad_request");
+    }
+    c.request("ping", json!({})).await.unwrap();
+    // And everyone else is still served.
+    let other = ts.client("other").await;
+    other.request("ping", json!({})).await.unwrap();
+    ts.server.app.check_invariants().unwrap();
+    ts.stop().await;
+}
+
+#[test]
+fn sigterm_drains_clients_then_exits_zero() {
+    let bin = env!("CARGO_BIN_EXE_rendezvous");
+    let web = concat!(env!("CARGO_MANIFEST_DIR"), "/web");
+    let mut child = ChildGuard(
+        Command::new(bin)
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "--web-dir",
+                web,
+                "--shutdown-timeout-ms",
+                "1500",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let mut line = String::new();
+    BufReader::new(child.0.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix("listening on http://")
+        .unwrap()
+        .to_string();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let ws = format!("ws://{addr}/ws");
+        let polite = Client::connect_with(&ws, once()).await.unwrap();
+        polite.create_room(json!({})).await.unwrap();
+        // A client that never answers keeps the drain going for the timeout.
+        let (deaf, _) = tokio_tungstenite::connect_async(&ws).await.unwrap();
+        child.terminate();
+        let ev = polite.wait_for("server_shutdown").await.unwrap();
+        assert!(ev["reconnect_after_ms"].is_u64());
+        let close = polite.wait_closed(Duration::from_secs(5)).await.unwrap();
+        assert_eq!(close.map(|c| c.code), Some(1001));
+        // Draining: health is 503 and new handshakes are refused.
+        let (st, body) = http_get(&format!("http://{addr}/healthz")).await;
+        assert_eq!(st, 503, "{body}");
+        let refused = tokio_tungstenite::connect_async(&ws).await;
+        assert!(refused.is_err());
+        drop(deaf);
+    });
+    let status = child.0.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+}

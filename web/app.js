@@ -1,0 +1,762 @@
+// Rendezvous demo: lobby + matchmaking through the server, then tic-tac-toe
+// (2 players) or a tap race (3-4 players) and a chat, peer to peer over
+// WebRTC DataChannels. No gameplay message goes through the server.
+import { connect } from './rendezvous.js';
+
+const $ = (selector) => document.querySelector(selector);
+const els = {
+  conn: $('#conn-status'),
+  lobbyView: $('#lobby-view'),
+  lobbyForm: $('#lobby-form'),
+  name: $('#name'),
+  playersSelect: $('#players-select'),
+  findMatch: $('#find-match'),
+  createPrivate: $('#create-private'),
+  joinForm: $('#join-form'),
+  joinCode: $('#join-code'),
+  joinBtn: $('#join-btn'),
+  lobbyError: $('#lobby-error'),
+  roomView: $('#room-view'),
+  roomStatus: $('#room-status'),
+  roomCodeBox: $('#room-code-box'),
+  roomCode: $('#room-code'),
+  copyCode: $('#copy-code'),
+  roomSize: $('#room-size'),
+  roomMode: $('#room-mode'),
+  players: $('#players'),
+  roomHint: $('#room-hint'),
+  startGame: $('#start-game'),
+  leaveRoom: $('#leave-room'),
+  roomError: $('#room-error'),
+  peersCard: $('#peers-card'),
+  peerState: $('#peer-state'),
+  game: $('#game'),
+  ttt: $('#ttt'),
+  tttMark: $('#ttt-mark'),
+  turn: $('#turn-indicator'),
+  board: $('#board'),
+  rematch: $('#rematch'),
+  tapRace: $('#tap-race'),
+  tap: $('#tap'),
+  tapTotal: $('#tap-total'),
+  tallies: $('#tallies'),
+  chatLog: $('#p2p-chat-log'),
+  chatForm: $('#p2p-chat-form'),
+  chatInput: $('#p2p-chat-input'),
+  toast: $('#toast'),
+};
+
+const WS_URL = (() => {
+  const u = new URL('./ws', location.href);
+  u.protocol = u.protocol === 'https:' ? 'wss:' : 'ws:';
+  u.search = '';
+  u.hash = '';
+  return u.toString();
+})();
+
+const SIGNAL_TYPES = new Set(['offer', 'answer', 'ice_candidate']);
+
+/** @type {import('./rendezvous.js').Client|null} */
+let client = null;
+/** @type {import('./rendezvous.js').Mesh|null} */
+let mesh = null;
+/** Current P2P game, or null. */
+let game = null;
+/** Last known display name of every player seen (for messages about players who left). */
+const names = new Map();
+/** Peer states by player id, from mesh.onPeerState. */
+const peerStates = new Map();
+
+// Debug hook for tests and the curious: the client, the mesh and every signal seen.
+const debug = { client: null, mesh: null, signals: [], signalErrors: [] };
+window.__rendezvous = debug;
+
+// ---- Small helpers -------------------------------------------------------------
+
+const ERROR_TEXT = {
+  room_not_found: 'No room with that code.',
+  room_full: 'That room is full.',
+  room_not_waiting: 'That game has already started.',
+  forbidden: 'You are not allowed in that room.',
+  already_in_room: 'You are already in a room.',
+  not_enough_players: 'At least 2 players are needed to start.',
+  not_host: 'Only the host can do that.',
+  rate_limited: 'Slow down a little.',
+  connect_failed: 'Cannot reach the server.',
+  disconnected: 'Connection to the server lost. Reconnecting…',
+  timeout: 'The server did not answer in time.',
+  limit_reached: 'The server has too many rooms right now.',
+};
+
+function errorText(err) {
+  return ERROR_TEXT[err && err.code] || (err && err.message) || String(err);
+}
+
+function show(el, visible) {
+  el.hidden = !visible;
+}
+
+let toastTimer = null;
+function toast(text) {
+  els.toast.textContent = text;
+  show(els.toast, true);
+  clearTimeout(toastTimer);
+  toastTimer = setTimeout(() => show(els.toast, false), 3500);
+}
+
+function showLobbyError(text) {
+  els.lobbyError.textContent = text || '';
+  show(els.lobbyError, !!text);
+}
+
+function showRoomError(text) {
+  els.roomError.textContent = text || '';
+  show(els.roomError, !!text);
+}
+
+function hue(id) {
+  let h = 0;
+  for (const c of String(id)) h = (h * 31 + c.charCodeAt(0)) % 360;
+  return h;
+}
+
+function avatar(player) {
+  const span = document.createElement('span');
+  span.className = 'avatar';
+  span.style.setProperty('--hue', hue(player.player_id));
+  span.textContent = (player.name || '?').trim().charAt(0).toUpperCase() || '?';
+  span.setAttribute('aria-hidden', 'true');
+  return span;
+}
+
+function nameOf(id) {
+  if (client && id === client.playerId) return 'You';
+  return names.get(id) || id;
+}
+
+function el(tag, props = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(props)) {
+    if (key === 'class') node.className = value;
+    else if (key === 'text') node.textContent = value;
+    else if (key.startsWith('data-') || key.startsWith('aria-') || key === 'title') node.setAttribute(key, value);
+    else node[key] = value;
+  }
+  for (const child of children) if (child) node.append(child);
+  return node;
+}
+
+async function busy(button, fn) {
+  const buttons = [els.findMatch, els.createPrivate, els.joinBtn];
+  buttons.forEach((b) => { b.disabled = true; });
+  button.classList.add('loading');
+  try {
+    await fn();
+  } catch (err) {
+    showLobbyError(errorText(err));
+  } finally {
+    buttons.forEach((b) => { b.disabled = false; });
+    button.classList.remove('loading');
+  }
+}
+
+// ---- Connection ----------------------------------------------------------------
+
+function setConn(state, text) {
+  els.conn.dataset.state = state;
+  els.conn.textContent = text || state;
+}
+
+/** Returns a connected client using the entered name, connecting (or reconnecting with a new name) if needed. */
+async function ensureClient() {
+  const name = els.name.value.trim();
+  if (!name) {
+    els.name.focus();
+    throw Object.assign(new Error('Enter your name first.'), { code: 'no_name' });
+  }
+  localStorage.setItem('rdv.name', name);
+  if (client && client.state !== 'closed' && client.name === name) {
+    if (client.connected) return client;
+    throw Object.assign(new Error('Reconnecting to the server, try again in a moment.'), { code: 'reconnecting' });
+  }
+  if (client) client.close();
+  client = null;
+  return openClient({ name });
+}
+
+async function openClient({ name, resumeToken }) {
+  setConn('connecting', 'connecting…');
+  let c;
+  try {
+    c = await connect(WS_URL, { name, resumeToken });
+  } catch (err) {
+    setConn('offline', 'offline');
+    throw err;
+  }
+  client = c;
+  debug.client = c;
+  wire(c);
+  sessionStorage.setItem('rdv.resume', c.resumeToken || '');
+  sessionStorage.setItem('rdv.name', name);
+  setConn('online', 'online');
+  onRoom(c.room, null);
+  return c;
+}
+
+function wire(c) {
+  c.on('*', (m) => {
+    if (SIGNAL_TYPES.has(m.type)) recordSignal('in', m);
+  });
+  c.on('outgoing', (m) => {
+    if (SIGNAL_TYPES.has(m.type)) recordSignal('out', m);
+  });
+  c.on('welcome', (w) => {
+    sessionStorage.setItem('rdv.resume', w.resume_token || '');
+  });
+  c.on('room', (room, cause) => {
+    if (c === client) onRoom(room, cause);
+  });
+  c.on('game_start', () => startP2P());
+  c.on('player_joined', (m) => toast(`${m.player.name} joined`));
+  c.on('player_left', (m) => {
+    const why = { kicked: 'was removed', timeout: 'lost connection', closed: 'left' }[m.reason] || 'left';
+    if (m.player_id !== c.playerId) toast(`${nameOf(m.player_id)} ${why}`);
+  });
+  c.on('player_disconnected', (m) => toast(`${nameOf(m.player_id)} lost connection; seat held`));
+  c.on('player_reconnected', (m) => toast(`${nameOf(m.player_id)} is back`));
+  c.on('host_changed', (m) => toast(`${nameOf(m.host)} is now the host`));
+  c.on('announcement', (m) => toast(`📣 ${m.text}`));
+  c.on('server_shutdown', () => toast('Server restarting; reconnecting shortly…'));
+  c.on('open', () => setConn('online', 'online'));
+  c.on('reconnecting', ({ attempt }) => setConn('reconnecting', `reconnecting (${attempt})…`));
+  c.on('resumed', () => toast('Reconnected'));
+  c.on('session_lost', () => toast('Reconnected, but the seat was lost'));
+  c.on('close', ({ willReconnect, code }) => {
+    if (!willReconnect && c === client) setConn('offline', code === 4001 ? 'opened elsewhere' : 'offline');
+  });
+  c.on('error', (m) => console.warn('rendezvous error', m));
+}
+
+function recordSignal(direction, m) {
+  const entry = { direction, at: new Date().toISOString(), ...m };
+  debug.signals.push(entry);
+  if (debug.signals.length > 500) debug.signals.shift();
+}
+
+// ---- Room ------------------------------------------------------------------------
+
+function onRoom(room, cause) {
+  if (!room) {
+    stopP2P();
+    show(els.roomView, false);
+    show(els.lobbyView, true);
+    if (cause && cause.type === 'kicked') showLobbyError('The host removed you from the room.');
+    else if (cause && cause.type === 'player_left' && cause.reason === 'closed') showLobbyError('The room was closed.');
+    else if (cause && cause.type === 'player_left' && cause.reason === 'timeout') showLobbyError('Your seat was given up after a disconnection.');
+    return;
+  }
+  showLobbyError('');
+  show(els.lobbyView, false);
+  show(els.roomView, true);
+  renderRoom(room);
+  if (room.status !== 'waiting' && !mesh) startP2P();
+  if (mesh) {
+    renderPeers();
+    renderGame();
+  }
+}
+
+function renderRoom(room) {
+  const me = client.playerId;
+  const isHost = room.host === me;
+  for (const p of room.players) names.set(p.player_id, p.name);
+
+  els.roomStatus.textContent = room.status;
+  els.roomStatus.dataset.status = room.status;
+  // The join code matters for private rooms (the protocol gives it to their members only).
+  const showCode = !!room.code && room.visibility === 'private';
+  if (showCode) els.roomCode.textContent = room.code;
+  show(els.roomCodeBox, showCode);
+  els.roomSize.textContent = `${room.players.length} / ${room.max_players}`;
+  els.roomMode.textContent = room.visibility === 'private' ? 'private room' : 'public match';
+
+  els.players.replaceChildren(...room.players.map((p) => {
+    const li = el('li', {
+      'data-player-id': p.player_id,
+      'data-host': String(p.player_id === room.host),
+      'data-connected': String(p.connected !== false),
+      'data-me': String(p.player_id === me),
+    });
+    li.append(avatar(p));
+    li.append(el('span', { class: 'pname', text: p.name }));
+    if (p.player_id === me) li.append(el('span', { class: 'badge you', text: 'you' }));
+    if (p.player_id === room.host) li.append(el('span', { class: 'badge host', text: 'host', 'data-testid': 'host-badge' }));
+    li.append(el('span', {
+      class: `dot ${p.connected === false ? 'off' : 'on'}`,
+      title: p.connected === false ? 'disconnected (seat held)' : 'connected',
+      'aria-label': p.connected === false ? 'disconnected' : 'connected',
+    }));
+    if (isHost && p.player_id !== me && room.status === 'waiting') {
+      const kick = el('button', { class: 'btn small ghost kick', text: 'Kick', type: 'button', title: `Remove ${p.name}` });
+      kick.addEventListener('click', () => client.kick(p.player_id).catch((err) => showRoomError(errorText(err))));
+      li.append(kick);
+    }
+    return li;
+  }));
+
+  const waiting = room.status === 'waiting';
+  show(els.startGame, isHost && waiting);
+  els.startGame.disabled = room.players.length < 2;
+  let hint;
+  if (waiting) {
+    const free = room.max_players - room.players.length;
+    if (isHost) {
+      hint = room.players.length < 2
+        ? `Waiting for players… ${showCode ? 'Share the code above.' : ''}`
+        : `Start now, or the game starts by itself when ${free} more join.`;
+    } else {
+      hint = `Waiting for the host to start, or for ${free} more player${free === 1 ? '' : 's'}.`;
+    }
+  } else if (room.status === 'active') {
+    hint = 'Game on: moves and chat go peer to peer.';
+  } else {
+    hint = 'This game is over.';
+  }
+  els.roomHint.textContent = hint.trim();
+}
+
+// ---- Peer to peer --------------------------------------------------------------
+
+function startP2P() {
+  if (mesh || !client || !client.room) return;
+  const room = client.room;
+  const players = room.players.map((p) => p.player_id);
+  peerStates.clear();
+  els.chatLog.replaceChildren();
+  mesh = client.mesh({
+    onPeerOpen: (peerId) => {
+      systemChat(`${nameOf(peerId)} connected peer to peer`);
+      mesh.send(peerId, syncMessage());
+      renderPeers();
+      renderGame();
+    },
+    onPeerMessage: onPeerMessage,
+    onPeerClose: (peerId, reason) => {
+      peerStates.delete(peerId);
+      if (reason !== 'closed') systemChat(`${nameOf(peerId)} disconnected (${reason})`);
+      renderPeers();
+      renderGame();
+    },
+    onPeerState: (peerId, state) => {
+      peerStates.set(peerId, state);
+      renderPeers();
+      if (game && game.kind === 'ttt') renderGame();
+    },
+  });
+  mesh.on('signal_error', (peerId, err, stage) => {
+    debug.signalErrors.push({ peerId, stage, code: err && err.code, message: err && err.message });
+    console.warn(`signal ${stage} with ${peerId}:`, err);
+  });
+  debug.mesh = mesh;
+
+  if (players.length === 2) {
+    game = { kind: 'ttt', x: players[0], o: players[1], round: 0, moves: [] };
+  } else {
+    game = { kind: 'tap', players, counts: new Map(players.map((id) => [id, 0])) };
+  }
+  show(els.game, true);
+  show(els.peersCard, true);
+  $('#room-grid').classList.add('playing');
+  show(els.ttt, game.kind === 'ttt');
+  show(els.tapRace, game.kind === 'tap');
+  for (const s of mesh.states()) peerStates.set(s.peerId, s);
+  renderPeers();
+  renderGame();
+}
+
+function stopP2P() {
+  if (mesh) mesh.close();
+  mesh = null;
+  debug.mesh = null;
+  game = null;
+  peerStates.clear();
+  show(els.game, false);
+  show(els.peersCard, false);
+  $('#room-grid').classList.remove('playing');
+  els.peerState.replaceChildren();
+}
+
+function channelOpen(peerId) {
+  const s = peerStates.get(peerId) || (mesh && mesh.state(peerId));
+  return !!s && s.channelState === 'open';
+}
+
+function renderPeers() {
+  if (!mesh || !client.room) return;
+  const others = client.room.players.filter((p) => p.player_id !== client.playerId);
+  els.peerState.replaceChildren(...others.map((p) => {
+    const s = peerStates.get(p.player_id) || mesh.state(p.player_id)
+      || { connectionState: 'closed', channelState: 'closed', iceConnectionState: 'closed' };
+    const level = s.channelState === 'open' && s.connectionState === 'connected' ? 'good'
+      : ['failed', 'closed'].includes(s.connectionState) ? 'bad' : 'warn';
+    const li = el('li', {
+      class: level,
+      'data-peer': p.player_id,
+      'data-pc-state': s.connectionState,
+      'data-dc-state': s.channelState,
+      'data-ice-state': s.iceConnectionState,
+    });
+    li.append(avatar(p));
+    li.append(el('span', { class: 'pname', text: p.name }));
+    li.append(el('span', { class: 'states' },
+      el('span', { class: 'state-item', text: `peer: ${s.connectionState}`, 'data-testid': 'pc-state' }),
+      el('span', { class: 'state-item', text: `channel: ${s.channelState}`, 'data-testid': 'dc-state' })));
+    return li;
+  }));
+}
+
+function syncMessage() {
+  if (!game) return { t: 'sync' };
+  if (game.kind === 'ttt') return { t: 'sync', ttt: { round: game.round, moves: game.moves } };
+  return { t: 'sync', tap: game.counts.get(client.playerId) || 0 };
+}
+
+function onPeerMessage(peerId, msg) {
+  if (!msg || typeof msg !== 'object') return;
+  switch (msg.t) {
+    case 'chat':
+      if (typeof msg.text === 'string' && msg.text.trim()) addChat(peerId, msg.text.slice(0, 500));
+      break;
+    case 'move':
+      if (game && game.kind === 'ttt') remoteMove(peerId, msg);
+      break;
+    case 'reset':
+      if (game && game.kind === 'ttt' && Number.isInteger(msg.round) && msg.round > game.round) {
+        game.round = msg.round;
+        game.moves = [];
+        renderGame();
+      }
+      break;
+    case 'sync':
+      if (game && game.kind === 'ttt' && msg.ttt) adoptTtt(msg.ttt);
+      if (game && game.kind === 'tap' && Number.isInteger(msg.tap)) setTap(peerId, msg.tap);
+      break;
+    case 'tap':
+      if (game && game.kind === 'tap' && Number.isInteger(msg.count)) setTap(peerId, msg.count);
+      break;
+    default:
+      break;
+  }
+}
+
+// ---- Tic-tac-toe ---------------------------------------------------------------
+
+const LINES = [[0, 1, 2], [3, 4, 5], [6, 7, 8], [0, 3, 6], [1, 4, 7], [2, 5, 8], [0, 4, 8], [2, 4, 6]];
+
+/** X starts even rounds, O odd rounds; marks alternate from the starter. */
+function markAt(round, index) {
+  const starter = round % 2 === 0 ? 'X' : 'O';
+  return index % 2 === 0 ? starter : (starter === 'X' ? 'O' : 'X');
+}
+
+function boardOf(g) {
+  const board = Array(9).fill(null);
+  g.moves.forEach((cell, i) => { board[cell] = markAt(g.round, i); });
+  return board;
+}
+
+function outcome(board) {
+  for (const line of LINES) {
+    const [a, b, c] = line;
+    if (board[a] && board[a] === board[b] && board[a] === board[c]) return { winner: board[a], line };
+  }
+  if (board.every(Boolean)) return { winner: null, line: [] };
+  return null;
+}
+
+function myMark(g) {
+  if (client.playerId === g.x) return 'X';
+  if (client.playerId === g.o) return 'O';
+  return null;
+}
+
+function playerOfMark(g, mark) {
+  return mark === 'X' ? g.x : g.o;
+}
+
+function validMoves(g, moves) {
+  const seen = new Set();
+  for (const cell of moves) {
+    if (!Number.isInteger(cell) || cell < 0 || cell > 8 || seen.has(cell)) return false;
+    seen.add(cell);
+  }
+  return moves.length <= 9;
+}
+
+function playCell(cell) {
+  const g = game;
+  if (!g || g.kind !== 'ttt') return;
+  const board = boardOf(g);
+  const mine = myMark(g);
+  const opponent = playerOfMark(g, mine === 'X' ? 'O' : 'X');
+  if (outcome(board) || board[cell] || markAt(g.round, g.moves.length) !== mine) return;
+  if (!channelOpen(opponent)) {
+    toast('Not connected to your opponent yet');
+    return;
+  }
+  g.moves.push(cell);
+  mesh.send(opponent, { t: 'move', round: g.round, n: g.moves.length - 1, cell });
+  renderGame();
+}
+
+function remoteMove(peerId, msg) {
+  const g = game;
+  if (msg.round !== g.round) {
+    if (msg.round > g.round) mesh.send(peerId, syncMessage());
+    return;
+  }
+  if (msg.n < g.moves.length) return; // duplicate
+  const board = boardOf(g);
+  const mark = markAt(g.round, g.moves.length);
+  const legal = msg.n === g.moves.length && playerOfMark(g, mark) === peerId && Number.isInteger(msg.cell)
+    && msg.cell >= 0 && msg.cell <= 8 && !board[msg.cell] && !outcome(board);
+  if (!legal) {
+    mesh.send(peerId, syncMessage()); // out of step: offer our view
+    return;
+  }
+  g.moves.push(msg.cell);
+  renderGame();
+}
+
+function adoptTtt(s) {
+  const g = game;
+  if (!Number.isInteger(s.round) || !Array.isArray(s.moves) || !validMoves(g, s.moves)) return;
+  const newer = s.round > g.round
+    || (s.round === g.round && s.moves.length > g.moves.length && g.moves.every((c, i) => s.moves[i] === c));
+  if (!newer) return;
+  g.round = s.round;
+  g.moves = s.moves.slice();
+  renderGame();
+}
+
+function rematch() {
+  const g = game;
+  if (!g || g.kind !== 'ttt') return;
+  g.round += 1;
+  g.moves = [];
+  mesh.broadcast({ t: 'reset', round: g.round });
+  renderGame();
+}
+
+function renderTtt() {
+  const g = game;
+  const board = boardOf(g);
+  const result = outcome(board);
+  const mine = myMark(g);
+  const turnMark = markAt(g.round, g.moves.length);
+  const opponent = playerOfMark(g, mine === 'X' ? 'O' : 'X');
+  const opponentHere = !!client.room && client.room.players.some((p) => p.player_id === opponent);
+  const connected = channelOpen(opponent);
+  const myTurn = !result && connected && turnMark === mine;
+
+  els.tttMark.textContent = `you are ${mine || '—'}`;
+  els.board.querySelectorAll('.cell').forEach((cellEl) => {
+    const i = Number(cellEl.dataset.cell);
+    cellEl.textContent = board[i] || '';
+    cellEl.dataset.mark = board[i] || '';
+    cellEl.classList.toggle('win', !!result && result.line.includes(i));
+    cellEl.disabled = !myTurn || !!board[i];
+  });
+
+  let text;
+  let state;
+  if (!opponentHere) {
+    text = `${nameOf(opponent)} left the game`;
+    state = 'opponent-left';
+  } else if (result && result.winner) {
+    const won = result.winner === mine;
+    text = won ? 'You win! 🎉' : `${nameOf(playerOfMark(g, result.winner))} wins`;
+    state = won ? 'won' : 'lost';
+  } else if (result) {
+    text = 'Draw';
+    state = 'draw';
+  } else if (!connected) {
+    text = `Connecting to ${nameOf(opponent)}…`;
+    state = 'connecting';
+  } else if (myTurn) {
+    text = `Your turn (${mine})`;
+    state = 'my-turn';
+  } else {
+    text = `${nameOf(opponent)}'s turn (${turnMark})`;
+    state = 'their-turn';
+  }
+  els.turn.textContent = text;
+  els.turn.dataset.myTurn = String(myTurn);
+  els.turn.dataset.state = state;
+  els.turn.dataset.mark = mine || '';
+  show(els.rematch, !!result && opponentHere && connected);
+}
+
+// ---- Tap race ------------------------------------------------------------------
+
+function setTap(peerId, count) {
+  const g = game;
+  if (!g.counts.has(peerId)) return;
+  if (count > g.counts.get(peerId)) {
+    g.counts.set(peerId, count);
+    renderGame();
+  }
+}
+
+function tap() {
+  const g = game;
+  if (!g || g.kind !== 'tap') return;
+  const count = (g.counts.get(client.playerId) || 0) + 1;
+  g.counts.set(client.playerId, count);
+  mesh.broadcast({ t: 'tap', count });
+  renderGame();
+}
+
+function renderTap() {
+  const g = game;
+  const present = new Set((client.room?.players || []).map((p) => p.player_id));
+  const total = [...g.counts.values()].reduce((a, b) => a + b, 0);
+  const max = Math.max(1, ...g.counts.values());
+  els.tapTotal.textContent = String(total);
+  els.tallies.replaceChildren(...g.players.map((id) => {
+    const count = g.counts.get(id) || 0;
+    const li = el('li', { 'data-player-id': id, 'data-count': String(count) });
+    if (!present.has(id)) li.classList.add('gone');
+    li.append(el('span', { class: 'pname', text: nameOf(id) }));
+    const bar = el('span', { class: 'bar' });
+    bar.style.setProperty('--w', `${(count / max) * 100}%`);
+    bar.style.setProperty('--hue', hue(id));
+    li.append(bar, el('strong', { text: String(count) }));
+    return li;
+  }));
+}
+
+function renderGame() {
+  if (!game) return;
+  if (game.kind === 'ttt') renderTtt();
+  else renderTap();
+}
+
+// ---- Chat (over the DataChannel) -----------------------------------------------
+
+function addChat(fromId, text, { undelivered = false } = {}) {
+  const mine = fromId === client.playerId;
+  const line = el('div', { class: `msg${mine ? ' mine' : ''}${undelivered ? ' undelivered' : ''}`, 'data-from': fromId });
+  line.append(el('span', { class: 'who', text: mine ? 'You' : nameOf(fromId) }));
+  line.append(el('span', { class: 'text', text }));
+  els.chatLog.append(line);
+  els.chatLog.scrollTop = els.chatLog.scrollHeight;
+}
+
+function systemChat(text) {
+  els.chatLog.append(el('div', { class: 'msg system', text }));
+  els.chatLog.scrollTop = els.chatLog.scrollHeight;
+}
+
+// ---- UI wiring -----------------------------------------------------------------
+
+els.lobbyForm.addEventListener('submit', (event) => {
+  event.preventDefault();
+  busy(els.findMatch, async () => {
+    showLobbyError('');
+    const c = await ensureClient();
+    await c.findMatch({ maxPlayers: Number(els.playersSelect.value) });
+  });
+});
+
+els.createPrivate.addEventListener('click', () => {
+  busy(els.createPrivate, async () => {
+    showLobbyError('');
+    const c = await ensureClient();
+    await c.createRoom({ maxPlayers: Number(els.playersSelect.value), private: true });
+  });
+});
+
+els.joinForm.addEventListener('submit', (event) => {
+  event.preventDefault();
+  busy(els.joinBtn, async () => {
+    showLobbyError('');
+    const code = els.joinCode.value.trim().toUpperCase();
+    if (!/^[A-Z0-9]{6}$/.test(code)) throw new Error('A room code has 6 letters or digits.');
+    const c = await ensureClient();
+    await c.joinRoom({ code });
+  });
+});
+
+els.joinCode.addEventListener('input', () => {
+  els.joinCode.value = els.joinCode.value.toUpperCase().replace(/[^A-Z0-9]/g, '');
+});
+
+els.startGame.addEventListener('click', async () => {
+  showRoomError('');
+  els.startGame.disabled = true;
+  try {
+    await client.startGame();
+  } catch (err) {
+    showRoomError(errorText(err));
+  } finally {
+    if (client.room) renderRoom(client.room);
+  }
+});
+
+els.leaveRoom.addEventListener('click', async () => {
+  showRoomError('');
+  try {
+    await client.leaveRoom();
+  } catch (err) {
+    if (err.code === 'not_in_room') onRoom(null, null);
+    else showRoomError(errorText(err));
+  }
+});
+
+els.copyCode.addEventListener('click', async () => {
+  const code = els.roomCode.textContent;
+  const link = `${location.origin}${location.pathname}?join=${code}`;
+  try {
+    await navigator.clipboard.writeText(link);
+    toast('Invite link copied');
+  } catch {
+    const range = document.createRange();
+    range.selectNodeContents(els.roomCode);
+    getSelection().removeAllRanges();
+    getSelection().addRange(range);
+    toast(`Code ${code}: share it with a friend`);
+  }
+});
+
+els.board.addEventListener('click', (event) => {
+  const cell = event.target.closest('.cell');
+  if (cell) playCell(Number(cell.dataset.cell));
+});
+
+els.rematch.addEventListener('click', rematch);
+els.tap.addEventListener('click', tap);
+
+els.chatForm.addEventListener('submit', (event) => {
+  event.preventDefault();
+  const text = els.chatInput.value.trim().slice(0, 500);
+  if (!text || !mesh) return;
+  const sent = mesh.broadcast({ t: 'chat', text, ts: Date.now() });
+  addChat(client.playerId, text, { undelivered: sent === 0 });
+  if (sent === 0) systemChat('Not connected to anyone yet; message not delivered.');
+  els.chatInput.value = '';
+});
+
+// ---- Start-up ------------------------------------------------------------------
+
+els.name.value = localStorage.getItem('rdv.name') || '';
+const joinParam = new URLSearchParams(location.search).get('join');
+if (joinParam) els.joinCode.value = joinParam.toUpperCase().replace(/[^A-Z0-9]/g, '').slice(0, 6);
+
+// After a reload, take the seat back with the resume token of this tab's last session.
+const savedResume = sessionStorage.getItem('rdv.resume');
+const savedName = sessionStorage.getItem('rdv.name');
+if (savedResume && savedName) {
+  if (!els.name.value) els.name.value = savedName;
+  openClient({ name: savedName, resumeToken: savedResume }).catch(() => setConn('offline', 'offline'));
+}
