@@ -357,3 +357,38 @@ async fn signals_to_a_held_seat_are_accepted() {
     assert_eq!(ts.server.app.footprint()[7], 1, "one queue of held signals");
     ts.stop().await;
 }
+
+#[tokio::test]
+async fn offers_have_their_own_rate_limit() {
+    let ts = TestServer::start().await;
+    let (ann, bob) = pair(&ts).await;
+    let mut limited = 0;
+    for _ in 0..30 {
+        match ann
+            .request(
+                "offer",
+                json!({"to": bob.player_id(), "sdp": CHROMIUM_OFFER}),
+            )
+            .await
+        {
+            Ok(_) => {}
+            Err(e) if e.code().map(|c| c.as_str()) == Some("rate_limited") => limited += 1,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert!(limited >= 5, "{limited} of 30 offers refused");
+    // Candidates and the lobby are not held up by it.
+    let cand =
+        json!({"candidate": "candidate:1 1 udp 2113937151 192.0.2.1 5000 typ host", "sdpMid": "0"});
+    ann.request(
+        "ice_candidate",
+        json!({"to": bob.player_id(), "candidate": cand}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        ts.stats().await["signals_relayed"].as_u64(),
+        Some(31 - limited)
+    );
+    ts.stop().await;
+}

@@ -288,7 +288,15 @@ struct Session {
     conn_id: u64,
     tx: mpsc::Sender<Message>,
     kill: CancellationToken,
+    /// Offers and answers cost a full SDP parse (a few milliseconds for
+    /// the largest accepted ones), so they have a bucket of their own on top
+    /// of the message rate limit; real clients send a handful per peer.
+    sdp_bucket: governor::DefaultDirectRateLimiter,
 }
+
+/// Offers and answers per second per connection, and their burst.
+const SDP_PER_SECOND: u32 = 10;
+const SDP_BURST: u32 = 20;
 
 type Ws = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
 
@@ -538,12 +546,17 @@ impl Session {
         );
         shared.deliver(out);
         drop(guard);
+        let quota = governor::Quota::per_second(
+            std::num::NonZeroU32::new(SDP_PER_SECOND).unwrap_or(std::num::NonZeroU32::MIN),
+        )
+        .allow_burst(std::num::NonZeroU32::new(SDP_BURST).unwrap_or(std::num::NonZeroU32::MIN));
         Session {
             app,
             player_id,
             conn_id,
             tx,
             kill,
+            sdp_bucket: governor::RateLimiter::direct(quota),
         }
     }
 
@@ -612,6 +625,16 @@ impl Session {
         };
         self.app.metrics.message_in(request.kind());
         // Checks that need no lock run before taking it.
+        if matches!(request, Request::Offer(_) | Request::Answer(_))
+            && self.sdp_bucket.check().is_err()
+        {
+            self.app.metrics.rate_limited.increment(1);
+            let e = ProtoError::new(
+                ErrorCode::RateLimited,
+                format!("more than {SDP_PER_SECOND} offers and answers per second"),
+            );
+            return self.reply_error(&decoded.rid, &e);
+        }
         if let Err(e) = precheck(&self.app, &request) {
             return self.reply_error(&decoded.rid, &e);
         }
