@@ -37,6 +37,9 @@ pub const MAX_ROLE_CHARS: usize = 64;
 pub const MAX_LEEWAY_S: u64 = 86_400;
 /// RSA moduli below this size are refused at startup: they can be factored.
 const MIN_RSA_BITS: usize = 2048;
+const BOTH_KEYS: &str =
+    "set either a JWT secret (HS256) or a JWT public key (RS256/ES256), not both";
+const NO_KEY: &str = "auth is on but neither a JWT secret nor a JWT public key is configured";
 
 /// How the server treats the `token` connection parameter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -167,33 +170,24 @@ impl Authenticator {
         }
         let secret = s.jwt_secret.as_deref();
         let pem = s.jwt_public_key_pem.as_deref();
-        let (alg, key) =
-            match (secret, pem) {
-                (Some(_), Some(_)) => return Err(AuthError::Config(
-                    "set either a JWT secret (HS256) or a JWT public key (RS256/ES256), not both",
-                )),
-                (Some(secret), None) => {
-                    if secret.trim().is_empty() {
-                        return Err(AuthError::Config("the JWT secret is empty"));
-                    }
-                    (
-                        Algorithm::HS256,
-                        DecodingKey::from_secret(secret.as_bytes()),
-                    )
-                }
-                (None, Some(pem)) => load_public_key(pem)?,
-                (None, None) if s.mode == AuthMode::Off => {
-                    return Ok(Authenticator {
-                        mode: s.mode,
-                        verifier: None,
-                    })
-                }
-                (None, None) => {
-                    return Err(AuthError::Config(
-                        "auth is on but neither a JWT secret nor a JWT public key is configured",
-                    ))
-                }
-            };
+        let (alg, key) = match (secret, pem) {
+            (Some(_), Some(_)) => return Err(AuthError::Config(BOTH_KEYS)),
+            (Some(secret), None) if secret.trim().is_empty() => {
+                return Err(AuthError::Config("the JWT secret is empty"))
+            }
+            (Some(secret), None) => (
+                Algorithm::HS256,
+                DecodingKey::from_secret(secret.as_bytes()),
+            ),
+            (None, Some(pem)) => load_public_key(pem)?,
+            (None, None) if s.mode == AuthMode::Off => {
+                return Ok(Authenticator {
+                    mode: s.mode,
+                    verifier: None,
+                })
+            }
+            (None, None) => return Err(AuthError::Config(NO_KEY)),
+        };
 
         let mut validation = Validation::new(alg);
         validation.leeway = s.leeway_s;

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 
+use crate::auth::{AuthMode, AuthSettings, Authenticator};
 use crate::lobby::LobbyConfig;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -148,6 +149,27 @@ pub struct Config {
     #[arg(long, env = "RENDEZVOUS_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
 
+    /// Player authentication: `off` (tokens ignored), `optional` (a token,
+    /// when sent, must be valid), `required` (no valid token, no connection).
+    #[arg(long, env = "RENDEZVOUS_AUTH", value_enum, default_value_t = AuthMode::Off)]
+    pub auth: AuthMode,
+
+    /// HS256 shared secret for player tokens.
+    #[arg(long, env = "RENDEZVOUS_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+
+    /// PEM file of an RSA (RS256) or EC P-256 (ES256) public key for player tokens.
+    #[arg(long, env = "RENDEZVOUS_JWT_PUBLIC_KEY")]
+    pub jwt_public_key: Option<PathBuf>,
+
+    /// Required `aud` claim of player tokens.
+    #[arg(long, env = "RENDEZVOUS_JWT_AUDIENCE")]
+    pub jwt_audience: Option<String>,
+
+    /// Required `iss` claim of player tokens.
+    #[arg(long, env = "RENDEZVOUS_JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
+
     /// Log format on stderr.
     #[arg(long, env = "RENDEZVOUS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -172,6 +194,27 @@ impl Config {
             }
         }
         self
+    }
+
+    /// The authenticator of `--auth` and the JWT flags; an error names the
+    /// problem (missing key, unreadable PEM...) for a startup message.
+    pub fn authenticator(&self) -> Result<Authenticator, String> {
+        let pem = match &self.jwt_public_key {
+            Some(path) => Some(
+                std::fs::read(path)
+                    .map_err(|e| format!("--jwt-public-key {}: {e}", path.display()))?,
+            ),
+            None => None,
+        };
+        Authenticator::new(AuthSettings {
+            mode: self.auth,
+            jwt_secret: self.jwt_secret.clone(),
+            jwt_public_key_pem: pem,
+            audience: self.jwt_audience.clone(),
+            issuer: self.jwt_issuer.clone(),
+            leeway_s: 30,
+        })
+        .map_err(|e| format!("auth configuration: {e}"))
     }
 
     pub fn lobby(&self) -> LobbyConfig {

@@ -6,9 +6,11 @@
 //! - [`server`]: warp routes, WebSocket sessions, delivery, HTTP API.
 //! - [`client`]: a small async client of the protocol (tests, load
 //!   generator, Rust games).
+//! - [`auth`]: JWT verification of connecting players.
 //! - [`config`]: flags and `RENDEZVOUS_*` environment variables.
 #![forbid(unsafe_code)]
 
+pub mod auth;
 pub mod client;
 pub mod config;
 pub mod lobby;

@@ -18,10 +18,15 @@ async fn main() -> anyhow::Result<()> {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
     }
-    let listen = cfg.listen;
-    let server = rendezvous::server::start(cfg)
-        .await
-        .with_context(|| format!("cannot listen on {listen}"))?;
+    let server = match rendezvous::server::start(cfg).await {
+        Ok(s) => s,
+        Err(rendezvous::server::StartError::Config(msg)) => {
+            // Like clap's own usage errors: a message and exit code 2.
+            eprintln!("error: {msg}");
+            std::process::exit(2);
+        }
+        Err(e) => return Err(e).context("starting the server"),
+    };
     // The one line on stdout: scripts and tests read the bound address here.
     println!("listening on http://{}", server.addr);
     wait_for_signal().await;

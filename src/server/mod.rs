@@ -169,6 +169,7 @@ pub struct App {
     conn_seq: AtomicU64,
     pub(crate) ws_config: WebSocketConfig,
     pub metrics: Arc<metrics::Metrics>,
+    pub(crate) auth: crate::auth::Authenticator,
     /// One permit per open (or opening) WebSocket: `--max-connections`.
     pub(crate) conn_permits: Arc<tokio::sync::Semaphore>,
     /// Open WebSockets per client address: `--max-connections-per-ip`.
@@ -176,7 +177,7 @@ pub struct App {
 }
 
 impl App {
-    pub fn new(cfg: Config) -> Arc<Self> {
+    pub fn new(cfg: Config, auth: crate::auth::Authenticator) -> Arc<Self> {
         let cfg = cfg.normalized();
         let max_msg = cfg.max_message_bytes as usize;
         let mut ws_config = WebSocketConfig::default();
@@ -208,6 +209,7 @@ impl App {
             conn_seq: AtomicU64::new(1),
             ws_config,
             metrics,
+            auth,
             conn_permits: Arc::new(tokio::sync::Semaphore::new(permits)),
             per_ip: Mutex::new(HashMap::new()),
             cfg,
@@ -352,10 +354,28 @@ impl RunningServer {
 }
 
 /// Binds `cfg.listen` and serves until `app.shutdown` is cancelled.
-pub async fn start(cfg: Config) -> std::io::Result<RunningServer> {
-    let listener = TcpListener::bind(cfg.listen).await?;
-    let addr = listener.local_addr()?;
-    let app = App::new(cfg);
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A configuration problem found at startup (exit code 2).
+    #[error("{0}")]
+    Config(String),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+pub async fn start(cfg: Config) -> Result<RunningServer, StartError> {
+    let auth = cfg.authenticator().map_err(StartError::Config)?;
+    let bind_err = |source| StartError::Bind {
+        addr: cfg.listen,
+        source,
+    };
+    let listener = TcpListener::bind(cfg.listen).await.map_err(bind_err)?;
+    let addr = listener.local_addr().map_err(bind_err)?;
+    let app = App::new(cfg, auth);
     let routes = routes(app.clone());
 
     let ticker_app = app.clone();

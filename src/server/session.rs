@@ -93,6 +93,19 @@ fn handshake(
     if let Err(msg) = check_origin(&app.cfg.allowed_origins, &headers) {
         return refused(StatusCode::FORBIDDEN, ErrorCode::Forbidden, &msg);
     }
+    let identity = match app.auth.check(query.get("token").map(String::as_str)) {
+        Ok(identity) => identity,
+        Err(e) => {
+            // The reason, never the token.
+            app.metrics.auth_failures.increment(1);
+            tracing::debug!(?remote, "token refused: {e}");
+            return refused(
+                StatusCode::UNAUTHORIZED,
+                ErrorCode::Unauthorized,
+                &e.to_string(),
+            );
+        }
+    };
     let key = headers
         .get("sec-websocket-key")
         .map(|k| k.as_bytes().to_vec());
@@ -127,7 +140,9 @@ fn handshake(
         )
         .into_response();
     }
+    let token_name = identity.as_ref().and_then(|i| i.name.clone());
     let name = match query.get("name").map(|n| n.trim()) {
+        _ if token_name.is_some() => token_name.unwrap_or_default(),
         None | Some("") => "player".to_string(),
         Some(n) if n.chars().count() > MAX_NAME_CHARS => {
             return refuse(
@@ -171,7 +186,7 @@ fn handshake(
                     Some(app.ws_config),
                 )
                 .await;
-                run(app, ws, name, resume).await;
+                run(app, ws, name, resume, identity).await;
                 drop(admission);
             }
             Err(e) => tracing::debug!("upgrade failed: {e}"),
@@ -300,7 +315,13 @@ const SDP_BURST: u32 = 20;
 
 type Ws = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
 
-async fn run(app: Arc<App>, ws: Ws, name: String, resume: Option<String>) {
+async fn run(
+    app: Arc<App>,
+    ws: Ws,
+    name: String,
+    resume: Option<String>,
+    identity: Option<crate::auth::Identity>,
+) {
     // Room for a full queue of held events on resume on top of the normal
     // bound (the channel allocates its slots lazily, so this costs nothing
     // for an idle connection).
@@ -308,7 +329,15 @@ async fn run(app: Arc<App>, ws: Ws, name: String, resume: Option<String>) {
     let (tx, rx) = mpsc::channel(capacity);
     let kill = CancellationToken::new();
     let conn_id = app.next_conn_id();
-    let session = Session::register(app.clone(), conn_id, tx, kill.clone(), name, resume);
+    let session = Session::register(
+        app.clone(),
+        conn_id,
+        tx,
+        kill.clone(),
+        name,
+        resume,
+        identity,
+    );
 
     let (sink, mut stream) = ws.split();
     let writer = tokio::spawn(write_loop(sink, rx, kill.clone()));
@@ -475,15 +504,28 @@ impl Session {
         kill: CancellationToken,
         name: String,
         resume: Option<String>,
+        identity: Option<crate::auth::Identity>,
     ) -> Session {
         let cfg = &app.cfg;
         let mut guard = app.shared.lock();
         let shared = &mut *guard;
-        let resumed_id = resume
-            .and_then(|t| shared.lobby.redeem_token(&t))
-            .filter(|pid| shared.lobby.player(pid).is_some());
-        let resumed = resumed_id.is_some();
-        let player_id = resumed_id.unwrap_or_else(new_player_id);
+        let redeemed = resume.and_then(|t| shared.lobby.redeem_token(&t));
+        let roles = identity
+            .as_ref()
+            .map(|i| i.roles.clone())
+            .unwrap_or_default();
+        let (player_id, resumed) = match identity {
+            // One identity, one seat: a token's `sub` is the player id, and
+            // a known one takes its seat back like a resume.
+            Some(id) => {
+                let known = shared.lobby.player(&id.sub).is_some();
+                (id.sub, known)
+            }
+            None => match redeemed.filter(|pid| shared.lobby.player(pid).is_some()) {
+                Some(pid) => (pid, true),
+                None => (new_player_id(), false),
+            },
+        };
         // One identity, one connection: an older socket of the same player
         // (a drop the server has not noticed yet) is closed as replaced.
         if let Some(old) = shared.conns.remove(&player_id) {
@@ -494,9 +536,7 @@ impl Session {
             shared.room_subs.remove(&player_id);
         }
         let mut out = Vec::new();
-        let room = shared
-            .lobby
-            .connect(&player_id, &name, Vec::new(), &mut out);
+        let room = shared.lobby.connect(&player_id, &name, roles, &mut out);
         let name = shared
             .lobby
             .player(&player_id)
