@@ -5,7 +5,7 @@
 mod support;
 
 use std::io::Read;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use rendezvous::auth::sign_hs256_for_tests;
@@ -191,31 +191,11 @@ fn tokens_never_reach_the_logs_and_bad_auth_config_exits_2() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
 
-    let mut child = ChildGuard(
-        Command::new(bin)
-            .args([
-                "--listen",
-                "127.0.0.1:0",
-                "--auth",
-                "optional",
-                "--jwt-secret",
-                SECRET,
-            ])
-            .env("RENDEZVOUS_LOG", "trace")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
+    let (mut child, addr) = spawn_binary(
+        &["--auth", "optional", "--jwt-secret", SECRET],
+        &[("RENDEZVOUS_LOG", "trace")],
+        true,
     );
-    let mut stdout = child.0.stdout.take().unwrap();
-    let mut buf = [0u8; 128];
-    let n = stdout.read(&mut buf).unwrap();
-    let line = String::from_utf8_lossy(&buf[..n]).to_string();
-    let addr = line
-        .trim()
-        .strip_prefix("listening on http://")
-        .unwrap()
-        .to_string();
     let good = token("log-user", json!({}));
     let bad = format!("{good}tampered");
     let rt = tokio::runtime::Runtime::new().unwrap();

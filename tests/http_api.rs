@@ -4,8 +4,7 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use serde_json::{json, Value};
 use support::*;
@@ -216,25 +215,7 @@ fn bad_flags_exit_with_code_2() {
 
 #[test]
 fn the_binary_serves_and_prints_its_address() {
-    let bin = env!("CARGO_BIN_EXE_rendezvous");
-    let web = concat!(env!("CARGO_MANIFEST_DIR"), "/web");
-    let mut child = ChildGuard(
-        Command::new(bin)
-            .args(["--listen", "127.0.0.1:0", "--web-dir", web])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let mut line = String::new();
-    BufReader::new(child.0.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("listening on http://")
-        .expect(&line)
-        .to_string();
+    let (mut child, addr) = spawn_binary(&[], &[], false);
     let rt = tokio::runtime::Runtime::new().unwrap();
     let (st, _) = rt.block_on(http_get(&format!("http://{addr}/healthz")));
     assert_eq!(st, 200);

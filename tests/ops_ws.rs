@@ -4,8 +4,6 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
@@ -488,32 +486,7 @@ async fn hostile_frames_never_take_the_connection_down() {
 
 #[test]
 fn sigterm_drains_clients_then_exits_zero() {
-    let bin = env!("CARGO_BIN_EXE_rendezvous");
-    let web = concat!(env!("CARGO_MANIFEST_DIR"), "/web");
-    let mut child = ChildGuard(
-        Command::new(bin)
-            .args([
-                "--listen",
-                "127.0.0.1:0",
-                "--web-dir",
-                web,
-                "--shutdown-timeout-ms",
-                "1500",
-            ])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let mut line = String::new();
-    BufReader::new(child.0.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("listening on http://")
-        .unwrap()
-        .to_string();
+    let (mut child, addr) = spawn_binary(&["--shutdown-timeout-ms", "1500"], &[], false);
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let ws = format!("ws://{addr}/ws");

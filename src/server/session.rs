@@ -787,34 +787,20 @@ impl Session {
                 Ok(json!({}))
             }
             Request::Offer(sig) => {
-                lobby.check_signal(me, &sig.to)?;
-                let to = sig.to;
-                let event = Event::Offer {
-                    from: me.to_string(),
-                    sdp: sig.sdp,
-                };
-                relay(shared, &to, event);
-                Ok(json!({}))
+                let from = me.to_string();
+                relay_signal(shared, me, &sig.to, Event::Offer { from, sdp: sig.sdp })
             }
             Request::Answer(sig) => {
-                lobby.check_signal(me, &sig.to)?;
-                let to = sig.to;
-                let event = Event::Answer {
-                    from: me.to_string(),
-                    sdp: sig.sdp,
-                };
-                relay(shared, &to, event);
-                Ok(json!({}))
+                let from = me.to_string();
+                relay_signal(shared, me, &sig.to, Event::Answer { from, sdp: sig.sdp })
             }
             Request::IceCandidate(sig) => {
-                lobby.check_signal(me, &sig.to)?;
-                let to = sig.to;
+                let from = me.to_string();
                 let event = Event::IceCandidate {
-                    from: me.to_string(),
+                    from,
                     candidate: sig.candidate,
                 };
-                relay(shared, &to, event);
-                Ok(json!({}))
+                relay_signal(shared, me, &sig.to, event)
             }
             Request::SubscribeRooms(req) => {
                 let rooms = shared.lobby.list_rooms(
@@ -863,6 +849,19 @@ fn precheck(app: &App, request: &Request) -> Result<(), ProtoError> {
         }
         _ => Ok(()),
     }
+}
+
+/// Checks that `to` shares a room with `me`, then relays the signal; the
+/// `ok` reply's (empty) fields.
+fn relay_signal(
+    shared: &mut Shared,
+    me: &str,
+    to: &str,
+    event: Event,
+) -> Result<Value, ProtoError> {
+    shared.lobby.check_signal(me, to)?;
+    relay(shared, to, event);
+    Ok(json!({}))
 }
 
 /// Sends a signal to its target, or holds it for a held seat. Only signals

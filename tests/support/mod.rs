@@ -169,3 +169,33 @@ impl Drop for ChildGuard {
         let _ = self.0.wait();
     }
 }
+
+/// Starts the server binary on 127.0.0.1:0 with `args` (and `env`), stderr
+/// piped when `keep_logs`; returns the guard and the bound address read from
+/// its `listening on http://ADDR` line.
+pub fn spawn_binary(args: &[&str], env: &[(&str, &str)], keep_logs: bool) -> (ChildGuard, String) {
+    use std::io::BufRead;
+    use std::process::{Command, Stdio};
+    let web = concat!(env!("CARGO_MANIFEST_DIR"), "/web");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_rendezvous"));
+    cmd.args(["--listen", "127.0.0.1:0", "--web-dir", web])
+        .args(args)
+        .envs(env.iter().copied())
+        .stdout(Stdio::piped())
+        .stderr(if keep_logs {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        });
+    let mut child = ChildGuard(cmd.spawn().expect("server binary starts"));
+    let mut line = String::new();
+    std::io::BufReader::new(child.0.stdout.take().expect("stdout piped"))
+        .read_line(&mut line)
+        .expect("address line");
+    let addr = line
+        .trim()
+        .strip_prefix("listening on http://")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .to_string();
+    (child, addr)
+}
