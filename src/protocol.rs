@@ -645,6 +645,10 @@ impl Event {
 
 /// Builds `{"type":"ok","rid":...,<fields>}`.
 pub fn ok_reply(rid: &Value, fields: Value) -> String {
+    // The common case on the relay path (`{}`): no map to build.
+    if fields.as_object().is_some_and(|m| m.is_empty()) {
+        return format!(r#"{{"type":"ok","rid":{rid}}}"#);
+    }
     let mut obj = Map::new();
     obj.insert("type".into(), Value::String("ok".into()));
     obj.insert("rid".into(), rid.clone());
