@@ -16,8 +16,8 @@ use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
 
-/// Outbound frames queued per connection (like Rendezvous's default).
-const QUEUE: usize = 256;
+/// Outbound frames queued per connection; beyond, frames are dropped.
+const QUEUE: usize = 1024;
 
 type Tx = mpsc::Sender<Message>;
 
@@ -36,7 +36,17 @@ struct State {
 }
 
 /// Serves until the process is killed; prints `listening on http://ADDR`.
-pub async fn serve(listen: SocketAddr) -> anyhow::Result<()> {
+/// tungstenite's buffer sizes per socket.
+#[derive(Debug, Clone, Copy)]
+pub struct Buffers {
+    /// Read buffer (Rendezvous: 4096).
+    pub read: usize,
+    /// Frames are written out once this much is buffered, or on flush
+    /// (Rendezvous: 0, every frame is a write of its own).
+    pub write: usize,
+}
+
+pub async fn serve(listen: SocketAddr, buffers: Buffers) -> anyhow::Result<()> {
     let listener = TcpListener::bind(listen).await?;
     println!("listening on http://{}", listener.local_addr()?);
     let state = Arc::new(State::default());
@@ -53,33 +63,32 @@ pub async fn serve(listen: SocketAddr) -> anyhow::Result<()> {
         let state = state.clone();
         tokio::spawn(async move {
             let _ = stream.set_nodelay(true);
-            let _ = handle(state, stream).await;
+            let _ = handle(state, stream, buffers).await;
         });
     }
 }
 
-fn ws_config() -> WebSocketConfig {
-    // The sizes Rendezvous uses, so the idle comparison is like for like.
+fn ws_config(b: Buffers) -> WebSocketConfig {
     let mut c = WebSocketConfig::default();
-    c.read_buffer_size = 4096;
-    c.write_buffer_size = 0;
+    c.read_buffer_size = b.read;
+    c.write_buffer_size = b.write;
     c.max_write_buffer_size = 4 * 65536 + 4096;
     c.max_message_size = Some(4 * 65536);
     c.max_frame_size = Some(4 * 65536);
     c
 }
 
-async fn handle(state: Arc<State>, stream: TcpStream) -> anyhow::Result<()> {
+async fn handle(state: Arc<State>, stream: TcpStream, buffers: Buffers) -> anyhow::Result<()> {
     let mut key = String::new();
-    let ws = tokio_tungstenite::accept_hdr_async_with_config(
-        stream,
-        |req: &Request, resp: Response| {
-            key = req.uri().path().to_string();
-            Ok(resp)
-        },
-        Some(ws_config()),
-    )
-    .await?;
+    // tungstenite's callback type fixes the (large) error type.
+    #[allow(clippy::result_large_err)]
+    let remember = |req: &Request, resp: Response| {
+        key = req.uri().path().to_string();
+        Ok(resp)
+    };
+    let ws =
+        tokio_tungstenite::accept_hdr_async_with_config(stream, remember, Some(ws_config(buffers)))
+            .await?;
     let (mut sink, mut stream) = ws.split();
     let (tx, mut rx) = mpsc::channel::<Message>(QUEUE);
     let id = state

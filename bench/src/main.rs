@@ -57,6 +57,13 @@ enum Cmd {
     BareRelay {
         #[arg(long, default_value = "127.0.0.1:0")]
         listen: SocketAddr,
+        /// tungstenite's read buffer per socket (Rendezvous uses 4096).
+        #[arg(long, default_value_t = 4096)]
+        read_buffer_size: usize,
+        /// Bytes of frames buffered before a write; the writer flushes what
+        /// is queued at once anyway (Rendezvous uses 0: a write per frame).
+        #[arg(long, default_value_t = 65536)]
+        write_buffer_size: usize,
     },
     /// Holds idle sockets for the idle scenario (started by `run`).
     #[command(hide = true)]
@@ -82,12 +89,22 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     util::epoch();
     match cli.cmd {
-        Cmd::BareRelay { listen } => {
+        Cmd::BareRelay {
+            listen,
+            read_buffer_size,
+            write_buffer_size,
+        } => {
             // Multi-threaded like Rendezvous (as many workers as CPUs allowed).
             tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()?
-                .block_on(bare::serve(listen))
+                .block_on(bare::serve(
+                    listen,
+                    bare::Buffers {
+                        read: read_buffer_size,
+                        write: write_buffer_size,
+                    },
+                ))
         }
         Cmd::IdleWorker {
             target,

@@ -134,7 +134,7 @@ pub fn run(a: ProfileArgs) -> anyhow::Result<()> {
             None => categories.push((c.to_string(), e.instructions)),
         }
     }
-    categories.sort_by(|a, b| b.1.cmp(&a.1));
+    categories.sort_by_key(|c| std::cmp::Reverse(c.1));
     let pct = |v: u64| 100.0 * v as f64 / total.max(1) as f64;
     let interesting = |f: &str| {
         f.contains("rendezvous::")
@@ -182,6 +182,7 @@ fn annotate(data: &std::path::Path, inclusive: bool) -> anyhow::Result<(u64, Vec
             if inclusive { "yes" } else { "no" }
         ))
         .arg("--threshold=100")
+        .arg("--auto=no")
         .arg(data)
         .output()
         .context("running callgrind_annotate")?;
@@ -190,9 +191,20 @@ fn annotate(data: &std::path::Path, inclusive: bool) -> anyhow::Result<(u64, Vec
     }
     let text = String::from_utf8_lossy(&o.stdout);
     let mut total = 0;
-    let mut entries = Vec::new();
+    // One function shows up once per source file its code came from
+    // (inlining): the costs are summed per function.
+    let mut by_fn: std::collections::HashMap<String, u64> = std::collections::HashMap::new();
+    let mut in_table = false;
     for line in text.lines() {
         let line = line.trim();
+        if line.starts_with("Ir") && line.contains("file:function") {
+            in_table = true;
+            continue;
+        }
+        if in_table && !by_fn.is_empty() && line.starts_with("-----") {
+            // The per-file annotations that may follow are not functions.
+            break;
+        }
         let Some(first) = line.split_whitespace().next() else {
             continue;
         };
@@ -212,23 +224,29 @@ fn annotate(data: &std::path::Path, inclusive: bool) -> anyhow::Result<(u64, Vec
             total = n;
             continue;
         }
-        let function = function_of(rest);
-        if function.is_empty() {
+        if !in_table {
             continue;
         }
-        entries.push(Entry {
-            function,
-            instructions: n,
-            share: 0.0,
-        });
+        let function = function_of(rest);
+        if !function.is_empty() {
+            let e = by_fn.entry(function).or_default();
+            // Inclusive costs of the same function overlap (recursion,
+            // nested async polls): the largest is taken, not the sum.
+            *e = if inclusive { (*e).max(n) } else { *e + n };
+        }
     }
     if total == 0 {
         bail!("no PROGRAM TOTALS in callgrind_annotate output");
     }
-    for e in &mut entries {
-        e.share = 100.0 * e.instructions as f64 / total as f64;
-    }
-    entries.sort_by(|a, b| b.instructions.cmp(&a.instructions));
+    let mut entries: Vec<Entry> = by_fn
+        .into_iter()
+        .map(|(function, instructions)| Entry {
+            share: 100.0 * instructions as f64 / total as f64,
+            function,
+            instructions,
+        })
+        .collect();
+    entries.sort_by_key(|e| std::cmp::Reverse(e.instructions));
     Ok((total, entries))
 }
 

@@ -10,6 +10,7 @@ use std::path::Path;
 
 use anyhow::Context;
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 use serde_json::Value;
 
 use crate::suite::Results;
@@ -28,8 +29,52 @@ fn f(v: &Value, path: &[&str]) -> Option<f64> {
     cur.as_f64()
 }
 
+/// The max relay rate: the median of its one-second rates (steadier than
+/// the mean on a shared machine), or the mean when there are no samples.
 fn relay_max(r: &Results, k: Kind) -> Option<f64> {
-    get(r, k, "relay").and_then(|v| f(v, &["max", "rate"]))
+    let v = get(r, k, "relay")?;
+    f(v, &["max", "rate_median_1s"]).or_else(|| f(v, &["max", "rate"]))
+}
+
+/// Relayed signals per second of server CPU at the max rate.
+fn relay_eff(r: &Results, k: Kind) -> Option<f64> {
+    let v = get(r, k, "relay")?;
+    ratio(f(v, &["max", "rate"]), f(v, &["max", "server_cores"]))
+}
+
+/// `min / median / max` of a run's one-second rates.
+fn spread(x: &Value) -> String {
+    let mut v: Vec<f64> = x["rate_samples_1s"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_f64)
+        .collect();
+    if v.is_empty() {
+        return "n/a".into();
+    }
+    v.sort_by(f64::total_cmp);
+    format!(
+        "{} / {} / {}",
+        group(v[0].round() as i64),
+        group(v[v.len() / 2].round() as i64),
+        group(v[v.len() - 1].round() as i64)
+    )
+}
+
+/// What held a relay run back: the side whose CPU was (nearly) saturated.
+fn bound_by(x: &Value) -> &'static str {
+    let server = f(x, &["server_cores"]).unwrap_or(0.0);
+    let client = f(x, &["client_cores"]).unwrap_or(0.0);
+    if x["offered_rate"].is_number() {
+        "offered rate"
+    } else if server >= 0.85 && server >= client {
+        "server CPU"
+    } else if client >= 0.85 {
+        "generator CPU"
+    } else {
+        "neither CPU: waits"
+    }
 }
 
 fn relay_p99_half(r: &Results, k: Kind) -> Option<f64> {
@@ -123,11 +168,19 @@ pub fn write(r: &Results, md: &Path, svg: &Path) -> anyhow::Result<()> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    std::fs::write(md, markdown(r, &svg_name))?;
+    // Hand-written findings live next to the generator (`bench/findings.md`)
+    // and are quoted as they are.
+    let findings = md
+        .parent()
+        .and_then(Path::parent)
+        .map(|root| root.join("bench").join("findings.md"))
+        .and_then(|f| std::fs::read_to_string(f).ok())
+        .unwrap_or_default();
+    std::fs::write(md, markdown(r, &svg_name, &findings))?;
     Ok(())
 }
 
-fn markdown(r: &Results, svg_name: &str) -> String {
+fn markdown(r: &Results, svg_name: &str, findings: &str) -> String {
     let mut s = String::new();
     let p = &r.params;
     let rdv = Kind::Rendezvous;
@@ -159,10 +212,16 @@ fn markdown(r: &Results, svg_name: &str) -> String {
     );
     let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|---:|");
     type Metric = (&'static str, fn(&Results, Kind) -> Option<f64>, usize, bool);
-    let metrics: [Metric; 5] = [
+    let metrics: [Metric; 6] = [
         (
-            "relay throughput, signals/s (higher is better)",
+            "relay throughput, signals/s, median of 1-s rates (higher is better)",
             relay_max,
+            0,
+            false,
+        ),
+        (
+            "relay signals per server CPU-second (higher is better)",
+            relay_eff,
             0,
             false,
         ),
@@ -229,11 +288,13 @@ fn markdown(r: &Results, svg_name: &str) -> String {
         (Kind::Bare, 0.8),
     ] {
         let rt = ratio(relay_max(r, rdv), relay_max(r, k));
+        let eff = ratio(relay_eff(r, rdv), relay_eff(r, k));
         let _ = writeln!(
             s,
-            "| relay throughput >= {want}x {} | {} | {} |",
+            "| relay throughput >= {want}x {} | {} (per server CPU-second: {}) | {} |",
             k.label(),
             x(rt),
+            x(eff),
             yes(rt.map(|v| v >= want))
         );
     }
@@ -276,6 +337,10 @@ fn markdown(r: &Results, svg_name: &str) -> String {
         }
     );
     let _ = writeln!(s);
+
+    if !findings.is_empty() {
+        let _ = writeln!(s, "{}\n", findings.trim());
+    }
 
     // Machine and versions.
     let _ = writeln!(s, "## Machine, versions, parameters\n");
@@ -345,21 +410,22 @@ fn relay_section(s: &mut String, r: &Results) {
         "{} pairs of players, each player sending signals to its peer; the receiver takes \
          one-way latency from the timestamp in the payload. **max**: each sender keeps at most \
          {} signals in flight (closed loop), after {} s of warm-up, measured over {} s. \
-         **half**: every sender on a fixed schedule at half that target's own max rate; the \
-         timestamp is the scheduled time, so stalls count.\n",
+         **half**: every sender on a fixed schedule at half that target's own max rate, \
+         stamping the actual send time (how late senders were on their schedule is shown: \
+         tokio's timer has a 1 ms grain).\n",
         p["pairs"], p["window"], p["warmup_s"], p["relay_s"]
     );
     let _ = writeln!(
         s,
-        "| target | run | signals/s | lost | errors | server CPU (cores) | signals per server CPU-s | generator CPU | p50 | p90 | p99 | p99.9 | max (ms) |"
+        "| target | run | signals/s | 1-s rates min / median / max | held back by | lost | errors | server CPU (cores) | of it in the kernel | signals per server CPU-s | generator CPU | sender lag p99 (ms) | p50 | p90 | p99 | p99.9 | max (ms) |"
     );
     let _ = writeln!(
         s,
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+        "|---|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     );
     for k in Kind::ALL {
         if let Some(st) = status_of(r, k, "relay") {
-            let _ = writeln!(s, "| {} | {st} ||||||||||||", k.label());
+            let _ = writeln!(s, "| {} | {st} ||||||||||||||||", k.label());
             continue;
         }
         let Some(v) = get(r, k, "relay") else {
@@ -375,14 +441,19 @@ fn relay_section(s: &mut String, r: &Results) {
             };
             let _ = writeln!(
                 s,
-                "| {} | {label} | {} | {} | {} | {} | {} | {} | {} |",
+                "| {} | {label} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                 k.label(),
                 num(rate, 0),
+                spread(x),
+                bound_by(x),
                 num(f(x, &["lost"]), 0),
                 num(f(x, &["errors"]), 0),
                 num(cores, 2),
+                f(x, &["server_kernel_share"])
+                    .map_or("n/a".into(), |k| format!("{:.0}%", k * 100.0)),
                 num(ratio(rate, cores), 0),
                 num(f(x, &["client_cores"]), 2),
+                num(f(x, &["sender_lag", "p99_ms"]), 3),
                 lat_cells(x.get("latency"))
             );
         }
@@ -397,9 +468,11 @@ fn idle_section(s: &mut String, r: &Results) {
         "Sockets that only answer pings, held by worker processes of the generator (at most \
          10 000 each), spread over 127.0.0.x source addresses. Memory is the growth of the \
          server's RSS (`VmRSS` of `/proc/<pid>/status`) over its RSS before the first socket, \
-         2 s after the last handshake. The open-file hard limit of a process here is {}: the \
-         server cannot hold more sockets than that, and it could not be raised (not root's to \
-         change in this sandbox).\n",
+         2 s after the last handshake. The open-file limit (soft/hard) of a process in this run \
+         was {}: `scripts/bench` tries to raise the hard limit first (on the machine these \
+         numbers come from, even root may not: `ulimit -Hn` above 20000 fails with EPERM \
+         there), the generator spreads its sockets over worker processes, but the server is \
+         one process and cannot hold more sockets than its limit.\n",
         r.machine
             .get("open files (soft/hard)")
             .map_or("unknown", String::as_str)
@@ -430,6 +503,24 @@ fn idle_section(s: &mut String, r: &Results) {
         }
     }
     let _ = writeln!(s);
+    let bare = get(r, Kind::Bare, "idle");
+    let small = bare.and_then(|v| v["small_read_buffer"]["steps"].get(0));
+    let normal = bare.and_then(|v| v["steps"].get(0));
+    if let (Some(sm), Some(no)) = (small, normal) {
+        let (a, b) = (
+            f(sm, &["kib_per_socket"]).unwrap_or(0.0),
+            f(no, &["kib_per_socket"]).unwrap_or(0.0),
+        );
+        let _ = writeln!(
+            s,
+            "The bare relay once more with a 512-byte tungstenite read buffer instead of \
+             Rendezvous's 4096: **{a:.2} KiB** per socket at {} sockets, against {b:.2} KiB. \
+             The read buffer, allocated at a socket's first read and kept for its life, is \
+             {:.2} KiB of every idle socket.\n",
+            num(f(sm, &["connected"]), 0),
+            b - a
+        );
+    }
 }
 
 fn match_section(s: &mut String, r: &Results) {
@@ -493,11 +584,14 @@ fn churn_section(s: &mut String, r: &Results) {
          For Rendezvous, `/api/stats` must come back to zero connections, players and rooms.\n",
         p["churn_concurrency"], p["churn_s"], p["churn_signals"]
     );
-    let _ = writeln!(s, "| target | player cycles | cycles/s | failures | cut by the clock | stats back to zero | p50 | p90 | p99 | p99.9 | max (ms) |");
-    let _ = writeln!(s, "|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|");
+    let _ = writeln!(s, "| target | player cycles | cycles/s | failures | cut by the clock | server CPU (cores) | server CPU per cycle (µs) | stats back to zero | p50 | p90 | p99 | p99.9 | max (ms) |");
+    let _ = writeln!(
+        s,
+        "|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|"
+    );
     for k in Kind::ALL {
         if let Some(st) = status_of(r, k, "churn") {
-            let _ = writeln!(s, "| {} | {st} ||||||||||", k.label());
+            let _ = writeln!(s, "| {} | {st} ||||||||||||", k.label());
             continue;
         }
         let Some(v) = get(r, k, "churn") else {
@@ -510,16 +604,18 @@ fn churn_section(s: &mut String, r: &Results) {
         };
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {} | {} | {zero} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {zero} | {} |",
             k.label(),
             num(f(v, &["cycles"]), 0),
             num(f(v, &["cycles_per_s"]), 0),
             num(f(v, &["failures"]), 0),
             num(f(v, &["aborted"]), 0),
+            num(f(v, &["server_cores"]), 2),
+            num(f(v, &["server_cpu_us_per_cycle"]), 0),
             lat_cells(v.get("latency"))
         );
         if let Some(e) = v["first_error"].as_str() {
-            let _ = writeln!(s, "| {} | first failure: {e} ||||||||||", k.label());
+            let _ = writeln!(s, "| {} | first failure: {e} ||||||||||||", k.label());
         }
     }
     let _ = writeln!(s);
@@ -563,22 +659,24 @@ fn fairness_section(s: &mut String, r: &Results) {
         bytes(Kind::Peerjs),
         bytes(Kind::Bare)
     );
-    let _ = writeln!(
-        s,
-        "Settings that differ from each server's defaults: matchbox_server runs with \
+    let _ =
+        writeln!(
+            s,
+            "Settings that differ from each server's defaults: matchbox_server runs with \
          `RUST_LOG=warn` (its default logs every connection); the PeerJS server with \
          `--concurrent_limit 1000000` (default 5000) and `--alive_timeout 3600000` (idle \
          sockets of the benchmark send no HEARTBEAT); Rendezvous with its defaults{}. Every \
          server listens on 127.0.0.1 and all load goes to 127.0.0.0/8.\n",
-        match r.params.get("rendezvous_args").and_then(Value::as_array) {
-            Some(a) if !a.is_empty() => format!(
+            match r.params.get("rendezvous_args").and_then(Value::as_array) {
+                Some(a) if !a.is_empty() =>
+                    format!(
                 " except `{}`, which lift its per-connection rate limit and its connection \
                  caps out of the benchmark's way",
                 a.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(" ")
             ),
-            _ => String::new(),
-        }
-    );
+                _ => String::new(),
+            }
+        );
 }
 
 fn profile_section(s: &mut String, r: &Results) {
@@ -635,20 +733,43 @@ fn profile_section(s: &mut String, r: &Results) {
     let _ = writeln!(s);
 }
 
-/// Function names without generic arguments, which can be pages long.
+/// Function names without generic arguments, which can be pages long; a
+/// qualified path (`<A as B>::f`) or an `<impl B for A>` block is kept,
+/// with the generics inside it removed.
 fn short(f: &str) -> String {
     let mut out = String::new();
-    let mut depth = 0;
-    for c in f.chars() {
+    // One entry per open '<': whether its content is being kept.
+    let mut stack: Vec<bool> = Vec::new();
+    let mut chars = f.char_indices().peekable();
+    while let Some((i, c)) = chars.next() {
+        let shown = stack.iter().all(|k| *k);
         match c {
             '<' => {
-                if depth == 0 {
-                    out.push_str("<…>");
+                let rest = &f[i + 1..];
+                let keep = shown && (out.is_empty() || rest.starts_with("impl "));
+                if shown {
+                    if keep {
+                        out.push('<');
+                    } else {
+                        out.push_str("<…>");
+                    }
                 }
-                depth += 1;
+                stack.push(keep);
             }
-            '>' if depth > 0 => depth -= 1,
-            _ if depth == 0 => out.push(c),
+            '>' if !stack.is_empty() => {
+                let keep = stack.pop().unwrap_or(false);
+                if keep && stack.iter().all(|k| *k) {
+                    out.push('>');
+                }
+            }
+            // `->` in a closure type is not a closing bracket.
+            '-' if chars.peek().map(|p| p.1) == Some('>') => {
+                chars.next();
+                if shown {
+                    out.push_str("->");
+                }
+            }
+            _ if shown => out.push(c),
             _ => {}
         }
     }
@@ -711,16 +832,16 @@ fn chart(r: &Results, path: &Path) -> anyhow::Result<()> {
             .margin(12)
             .x_label_area_size(36)
             .y_label_area_size(64)
-            .build_cartesian_2d(0f64..4f64, 0f64..top)?;
+            .build_cartesian_2d((0usize..3usize).into_segmented(), 0f64..top)?;
         c.configure_mesh()
             .disable_x_mesh()
+            .light_line_style(TRANSPARENT)
             .x_labels(4)
-            .x_label_formatter(&|v| {
-                let i = v.floor() as usize;
-                Kind::ALL
-                    .get(i)
-                    .filter(|_| (v - v.floor() - 0.5).abs() < 0.01)
-                    .map_or(String::new(), |k| k.label().to_string())
+            .x_label_formatter(&|v| match v {
+                SegmentValue::CenterOf(i) => Kind::ALL
+                    .get(*i)
+                    .map_or(String::new(), |k| k.label().to_string()),
+                _ => String::new(),
             })
             .y_label_formatter(&|v| {
                 if top >= 1000.0 {
@@ -730,12 +851,16 @@ fn chart(r: &Results, path: &Path) -> anyhow::Result<()> {
                 }
             })
             .draw()?;
-        // Labels sit under the middle of each bar.
         c.draw_series(data.iter().map(|&(i, v)| {
-            Rectangle::new(
-                [(i as f64 + 0.15, 0.0), (i as f64 + 0.85, v)],
+            let mut bar = Rectangle::new(
+                [
+                    (SegmentValue::Exact(i), 0.0),
+                    (SegmentValue::Exact(i + 1), v),
+                ],
                 colors[i].filled(),
-            )
+            );
+            bar.set_margin(0, 0, 18, 18);
+            bar
         }))?;
         c.draw_series(data.iter().map(|&(i, v)| {
             let text = if v == 0.0 {
@@ -745,7 +870,14 @@ fn chart(r: &Results, path: &Path) -> anyhow::Result<()> {
             } else {
                 format!("{v:.3}{unit}")
             };
-            Text::new(text, (i as f64 + 0.2, v + top * 0.03), ("sans-serif", 13))
+            Text::new(
+                text,
+                (SegmentValue::CenterOf(i), v + top * 0.04),
+                ("sans-serif", 13)
+                    .into_font()
+                    .color(&BLACK)
+                    .pos(Pos::new(HPos::Center, VPos::Bottom)),
+            )
         }))?;
     }
     root.present()?;
@@ -765,5 +897,13 @@ mod tests {
     #[test]
     fn shortens_generics() {
         assert_eq!(short("a::b<c<d>>::e"), "a::b<…>::e");
+        assert_eq!(
+            short("<serde_json::read::StrRead<'a> as serde_json::read::Read>::parse_str"),
+            "<serde_json::read::StrRead<…> as serde_json::read::Read>::parse_str"
+        );
+        assert_eq!(
+            short("x::_::<impl serde::de::Deserialize for x::Field>::deserialize"),
+            "x::_::<impl serde::de::Deserialize for x::Field>::deserialize"
+        );
     }
 }

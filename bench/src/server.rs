@@ -73,12 +73,7 @@ fn with_cpus(cpus: &Option<String>, program: &Path) -> Command {
 }
 
 /// Starts a server of `kind` with its output in `logs/<kind>-<tag>.log`.
-pub fn start(
-    kind: Kind,
-    p: &Programs,
-    tag: &str,
-    extra_env: &[(&str, &str)],
-) -> anyhow::Result<Server> {
+pub fn start(kind: Kind, p: &Programs, tag: &str, extra_args: &[&str]) -> anyhow::Result<Server> {
     p.check(kind)?;
     std::fs::create_dir_all(&p.logs)?;
     let log_path = p.logs.join(format!("{}-{tag}.log", kind.name()));
@@ -126,9 +121,7 @@ pub fn start(
             ]);
         }
     }
-    for (k, v) in extra_env {
-        cmd.env(k, v);
-    }
+    cmd.args(extra_args);
     cmd.current_dir(&p.root)
         .stdin(Stdio::null())
         .stderr(log.try_clone()?);

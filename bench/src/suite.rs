@@ -84,7 +84,8 @@ pub struct RunArgs {
     #[arg(long, default_value = "target/bench-logs")]
     pub logs: PathBuf,
 
-    /// Idle socket counts, comma separated; `max` is the open-file hard limit less 100.
+    /// Idle socket counts, comma separated; `max` is the open-file hard
+    /// limit less 100 (at most 50 000).
     #[arg(long)]
     pub idle_counts: Option<String>,
     /// Player pairs in the relay scenario.
@@ -173,7 +174,8 @@ fn cpus_arg(s: &str) -> Option<String> {
 fn params_of(a: &RunArgs) -> anyhow::Result<Params> {
     let q = a.quick;
     let (_, hard) = util::nofile_limits();
-    let max_sockets = (hard.saturating_sub(100) as usize).min(200_000);
+    // Bounded so that a machine without a low limit still finishes in time.
+    let max_sockets = (hard.saturating_sub(100) as usize).min(50_000);
     let counts =
         a.idle_counts
             .clone()
@@ -254,7 +256,7 @@ pub fn run(a: RunArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     let started = Instant::now();
-    let load_before = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let load_before = loadavg();
     let other_load = busiest_processes();
     let mut results: BTreeMap<String, BTreeMap<String, Value>> = BTreeMap::new();
     for &kind in &a.targets {
@@ -294,11 +296,8 @@ pub fn run(a: RunArgs) -> anyhow::Result<()> {
             .as_deref()
             .and_then(|f| std::fs::read_to_string(abs(f)).ok())
             .and_then(|t| serde_json::from_str(&t).ok()),
-        load_before: load_before.trim().to_string(),
-        load_after: std::fs::read_to_string("/proc/loadavg")
-            .unwrap_or_default()
-            .trim()
-            .to_string(),
+        load_before,
+        load_after: loadavg(),
         other_load,
         wall_s: started.elapsed().as_secs_f64(),
     };
@@ -336,7 +335,25 @@ async fn one(
     let v = match scen {
         Scenario::Idle => {
             let pid = pid.context("the idle scenario needs the server's pid")?;
-            serde_json::to_value(scenario::idle::run(kind, addr, pid, p).await?)?
+            let mut v = serde_json::to_value(scenario::idle::run(kind, addr, pid, p).await?)?;
+            if kind == Kind::Bare && a.addr.is_none() {
+                // How much of a socket is tungstenite's 4 KiB read buffer:
+                // the same relay with a 512-byte one.
+                let mut small = server::start(
+                    kind,
+                    programs,
+                    "idle-small-buffer",
+                    &["--read-buffer-size", "512"],
+                )?;
+                let mut q = p.clone();
+                q.idle_counts.truncate(1);
+                let r = scenario::idle::run(kind, small.addr, small.pid, &q).await;
+                small.stop(Duration::from_secs(3));
+                if let Ok(r) = r {
+                    v["small_read_buffer"] = serde_json::to_value(r)?;
+                }
+            }
+            v
         }
         Scenario::Relay => {
             let mut out = serde_json::Map::new();
@@ -349,7 +366,7 @@ async fn one(
                 None => {
                     let max = scenario::relay::run(kind, addr, pid, p, None).await?;
                     log_relay(kind, &max);
-                    let half_rate = max.rate / 2.0;
+                    let half_rate = max.rate_median_1s.unwrap_or(max.rate) / 2.0;
                     out.insert("max".into(), serde_json::to_value(&max)?);
                     if p.half_rate && half_rate > 0.0 {
                         tokio::time::sleep(Duration::from_millis(500)).await;
@@ -377,13 +394,16 @@ async fn one(
             serde_json::to_value(r)?
         }
         Scenario::Churn => {
-            let r = scenario::churn::run(kind, addr, p).await?;
+            let r = scenario::churn::run(kind, addr, pid, p).await?;
             eprintln!(
-                "  {} churn: {} cycles, {:.0}/s, {} failures, stats zero: {:?}, cycle {}",
+                "  {} churn: {} cycles, {:.0}/s, {} failures, server {:.2} cores, client {:.2} cores, {:.0} us CPU/cycle, stats zero: {:?}, cycle {}",
                 kind.name(),
                 r.cycles,
                 r.cycles_per_s,
                 r.failures,
+                r.server_cores.unwrap_or(0.0),
+                r.client_cores.unwrap_or(0.0),
+                r.server_cpu_us_per_cycle.unwrap_or(0.0),
                 r.stats_zero,
                 r.latency.line()
             );
@@ -405,10 +425,13 @@ async fn one(
 }
 
 /// Flags that lift Rendezvous's abuse limits (per-connection message rate,
-/// connections per address and in all, rooms) out of the benchmark's way;
+/// connections per address and in all, rooms, outbound queue) out of the
+/// benchmark's way;
 /// only those the binary knows are passed, so older builds still run.
 pub fn limit_overrides(bin: &Path) -> Vec<String> {
-    const LIFT: [(&str, &str); 5] = [
+    const LIFT: [(&str, &str); 6] = [
+        // Slow-client protection: the generator may stall for a moment.
+        ("--max-queued-messages", "65536"),
         ("--rate-limit", "1000000"),
         ("--rate-burst", "1000000"),
         ("--max-connections", "10000000"),
@@ -441,9 +464,22 @@ fn log_relay(kind: Kind, r: &scenario::relay::RelayRun) {
         r.client_cores.unwrap_or(0.0),
         r.latency.line()
     );
+    if let Some(l) = &r.sender_lag {
+        eprintln!("  sender lag: {}", l.line());
+    }
     if let Some(e) = &r.first_error {
         eprintln!("  first error: {e}");
     }
+}
+
+/// The 1, 5 and 15 minute load averages.
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn machine_info() -> BTreeMap<String, String> {
@@ -455,12 +491,12 @@ fn machine_info() -> BTreeMap<String, String> {
         .and_then(|l| l.split(':').nth(1))
         .map_or("unknown".to_string(), |s| s.trim().to_string());
     m.insert("cpu".into(), model);
-    m.insert(
-        "cores".into(),
-        std::thread::available_parallelism()
-            .map_or(1, |n| n.get())
-            .to_string(),
-    );
+    // Counted from /proc/cpuinfo: this process may be pinned to one CPU.
+    let cores = cpuinfo
+        .lines()
+        .filter(|l| l.starts_with("processor"))
+        .count();
+    m.insert("cores".into(), cores.to_string());
     let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
     if let Some(kb) = meminfo
         .lines()

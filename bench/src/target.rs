@@ -91,11 +91,12 @@ pub enum Payload {
 }
 
 /// WebSocket settings of generator sockets: small buffers, since thousands
-/// of them live in one process.
-pub fn client_config(read_buffer: usize) -> WebSocketConfig {
+/// of them live in one process; busy sockets (relay) coalesce the frames of
+/// one flush into one write with `write_buffer`.
+pub fn client_config(read_buffer: usize, write_buffer: usize) -> WebSocketConfig {
     let mut c = WebSocketConfig::default();
     c.read_buffer_size = read_buffer;
-    c.write_buffer_size = 0;
+    c.write_buffer_size = write_buffer;
     c.max_message_size = Some(1 << 20);
     c.max_frame_size = Some(1 << 20);
     c

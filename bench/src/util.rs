@@ -94,6 +94,11 @@ pub fn rss_kib(pid: u32) -> anyhow::Result<u64> {
 
 /// User + system CPU time consumed so far by a process (all its threads).
 pub fn cpu_time(pid: u32) -> Option<Duration> {
+    cpu_split(pid).map(|(u, s)| u + s)
+}
+
+/// (user, system) CPU time consumed so far by a process (all its threads).
+pub fn cpu_split(pid: u32) -> Option<(Duration, Duration)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name may contain spaces: fields start after the last ')'.
     let rest = &stat[stat.rfind(')')? + 2..];
@@ -102,7 +107,10 @@ pub fn cpu_time(pid: u32) -> Option<Duration> {
     let utime: u64 = fields.get(11)?.parse().ok()?;
     let stime: u64 = fields.get(12)?.parse().ok()?;
     // USER_HZ is 100 on every Linux architecture this runs on.
-    Some(Duration::from_millis((utime + stime) * 10))
+    Some((
+        Duration::from_millis(utime * 10),
+        Duration::from_millis(stime * 10),
+    ))
 }
 
 /// The CPU time of this process.

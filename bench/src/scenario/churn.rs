@@ -40,6 +40,12 @@ pub struct ChurnResult {
     /// Cycles cut short because the time was up.
     pub aborted: u64,
     pub latency: Latency,
+    /// Server CPU time over the run, in cores (1.0 = one core busy).
+    pub server_cores: Option<f64>,
+    /// Generator CPU time over the run, in cores.
+    pub client_cores: Option<f64>,
+    /// Server CPU time per player cycle, in microseconds.
+    pub server_cpu_us_per_cycle: Option<f64>,
     /// Rendezvous: whether `/api/stats` came back to zero, and in how long.
     pub stats_zero: Option<bool>,
     pub stats_zero_after_ms: Option<u64>,
@@ -65,7 +71,14 @@ enum End {
     Aborted,
 }
 
-pub async fn run(kind: Kind, addr: SocketAddr, p: &Params) -> anyhow::Result<ChurnResult> {
+pub async fn run(
+    kind: Kind,
+    addr: SocketAddr,
+    pid: Option<u32>,
+    p: &Params,
+) -> anyhow::Result<ChurnResult> {
+    let cpu0 = pid.and_then(util::cpu_time);
+    let own0 = util::own_cpu_time();
     let started = Instant::now();
     let shared = Arc::new(Shared {
         kind,
@@ -108,7 +121,16 @@ pub async fn run(kind: Kind, addr: SocketAddr, p: &Params) -> anyhow::Result<Chu
     for h in joined.into_iter().flatten() {
         hist.add(&h).ok();
     }
-    let duration_s = started.elapsed().as_secs_f64().min(p.churn_s.max(0.001));
+    let cpu = match (cpu0, pid.and_then(util::cpu_time)) {
+        (Some(a), Some(b)) => Some(b.saturating_sub(a).as_secs_f64()),
+        _ => None,
+    };
+    let wall = started.elapsed().as_secs_f64();
+    let own = match (own0, util::own_cpu_time()) {
+        (Some(a), Some(b)) => Some(b.saturating_sub(a).as_secs_f64() / wall),
+        _ => None,
+    };
+    let duration_s = wall.min(p.churn_s.max(0.001));
     let _ = ticker.await;
     pb.finish_and_clear();
     let cycles = shared.cycles.load(Ordering::Relaxed);
@@ -122,6 +144,9 @@ pub async fn run(kind: Kind, addr: SocketAddr, p: &Params) -> anyhow::Result<Chu
         first_error: shared.first_error.lock().expect("lock").clone(),
         aborted: shared.aborted.load(Ordering::Relaxed),
         latency: Latency::of(&hist),
+        server_cores: cpu.map(|c| c / wall),
+        client_cores: own,
+        server_cpu_us_per_cycle: cpu.map(|c| c * 1e6 / cycles.max(1) as f64),
         stats_zero: None,
         stats_zero_after_ms: None,
         final_stats: None,
@@ -218,7 +243,7 @@ async fn rendezvous_cycle(sh: &Shared, src: std::net::Ipv4Addr) -> anyhow::Resul
         room: "",
         next: None,
     };
-    let cfg = target::client_config(4096);
+    let cfg = target::client_config(4096, 4096);
     let Session { mut ws, id } = target::open(sh.kind, sh.addr, &spot, src, cfg).await?;
     let req = json!({"type": "find_match", "rid": 1, "max_players": 2, "mode": sh.mode});
     let reply = target::rdv_request(&mut ws, req).await?;
@@ -275,7 +300,7 @@ async fn matchbox_cycle(sh: &Shared, src: std::net::Ipv4Addr) -> anyhow::Result<
         room: &sh.mode,
         next: Some(2),
     };
-    let cfg = target::client_config(4096);
+    let cfg = target::client_config(4096, 4096);
     let Session { mut ws, .. } = target::open(sh.kind, sh.addr, &spot, src, cfg).await?;
     // First of the pair: told about the second. Second: learns the first
     // from its first signal.
@@ -314,7 +339,7 @@ async fn pair_cycle(sh: &Shared, w: usize, round: usize) -> anyhow::Result<End> 
         target::src_ip(2 * w + round, sh.src_ips),
         target::src_ip(2 * w + round + 1, sh.src_ips),
     );
-    let cfg = target::client_config(4096);
+    let cfg = target::client_config(4096, 4096);
     let (mut a, mut b) = target::open_pair(sh.kind, sh.addr, &key, srcs, cfg).await?;
     let fa = Frame::new(sh.kind, Payload::Candidate, &b.id);
     let fb = Frame::new(sh.kind, Payload::Candidate, &a.id);

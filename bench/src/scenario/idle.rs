@@ -229,7 +229,7 @@ pub async fn worker(
     let progress = Arc::new(AtomicU64::new(0));
     let (close_tx, close_rx) = tokio::sync::watch::channel(false);
     let mut tasks = Vec::with_capacity(count);
-    let cfg = target::client_config(1024);
+    let cfg = target::client_config(1024, 0);
     let (ready_tx, mut ready_rx) = tokio::sync::mpsc::unbounded_channel::<Result<(), String>>();
     for i in 0..count {
         let gate = gate.clone();

@@ -74,7 +74,7 @@ pub async fn run(kind: Kind, addr: SocketAddr, p: &Params) -> anyhow::Result<Mat
         _ => n / k * k * (k - 1) / 2,
     };
     let (all_done_tx, all_done) = watch::channel(false);
-    let cfg = target::client_config(4096);
+    let cfg = target::client_config(4096, 4096);
     let pb = bar(goal as u64, format!("{} match", kind.name()));
     let mut tasks = Vec::new();
     for i in 0..n {

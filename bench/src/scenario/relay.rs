@@ -4,8 +4,11 @@
 //! At the maximum rate each sender keeps at most `window` signals in flight
 //! (sent and not yet received by its peer): a closed loop that finds the
 //! server's throughput without overflowing any queue. At a set rate each
-//! sender ticks on a schedule and stamps the scheduled time, so a stalled
-//! server or generator shows up in the latency (no coordinated omission).
+//! sender ticks on a schedule (catching up in a burst when late) and stamps
+//! the actual send time: tokio's timer has a 1 ms grain, and stamping the
+//! scheduled time would add up to 1 ms of generator lateness to every
+//! target's latency. How late the senders were is reported separately
+//! (`sender_lag`), so a stalled generator cannot hide.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -13,7 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::stream::{SplitSink, SplitStream};
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{FutureExt, SinkExt, StreamExt};
 use hdrhistogram::Histogram;
 use serde::Serialize;
 use tokio::sync::{watch, Semaphore};
@@ -32,6 +35,9 @@ pub struct RelayRun {
     pub duration_s: f64,
     /// Signals received in the measured window, per second.
     pub rate: f64,
+    /// Median of the per-second rates in the window.
+    pub rate_median_1s: Option<f64>,
+    pub rate_samples_1s: Vec<f64>,
     pub received_in_window: u64,
     pub sent: u64,
     pub received: u64,
@@ -42,8 +48,12 @@ pub struct RelayRun {
     pub first_error: Option<String>,
     pub frame_bytes: usize,
     pub latency: Latency,
+    /// Paced runs: how late senders were on their schedule.
+    pub sender_lag: Option<Latency>,
     /// Server CPU time over the window, in cores (1.0 = one core busy).
     pub server_cores: Option<f64>,
+    /// Share of the server's CPU time spent in the kernel (system time).
+    pub server_kernel_share: Option<f64>,
     /// Generator CPU time over the window, in cores.
     pub client_cores: Option<f64>,
 }
@@ -72,7 +82,7 @@ pub async fn run(
     rate: Option<f64>,
 ) -> anyhow::Result<RelayRun> {
     let tag = nonce();
-    let cfg = target::client_config(64 * 1024);
+    let cfg = target::client_config(64 * 1024, 64 * 1024);
     let pb = bar(p.pairs as u64, format!("{} relay: pairs", kind.name()));
     let gate = Arc::new(Semaphore::new(32));
     let mut setups = Vec::new();
@@ -169,19 +179,40 @@ pub async fn run(
     let warm_end = start + Duration::from_secs_f64(p.warmup_s);
     tick(&pb, warm_end).await;
     let cpu0 = (pid.and_then(util::cpu_time), util::own_cpu_time());
+    let split0 = pid.and_then(util::cpu_split);
     let t0 = Instant::now();
     window.from.store(util::ns_of(t0), Ordering::Relaxed);
     let t1 = t0 + Duration::from_secs_f64(p.relay_s);
     window.to.store(util::ns_of(t1), Ordering::Relaxed);
-    tick(&pb, t1).await;
+    // Per-second rates over the window show how steady the run was (the
+    // machine may be shared: a burst of steal time lowers one second only).
+    let mut samples = Vec::new();
+    let mut last = counters.received.load(Ordering::Relaxed);
+    let mut last_t = Instant::now();
+    while Instant::now() < t1 {
+        let next = (last_t + Duration::from_secs(1)).min(t1);
+        tick(&pb, next).await;
+        let now = counters.received.load(Ordering::Relaxed);
+        let dt = last_t.elapsed().as_secs_f64();
+        if dt > 0.5 {
+            samples.push((now - last) as f64 / dt);
+        }
+        last = now;
+        last_t = Instant::now();
+    }
     let cpu1 = (pid.and_then(util::cpu_time), util::own_cpu_time());
+    let split1 = pid.and_then(util::cpu_split);
     let measured = t0.elapsed().as_secs_f64();
     pb.finish_and_clear();
     let _ = stop_send.send(true);
     let mut sinks = Vec::new();
+    let mut lag: Option<Histogram<u64>> = None;
     for t in send_tasks {
-        if let Ok(Some(sink)) = t.await {
-            sinks.push(sink);
+        if let Ok((sink, l)) = t.await {
+            sinks.extend(sink);
+            if let Some(l) = l {
+                lag.get_or_insert_with(util::new_hist).add(&l).ok();
+            }
         }
     }
     // Drain what is in flight.
@@ -204,6 +235,9 @@ pub async fn run(
         let _ = tokio::time::timeout(Duration::from_millis(500), s.close()).await;
     }
     let first_error = counters.first_error.lock().expect("lock").clone();
+    let mut sorted = samples.clone();
+    sorted.sort_by(f64::total_cmp);
+    let median = sorted.get(sorted.len() / 2).copied();
     let sent = counters.sent.load(Ordering::Relaxed);
     let received = counters.received.load(Ordering::Relaxed);
     let cores = |a: Option<Duration>, b: Option<Duration>| match (a, b) {
@@ -215,6 +249,8 @@ pub async fn run(
         pairs: p.pairs,
         duration_s: measured,
         rate: in_window as f64 / measured,
+        rate_median_1s: median,
+        rate_samples_1s: samples,
         received_in_window: in_window,
         sent,
         received,
@@ -223,7 +259,15 @@ pub async fn run(
         first_error,
         frame_bytes,
         latency: Latency::of(&hist),
+        sender_lag: lag.as_ref().map(Latency::of),
         server_cores: cores(cpu0.0, cpu1.0),
+        server_kernel_share: match (split0, split1) {
+            (Some((u0, s0)), Some((u1, s1))) => {
+                let (u, s) = (u1.saturating_sub(u0), s1.saturating_sub(s0));
+                (u + s > Duration::ZERO).then(|| s.as_secs_f64() / (u + s).as_secs_f64())
+            }
+            _ => None,
+        },
         client_cores: cores(cpu0.1, cpu1.1),
     })
 }
@@ -237,14 +281,23 @@ struct Sender {
 }
 
 impl Sender {
-    /// Sends until stopped; returns the sink for a polite close.
-    async fn run(mut self, rate: Option<f64>, start: Instant, offset: f64) -> Option<Sink> {
+    /// Sends until stopped; returns the sink (for a polite close) and the
+    /// histogram of schedule lag (paced runs).
+    async fn run(
+        mut self,
+        rate: Option<f64>,
+        start: Instant,
+        offset: f64,
+    ) -> (Option<Sink>, Option<Histogram<u64>>) {
         tokio::time::sleep_until(start.into()).await;
-        let ok = match rate {
-            None => self.flat_out().await,
-            Some(r) => self.paced(r, start, offset).await,
+        let (ok, lag) = match rate {
+            None => (self.flat_out().await, None),
+            Some(r) => {
+                let mut lag = util::new_hist();
+                (self.paced(r, start, offset, &mut lag).await, Some(lag))
+            }
         };
-        ok.then_some(self.sink)
+        (ok.then_some(self.sink), lag)
     }
 
     async fn flat_out(&mut self) -> bool {
@@ -282,7 +335,13 @@ impl Sender {
         }
     }
 
-    async fn paced(&mut self, rate: f64, start: Instant, offset: f64) -> bool {
+    async fn paced(
+        &mut self,
+        rate: f64,
+        start: Instant,
+        offset: f64,
+        lag: &mut Histogram<u64>,
+    ) -> bool {
         let period = Duration::from_secs_f64(1.0 / rate.max(0.001));
         let first = start + period.mul_f64(offset);
         let mut iv = tokio::time::interval_at(first.into(), period);
@@ -292,12 +351,25 @@ impl Sender {
                 t = iv.tick() => t,
                 _ = self.stop.changed() => return true,
             };
-            // The scheduled time, not the actual one: lateness counts.
-            let ts = util::ns_of(at.into_std());
-            if self.sink.send(self.frame.stamped(ts)).await.is_err() {
+            let now = util::now_ns();
+            util::record_ns(lag, now.saturating_sub(util::ns_of(at.into_std())));
+            if self.sink.feed(self.frame.stamped(now)).await.is_err() {
                 return false;
             }
-            self.counters.sent.fetch_add(1, Ordering::Relaxed);
+            // Ticks already due (a late sender catching up) go in the same write.
+            let mut n = 1;
+            while let Some(at) = iv.tick().now_or_never() {
+                let now = util::now_ns();
+                util::record_ns(lag, now.saturating_sub(util::ns_of(at.into_std())));
+                if self.sink.feed(self.frame.stamped(now)).await.is_err() {
+                    return false;
+                }
+                n += 1;
+            }
+            if self.sink.flush().await.is_err() {
+                return false;
+            }
+            self.counters.sent.fetch_add(n, Ordering::Relaxed);
         }
     }
 }
@@ -340,12 +412,12 @@ impl Receiver {
                     }
                 }
                 None => {
-                    if target::is_error(self.kind, &text) {
-                        if self.counters.errors.fetch_add(1, Ordering::Relaxed) == 0 {
-                            let mut e: String = text.chars().take(300).collect();
-                            e.retain(|c| c != '\n');
-                            *self.counters.first_error.lock().expect("lock") = Some(e);
-                        }
+                    if target::is_error(self.kind, &text)
+                        && self.counters.errors.fetch_add(1, Ordering::Relaxed) == 0
+                    {
+                        let mut e: String = text.chars().take(300).collect();
+                        e.retain(|c| c != '\n');
+                        *self.counters.first_error.lock().expect("lock") = Some(e);
                     }
                 }
             }
