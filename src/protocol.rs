@@ -241,40 +241,11 @@ pub struct IceCandidateInit {
 /// The `candidate` field of `ice_candidate`: an `RTCIceCandidateInit`
 /// object, or a bare string (`""` is the end of candidates). Relayed in the
 /// form it was sent.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum CandidateField {
     Init(IceCandidateInit),
     Line(String),
-}
-
-/// Decodes by the JSON kind met (object or string) instead of serde's
-/// untagged way, which buffers the whole value and then tries each variant:
-/// that buffering was a sixth of the relay path's CPU.
-impl<'de> Deserialize<'de> for CandidateField {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> serde::de::Visitor<'de> for V {
-            type Value = CandidateField;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("an RTCIceCandidateInit object or a candidate string")
-            }
-            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
-                Ok(CandidateField::Line(v.to_string()))
-            }
-            fn visit_string<E: serde::de::Error>(self, v: String) -> Result<Self::Value, E> {
-                Ok(CandidateField::Line(v))
-            }
-            fn visit_map<A: serde::de::MapAccess<'de>>(
-                self,
-                map: A,
-            ) -> Result<Self::Value, A::Error> {
-                IceCandidateInit::deserialize(serde::de::value::MapAccessDeserializer::new(map))
-                    .map(CandidateField::Init)
-            }
-        }
-        d.deserialize_any(V)
-    }
 }
 
 impl CandidateField {
