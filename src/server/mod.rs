@@ -59,6 +59,34 @@ pub(crate) struct Pending {
     pub dropped: u64,
 }
 
+/// Queues a text frame on a connection. A queue that is full (a slow client)
+/// or closed (going away) must not hold anyone up: the connection is closed,
+/// and a slow client counted once.
+pub(crate) fn queue(
+    tx: &mpsc::Sender<Message>,
+    kill: &CancellationToken,
+    text: Utf8Bytes,
+    metrics: &metrics::Metrics,
+) {
+    if tx.try_send(Message::Text(text)).is_ok() {
+        metrics.messages_out.increment(1);
+    } else if !kill.is_cancelled() {
+        kill.cancel();
+        metrics.slow_clients_closed.increment(1);
+    }
+}
+
+/// A close frame with a fixed reason.
+pub(crate) fn close_frame(
+    code: tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode,
+    reason: &'static str,
+) -> Message {
+    Message::Close(Some(tokio_tungstenite::tungstenite::protocol::CloseFrame {
+        code,
+        reason: Utf8Bytes::from_static(reason),
+    }))
+}
+
 /// Everything that changes, under one lock.
 pub(crate) struct Shared {
     pub lobby: Lobby,
@@ -66,7 +94,6 @@ pub(crate) struct Shared {
     pub pending: HashMap<String, Pending>,
     /// Subscribers of the room list, with their optional `mode`.
     pub room_subs: HashMap<String, Option<String>>,
-    pub slow_clients_closed: u64,
     pub resume_buffer: usize,
     pub metrics: Arc<metrics::Metrics>,
 }
@@ -76,17 +103,7 @@ impl Shared {
     /// no connection and no held seat.
     pub fn send_to(&mut self, player_id: &str, text: &Utf8Bytes) -> bool {
         if let Some(conn) = self.conns.get(player_id) {
-            if conn.tx.try_send(Message::Text(text.clone())).is_err() {
-                // Full (slow client) or closed (going away): either way it
-                // must not hold anyone up.
-                if !conn.kill.is_cancelled() {
-                    conn.kill.cancel();
-                    self.slow_clients_closed += 1;
-                    self.metrics.slow_clients_closed.increment(1);
-                }
-            } else {
-                self.metrics.messages_out.increment(1);
-            }
+            queue(&conn.tx, &conn.kill, text.clone(), &self.metrics);
             return true;
         }
         if self
@@ -199,7 +216,6 @@ impl App {
             conns: HashMap::new(),
             pending: HashMap::new(),
             room_subs: HashMap::new(),
-            slow_clients_closed: 0,
             resume_buffer: cfg.resume_buffer as usize,
             metrics: metrics.clone(),
         };
@@ -297,13 +313,10 @@ impl App {
             return false;
         }
         if let Some(conn) = shared.conns.remove(player_id) {
-            let _ = conn.tx.try_send(Message::Close(Some(
-                tokio_tungstenite::tungstenite::protocol::CloseFrame {
-                    code:
-                        tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode::Policy,
-                    reason: Utf8Bytes::from_static("disconnected by the server"),
-                },
-            )));
+            let _ = conn.tx.try_send(close_frame(
+                tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode::Policy,
+                "disconnected by the server",
+            ));
         }
         shared.subscribe_rooms(player_id, None);
         shared.pending.remove(player_id);

@@ -21,14 +21,14 @@ use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role};
+use tokio_tungstenite::tungstenite::protocol::Role;
 use tokio_tungstenite::tungstenite::{self, Message, Utf8Bytes};
 use tokio_tungstenite::WebSocketStream;
 use tokio_util::sync::CancellationToken;
 use warp::http::{HeaderMap, StatusCode};
 use warp::{Filter, Reply};
 
-use super::{App, Conn, Shared, StatsSub};
+use super::{close_frame, queue, App, Conn, Shared, StatsSub};
 use crate::protocol::{
     self, decode_request, error_reply, ok_reply, ErrorCode, Event, Limits, ProtoError, Request,
     RoomStatus, Welcome, PROTOCOL_VERSION,
@@ -529,10 +529,9 @@ impl Session {
         // One identity, one connection: an older socket of the same player
         // (a drop the server has not noticed yet) is closed as replaced.
         if let Some(old) = shared.conns.remove(&player_id) {
-            let _ = old.tx.try_send(Message::Close(Some(CloseFrame {
-                code: CloseCode::Library(4001),
-                reason: Utf8Bytes::from_static("replaced"),
-            })));
+            let _ = old
+                .tx
+                .try_send(close_frame(CloseCode::Library(4001), "replaced"));
             shared.room_subs.remove(&player_id);
         }
         let mut out = Vec::new();
@@ -617,23 +616,13 @@ impl Session {
 
     /// Queues a close frame; the writer sends it and stops.
     fn close(&self, code: CloseCode, reason: &'static str) {
-        let frame = CloseFrame {
-            code,
-            reason: Utf8Bytes::from_static(reason),
-        };
-        let _ = self.tx.try_send(Message::Close(Some(frame)));
+        let _ = self.tx.try_send(close_frame(code, reason));
     }
 
-    fn push(&self, shared: &mut Shared, text: String) {
-        if self.tx.try_send(Message::Text(text.into())).is_err() {
-            if !self.kill.is_cancelled() {
-                self.kill.cancel();
-                shared.slow_clients_closed += 1;
-                self.app.metrics.slow_clients_closed.increment(1);
-            }
-        } else {
-            self.app.metrics.messages_out.increment(1);
-        }
+    /// Queues a reply on this connection (under the lock, so it keeps its
+    /// place among the events).
+    fn push(&self, _shared: &mut Shared, text: String) {
+        queue(&self.tx, &self.kill, text.into(), &self.app.metrics);
     }
 
     fn reply_error(&self, rid: &Value, err: &ProtoError) {
@@ -895,10 +884,7 @@ pub(super) async fn close_all(app: &App, timeout: Duration) {
         // Behind whatever replies are already queued: in-flight requests
         // get their answer first.
         let _ = tx.try_send(Message::Text(notice.clone()));
-        let _ = tx.try_send(Message::Close(Some(CloseFrame {
-            code: CloseCode::Away,
-            reason: Utf8Bytes::from_static("server shutting down"),
-        })));
+        let _ = tx.try_send(close_frame(CloseCode::Away, "server shutting down"));
     }
     // Wait for the clients to answer the close, then cut whatever is left.
     let deadline = Instant::now() + timeout;
