@@ -170,6 +170,23 @@ pub struct Config {
     #[arg(long, env = "RENDEZVOUS_JWT_ISSUER")]
     pub jwt_issuer: Option<String>,
 
+    /// Cluster mode: the Redis server that several instances share
+    /// (`redis://host:port/db`). Without it, everything stays in memory.
+    #[arg(long, env = "RENDEZVOUS_REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<String>,
+
+    /// This instance's name in a cluster (letters, digits, `-`, `_`; at
+    /// most 64). Default: a random one per start.
+    #[arg(long, env = "RENDEZVOUS_NODE_ID")]
+    pub node_id: Option<String>,
+
+    /// Cluster mode: lifetime of this node's liveness key in Redis. It is
+    /// refreshed every third of it; a node silent for longer is taken for
+    /// dead and its players are handed to the reconnect grace.
+    #[arg(long, env = "RENDEZVOUS_NODE_TTL_MS", default_value_t = 3_000,
+          value_parser = clap::value_parser!(u64).range(300..=600_000))]
+    pub node_ttl_ms: u64,
+
     /// Log format on stderr.
     #[arg(long, env = "RENDEZVOUS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,

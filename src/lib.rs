@@ -4,6 +4,8 @@
 //! - [`lobby`]: the engine: rooms, seats, matchmaking, timers, stats. No I/O.
 //! - [`signaling`]: SDP and ICE candidate validation, TURN credentials.
 //! - [`server`]: warp routes, WebSocket sessions, delivery, HTTP API.
+//! - [`cluster`]: cluster mode: the lobby in Redis, changed by one Lua
+//!   script, events through pub/sub.
 //! - [`client`]: a small async client of the protocol (tests, load
 //!   generator, Rust games).
 //! - [`auth`]: JWT verification of connecting players.
@@ -12,6 +14,7 @@
 
 pub mod auth;
 pub mod client;
+pub mod cluster;
 pub mod config;
 pub mod lobby;
 pub mod protocol;

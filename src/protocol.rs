@@ -49,6 +49,11 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
+    /// The code of its wire name (`"room_full"`), if it is one.
+    pub fn from_wire(name: &str) -> Option<ErrorCode> {
+        serde_json::from_value(Value::String(name.to_string())).ok()
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             ErrorCode::BadRequest => "bad_request",

@@ -192,7 +192,7 @@ pub struct ListingChange {
     pub event: Event,
 }
 
-fn err(code: ErrorCode, msg: impl Into<String>) -> ProtoError {
+pub(crate) fn err(code: ErrorCode, msg: impl Into<String>) -> ProtoError {
     ProtoError::new(code, msg)
 }
 
@@ -200,7 +200,7 @@ fn not_in_room() -> ProtoError {
     err(ErrorCode::NotInRoom, "you are not in a room")
 }
 
-fn check_data(data: &JsonObject, what: &str) -> Result<(), ProtoError> {
+pub(crate) fn check_data(data: &JsonObject, what: &str) -> Result<(), ProtoError> {
     let len = serde_json::to_string(data).map(|s| s.len()).unwrap_or(0);
     if len > MAX_DATA_BYTES {
         return Err(ProtoError::bad_request(format!(
@@ -210,7 +210,7 @@ fn check_data(data: &JsonObject, what: &str) -> Result<(), ProtoError> {
     Ok(())
 }
 
-fn check_mode(mode: Option<&str>) -> Result<String, ProtoError> {
+pub(crate) fn check_mode(mode: Option<&str>) -> Result<String, ProtoError> {
     let mode = mode.unwrap_or("default");
     if mode.is_empty() || mode.chars().count() > MAX_MODE_CHARS {
         return Err(ProtoError::bad_request(format!(
@@ -222,6 +222,14 @@ fn check_mode(mode: Option<&str>) -> Result<String, ProtoError> {
 
 /// Random bytes from the OS generator, through `uuid` (which the crate has
 /// anyway) rather than another dependency.
+/// A random join code (not checked for uniqueness).
+pub fn new_code_text() -> String {
+    random_bytes()[..CODE_LEN]
+        .iter()
+        .map(|b| CODE_ALPHABET[*b as usize % CODE_ALPHABET.len()] as char)
+        .collect()
+}
+
 fn random_bytes() -> [u8; 16] {
     *Uuid::new_v4().as_bytes()
 }
@@ -535,11 +543,7 @@ impl Lobby {
 
     fn new_code(&self) -> String {
         loop {
-            let bytes = random_bytes();
-            let code: String = bytes[..CODE_LEN]
-                .iter()
-                .map(|b| CODE_ALPHABET[*b as usize % CODE_ALPHABET.len()] as char)
-                .collect();
+            let code = new_code_text();
             if !self.codes.contains_key(&code) {
                 return code;
             }

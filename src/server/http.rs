@@ -10,6 +10,7 @@ use warp::http::StatusCode;
 use warp::{Filter, Rejection, Reply};
 
 use super::App;
+use crate::cluster::notice::RoomRec;
 use crate::lobby::{DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT};
 use crate::protocol::{http_error_body, ts, ErrorCode, ProtoError, RoomStatus};
 
@@ -35,18 +36,44 @@ pub(super) fn routes(
     let stats = warp::path!("api" / "stats")
         .and(warp::get())
         .and(with_app.clone())
-        .map(|app: Arc<App>| warp::reply::json(&app.stats()).into_response());
+        .then(|app: Arc<App>| async move {
+            match app.stats_async().await {
+                Ok(s) => warp::reply::json(&s).into_response(),
+                Err(e) => unavailable(&e),
+            }
+        });
 
     let rooms = warp::path!("api" / "rooms")
         .and(warp::get())
         .and(with_app.clone())
         .and(warp::query::raw().or(warp::any().map(String::new)).unify())
-        .map(|app: Arc<App>, raw: String| list_rooms(&app, &raw));
+        .then(|app: Arc<App>, raw: String| async move { list_rooms(&app, &raw).await });
 
     let room = warp::path!("api" / "rooms" / String)
         .and(warp::get())
         .and(with_app.clone())
-        .map(|id: String, app: Arc<App>| {
+        .then(|id: String, app: Arc<App>| async move {
+            if let Some(store) = &app.store {
+                let found = if id.len() > 64 {
+                    Ok(None)
+                } else {
+                    store.room(&id).await
+                };
+                return match found {
+                    Ok(Some(text)) => match serde_json::from_str::<RoomRec>(&text) {
+                        Ok(r) => warp::reply::json(&r.info(false)).into_response(),
+                        Err(_) => {
+                            unavailable(&ProtoError::new(ErrorCode::Internal, "bad room record"))
+                        }
+                    },
+                    Ok(None) => error(
+                        StatusCode::NOT_FOUND,
+                        ErrorCode::RoomNotFound,
+                        format!("no room {id:?}"),
+                    ),
+                    Err(e) => unavailable(&e.into()),
+                };
+            }
             let shared = app.shared.lock();
             match shared.lobby.room_by_id_str(&id) {
                 Some(room) => warp::reply::json(&room.info(false)).into_response(),
@@ -61,7 +88,34 @@ pub(super) fn routes(
     let player = warp::path!("api" / "players" / String)
         .and(warp::get())
         .and(with_app.clone())
-        .map(|id: String, app: Arc<App>| {
+        .then(|id: String, app: Arc<App>| async move {
+            if let Some(store) = &app.store {
+                let found = if id.len() > 256 {
+                    Ok(None)
+                } else {
+                    store.player(&id).await
+                };
+                return match found {
+                    Ok(Some((name, connected, room, seen))) => {
+                        let last_seen =
+                            chrono::DateTime::from_timestamp_millis(seen).unwrap_or_default();
+                        warp::reply::json(&json!({
+                            "player_id": id,
+                            "name": name,
+                            "connected": connected,
+                            "room_id": room,
+                            "last_seen": ts(&last_seen),
+                        }))
+                        .into_response()
+                    }
+                    Ok(None) => error(
+                        StatusCode::NOT_FOUND,
+                        ErrorCode::PlayerNotFound,
+                        format!("no player {id:?}"),
+                    ),
+                    Err(e) => unavailable(&e.into()),
+                };
+            }
             let shared = app.shared.lock();
             match shared.lobby.player(&id) {
                 Some(p) => warp::reply::json(&json!({
@@ -87,6 +141,12 @@ pub(super) fn routes(
             if app.draining.is_cancelled() || app.shutdown.is_cancelled() {
                 warp::reply::with_status(
                     warp::reply::json(&json!({"status": "shutting_down"})),
+                    StatusCode::SERVICE_UNAVAILABLE,
+                )
+                .into_response()
+            } else if app.store.as_ref().is_some_and(|s| !s.available()) {
+                warp::reply::with_status(
+                    warp::reply::json(&json!({"status": "store_unavailable"})),
                     StatusCode::SERVICE_UNAVAILABLE,
                 )
                 .into_response()
@@ -172,7 +232,7 @@ fn admin_routes(
         .and(admin.clone())
         .and(warp::body::content_length_limit(16 * 1024))
         .and(warp::body::bytes())
-        .map(|app: Arc<App>, body: warp::hyper::body::Bytes| {
+        .then(|app: Arc<App>, body: warp::hyper::body::Bytes| async move {
             #[derive(Deserialize)]
             struct Announce {
                 text: String,
@@ -187,44 +247,56 @@ fn admin_routes(
                     )
                 }
             };
-            app.announce(&text);
-            no_content()
+            match app.announce(&text).await {
+                Ok(()) => no_content(),
+                Err(e) => unavailable(&e.into()),
+            }
         });
 
     let close_room = warp::path!("api" / "rooms" / String)
         .and(warp::delete())
         .and(admin.clone())
-        .map(|id: String, app: Arc<App>| {
-            if app.close_room(&id) {
-                no_content()
-            } else {
-                error(
+        .then(|id: String, app: Arc<App>| async move {
+            match app.close_room(&id).await {
+                Err(e) => unavailable(&e.into()),
+                Ok(true) => no_content(),
+                Ok(false) => error(
                     StatusCode::NOT_FOUND,
                     ErrorCode::RoomNotFound,
                     format!("no room {id:?}"),
-                )
+                ),
             }
         });
 
     let kick_player = warp::path!("api" / "players" / String)
         .and(warp::delete())
         .and(admin)
-        .map(|id: String, app: Arc<App>| {
-            if app.disconnect_player(&id) {
-                no_content()
-            } else {
-                error(
+        .then(|id: String, app: Arc<App>| async move {
+            match app.disconnect_player(&id).await {
+                Err(e) => unavailable(&e.into()),
+                Ok(true) => no_content(),
+                Ok(false) => error(
                     StatusCode::NOT_FOUND,
                     ErrorCode::PlayerNotFound,
                     format!("no player {id:?}"),
-                )
+                ),
             }
         });
 
     announce.or(close_room).unify().or(kick_player).unify()
 }
 
-fn list_rooms(app: &App, raw: &str) -> warp::reply::Response {
+/// 503 for a store that cannot be reached, 500 otherwise.
+fn unavailable(e: &ProtoError) -> warp::reply::Response {
+    let status = if e.message.contains("unavailable") {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::INTERNAL_SERVER_ERROR
+    };
+    error(status, e.code, e.message.clone())
+}
+
+async fn list_rooms(app: &App, raw: &str) -> warp::reply::Response {
     let q: RoomsQuery = match serde_urlencoded_lite(raw) {
         Ok(q) => q,
         Err(e) => return error(StatusCode::BAD_REQUEST, ErrorCode::BadRequest, e),
@@ -251,11 +323,19 @@ fn list_rooms(app: &App, raw: &str) -> warp::reply::Response {
             )
         }
     };
-    let rooms = app
-        .shared
-        .lock()
-        .lobby
-        .list_rooms(status, q.mode.as_deref(), limit);
+    let rooms = match &app.store {
+        Some(store) => {
+            match super::cluster::list_rooms(store, status, q.mode.as_deref(), limit).await {
+                Ok(r) => r,
+                Err(e) => return unavailable(&e),
+            }
+        }
+        None => app
+            .shared
+            .lock()
+            .lobby
+            .list_rooms(status, q.mode.as_deref(), limit),
+    };
     warp::reply::json(&json!({ "rooms": rooms })).into_response()
 }
 

@@ -9,6 +9,7 @@
 //! client whose queue is full is a slow client and is closed, never waited
 //! for. Nothing awaits while holding the lock.
 
+mod cluster;
 mod http;
 pub mod metrics;
 mod session;
@@ -94,6 +95,8 @@ pub(crate) struct Shared {
     pub pending: HashMap<String, Pending>,
     /// Subscribers of the room list, with their optional `mode`.
     pub room_subs: HashMap<String, Option<String>>,
+    /// Cluster mode: connections waiting for their registration notice.
+    pub joining: HashMap<u64, cluster::Joining>,
     pub resume_buffer: usize,
     pub metrics: Arc<metrics::Metrics>,
 }
@@ -191,10 +194,18 @@ pub struct App {
     pub(crate) conn_permits: Arc<tokio::sync::Semaphore>,
     /// Open WebSockets per client address: `--max-connections-per-ip`.
     pub(crate) per_ip: Mutex<HashMap<IpAddr, u64>>,
+    /// Cluster mode (`--redis-url`): the shared store. `None`: in memory.
+    pub store: Option<Arc<crate::cluster::Store>>,
+    /// Cluster mode: the last cluster-wide stats read (for `/metrics`).
+    pub(crate) cluster_stats: Mutex<Stats>,
 }
 
 impl App {
-    pub fn new(cfg: Config, auth: crate::auth::Authenticator) -> Arc<Self> {
+    pub fn new(
+        cfg: Config,
+        auth: crate::auth::Authenticator,
+        store: Option<Arc<crate::cluster::Store>>,
+    ) -> Arc<Self> {
         let cfg = cfg.normalized();
         let max_msg = cfg.max_message_bytes as usize;
         let mut ws_config = WebSocketConfig::default();
@@ -216,6 +227,7 @@ impl App {
             conns: HashMap::new(),
             pending: HashMap::new(),
             room_subs: HashMap::new(),
+            joining: HashMap::new(),
             resume_buffer: cfg.resume_buffer as usize,
             metrics: metrics.clone(),
         };
@@ -233,6 +245,8 @@ impl App {
             auth,
             conn_permits: Arc::new(tokio::sync::Semaphore::new(permits)),
             per_ip: Mutex::new(HashMap::new()),
+            store,
+            cluster_stats: Mutex::new(Stats::default()),
             cfg,
         })
     }
@@ -241,10 +255,66 @@ impl App {
         self.conn_seq.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// Lobby stats with the server's own fields filled in.
+    /// Lobby stats with the server's own fields filled in. In cluster mode,
+    /// the last cluster-wide stats read (at most a beat old); see
+    /// [`App::stats_async`] for exact ones.
     pub fn stats(&self) -> Stats {
+        if self.store.is_some() {
+            let mut s = self.cluster_stats.lock().clone();
+            s.uptime_s = self.started.elapsed().as_secs();
+            return s;
+        }
         let shared = self.shared.lock();
         self.stats_locked(&shared)
+    }
+
+    /// Exact stats: cluster-wide from the store in cluster mode.
+    pub async fn stats_async(&self) -> Result<Stats, crate::protocol::ProtoError> {
+        let Some(store) = &self.store else {
+            return Ok(self.stats());
+        };
+        let mut s = store.stats().await?;
+        s.uptime_s = self.started.elapsed().as_secs();
+        *self.cluster_stats.lock() = s.clone();
+        Ok(s)
+    }
+
+    /// The `welcome` event text of a registered connection.
+    pub(crate) fn welcome(
+        &self,
+        player_id: &str,
+        name: &str,
+        token: String,
+        resumed: bool,
+        room: Option<crate::protocol::RoomInfo>,
+        missed: u64,
+    ) -> String {
+        let cfg = &self.cfg;
+        Event::Welcome(Box::new(crate::protocol::Welcome {
+            protocol: crate::protocol::PROTOCOL_VERSION,
+            player_id: player_id.to_string(),
+            name: name.to_string(),
+            resume_token: token,
+            resumed,
+            room,
+            heartbeat_interval_ms: cfg.heartbeat_interval_ms,
+            heartbeat_timeout_ms: cfg.heartbeat_timeout_ms,
+            ice_servers: crate::signaling::ice_servers(
+                &cfg.stun_urls,
+                &cfg.turn_urls,
+                cfg.turn_secret.as_deref(),
+                cfg.turn_ttl_s,
+                player_id,
+                chrono::Utc::now().timestamp(),
+            ),
+            limits: crate::protocol::Limits {
+                max_message_bytes: cfg.max_message_bytes,
+                max_players: cfg.max_players,
+            },
+            server_time: crate::protocol::ts(&chrono::Utc::now()),
+            missed,
+        }))
+        .to_json()
     }
 
     pub(crate) fn stats_locked(&self, shared: &Shared) -> Stats {
@@ -278,39 +348,63 @@ impl App {
         self.shared.lock().lobby.check_invariants()
     }
 
-    /// Admin: an `announcement` to every connection.
-    pub fn announce(&self, text: &str) {
+    /// Admin: an `announcement` to every connection (of every node).
+    pub async fn announce(&self, text: &str) -> Result<(), crate::cluster::StoreError> {
         let event = Event::Announcement {
             text: text.to_string(),
             ts: crate::protocol::ts(&chrono::Utc::now()),
         };
+        if let Some(store) = &self.store {
+            return store
+                .publish(&cluster::all_channel(), &event.to_json())
+                .await;
+        }
         let bytes = Utf8Bytes::from(event.to_json());
         let mut shared = self.shared.lock();
         let all: Vec<String> = shared.conns.keys().cloned().collect();
         for pid in all {
             shared.send_to(&pid, &bytes);
         }
+        Ok(())
     }
 
     /// Admin: closes a room; members get `player_left` reason `closed`.
-    pub fn close_room(&self, room_id: &str) -> bool {
+    pub async fn close_room(&self, room_id: &str) -> Result<bool, crate::cluster::StoreError> {
+        if let Some(store) = &self.store {
+            if room_id.len() > 64 {
+                return Ok(false);
+            }
+            let v = store.call("close", &[room_id]).await?;
+            return Ok(v == serde_json::Value::Bool(true));
+        }
         let mut shared = self.shared.lock();
         let Some(id) = shared.lobby.room_by_id_str(room_id).map(|r| r.id) else {
-            return false;
+            return Ok(false);
         };
         let mut out = Vec::new();
         shared.lobby.close_room(id, &mut out);
         shared.deliver(out);
-        true
+        Ok(true)
     }
 
     /// Admin: gives up the player's seat at once (`player_left` reason
     /// `closed`) and closes its connection with 1008.
-    pub fn disconnect_player(&self, player_id: &str) -> bool {
+    pub async fn disconnect_player(
+        &self,
+        player_id: &str,
+    ) -> Result<bool, crate::cluster::StoreError> {
+        if let Some(store) = &self.store {
+            if player_id.len() > 256 {
+                return Ok(false);
+            }
+            // The player's node closes its connection (a `kill` notice).
+            let v = store.call("remove", &[player_id]).await?;
+            return Ok(v == serde_json::Value::Bool(true));
+        }
         let mut shared = self.shared.lock();
         let mut out = Vec::new();
         if !shared.lobby.remove_player(player_id, &mut out) {
-            return false;
+            return Ok(false);
         }
         if let Some(conn) = shared.conns.remove(player_id) {
             let _ = conn.tx.try_send(close_frame(
@@ -321,7 +415,7 @@ impl App {
         shared.subscribe_rooms(player_id, None);
         shared.pending.remove(player_id);
         shared.deliver(out);
-        true
+        Ok(true)
     }
 
     /// One housekeeping pass: timers of the lobby, then due stats pushes.
@@ -366,6 +460,13 @@ impl RunningServer {
         let timeout = Duration::from_millis(self.app.cfg.shutdown_timeout_ms);
         self.app.draining.cancel();
         session::close_all(&self.app, timeout).await;
+        if let Some(store) = &self.app.store {
+            // Whatever sessions did not hold their seats themselves yet.
+            let grace = self.app.cfg.reconnect_grace_ms.to_string();
+            if let Err(e) = store.call("leave_node", &[&grace]).await {
+                tracing::warn!("could not hand this node's players over: {e}");
+            }
+        }
         self.app.shutdown.cancel();
         let _ = tokio::time::timeout(timeout, self.task).await;
     }
@@ -399,11 +500,42 @@ pub async fn start(cfg: Config) -> Result<RunningServer, StartError> {
         tracing::warn!("cannot set TCP_NODELAY: {e}");
     }
     let addr = listener.local_addr().map_err(bind_err)?;
-    let app = App::new(cfg, auth);
+    let store = match &cfg.redis_url {
+        Some(url) => {
+            let node = cfg.node_id.clone().unwrap_or_else(|| {
+                format!("n-{}", &uuid::Uuid::new_v4().simple().to_string()[..12])
+            });
+            if !crate::cluster::valid_node_id(&node) {
+                return Err(StartError::Config(format!(
+                    "--node-id {node:?}: use 1 to 64 letters, digits, '-' or '_'"
+                )));
+            }
+            Some(Arc::new(
+                crate::cluster::Store::new(url, node).map_err(StartError::Config)?,
+            ))
+        }
+        None => None,
+    };
+    let app = App::new(cfg, auth, store.clone());
     let routes = routes(app.clone());
 
+    if let Some(store) = &store {
+        tokio::spawn(cluster::run_subscriber(app.clone(), store.clone()));
+        tokio::spawn(cluster::run_beats(app.clone(), store.clone()));
+        tokio::spawn(cluster::run_ticks(app.clone(), store.clone()));
+        // Serve at once when Redis is there (the beats keep it so).
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while !store.available() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        tracing::info!(node = %store.node, available = store.available(), "cluster mode");
+    }
     let ticker_app = app.clone();
+    let in_memory = store.is_none();
     let ticker = tokio::spawn(async move {
+        if !in_memory {
+            return;
+        }
         let mut interval = tokio::time::interval(TICK);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {

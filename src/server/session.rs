@@ -90,6 +90,13 @@ fn handshake(
             "the server is shutting down",
         );
     }
+    if app.store.as_ref().is_some_and(|s| !s.available()) {
+        return refused(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::Internal,
+            "the store is unavailable; try again shortly",
+        );
+    }
     if let Err(msg) = check_origin(&app.cfg.allowed_origins, &headers) {
         return refused(StatusCode::FORBIDDEN, ErrorCode::Forbidden, &msg);
     }
@@ -284,7 +291,7 @@ impl Drop for Admission {
 }
 
 /// `p_` and 22 base62 characters of a random 128-bit number.
-fn new_player_id() -> String {
+pub(super) fn new_player_id() -> String {
     const ALPHABET: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
     let mut n = u128::from_be_bytes(*uuid::Uuid::new_v4().as_bytes());
     let mut s = String::with_capacity(24);
@@ -296,6 +303,14 @@ fn new_player_id() -> String {
     s
 }
 
+fn sdp_bucket() -> governor::DefaultDirectRateLimiter {
+    let quota = governor::Quota::per_second(
+        std::num::NonZeroU32::new(SDP_PER_SECOND).unwrap_or(std::num::NonZeroU32::MIN),
+    )
+    .allow_burst(std::num::NonZeroU32::new(SDP_BURST).unwrap_or(std::num::NonZeroU32::MIN));
+    governor::RateLimiter::direct(quota)
+}
+
 /// What a session knows of itself.
 struct Session {
     app: Arc<App>,
@@ -303,6 +318,10 @@ struct Session {
     conn_id: u64,
     tx: mpsc::Sender<Message>,
     kill: CancellationToken,
+    /// Cluster mode: tells this connection apart from later ones of the
+    /// same player in the store; JWT roles for `join_room`.
+    epoch: u64,
+    roles: Vec<String>,
     /// Offers and answers cost a full SDP parse (a few milliseconds for
     /// the largest accepted ones), so they have a bucket of their own on top
     /// of the message rate limit; real clients send a handful per peer.
@@ -329,18 +348,46 @@ async fn run(
     let (tx, rx) = mpsc::channel(capacity);
     let kill = CancellationToken::new();
     let conn_id = app.next_conn_id();
-    let session = Session::register(
-        app.clone(),
-        conn_id,
-        tx,
-        kill.clone(),
-        name,
-        resume,
-        identity,
-    );
-
     let (sink, mut stream) = ws.split();
     let writer = tokio::spawn(write_loop(sink, rx, kill.clone()));
+    let session = match app.store.clone() {
+        None => Session::register(
+            app.clone(),
+            conn_id,
+            tx,
+            kill.clone(),
+            name,
+            resume,
+            identity,
+        ),
+        Some(store) => {
+            match Session::register_cluster(
+                &app,
+                &store,
+                conn_id,
+                tx.clone(),
+                kill.clone(),
+                name,
+                resume,
+                identity,
+            )
+            .await
+            {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!("registration failed: {}", e.message);
+                    let _ = tx.try_send(close_frame(
+                        CloseCode::Again,
+                        "the store is unavailable; try again shortly",
+                    ));
+                    drop(tx);
+                    let _ = tokio::time::timeout(CLOSE_LINGER, writer).await;
+                    kill.cancel();
+                    return;
+                }
+            }
+        }
+    };
 
     let heartbeat = Duration::from_millis(app.cfg.heartbeat_interval_ms);
     let timeout = Duration::from_millis(app.cfg.heartbeat_timeout_ms);
@@ -371,7 +418,7 @@ async fn run(
                     }
                 }
                 match frame {
-                    Some(Ok(Message::Text(text))) => session.on_text(&text),
+                    Some(Ok(Message::Text(text))) => session.on_text(&text).await,
                     Some(Ok(Message::Binary(_))) => session.reply_error(
                         &Value::Null,
                         &ProtoError::bad_request("binary frames are not part of protocol v1; send JSON text"),
@@ -399,7 +446,7 @@ async fn run(
             _ = kill.cancelled() => break,
         }
     }
-    session.unregister();
+    session.unregister().await;
     // Let the writer flush what is queued (a close frame included) for a
     // moment, then drop the socket whatever the peer does.
     drop(session);
@@ -585,22 +632,77 @@ impl Session {
         );
         shared.deliver(out);
         drop(guard);
-        let quota = governor::Quota::per_second(
-            std::num::NonZeroU32::new(SDP_PER_SECOND).unwrap_or(std::num::NonZeroU32::MIN),
-        )
-        .allow_burst(std::num::NonZeroU32::new(SDP_BURST).unwrap_or(std::num::NonZeroU32::MIN));
         Session {
             app,
             player_id,
             conn_id,
             tx,
             kill,
-            sdp_bucket: governor::RateLimiter::direct(quota),
+            epoch: 0,
+            roles: Vec::new(),
+            sdp_bucket: sdp_bucket(),
         }
     }
 
+    /// Cluster mode: registers through the store; `welcome` and the held
+    /// events are queued when the registration's notice arrives.
+    #[allow(clippy::too_many_arguments)]
+    async fn register_cluster(
+        app: &Arc<App>,
+        store: &crate::cluster::Store,
+        conn_id: u64,
+        tx: mpsc::Sender<Message>,
+        kill: CancellationToken,
+        name: String,
+        resume: Option<String>,
+        identity: Option<crate::auth::Identity>,
+    ) -> Result<Session, ProtoError> {
+        let joining = super::cluster::Joining {
+            tx: tx.clone(),
+            kill: kill.clone(),
+            done: tokio::sync::oneshot::channel().0,
+        };
+        let roles = identity
+            .as_ref()
+            .map(|i| i.roles.clone())
+            .unwrap_or_default();
+        let (player_id, epoch) = super::cluster::register(
+            app,
+            store,
+            conn_id,
+            joining,
+            &name,
+            resume.as_deref(),
+            identity.as_ref().map(|i| i.sub.as_str()),
+        )
+        .await?;
+        Ok(Session {
+            app: app.clone(),
+            player_id,
+            conn_id,
+            tx,
+            kill,
+            epoch,
+            roles,
+            sdp_bucket: sdp_bucket(),
+        })
+    }
+
     /// The connection is gone: the seat is held (or the player forgotten).
-    fn unregister(&self) {
+    async fn unregister(&self) {
+        if let Some(store) = &self.app.store {
+            {
+                let mut shared = self.app.shared.lock();
+                if shared.conns.get(&self.player_id).map(|c| c.id) == Some(self.conn_id) {
+                    shared.conns.remove(&self.player_id);
+                    shared.room_subs.remove(&self.player_id);
+                }
+            }
+            // The store ignores this when a newer connection took over
+            // (its epoch moved on).
+            super::cluster::unregister(&self.app, store, &self.player_id, self.epoch).await;
+            return;
+        }
         let mut shared = self.app.shared.lock();
         if shared.conns.get(&self.player_id).map(|c| c.id) != Some(self.conn_id) {
             return; // taken over by a newer connection
@@ -631,7 +733,7 @@ impl Session {
         self.push(&mut shared, error_reply(rid, err));
     }
 
-    fn on_text(&self, text: &str) {
+    async fn on_text(&self, text: &str) {
         if text.len() as u64 > self.app.cfg.max_message_bytes {
             let err = ProtoError::new(
                 ErrorCode::PayloadTooLarge,
@@ -666,6 +768,40 @@ impl Session {
         }
         if let Err(e) = precheck(&self.app, &request) {
             return self.reply_error(&decoded.rid, &e);
+        }
+        if let Some(store) = &self.app.store {
+            let is_signal = matches!(
+                request,
+                Request::Offer(_) | Request::Answer(_) | Request::IceCandidate(_)
+            );
+            let r = super::cluster::dispatch(
+                &self.app,
+                store,
+                &self.player_id,
+                &self.roles,
+                &decoded.rid,
+                request,
+            )
+            .await;
+            match r {
+                Ok(None) => {}
+                Ok(Some(fields)) => {
+                    if is_signal {
+                        self.app
+                            .metrics
+                            .relay_seconds
+                            .record(received.elapsed().as_secs_f64());
+                    }
+                    queue(
+                        &self.tx,
+                        &self.kill,
+                        ok_reply(&decoded.rid, fields).into(),
+                        &self.app.metrics,
+                    );
+                }
+                Err(e) => self.reply_error(&decoded.rid, &e),
+            }
+            return;
         }
         let mut shared = self.app.shared.lock();
         let mut out = Vec::new();

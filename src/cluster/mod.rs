@@ -1,0 +1,288 @@
+//! Cluster mode: several instances share one lobby through Redis.
+//!
+//! Rooms, seats, players, join codes, kicked lists, the matchmaking index
+//! (sorted sets keyed by mode and size, scored by creation order) and the
+//! counters live in Redis. Every change is one call of one Lua script
+//! (`lobby.lua`, loaded once and called by SHA), so the capacity checks and
+//! the seat they grant happen atomically whatever the interleaving of nodes.
+//!
+//! The script also sends the events: it publishes a [`notice`] to the
+//! channel of each node with a recipient (the requester's reply included),
+//! in the order the state changed, and appends it to the pending list of a
+//! recipient whose seat is held. Each node renders notices for its own
+//! connections ([`notice::Notice::render`]). This module is the store's
+//! client; the server's glue is in `server::cluster`.
+
+pub mod notice;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use redis::aio::ConnectionManager;
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::protocol::{ErrorCode, JsonObject, ProtoError, Stats};
+
+/// Prefix of every key and channel.
+pub const PREFIX: &str = "rv:";
+
+const SCRIPT: &str = include_str!("lobby.lua");
+
+/// Why a store call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Redis cannot be reached (or answered too late).
+    #[error("the store is unavailable: {0}")]
+    Unavailable(String),
+    /// The operation was refused (`room_full`, `not_host`...).
+    #[error("{0}")]
+    Refused(ProtoError),
+}
+
+impl From<StoreError> for ProtoError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Refused(p) => p,
+            StoreError::Unavailable(m) => ProtoError::new(
+                ErrorCode::Internal,
+                format!("the store is unavailable ({m}); try again shortly"),
+            ),
+        }
+    }
+}
+
+/// The client of the shared store.
+pub struct Store {
+    pub node: String,
+    pub channel: String,
+    client: redis::Client,
+    conn: ConnectionManager,
+    script: redis::Script,
+    /// The last call reached Redis.
+    up: AtomicBool,
+    /// The notice subscription is live.
+    pub(crate) subscribed: AtomicBool,
+}
+
+#[derive(Deserialize)]
+struct ScriptReply {
+    #[serde(default)]
+    ok: Option<Value>,
+    #[serde(default)]
+    e: Option<String>,
+    #[serde(default)]
+    m: Option<String>,
+}
+
+/// What `beat` reports.
+#[derive(Debug, Deserialize)]
+pub struct Beat {
+    pub gen: String,
+    #[serde(default)]
+    pub reaped: u64,
+    /// This node was not registered: first beat, or the others took it for
+    /// dead (its players are held or gone), or Redis lost its data.
+    #[serde(default)]
+    pub fresh: bool,
+}
+
+/// A node id: letters, digits, `-` and `_`, 1 to 64 characters.
+pub fn valid_node_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+impl Store {
+    /// Sets up the (lazy) connection; nothing is sent yet, so a Redis that
+    /// is down at startup only makes the node unavailable until it is up.
+    pub fn new(url: &str, node: String) -> Result<Store, String> {
+        let client = redis::Client::open(url).map_err(|e| format!("--redis-url: {e}"))?;
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_millis(1000)))
+            .set_response_timeout(Some(Duration::from_millis(2000)))
+            .set_number_of_retries(1)
+            .set_min_delay(Duration::from_millis(50))
+            .set_max_delay(Duration::from_millis(1000));
+        let conn = ConnectionManager::new_lazy_with_config(client.clone(), config)
+            .map_err(|e| format!("--redis-url: {e}"))?;
+        Ok(Store {
+            channel: format!("{PREFIX}ch:{node}"),
+            node,
+            client,
+            conn,
+            script: redis::Script::new(SCRIPT),
+            up: AtomicBool::new(false),
+            subscribed: AtomicBool::new(false),
+        })
+    }
+
+    pub fn client(&self) -> &redis::Client {
+        &self.client
+    }
+
+    /// Whether the node can serve: Redis answers and notices arrive.
+    pub fn available(&self) -> bool {
+        self.up.load(Ordering::Relaxed) && self.subscribed.load(Ordering::Relaxed)
+    }
+
+    fn mark(&self, up: bool) {
+        if self.up.swap(up, Ordering::Relaxed) != up {
+            if up {
+                tracing::info!(node = %self.node, "store reachable");
+            } else {
+                tracing::warn!(node = %self.node, "store unreachable");
+            }
+        }
+    }
+
+    async fn invoke<T: redis::FromRedisValue>(
+        &self,
+        op: &str,
+        args: &[&str],
+    ) -> Result<T, StoreError> {
+        let mut inv = self.script.prepare_invoke();
+        inv.arg(op).arg(&self.node);
+        for a in args {
+            inv.arg(*a);
+        }
+        let mut conn = self.conn.clone();
+        match inv.invoke_async::<T>(&mut conn).await {
+            Ok(v) => {
+                self.mark(true);
+                Ok(v)
+            }
+            Err(e) if e.is_io_error() || e.is_timeout() || e.is_connection_dropped() => {
+                self.mark(false);
+                Err(StoreError::Unavailable(e.to_string()))
+            }
+            Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::BusyLoading) => {
+                Err(StoreError::Unavailable(e.to_string()))
+            }
+            Err(e) => {
+                tracing::error!(op, "store script failed: {e}");
+                Err(StoreError::Refused(ProtoError::new(
+                    ErrorCode::Internal,
+                    format!("store operation {op} failed"),
+                )))
+            }
+        }
+    }
+
+    /// Runs one operation of the script; its `ok` value or the refusal.
+    pub async fn call(&self, op: &str, args: &[&str]) -> Result<Value, StoreError> {
+        let text: String = self.invoke(op, args).await?;
+        let reply: ScriptReply = serde_json::from_str(&text).map_err(|e| {
+            StoreError::Refused(ProtoError::new(
+                ErrorCode::Internal,
+                format!("bad store reply to {op}: {e}"),
+            ))
+        })?;
+        match (reply.ok, reply.e) {
+            (_, Some(code)) => {
+                let code = ErrorCode::from_wire(&code).unwrap_or(ErrorCode::Internal);
+                Err(StoreError::Refused(ProtoError::new(
+                    code,
+                    reply.m.unwrap_or_default(),
+                )))
+            }
+            (Some(v), None) => Ok(v),
+            (None, None) => Ok(Value::Null),
+        }
+    }
+
+    /// Raw room records of a listing (`w` waiting or `a` active).
+    pub async fn list(
+        &self,
+        which: &str,
+        mode: &str,
+        limit: u64,
+    ) -> Result<Vec<String>, StoreError> {
+        self.invoke("list", &[which, mode, &limit.to_string()])
+            .await
+    }
+
+    /// One room record, if it exists.
+    pub async fn room(&self, id: &str) -> Result<Option<String>, StoreError> {
+        let mut conn = self.conn.clone();
+        redis::cmd("GET")
+            .arg(format!("{PREFIX}room:{id}"))
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| StoreError::Unavailable(e.to_string()))
+    }
+
+    /// A player's presence: (name, connected, room id, last seen ms).
+    pub async fn player(
+        &self,
+        id: &str,
+    ) -> Result<Option<(String, bool, Option<String>, i64)>, StoreError> {
+        let mut conn = self.conn.clone();
+        let v: Vec<Option<String>> = redis::cmd("HMGET")
+            .arg(format!("{PREFIX}pl:{id}"))
+            .arg(&["name", "conn", "room", "seen"])
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        let Some(name) = v.first().cloned().flatten() else {
+            return Ok(None);
+        };
+        let connected = v.get(1).cloned().flatten().as_deref() == Some("1");
+        let room = v.get(2).cloned().flatten().filter(|r| !r.is_empty());
+        let seen = v
+            .get(3)
+            .cloned()
+            .flatten()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        Ok(Some((name, connected, room, seen)))
+    }
+
+    /// Cluster-wide counters; `connections` summed over live nodes.
+    pub async fn stats(&self) -> Result<Stats, StoreError> {
+        let v = self.call("stats", &[]).await?;
+        let n = |k: &str| v.get(k).and_then(Value::as_i64).unwrap_or(0).max(0) as u64;
+        let (w, a, f) = (n("waiting"), n("active"), n("finished"));
+        Ok(Stats {
+            total_rooms: w + a + f,
+            waiting_rooms: w,
+            active_rooms: a,
+            finished_rooms: f,
+            total_players: n("seats"),
+            connections: n("connections"),
+            players_waiting: n("seats_waiting"),
+            held_seats: n("held"),
+            matches_started: n("matches_started"),
+            signals_relayed: n("signals_relayed"),
+            uptime_s: 0,
+        })
+    }
+
+    /// Publishes a message on a channel (announcements).
+    pub async fn publish(&self, channel: &str, text: &str) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        redis::cmd("PUBLISH")
+            .arg(channel)
+            .arg(text)
+            .query_async::<i64>(&mut conn)
+            .await
+            .map(|_| ())
+            .map_err(|e| StoreError::Unavailable(e.to_string()))
+    }
+}
+
+/// The matchmaking attributes of room data (or of `find_match` filters),
+/// as the script's bucket-name suffixes: one `"\x1fkey\x1fvalue JSON"` per
+/// scalar entry, the same keys as the in-memory index (so `1` and `"1"`
+/// stay apart). The script puts `mode\x1fmax_players` in front.
+pub fn attrs_json(data: &JsonObject) -> String {
+    let attrs: Vec<String> = data
+        .iter()
+        .filter(|(_, v)| matches!(v, Value::String(_) | Value::Number(_) | Value::Bool(_)))
+        .map(|(k, v)| format!("\u{1f}{k}\u{1f}{v}"))
+        .collect();
+    serde_json::to_string(&attrs).unwrap_or_else(|_| "[]".into())
+}

@@ -1,0 +1,323 @@
+//! The messages the store's script publishes to nodes, and how a node turns
+//! them into protocol events for its own connections.
+//!
+//! A notice carries a snapshot of the room after the change plus event
+//! specs (`{k: kind, to: [players], ...}`); rendering is a pure function of
+//! (notice, recipient), so the same notice kept in a held player's pending
+//! list renders the same events when the player comes back on any node.
+//! Room data stays raw JSON text inside the script (Lua's cjson would round
+//! numbers to 14 digits and reorder keys), and is parsed only here.
+
+use chrono::{DateTime, Utc};
+use serde::de::{self, Deserializer};
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::protocol::{
+    ChatMessage, Event, JsonObject, LeaveReason, PlayerInfo, RoomInfo, RoomStatus, Visibility,
+};
+
+/// cjson writes an empty array as `{}`: accept both for lists.
+fn list<'de, D, T>(d: D) -> Result<Vec<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: serde::de::DeserializeOwned,
+{
+    match Value::deserialize(d)? {
+        Value::Array(items) => items
+            .into_iter()
+            .map(|v| serde_json::from_value(v).map_err(de::Error::custom))
+            .collect(),
+        Value::Object(m) if m.is_empty() => Ok(Vec::new()),
+        Value::Null => Ok(Vec::new()),
+        other => Err(de::Error::custom(format!("expected a list, got {other}"))),
+    }
+}
+
+/// A room as the script stores it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct RoomRec {
+    pub id: String,
+    pub code: String,
+    #[serde(rename = "priv", default)]
+    pub private: bool,
+    pub mode: String,
+    pub max: u64,
+    pub st: RoomStatus,
+    pub ca: String,
+    #[serde(default)]
+    pub seq: u64,
+    /// Raw JSON object text.
+    pub data: String,
+    #[serde(default, deserialize_with = "list")]
+    pub pl: Vec<SeatRec>,
+    /// Raw `chat` event texts, oldest first.
+    #[serde(default, deserialize_with = "list")]
+    pub chat: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct SeatRec {
+    pub id: String,
+    pub nm: String,
+    /// Raw JSON object text.
+    pub dt: String,
+    pub ja: String,
+    pub c: bool,
+    #[serde(default)]
+    pub n: String,
+}
+
+fn parse_obj(text: &str) -> JsonObject {
+    serde_json::from_str(text).unwrap_or_default()
+}
+
+fn parse_ts(text: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(text)
+        .map(|t| t.with_timezone(&Utc))
+        .unwrap_or_default()
+}
+
+impl SeatRec {
+    pub fn info(&self) -> PlayerInfo {
+        PlayerInfo {
+            player_id: self.id.clone(),
+            name: self.nm.clone(),
+            data: parse_obj(&self.dt),
+            joined_at: parse_ts(&self.ja),
+            connected: self.c,
+        }
+    }
+}
+
+impl RoomRec {
+    /// The room object; `code` only for members.
+    pub fn info(&self, for_member: bool) -> RoomInfo {
+        RoomInfo {
+            room_id: self.id.clone(),
+            code: for_member.then(|| self.code.clone()),
+            visibility: if self.private {
+                Visibility::Private
+            } else {
+                Visibility::Public
+            },
+            mode: self.mode.clone(),
+            max_players: self.max,
+            status: self.st,
+            host: self.pl.first().map(|s| s.id.clone()),
+            created_at: parse_ts(&self.ca),
+            data: parse_obj(&self.data),
+            players: self.pl.iter().map(SeatRec::info).collect(),
+        }
+    }
+
+    fn seat(&self, pid: &str) -> Option<&SeatRec> {
+        self.pl.iter().find(|s| s.id == pid)
+    }
+
+    pub fn has_member(&self, pid: &str) -> bool {
+        self.seat(pid).is_some()
+    }
+}
+
+/// One event of a notice, for the players in `to`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Spec {
+    pub k: String,
+    #[serde(default, deserialize_with = "list")]
+    pub to: Vec<String>,
+    #[serde(default)]
+    pub p: Option<String>,
+    #[serde(default)]
+    pub reason: Option<LeaveReason>,
+    #[serde(default)]
+    pub status: Option<RoomStatus>,
+    /// `finish_game`'s result, raw JSON.
+    #[serde(default)]
+    pub result: Option<String>,
+    /// A ready event text (chat, relayed signals).
+    #[serde(default)]
+    pub x: Option<String>,
+}
+
+/// The reply to the request that made the change.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ReplySpec {
+    pub p: String,
+    /// The request's `rid`, raw JSON.
+    pub rid: String,
+    pub kind: String,
+    #[serde(default)]
+    pub created: bool,
+}
+
+/// A connection's registration, done by the `hello` operation.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Hello {
+    pub conn: String,
+    pub p: String,
+    pub name: String,
+    pub resumed: bool,
+    pub tok: String,
+    pub epoch: u64,
+    /// Notices kept while the player was away, oldest first.
+    #[serde(default, deserialize_with = "list")]
+    pub pending: Vec<String>,
+    #[serde(default)]
+    pub dropped: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Notice {
+    #[serde(default)]
+    pub room: Option<RoomRec>,
+    #[serde(default, deserialize_with = "list")]
+    pub ev: Vec<Spec>,
+    #[serde(default)]
+    pub reply: Option<ReplySpec>,
+    #[serde(default)]
+    pub hello: Option<Hello>,
+    /// Control of a connection on this node: `replaced` or `kill`.
+    #[serde(default)]
+    pub ctl: Option<String>,
+    #[serde(default)]
+    pub p: Option<String>,
+}
+
+/// A change of the live room list, published on the list channel.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ListingNotice {
+    pub k: String,
+    pub mode: String,
+    pub id: String,
+    #[serde(default)]
+    pub room: Option<RoomRec>,
+}
+
+impl ListingNotice {
+    pub fn event(&self) -> Option<Event> {
+        match (self.k.as_str(), &self.room) {
+            ("listed", Some(r)) => Some(Event::RoomListed {
+                room: r.info(false),
+            }),
+            ("updated", Some(r)) => Some(Event::RoomUpdated {
+                room: r.info(false),
+            }),
+            ("delisted", _) => Some(Event::RoomDelisted {
+                room_id: self.id.clone(),
+            }),
+            _ => None,
+        }
+    }
+}
+
+impl Spec {
+    /// The event text of this spec (the same for every recipient).
+    pub fn render(&self, room: Option<&RoomRec>) -> Option<String> {
+        if let Some(x) = &self.x {
+            return Some(x.clone());
+        }
+        let room = room?;
+        let room_id = room.id.clone();
+        let pid = || self.p.clone().unwrap_or_default();
+        let event = match self.k.as_str() {
+            "player_joined" => Event::PlayerJoined {
+                room_id,
+                player: room.seat(self.p.as_deref()?)?.info(),
+            },
+            "player_left" => Event::PlayerLeft {
+                room_id,
+                player_id: pid(),
+                reason: self.reason.unwrap_or(LeaveReason::Left),
+            },
+            "player_disconnected" => Event::PlayerDisconnected {
+                room_id,
+                player_id: pid(),
+            },
+            "player_reconnected" => Event::PlayerReconnected {
+                room_id,
+                player_id: pid(),
+            },
+            "host_changed" => Event::HostChanged {
+                room_id,
+                host: pid(),
+            },
+            "room_status" => Event::RoomStatus {
+                room_id,
+                status: self.status.unwrap_or(room.st),
+                result: self.result.as_deref().map(parse_obj),
+            },
+            "game_start" => Event::GameStart {
+                room: room.info(true),
+            },
+            "room_data" => Event::RoomData {
+                room_id,
+                data: parse_obj(&room.data),
+            },
+            "player_data" => Event::PlayerData {
+                room_id,
+                player_id: pid(),
+                data: parse_obj(&room.seat(self.p.as_deref()?)?.dt),
+            },
+            "kicked" => Event::Kicked { room_id },
+            "chat_history" => Event::ChatHistory {
+                room_id,
+                messages: room
+                    .chat
+                    .iter()
+                    .filter_map(|c| serde_json::from_str::<ChatMessage>(c).ok())
+                    .collect(),
+            },
+            other => {
+                tracing::warn!("unknown notice event {other:?}");
+                return None;
+            }
+        };
+        Some(event.to_json())
+    }
+}
+
+impl Notice {
+    /// Every event text of the notice for one player, in order (used for
+    /// the pending events of a returning player).
+    pub fn render_for(&self, pid: &str) -> Vec<String> {
+        self.ev
+            .iter()
+            .filter(|s| s.to.iter().any(|t| t == pid))
+            .filter_map(|s| s.render(self.room.as_ref()))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_lists_from_cjson_parse() {
+        let text = r#"{"id":"r1","code":"ABCDEF","priv":false,"mode":"default","max":2,
+            "st":"waiting","ca":"2026-11-21T19:42:01.745Z","seq":3,"data":"{\"a\":12345678901234567}",
+            "pl":[{"id":"p1","nm":"ann","dt":"{}","ja":"2026-11-21T19:42:01.745Z","c":true,"n":"x"}],
+            "chat":{},"kk":{},"ap":{},"ar":{},"bk":["default\u001f2"]}"#;
+        let r: RoomRec = serde_json::from_str(text).unwrap();
+        assert!(r.chat.is_empty());
+        let info = r.info(true);
+        assert_eq!(info.code.as_deref(), Some("ABCDEF"));
+        assert_eq!(info.host.as_deref(), Some("p1"));
+        // Data is kept as text by the script, so big numbers survive.
+        assert_eq!(info.data["a"], serde_json::json!(12345678901234567u64));
+        assert!(r.info(false).code.is_none());
+    }
+
+    #[test]
+    fn render_for_filters_by_recipient() {
+        let n: Notice = serde_json::from_str(
+            r#"{"ev":[{"k":"raw","to":["a"],"x":"{\"type\":\"offer\"}"},
+                       {"k":"raw","to":["b"],"x":"{\"type\":\"answer\"}"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(n.render_for("a"), vec![r#"{"type":"offer"}"#.to_string()]);
+        assert_eq!(n.render_for("b"), vec![r#"{"type":"answer"}"#.to_string()]);
+        assert!(n.render_for("c").is_empty());
+    }
+}
