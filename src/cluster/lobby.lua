@@ -448,6 +448,27 @@ elseif OP == 'bye' then
   local p = player(pid)
   if not p or p.epoch ~= epoch or p.node ~= ME or not p.conn then return ok(false) end
   hold(pid, grace)
+  -- Behind every notice this node got while the player was still marked
+  -- connected here: the node hands what it caught for the player back.
+  redis.call('PUBLISH', P .. 'ch:' .. ME, cjson.encode({ ctl = 'gone', p = pid }))
+  return ok(true)
+
+elseif OP == 'keep' then
+  -- ARGV: pid, event texts... Events a node caught for a player between its
+  -- connection's end and `bye`: they go before the pending list, if the
+  -- player has not come back meanwhile.
+  local pid = ARGV[3]
+  local p = player(pid)
+  if not p or p.conn then return ok(false) end
+  local key = P .. 'pend:' .. pid
+  for i = #ARGV, 4, -1 do
+    redis.call('LPUSH', key, cjson.encode({ ev = { { k = 'raw', to = { pid }, x = ARGV[i] } } }))
+  end
+  local n = redis.call('LLEN', key)
+  if n > PENDING_LIMIT then
+    redis.call('LTRIM', key, n - PENDING_LIMIT, -1)
+    redis.call('INCRBY', P .. 'pendx:' .. pid, n - PENDING_LIMIT)
+  end
   return ok(true)
 
 elseif OP == 'create' then

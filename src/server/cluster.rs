@@ -120,14 +120,8 @@ fn on_message(app: &App, channel: &str, payload: &[u8]) {
     // A relayed signal: "R<player>\n<event>".
     if let Some(rest) = text.strip_prefix('R') {
         if let Some((pid, event)) = rest.split_once('\n') {
-            let shared = app.shared.lock();
-            if let Some(conn) = shared.conns.get(pid) {
-                queue(
-                    &conn.tx,
-                    &conn.kill,
-                    Utf8Bytes::from(event.to_string()),
-                    &app.metrics,
-                );
+            let mut shared = app.shared.lock();
+            if send_local(app, &mut shared, pid, &Utf8Bytes::from(event.to_string())) {
                 app.metrics.signals_relayed.increment(1);
             }
         }
@@ -142,6 +136,10 @@ fn on_message(app: &App, channel: &str, payload: &[u8]) {
     };
     let mut shared = app.shared.lock();
     if let (Some(ctl), Some(pid)) = (&notice.ctl, &notice.p) {
+        if ctl == "gone" {
+            on_gone(app, &mut shared, pid);
+            return;
+        }
         if let Some(old) = shared.conns.remove(pid) {
             let frame = match ctl.as_str() {
                 "replaced" => close_frame(CloseCode::Library(4001), "replaced"),
@@ -175,14 +173,14 @@ fn on_message(app: &App, channel: &str, payload: &[u8]) {
     for spec in &notice.ev {
         let mut text: Option<Utf8Bytes> = None;
         for pid in &spec.to {
-            let Some(conn) = shared.conns.get(pid) else {
+            if !shared.conns.contains_key(pid) && !shared.departed.contains_key(pid) {
                 continue;
-            };
+            }
             if text.is_none() {
                 text = spec.render(notice.room.as_ref()).map(Utf8Bytes::from);
             }
             if let Some(t) = &text {
-                queue(&conn.tx, &conn.kill, t.clone(), &app.metrics);
+                send_local(app, &mut shared, pid, t);
             }
         }
     }
@@ -202,6 +200,7 @@ fn on_hello(
     let Some(joining) = shared.joining.remove(&conn_id) else {
         return; // the connection gave up meanwhile; its `bye` cleans up
     };
+    shared.departed.remove(&hello.p);
     if let Some(old) = shared.conns.remove(&hello.p) {
         let _ = old
             .tx
@@ -297,12 +296,57 @@ pub(super) async fn register(
 /// The connection closed: the seat is held for the grace period.
 pub(super) async fn unregister(app: &App, store: &Store, player_id: &str, epoch: u64) {
     let grace = app.cfg.reconnect_grace_ms.to_string();
-    if let Err(e) = store
+    let held = store
         .call("bye", &[player_id, &epoch.to_string(), &grace])
-        .await
-    {
-        tracing::warn!(player_id, "could not hold the seat in the store: {e}");
+        .await;
+    match held {
+        // A `gone` notice follows; it hands the caught events over.
+        Ok(Value::Bool(true)) => {}
+        Ok(_) => {
+            app.shared.lock().departed.remove(player_id);
+        }
+        Err(e) => {
+            app.shared.lock().departed.remove(player_id);
+            tracing::warn!(player_id, "could not hold the seat in the store: {e}");
+        }
     }
+}
+
+/// The store holds the seat of a player whose connection ended here: the
+/// events this node caught for it meanwhile join its pending list.
+fn on_gone(app: &App, shared: &mut Shared, pid: &str) {
+    let Some(caught) = shared.departed.remove(pid) else {
+        return;
+    };
+    if caught.is_empty() {
+        return;
+    }
+    let Some(store) = app.store.clone() else {
+        return;
+    };
+    let pid = pid.to_string();
+    tokio::spawn(async move {
+        let mut args: Vec<&str> = vec![&pid];
+        args.extend(caught.iter().map(|t| t.as_str()));
+        if let Err(e) = store.call("keep", &args).await {
+            tracing::warn!(player_id = %pid, "events for a held seat lost: {e}");
+        }
+    });
+}
+
+/// Queues a text for a local player: its connection, or the catch of a
+/// connection that just ended.
+fn send_local(app: &App, shared: &mut Shared, pid: &str, text: &Utf8Bytes) -> bool {
+    if let Some(conn) = shared.conns.get(pid) {
+        queue(&conn.tx, &conn.kill, text.clone(), &app.metrics);
+        return true;
+    }
+    if let Some(caught) = shared.departed.get_mut(pid) {
+        if caught.len() < 256 {
+            caught.push(text.clone());
+        }
+    }
+    false
 }
 
 fn max_players(app: &App, n: Option<u64>) -> Result<u64, ProtoError> {

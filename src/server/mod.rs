@@ -97,6 +97,10 @@ pub(crate) struct Shared {
     pub room_subs: HashMap<String, Option<String>>,
     /// Cluster mode: connections waiting for their registration notice.
     pub joining: HashMap<u64, cluster::Joining>,
+    /// Cluster mode: events caught for players whose connection ended here
+    /// until the store confirms their seat is held (then they go to the
+    /// store's pending list).
+    pub departed: HashMap<String, Vec<Utf8Bytes>>,
     pub resume_buffer: usize,
     pub metrics: Arc<metrics::Metrics>,
 }
@@ -228,6 +232,7 @@ impl App {
             pending: HashMap::new(),
             room_subs: HashMap::new(),
             joining: HashMap::new(),
+            departed: HashMap::new(),
             resume_buffer: cfg.resume_buffer as usize,
             metrics: metrics.clone(),
         };

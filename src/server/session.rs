@@ -696,6 +696,7 @@ impl Session {
                 if shared.conns.get(&self.player_id).map(|c| c.id) == Some(self.conn_id) {
                     shared.conns.remove(&self.player_id);
                     shared.room_subs.remove(&self.player_id);
+                    shared.departed.insert(self.player_id.clone(), Vec::new());
                 }
             }
             // The store ignores this when a newer connection took over
