@@ -743,13 +743,25 @@ elseif OP == 'tick' then
   return ok(#due + #timers)
 
 elseif OP == 'beat' then
-  -- ARGV: connections, ttl_ms, grace_ms, watching('1'/'0'), generation.
+  -- ARGV: connections, ttl_ms, grace_ms, watching('1'/'0'), generation,
+  -- first beat of this process ('1'/'0').
   -- Refreshes this node's liveness, then hands the players of nodes whose
   -- liveness lapsed to the reconnect grace.
   local gen = redis.call('GET', P .. 'gen')
   if not gen then
     gen = ARGV[7]
     redis.call('SET', P .. 'gen', gen)
+  end
+  if ARGV[8] == '1' then
+    -- This process's first beat: players still marked connected here
+    -- belong to an earlier process under the same node id (a crash and a
+    -- quick restart, before the liveness key lapsed): their seats are held.
+    for _, pid in ipairs(redis.call('SMEMBERS', P .. 'nodepl:' .. ME)) do
+      local p = player(pid)
+      if p and p.conn and p.node == ME then hold(pid, tonumber(ARGV[5])) end
+    end
+    redis.call('DEL', P .. 'nodepl:' .. ME)
+    redis.call('HDEL', P .. 'conns', ME)
   end
   redis.call('SET', P .. 'alive:' .. ME, ARGV[3], 'PX', tonumber(ARGV[4]))
   local fresh = redis.call('SADD', P .. 'nodes', ME) == 1

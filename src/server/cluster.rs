@@ -682,6 +682,7 @@ pub(super) async fn run_beats(app: Arc<App>, store: Arc<Store>) {
                     &app.cfg.reconnect_grace_ms.to_string(),
                     if watching { "1" } else { "0" },
                     &proposal,
+                    if gen.is_none() { "1" } else { "0" },
                 ],
             )
             .await;

@@ -199,3 +199,202 @@ pub fn spawn_binary(args: &[&str], env: &[(&str, &str)], keep_logs: bool) -> (Ch
         .to_string();
     (child, addr)
 }
+
+impl ChildGuard {
+    /// Sends SIGKILL to the child, by its pid, and reaps it: the process dies
+    /// on the spot, without any chance to clean up (a crashed node).
+    pub fn kill9(&mut self) {
+        let pid = self.0.id().to_string();
+        let status = std::process::Command::new("kill")
+            .args(["-KILL", &pid])
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill -KILL {pid} failed");
+        let _ = self.0.wait();
+    }
+}
+
+/// Where `redis-server` is looked for (Debian's `redis-server` package).
+const REDIS_SERVER: &str = "redis-server";
+
+/// A `redis-server` on a free loopback port, with no persistence, stopped
+/// (SIGKILL, by pid) when the guard drops. [`RedisServer::kill`] and
+/// [`RedisServer::restart`] simulate an outage: the restarted server listens
+/// on the same port and starts empty.
+pub struct RedisServer {
+    port: u16,
+    child: Option<std::process::Child>,
+}
+
+impl RedisServer {
+    /// Starts a server on a port the OS picks and waits until it answers
+    /// PING. Panics with a hint when `redis-server` is not installed.
+    pub fn start() -> RedisServer {
+        // The port is free when picked, but something else may take it
+        // before redis binds it: try a few ports.
+        let mut last_err = String::new();
+        for _ in 0..5 {
+            let port = free_port();
+            let mut server = RedisServer { port, child: None };
+            match server.launch() {
+                Ok(()) => return server,
+                Err(e) => last_err = e,
+            }
+        }
+        panic!("redis-server never came up: {last_err}");
+    }
+
+    /// `redis://127.0.0.1:PORT/`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// SIGKILL, by pid, and reap: every connection to it drops at once.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", &child.id().to_string()])
+                .status();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the server again on the same port (empty: nothing is saved).
+    pub fn restart(&mut self) {
+        self.kill();
+        // The old socket may linger for a moment after the kill.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            match self.launch() {
+                Ok(()) => return,
+                Err(e) if std::time::Instant::now() > deadline => {
+                    panic!("redis-server did not restart on port {}: {e}", self.port)
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(100)),
+            }
+        }
+    }
+
+    /// Starts the process on `self.port` and waits for PONG (at most 10 s).
+    fn launch(&mut self) -> Result<(), String> {
+        use std::process::{Command, Stdio};
+        let port = self.port.to_string();
+        let spawned = Command::new(REDIS_SERVER)
+            .args(["--port", &port, "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn();
+        let mut child = match spawned {
+            Ok(child) => child,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => panic!(
+                "`{REDIS_SERVER}` is not installed: the cluster tests need a real Redis. \
+                 scripts/test installs it (apt-get install redis-server)"
+            ),
+            Err(e) => panic!("cannot start {REDIS_SERVER}: {e}"),
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Err(format!("redis-server on port {port} exited: {status}"));
+            }
+            if redis_ping(self.port) {
+                self.child = Some(child);
+                return Ok(());
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!("redis-server on port {port} never answered PING"));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A port that was free a moment ago on 127.0.0.1.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("bind 127.0.0.1:0")
+        .port()
+}
+
+/// True when a Redis server on 127.0.0.1:`port` answers PING with PONG.
+pub fn redis_ping(port: u16) -> bool {
+    use std::io::{Read, Write};
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let Ok(mut s) = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(500)) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
+    if s.write_all(b"*1\r\n$4\r\nPING\r\n").is_err() {
+        return false;
+    }
+    let mut buf = [0u8; 64];
+    let mut got = Vec::new();
+    while got.len() < 7 {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+    got.starts_with(b"+PONG")
+}
+
+/// Starts one cluster node (the server binary) sharing `redis_url`, named
+/// `node_id`, with `extra_args`; returns its guard and address. The
+/// per-address connection cap is lifted unless `extra_args` sets it (every
+/// test client comes from 127.0.0.1). With `RENDEZVOUS_TEST_LOGS=1` in the
+/// environment the node's log goes to the test's stderr, prefixed by its id.
+pub fn spawn_node(redis_url: &str, node_id: &str, extra_args: &[&str]) -> (ChildGuard, String) {
+    let mut args = vec!["--redis-url", redis_url, "--node-id", node_id];
+    if !extra_args.contains(&"--max-connections-per-ip") {
+        args.extend_from_slice(&["--max-connections-per-ip", "100000"]);
+    }
+    args.extend_from_slice(extra_args);
+    let logs = std::env::var_os("RENDEZVOUS_TEST_LOGS").is_some_and(|v| v != "0");
+    let (mut child, addr) = spawn_binary(&args, &[], logs);
+    if let Some(stderr) = child.0.stderr.take() {
+        let prefix = node_id.to_string();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                eprintln!("[{prefix}] {line}");
+            }
+        });
+    }
+    (child, addr)
+}
+
+/// A client of the server at `addr` (`host:port`), named `name`, with the
+/// default options (reconnection on).
+pub async fn client_at(addr: &str, name: &str) -> Client {
+    Client::connect(&format!("ws://{addr}/ws?name={name}"))
+        .await
+        .unwrap_or_else(|e| panic!("client {name} connects to {addr}: {e}"))
+}
+
+/// A client of the server at `addr` with a raw query string (`name=x&resume=...`)
+/// and explicit options.
+pub async fn client_at_with(
+    addr: &str,
+    query: &str,
+    opts: rendezvous::client::ClientOptions,
+) -> Result<Client, ClientError> {
+    Client::connect_with(&format!("ws://{addr}/ws?{query}"), opts).await
+}
