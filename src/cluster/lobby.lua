@@ -163,7 +163,8 @@ local function push_pending(pid, text, limit)
   end
 end
 
-local PENDING_LIMIT = 256
+-- Events kept per held seat (`--resume-buffer`, written by each beat).
+local PENDING_LIMIT = tonumber(redis.call('HGET', P .. 'cfg', 'pending') or '256')
 
 -- Sends the accumulated events (and the reply, if any) with a snapshot of
 -- the room: once to every node with a connected recipient, into the
@@ -335,7 +336,8 @@ local function my_room(pid, as_host)
 end
 
 local function ok(v)
-  return cjson.encode({ ok = v or true })
+  if v == nil then v = true end
+  return cjson.encode({ ok = v })
 end
 
 -- Closes a room: every member gets player_left (closed) for every player.
@@ -744,7 +746,7 @@ elseif OP == 'tick' then
 
 elseif OP == 'beat' then
   -- ARGV: connections, ttl_ms, grace_ms, watching('1'/'0'), generation,
-  -- first beat of this process ('1'/'0').
+  -- first beat of this process ('1'/'0'), events kept per held seat.
   -- Refreshes this node's liveness, then hands the players of nodes whose
   -- liveness lapsed to the reconnect grace.
   local gen = redis.call('GET', P .. 'gen')
@@ -763,6 +765,7 @@ elseif OP == 'beat' then
     redis.call('DEL', P .. 'nodepl:' .. ME)
     redis.call('HDEL', P .. 'conns', ME)
   end
+  redis.call('HSET', P .. 'cfg', 'pending', ARGV[9])
   redis.call('SET', P .. 'alive:' .. ME, ARGV[3], 'PX', tonumber(ARGV[4]))
   local fresh = redis.call('SADD', P .. 'nodes', ME) == 1
   if ARGV[6] == '1' then redis.call('SADD', P .. 'listwatch', ME)

@@ -683,6 +683,7 @@ pub(super) async fn run_beats(app: Arc<App>, store: Arc<Store>) {
                     if watching { "1" } else { "0" },
                     &proposal,
                     if gen.is_none() { "1" } else { "0" },
+                    &app.cfg.resume_buffer.to_string(),
                 ],
             )
             .await;

@@ -573,9 +573,17 @@ fn routes(
     let ws = session::route(app.clone());
     let metrics_route = {
         let app = app.clone();
-        warp::path!("metrics").and(warp::get()).map(move || {
-            let text = app.metrics.render(&app.stats());
-            warp::reply::with_header(text, "content-type", "text/plain; version=0.0.4")
+        warp::path!("metrics").and(warp::get()).then(move || {
+            let app = app.clone();
+            async move {
+                // Lobby gauges are the cluster's in cluster mode, but
+                // `connections` is this node's own, so a sum over scraped
+                // nodes stays right.
+                let mut stats = app.stats_async().await.unwrap_or_else(|_| app.stats());
+                stats.connections = app.shared.lock().conns.len() as u64;
+                let text = app.metrics.render(&stats);
+                warp::reply::with_header(text, "content-type", "text/plain; version=0.0.4")
+            }
         })
     };
     let api = http::routes(app.clone());

@@ -193,8 +193,7 @@ fn handshake(
                     Some(app.ws_config),
                 )
                 .await;
-                run(app, ws, name, resume, identity).await;
-                drop(admission);
+                run(app, ws, name, resume, identity, admission).await;
             }
             Err(e) => tracing::debug!("upgrade failed: {e}"),
         }
@@ -340,6 +339,7 @@ async fn run(
     name: String,
     resume: Option<String>,
     identity: Option<crate::auth::Identity>,
+    admission: Admission,
 ) {
     // Room for a full queue of held events on resume on top of the normal
     // bound (the channel allocates its slots lazily, so this costs nothing
@@ -446,6 +446,9 @@ async fn run(
             _ = kill.cancelled() => break,
         }
     }
+    // The slot is free as soon as the player counts as gone (the socket
+    // only lingers to flush its close).
+    drop(admission);
     session.unregister().await;
     // Let the writer flush what is queued (a close frame included) for a
     // moment, then drop the socket whatever the peer does.

@@ -14,6 +14,9 @@ use serde_json::Value;
 /// leave it to the runtime, which ends with the test).
 pub struct TestServer {
     pub server: RunningServer,
+    /// With `RENDEZVOUS_TEST_CLUSTER=1` every test server runs in cluster
+    /// mode on a Redis of its own (the same tests, the other store).
+    pub redis: Option<RedisServer>,
 }
 
 /// Builder: `TestServer::with_args(&["--reconnect-grace-ms", "200"])`.
@@ -31,9 +34,15 @@ impl TestServer {
             argv.extend_from_slice(&["--max-connections-per-ip", "100000"]);
         }
         argv.extend_from_slice(args);
+        let redis = (std::env::var("RENDEZVOUS_TEST_CLUSTER").as_deref() == Ok("1"))
+            .then(RedisServer::start);
+        let url = redis.as_ref().map(RedisServer::url);
+        if let Some(url) = &url {
+            argv.extend_from_slice(&["--redis-url", url]);
+        }
         let cfg = Config::try_parse_from(argv).expect("test config");
         let server = server::start(cfg).await.expect("server starts");
-        TestServer { server }
+        TestServer { server, redis }
     }
 
     pub fn ws_url(&self) -> String {
