@@ -876,3 +876,70 @@ async fn events_missed_while_away_follow_the_resume_to_another_node() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_graceful_shutdown_hands_the_players_over_to_another_node() {
+    within(TEST_LIMIT, "test", async {
+        let redis = RedisServer::start();
+        let grace = ["--reconnect-grace-ms", "5000"];
+        let (_node_a, a) = spawn_node(&redis.url(), "node-a", &grace);
+        let (node_b, b) = spawn_node(&redis.url(), "node-b", &grace);
+        let ann = client_at(&a, "ann").await;
+        let bob = client_at_with(&b, "name=bob", no_reconnect())
+            .await
+            .unwrap();
+        let room = ann.create_room(json!({"max_players": 2})).await.unwrap();
+        bob.join_room(&room.room_id).await.unwrap();
+        ann.wait_for("game_start").await.unwrap();
+        let token = bob.welcome.resume_token.clone();
+        let bob_id = bob.player_id().to_string();
+
+        // SIGTERM: bob is told, his socket closes with 1001, his seat is held.
+        node_b.terminate();
+        let notice = bob.wait_for("server_shutdown").await.unwrap();
+        assert!(notice["reconnect_after_ms"].is_u64(), "{notice}");
+        let close = bob.wait_closed(Duration::from_secs(5)).await.unwrap();
+        assert_eq!(close.map(|c| c.code), Some(1001));
+        let ev = ann.wait_for("player_disconnected").await.unwrap();
+        assert_eq!(ev["player_id"], bob_id.as_str());
+        let s = stats(&a).await;
+        assert_eq!(
+            (
+                s["total_players"].as_u64(),
+                s["held_seats"].as_u64(),
+                s["connections"].as_u64()
+            ),
+            (Some(2), Some(1), Some(1)),
+            "{s}"
+        );
+
+        // Bob comes back through the surviving node and keeps his seat.
+        let back = client_at_with(&a, &format!("name=bob&resume={token}"), no_reconnect())
+            .await
+            .unwrap();
+        assert!(back.welcome.resumed);
+        assert_eq!(back.player_id(), bob_id);
+        assert_eq!(
+            back.welcome.room.as_ref().map(|r| r.room_id.as_str()),
+            Some(room.room_id.as_str())
+        );
+        let ev = ann.wait_for("player_reconnected").await.unwrap();
+        assert_eq!(ev["player_id"], bob_id.as_str());
+        back.request("offer", json!({"to": ann.player_id(), "sdp": OFFER}))
+            .await
+            .unwrap();
+        let offer = ann.wait_for("offer").await.unwrap();
+        assert_eq!(offer["from"], bob_id.as_str());
+        let s = stats(&a).await;
+        assert_eq!(
+            (
+                s["total_players"].as_u64(),
+                s["held_seats"].as_u64(),
+                s["connections"].as_u64()
+            ),
+            (Some(2), Some(0), Some(2)),
+            "{s}"
+        );
+    })
+    .await;
+}
