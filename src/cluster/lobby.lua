@@ -541,9 +541,10 @@ elseif OP == 'match' then
     if best_n == nil or n < best_n then best, best_n = b, n end
   end
   local found = nil
-  local from = 0
+  local from, batch = 0, 1
   while found == nil and best_n > 0 and from < best_n do
-    local ids = redis.call('ZRANGE', P .. 'mm:' .. best, from, from + 49)
+    -- Usually the first room fits: read one, then wider batches.
+    local ids = redis.call('ZRANGE', P .. 'mm:' .. best, from, from + batch - 1)
     if #ids == 0 then break end
     for _, id in ipairs(ids) do
       local all = true
@@ -561,7 +562,8 @@ elseif OP == 'match' then
         end
       end
     end
-    from = from + 50
+    from = from + batch
+    batch = math.min(batch * 8, 512)
   end
   local created = false
   local f0, v0 = nil, false

@@ -100,7 +100,14 @@ impl Store {
     /// Sets up the (lazy) connection; nothing is sent yet, so a Redis that
     /// is down at startup only makes the node unavailable until it is up.
     pub fn new(url: &str, node: String) -> Result<Store, String> {
-        let client = redis::Client::open(url).map_err(|e| format!("--redis-url: {e}"))?;
+        use redis::IntoConnectionInfo;
+        // Nagle's algorithm would hold small commands back behind unacked
+        // ones; every lobby operation is one small command.
+        let info = url
+            .into_connection_info()
+            .map_err(|e| format!("--redis-url: {e}"))?
+            .set_tcp_settings(redis::io::tcp::TcpSettings::default().set_nodelay(true));
+        let client = redis::Client::open(info).map_err(|e| format!("--redis-url: {e}"))?;
         let config = redis::aio::ConnectionManagerConfig::new()
             .set_connection_timeout(Some(Duration::from_millis(1000)))
             .set_response_timeout(Some(Duration::from_millis(2000)))
