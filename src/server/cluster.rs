@@ -277,14 +277,25 @@ pub(super) async fn register(
             ],
         )
         .await;
-    if let Err(e) = result {
-        app.shared.lock().joining.remove(&conn_id);
-        return Err(e.into());
-    }
+    let registered = match result {
+        Ok(v) => v,
+        Err(e) => {
+            app.shared.lock().joining.remove(&conn_id);
+            return Err(e.into());
+        }
+    };
     match tokio::time::timeout(Duration::from_secs(5), done_rx).await {
         Ok(Ok(r)) => Ok(r),
         _ => {
             app.shared.lock().joining.remove(&conn_id);
+            // Registered in the store but never live here: hold the seat
+            // like any other lost connection.
+            if let (Some(pid), Some(epoch)) = (
+                registered.get("p").and_then(Value::as_str),
+                registered.get("epoch").and_then(Value::as_u64),
+            ) {
+                unregister(app, store, pid, epoch).await;
+            }
             Err(ProtoError::new(
                 ErrorCode::Internal,
                 "the store is unavailable (no notice arrived); try again shortly",
