@@ -180,9 +180,9 @@ pub struct Config {
     #[arg(long, env = "RENDEZVOUS_NODE_ID")]
     pub node_id: Option<String>,
 
-    /// Cluster mode: lifetime of this node's liveness key in Redis. It is
-    /// refreshed every third of it; a node silent for longer is taken for
-    /// dead and its players are handed to the reconnect grace.
+    /// Cluster mode: a node that has not beaten (written its liveness to
+    /// Redis) for this long is taken for dead, and its players are handed
+    /// to the reconnect grace. Nodes beat every third of it.
     #[arg(long, env = "RENDEZVOUS_NODE_TTL_MS", default_value_t = 3_000,
           value_parser = clap::value_parser!(u64).range(300..=600_000))]
     pub node_ttl_ms: u64,

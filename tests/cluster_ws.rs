@@ -943,3 +943,65 @@ async fn a_graceful_shutdown_hands_the_players_over_to_another_node() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_node_that_dies_while_redis_is_frozen_is_cleaned_up_when_redis_is_back() {
+    within(TEST_LIMIT, "test", async {
+        let redis = RedisServer::start();
+        let timing = ["--node-ttl-ms", "1000", "--reconnect-grace-ms", "1000"];
+        let (_node_a, a) = spawn_node(&redis.url(), "node-a", &timing);
+        let (mut node_b, b) = spawn_node(&redis.url(), "node-b", &timing);
+        let ann = client_at(&a, "ann").await;
+        let bob = client_at_with(&b, "name=bob", no_reconnect())
+            .await
+            .unwrap();
+        let room = ann.create_room(json!({"max_players": 3})).await.unwrap();
+        bob.join_room(&room.room_id).await.unwrap();
+        ann.wait_for("player_joined").await.unwrap();
+        let bob_id = bob.player_id().to_string();
+
+        // Redis freezes (its data intact), and node B dies meanwhile.
+        redis.signal("STOP");
+        node_b.kill9();
+        eventually(
+            Duration::from_secs(10),
+            "node A reports the store",
+            || async {
+                match health(&a).await {
+                    503 => Ok(()),
+                    other => Err(format!("healthz {other}")),
+                }
+            },
+        )
+        .await;
+        let err = ann.request("chat", json!({"text": "anyone?"})).await;
+        let (code, message) = server_error(err);
+        assert_eq!(code, "internal");
+        assert!(message.contains("store"), "{message}");
+
+        // Redis is back with its data: node A serves again, sees that node B
+        // is gone, holds Bob's seat and gives it up after the grace.
+        redis.signal("CONT");
+        let limit = Duration::from_secs(10);
+        let ev = wait_event(&ann, "player_disconnected", limit).await;
+        assert_eq!(ev["player_id"], bob_id.as_str());
+        let ev = wait_event(&ann, "player_left", limit).await;
+        assert_eq!(ev["player_id"], bob_id.as_str());
+        assert_eq!(ev["reason"], "timeout");
+        assert_eq!(health(&a).await, 200);
+        let s = assert_stats_match_recount(&a, &[]).await;
+        assert_eq!(
+            (
+                s["total_players"].as_u64(),
+                s["held_seats"].as_u64(),
+                s["connections"].as_u64()
+            ),
+            (Some(1), Some(0), Some(1)),
+            "{s}"
+        );
+        // The lobby serves: ann's room takes a new player.
+        let cat = client_at(&a, "cat").await;
+        cat.join_room(&room.room_id).await.unwrap();
+    })
+    .await;
+}

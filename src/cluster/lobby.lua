@@ -15,7 +15,7 @@
 -- Keys (all under "rv:"): room:<id> (JSON), code:<CODE>, pl:<player> (hash),
 -- tok:<token>, mm:<bucket> (zset, seq), list:<w|a>[:<mode>] (zset, seq),
 -- stats (hash), seq, grace (zset, deadline), timer (zset, deadline),
--- pend:<player> (list), pendx:<player>, nodes (set), alive:<node>, conns (hash),
+-- pend:<player> (list), pendx:<player>, nodes (set), beats (zset), conns (hash), cfg (hash),
 -- nodepl:<node> (set), gen, listwatch (set of nodes).
 -- The script computes key names itself, so it needs a single Redis (or a
 -- primary with replicas), not Redis Cluster.
@@ -749,8 +749,8 @@ elseif OP == 'tick' then
 elseif OP == 'beat' then
   -- ARGV: connections, ttl_ms, grace_ms, watching('1'/'0'), generation,
   -- first beat of this process ('1'/'0'), events kept per held seat.
-  -- Refreshes this node's liveness, then hands the players of nodes whose
-  -- liveness lapsed to the reconnect grace.
+  -- Records this node's beat, then hands the players of nodes that have
+  -- not beaten for a TTL to the reconnect grace.
   local gen = redis.call('GET', P .. 'gen')
   if not gen then
     gen = ARGV[7]
@@ -759,7 +759,7 @@ elseif OP == 'beat' then
   if ARGV[8] == '1' then
     -- This process's first beat: players still marked connected here
     -- belong to an earlier process under the same node id (a crash and a
-    -- quick restart, before the liveness key lapsed): their seats are held.
+    -- quick restart, before its beats lapsed): their seats are held.
     for _, pid in ipairs(redis.call('SMEMBERS', P .. 'nodepl:' .. ME)) do
       local p = player(pid)
       if p and p.conn and p.node == ME then hold(pid, tonumber(ARGV[5])) end
@@ -767,14 +767,22 @@ elseif OP == 'beat' then
     redis.call('DEL', P .. 'nodepl:' .. ME)
     redis.call('HDEL', P .. 'conns', ME)
   end
-  redis.call('HSET', P .. 'cfg', 'pending', ARGV[9])
-  redis.call('SET', P .. 'alive:' .. ME, ARGV[3], 'PX', tonumber(ARGV[4]))
+  local ttl = tonumber(ARGV[4])
+  redis.call('HSET', P .. 'cfg', 'pending', ARGV[9], 'ttl', ttl)
+  -- Liveness: the time of each node's last beat (Redis's clock). A node is
+  -- reaped only by a node that was itself beating in time: after Redis was
+  -- frozen or away, every beat looks old, and the nodes must first beat
+  -- again rather than take each other for dead.
+  local prev = tonumber(redis.call('ZSCORE', P .. 'beats', ME) or '-1')
+  local steady = prev >= 0 and NOW - prev < ttl / 2
+  redis.call('ZADD', P .. 'beats', NOW, ME)
   local fresh = redis.call('SADD', P .. 'nodes', ME) == 1
   if ARGV[6] == '1' then redis.call('SADD', P .. 'listwatch', ME)
   else redis.call('SREM', P .. 'listwatch', ME) end
   local reaped = 0
   for _, node in ipairs(redis.call('SMEMBERS', P .. 'nodes')) do
-    if node ~= ME and redis.call('EXISTS', P .. 'alive:' .. node) == 0 then
+    local last = tonumber(redis.call('ZSCORE', P .. 'beats', node) or '-1')
+    if steady and node ~= ME and NOW - last > ttl then
       for _, pid in ipairs(redis.call('SMEMBERS', P .. 'nodepl:' .. node)) do
         local p = player(pid)
         if p and p.conn and p.node == node then
@@ -784,6 +792,7 @@ elseif OP == 'beat' then
       end
       redis.call('DEL', P .. 'nodepl:' .. node)
       redis.call('HDEL', P .. 'conns', node)
+      redis.call('ZREM', P .. 'beats', node)
       redis.call('SREM', P .. 'nodes', node)
       redis.call('SREM', P .. 'listwatch', node)
     end
@@ -796,7 +805,8 @@ elseif OP == 'leave_node' then
     local p = player(pid)
     if p and p.conn and p.node == ME then hold(pid, tonumber(ARGV[3])) end
   end
-  redis.call('DEL', P .. 'nodepl:' .. ME, P .. 'alive:' .. ME)
+  redis.call('DEL', P .. 'nodepl:' .. ME)
+  redis.call('ZREM', P .. 'beats', ME)
   redis.call('HDEL', P .. 'conns', ME)
   redis.call('SREM', P .. 'nodes', ME)
   redis.call('SREM', P .. 'listwatch', ME)
@@ -812,11 +822,11 @@ elseif OP == 'stats' then
   local s = redis.call('HGETALL', P .. 'stats')
   local out = {}
   for i = 1, #s, 2 do out[s[i]] = tonumber(s[i + 1]) end
+  -- Connections of the nodes that beat within their TTL.
   local conns = 0
-  for _, node in ipairs(redis.call('SMEMBERS', P .. 'nodes')) do
-    if redis.call('EXISTS', P .. 'alive:' .. node) == 1 then
-      conns = conns + tonumber(redis.call('HGET', P .. 'conns', node) or '0')
-    end
+  local ttl = tonumber(redis.call('HGET', P .. 'cfg', 'ttl') or '3000')
+  for _, node in ipairs(redis.call('ZRANGEBYSCORE', P .. 'beats', NOW - ttl, '+inf')) do
+    conns = conns + tonumber(redis.call('HGET', P .. 'conns', node) or '0')
   end
   out.connections = conns
   return cjson.encode({ ok = out })

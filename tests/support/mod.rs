@@ -273,6 +273,16 @@ impl RedisServer {
     }
 
     /// Starts the server again on the same port (empty: nothing is saved).
+    /// Sends a signal (`STOP`, `CONT`...) to the server process: a frozen
+    /// Redis keeps its data but answers nothing.
+    pub fn signal(&self, sig: &str) {
+        if let Some(child) = &self.child {
+            let _ = std::process::Command::new("kill")
+                .args([&format!("-{sig}"), &child.id().to_string()])
+                .status();
+        }
+    }
+
     pub fn restart(&mut self) {
         self.kill();
         // The old socket may linger for a moment after the kill.
