@@ -4,6 +4,9 @@ WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
 COPY benches ./benches
+# The load generator is a member of the workspace: cargo reads its manifest
+# even though only the server is built.
+COPY bench ./bench
 RUN cargo build --release --bin rendezvous
 
 # Run stage: the binary and the web client, nothing else.

@@ -5,7 +5,8 @@
 //! clients and parameters for every target; `scripts/bench` drives it.
 //!
 //! Subcommands: `run` (scenarios against targets, results as JSON, and the
-//! report), `report` (the report from a saved JSON), `profile` (the relay
+//! report; the `cluster` scenario starts its own redis-server and two
+//! Rendezvous nodes), `report` (the report from a saved JSON), `profile` (the relay
 //! path of Rendezvous under callgrind), `bare-relay` (the baseline server)
 //! and the hidden `idle-worker` (holds idle sockets for `run`).
 

@@ -1,7 +1,7 @@
 //! The report: `docs/benchmarks.md` (machine, versions, parameters, one
 //! table per scenario, the ratios of Rendezvous to each other target, the
-//! goals of issue 7 with pass/fail, the relay profile and the lobby engine's
-//! criterion numbers) and an SVG chart of relay throughput and p99 latency
+//! goals of issue 7 with pass/fail, Rendezvous's relay across a cluster, the
+//! relay profile and the lobby engine's criterion numbers) and an SVG chart of relay throughput and p99 latency
 //! per target (plotters, SVG backend only, no font files needed). It is
 //! generated from the saved results so it can be rewritten without rerunning.
 
@@ -203,6 +203,23 @@ fn markdown(r: &Results, svg_name: &str, findings: &str) -> String {
             "**This is a quick run** (small counts, short runs): numbers are indicative only.\n"
         );
     }
+    for m in &r.merged {
+        let _ = writeln!(
+            s,
+            "Merged in from a later {} run on {} ({}; load average before / after {} / {}): {}. \
+             Every other section is from the run above.\n",
+            m.mode,
+            m.date,
+            m.rendezvous,
+            m.load_before,
+            m.load_after,
+            m.entries
+                .iter()
+                .map(|e| format!("`{e}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
 
     // Headline.
     let _ = writeln!(s, "## Headline\n");
@@ -381,6 +398,7 @@ fn markdown(r: &Results, svg_name: &str, findings: &str) -> String {
     idle_section(&mut s, r);
     match_section(&mut s, r);
     churn_section(&mut s, r);
+    cluster_section(&mut s, r);
     fairness_section(&mut s, r);
     profile_section(&mut s, r);
     lobby_section(&mut s, r);
@@ -390,7 +408,10 @@ fn markdown(r: &Results, svg_name: &str, findings: &str) -> String {
         s,
         "```sh\nscripts/bench           # full run (installs the peers, builds, ~15 min), rewrites this page\n\
          scripts/bench --quick   # a few minutes, for checking a change\n\
-         cargo run --release -p rendezvous-bench -- run --help   # every knob\n```\n"
+         cargo run --release -p rendezvous-bench -- run --help   # every knob\n\
+         # one scenario into the saved full run, e.g. the cluster (needs redis-server):\n\
+         target/release/rendezvous-bench run --targets rendezvous --scenarios cluster \\\n  \
+         --merge target/bench-results.json --md docs/benchmarks.md --svg docs/benchmarks.svg\n```\n"
     );
     let _ = writeln!(
         s,
@@ -459,6 +480,285 @@ fn relay_section(s: &mut String, r: &Results) {
         }
     }
     let _ = writeln!(s);
+}
+
+/// Number of CPUs in a `taskset -c` list such as `1`, `0-1` or `1,3`.
+fn cpu_count(list: &str) -> Option<f64> {
+    let mut n = 0.0;
+    for part in list.split(',') {
+        match part.split_once('-') {
+            Some((a, b)) => {
+                let (a, b): (u32, u32) = (a.trim().parse().ok()?, b.trim().parse().ok()?);
+                n += f64::from(b.checked_sub(a)? + 1);
+            }
+            None => {
+                part.trim().parse::<u32>().ok()?;
+                n += 1.0;
+            }
+        }
+    }
+    Some(n)
+}
+
+/// What held a cluster relay run back: one saturated process (Redis is
+/// single-threaded), or the CPUs all servers share, or the generator.
+fn cluster_bound(x: &Value, server_cpus: Option<f64>) -> String {
+    if x["offered_rate"].is_number() {
+        return "offered rate".into();
+    }
+    let procs = x["server_processes"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let server = f(x, &["server_cores"]).unwrap_or(0.0);
+    let client = f(x, &["client_cores"]).unwrap_or(0.0);
+    if let Some(p) = procs
+        .iter()
+        .filter(|p| f(p, &["cores"]).unwrap_or(0.0) >= 0.85)
+        .max_by(|a, b| {
+            f(a, &["cores"])
+                .partial_cmp(&f(b, &["cores"]))
+                .unwrap_or(std::cmp::Ordering::Equal)
+        })
+    {
+        return format!("{} CPU", p["name"].as_str().unwrap_or("one server"));
+    }
+    let budget = server_cpus.unwrap_or(1.0);
+    if server >= 0.85 * budget && server >= client {
+        if procs.len() > 1 {
+            "server CPU (shared by its processes)".into()
+        } else {
+            "server CPU".into()
+        }
+    } else if client >= 0.85 {
+        "generator CPU".into()
+    } else {
+        "neither CPU: waits".into()
+    }
+}
+
+fn cluster_section(s: &mut String, r: &Results) {
+    let k = Kind::Rendezvous;
+    if r.results
+        .get(k.name())
+        .and_then(|m| m.get("cluster"))
+        .is_none()
+    {
+        return;
+    }
+    let _ = writeln!(s, "## Cluster (two instances sharing one Redis)\n");
+    if let Some(st) = status_of(r, k, "cluster") {
+        let _ = writeln!(s, "{st}\n");
+        return;
+    }
+    let Some(c) = get(r, k, "cluster") else {
+        return;
+    };
+    let text = |key: &str| c[key].as_str().unwrap_or("unknown").to_string();
+    let cpus = c["server_cpus"].as_str().map(str::to_string);
+    let _ = writeln!(
+        s,
+        "The relay measurement above, in cluster mode (`--redis-url`). The generator starts \
+         its own redis-server ({}; loopback, `--save \"\"`, no persistence) and two Rendezvous \
+         nodes pointed at it (`--node-id bench-a`, `bench-b`), and stops them by pid at the \
+         end. **cross-node**: each of {} pairs meets in a room of 2 created on node A and \
+         joined by `room_id` on node B, so every `ice_candidate` goes from one node to the \
+         other: the sender's node runs the signal script in Redis (membership check, \
+         `PUBLISH` to the receiver's node channel), the receiver's node gets it from its \
+         subscription and writes it out; the sender still gets its `ok`. **same-node**: both \
+         players on node A of a fresh cluster (Redis still in the path). **single**: one \
+         Rendezvous without Redis, as in the relay section. Each setup: max rate (at most {} \
+         in flight per sender, {} s warm-up, {} s measured), then half of that setup's own \
+         max; same-node and single also run at the cross-node half rate (**equal**), for \
+         latency at the same load. Server CPU is the sum of every server process of the setup, {}; the Redis \
+         columns come from `INFO commandstats` over the run (after the pairs were seated), per \
+         signal sent (script time is Redis's own accounting of EVALSHA, the commands the \
+         script runs included). \"Redis ceiling\" is signals/s divided by redis-server's CPU share: \
+         the rate at which that one Redis core would be full if everything else kept up \
+         (an extrapolation, not a measurement). \"CPU stolen\" is the share of the machine's CPU \
+         time the hypervisor gave to other guests during the window (`steal` in `/proc/stat`): \
+         this is a shared VM, and a run with much of it is a disturbed run. A run with more than \
+         {:.0}% stolen is made again, up to {} times in all, and the least disturbed one is \
+         shown.\n",
+        text("redis"),
+        c["pairs"],
+        c["window"],
+        c["warmup_s"],
+        c["relay_s"],
+        match &cpus {
+            Some(cpu) => format!(
+                "all pinned together to CPU {cpu} (`taskset`, the generator on CPU {}): \
+                 the cluster gets the same CPU budget as the single server",
+                c["client_cpus"].as_str().unwrap_or("any")
+            ),
+            None => "unpinned".into(),
+        },
+        crate::scenario::cluster::MAX_STEAL * 100.0,
+        crate::scenario::cluster::ATTEMPTS
+    );
+    let _ = writeln!(
+        s,
+        "Measured on {} with {}, load average before / after {} / {}:\n\n```sh\n{}\n```\n",
+        text("date"),
+        text("rendezvous"),
+        text("load_before"),
+        text("load_after"),
+        text("command")
+    );
+    let _ = writeln!(
+        s,
+        "| setup | run | signals/s | 1-s rates min / median / max | held back by | lost | errors | server CPU (cores) | per process (cores) | signals per server CPU-s | Redis scripts per signal | PUBLISH per signal | Redis script µs per signal | Redis ceiling (signals/s) | CPU stolen (VM) | p50 | p90 | p99 | p99.9 | max (ms) |"
+    );
+    let _ = writeln!(
+        s,
+        "|---|---|---:|---:|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    );
+    let budget = cpus.as_deref().and_then(cpu_count);
+    let setups = c["setups"].as_array().cloned().unwrap_or_default();
+    for st in &setups {
+        let name = st["name"].as_str().unwrap_or("?");
+        if let Some(e) = st["error"].as_str() {
+            let _ = writeln!(
+                s,
+                "| {name} | error: {} |||||||||||||||||||",
+                e.lines().next().unwrap_or(e)
+            );
+        }
+        for run in st["runs"].as_array().into_iter().flatten() {
+            let x = &run["relay"];
+            let rate = f(x, &["rate"]);
+            let cores = f(x, &["server_cores"]);
+            let mut label = match f(x, &["offered_rate"]) {
+                Some(o) => format!(
+                    "{} (@{} /s)",
+                    run["run"].as_str().unwrap_or("?"),
+                    num(Some(o), 0)
+                ),
+                None => run["run"].as_str().unwrap_or("?").to_string(),
+            };
+            if let Some(n) = run["attempts"].as_u64().filter(|n| *n > 1) {
+                let _ = write!(label, ", least disturbed of {n}");
+            }
+            let procs: Vec<String> = x["server_processes"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|p| {
+                    format!(
+                        "{} {}",
+                        p["name"].as_str().unwrap_or("?"),
+                        num(f(p, &["cores"]), 2)
+                    )
+                })
+                .collect();
+            let redis_cores = x["server_processes"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|p| p["name"] == "redis-server")
+                .and_then(|p| f(p, &["cores"]));
+            let rd = &run["redis"];
+            let _ = writeln!(
+                s,
+                "| {name} | {label} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                num(rate, 0),
+                spread(x),
+                cluster_bound(x, budget),
+                num(f(x, &["lost"]), 0),
+                num(f(x, &["errors"]), 0),
+                num(cores, 2),
+                if procs.is_empty() { "n/a".into() } else { procs.join(", ") },
+                num(ratio(rate, cores), 0),
+                num(f(rd, &["scripts_per_signal"]), 2),
+                num(f(rd, &["publishes_per_signal"]), 2),
+                num(f(rd, &["script_usec_per_signal"]), 1),
+                num(ratio(rate, redis_cores.filter(|c| *c >= 0.02)), 0),
+                f(x, &["steal_share"]).map_or("n/a".into(), |v| format!("{:.0}%", v * 100.0)),
+                lat_cells(x.get("latency"))
+            );
+        }
+    }
+    let _ = writeln!(s);
+    // Cross-node against the in-memory server, run by run.
+    let find = |setup: &str, run: &str| {
+        setups
+            .iter()
+            .find(|st| st["name"] == setup)
+            .and_then(|st| st["runs"].as_array())
+            .and_then(|runs| runs.iter().find(|r| r["run"] == run))
+            .map(|r| r["relay"].clone())
+    };
+    let mut lines = Vec::new();
+    let rate = |v: &Value| f(v, &["rate_median_1s"]).or_else(|| f(v, &["rate"]));
+    for run in ["max", "fixed"] {
+        let (Some(cross), Some(single)) = (find("cross-node", run), find("single", run)) else {
+            continue;
+        };
+        lines.push(format!(
+            "- throughput ({run}, median of 1-s rates): cross-node {} signals/s, same-node {}, \
+             single server {}: cross-node / single {}",
+            num(rate(&cross), 0),
+            num(find("same-node", run).as_ref().and_then(rate), 0),
+            num(rate(&single), 0),
+            x(ratio(rate(&cross), rate(&single)))
+        ));
+    }
+    if let Some(cross) = find("cross-node", "half") {
+        let lat = |v: Option<Value>| {
+            v.map_or("n/a".to_string(), |v| {
+                format!(
+                    "p50 {} / p99 {} ms",
+                    num(f(&v, &["latency", "p50_ms"]), 3),
+                    num(f(&v, &["latency", "p99_ms"]), 3)
+                )
+            })
+        };
+        lines.push(format!(
+            "- latency at the same offered rate ({} signals/s, the cross-node half rate): \
+             cross-node {}, same-node {}, single server {}",
+            num(f(&cross, &["offered_rate"]), 0),
+            lat(Some(cross.clone())),
+            lat(find("same-node", "equal")),
+            lat(find("single", "equal"))
+        ));
+    }
+    if !lines.is_empty() {
+        let _ = writeln!(s, "In short:\n\n{}\n", lines.join("\n"));
+    }
+    // Both nodes must see the same lobby.
+    let mut seen = Vec::new();
+    for st in &setups {
+        let Some(stats) = st["stats"].as_object() else {
+            continue;
+        };
+        if stats.len() < 2 {
+            continue;
+        }
+        let each: Vec<String> = stats
+            .iter()
+            .map(|(node, v)| {
+                format!(
+                    "{node}: {} players, {} rooms, {} connections",
+                    num(f(v, &["total_players"]), 0),
+                    num(f(v, &["total_rooms"]), 0),
+                    num(f(v, &["connections"]), 0)
+                )
+            })
+            .collect();
+        seen.push(format!(
+            "- {}: {}",
+            st["name"].as_str().unwrap_or("?"),
+            each.join("; ")
+        ));
+    }
+    if !seen.is_empty() {
+        let _ = writeln!(
+            s,
+            "`/api/stats` of each node once the pairs of the first run were seated \
+             (each node reports the whole cluster's lobby):\n\n{}\n",
+            seen.join("\n")
+        );
+    }
 }
 
 fn idle_section(s: &mut String, r: &Results) {

@@ -24,6 +24,8 @@ pub struct Programs {
     pub node: PathBuf,
     /// This binary, for `bare-relay`.
     pub bench: PathBuf,
+    /// `redis-server`, for the cluster scenario.
+    pub redis: PathBuf,
     /// The repository root (working directory of the servers).
     pub root: PathBuf,
     pub logs: PathBuf,
@@ -49,19 +51,20 @@ impl Programs {
 
 /// A running server; dropping it stops the process.
 pub struct Server {
-    pub kind: Kind,
+    /// What it is, for messages.
+    pub label: String,
     pub addr: SocketAddr,
     pub pid: u32,
     child: Child,
 }
 
 /// A free port on 127.0.0.1 (for servers that cannot report the one they bound).
-fn free_port() -> anyhow::Result<u16> {
+pub fn free_port() -> anyhow::Result<u16> {
     let l = TcpListener::bind("127.0.0.1:0")?;
     Ok(l.local_addr()?.port())
 }
 
-fn with_cpus(cpus: &Option<String>, program: &Path) -> Command {
+pub fn with_cpus(cpus: &Option<String>, program: &Path) -> Command {
     match cpus {
         Some(c) => {
             let mut cmd = Command::new("taskset");
@@ -135,14 +138,17 @@ pub fn start(kind: Kind, p: &Programs, tag: &str, extra_args: &[&str]) -> anyhow
 
 /// Spawns a prepared server command (stdout piped unless `port` is known)
 /// and waits until it listens.
-pub fn launch(kind: Kind, mut cmd: Command, port: Option<u16>) -> anyhow::Result<Server> {
-    let mut child = cmd
-        .spawn()
-        .with_context(|| format!("starting {}", kind.label()))?;
+pub fn launch(kind: Kind, cmd: Command, port: Option<u16>) -> anyhow::Result<Server> {
+    launch_named(kind.label(), cmd, port)
+}
+
+/// [`launch`] for any program, named `label` in messages.
+pub fn launch_named(label: &str, mut cmd: Command, port: Option<u16>) -> anyhow::Result<Server> {
+    let mut child = cmd.spawn().with_context(|| format!("starting {label}"))?;
     let pid = child.id();
     let stdout = child.stdout.take();
     let mut server = Server {
-        kind,
+        label: label.to_string(),
         addr: SocketAddr::from(([127, 0, 0, 1], port.unwrap_or(0))),
         pid,
         child,
@@ -183,35 +189,29 @@ fn read_listen_line(out: ChildStdout, server: &mut Server) -> anyhow::Result<Soc
             Ok(addr) => return addr.parse().context("parsing the listen address"),
             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
                 if let Some(status) = server.child.try_wait()? {
-                    bail!("{} exited at start: {status}", server.kind.label());
+                    bail!("{} exited at start: {status}", server.label);
                 }
             }
             Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
-                bail!("{} closed its stdout before listening", server.kind.label())
+                bail!("{} closed its stdout before listening", server.label)
             }
         }
     }
-    bail!(
-        "{} did not print its address within 60 s",
-        server.kind.label()
-    )
+    bail!("{} did not print its address within 60 s", server.label)
 }
 
 fn wait_accepting(server: &mut Server) -> anyhow::Result<()> {
     let start = Instant::now();
     while start.elapsed() < Duration::from_secs(30) {
         if let Some(status) = server.child.try_wait()? {
-            bail!("{} exited at start: {status}", server.kind.label());
+            bail!("{} exited at start: {status}", server.label);
         }
         if std::net::TcpStream::connect_timeout(&server.addr, Duration::from_millis(200)).is_ok() {
             return Ok(());
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    bail!(
-        "{} did not accept connections within 30 s",
-        server.kind.label()
-    )
+    bail!("{} did not accept connections within 30 s", server.label)
 }
 
 impl Server {

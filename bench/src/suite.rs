@@ -23,14 +23,17 @@ pub enum Scenario {
     Relay,
     Match,
     Churn,
+    /// Relay across two Rendezvous nodes sharing a Redis (Rendezvous only).
+    Cluster,
 }
 
 impl Scenario {
-    const ALL: [Scenario; 4] = [
+    const ALL: [Scenario; 5] = [
         Scenario::Idle,
         Scenario::Relay,
         Scenario::Match,
         Scenario::Churn,
+        Scenario::Cluster,
     ];
     fn name(self) -> &'static str {
         match self {
@@ -38,6 +41,7 @@ impl Scenario {
             Scenario::Relay => "relay",
             Scenario::Match => "match",
             Scenario::Churn => "churn",
+            Scenario::Cluster => "cluster",
         }
     }
 }
@@ -80,6 +84,9 @@ pub struct RunArgs {
     pub peerjs_script: PathBuf,
     #[arg(long, default_value = "node")]
     pub node: PathBuf,
+    /// redis-server for the cluster scenario (Debian package redis-server).
+    #[arg(long, default_value = "redis-server")]
+    pub redis_server: PathBuf,
     /// Server logs go here.
     #[arg(long, default_value = "target/bench-logs")]
     pub logs: PathBuf,
@@ -145,6 +152,12 @@ pub struct RunArgs {
     /// Output of `rendezvous-bench profile`, to quote in the report.
     #[arg(long)]
     pub profile_json: Option<PathBuf>,
+    /// Start from the results saved in this file and replace only the
+    /// target/scenario results of this run (e.g. add `--scenarios cluster`
+    /// to the last full run without rerunning it); the report says which
+    /// sections come from which run.
+    #[arg(long)]
+    pub merge: Option<PathBuf>,
 }
 
 /// Everything a run found, as saved and as reported.
@@ -164,6 +177,21 @@ pub struct Results {
     /// Busiest other processes when the run started (a source of noise).
     pub other_load: Vec<String>,
     pub wall_s: f64,
+    /// Later runs merged into these results (`run --merge`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub merged: Vec<Merged>,
+}
+
+/// A run whose results replaced some of a saved run's.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Merged {
+    pub date: String,
+    pub mode: String,
+    /// `target/scenario` entries it replaced or added.
+    pub entries: Vec<String>,
+    pub rendezvous: String,
+    pub load_before: String,
+    pub load_after: String,
 }
 
 fn cpus_arg(s: &str) -> Option<String> {
@@ -245,6 +273,11 @@ pub fn run(a: RunArgs) -> anyhow::Result<()> {
         peerjs: abs(&a.peerjs_script),
         node: a.node.clone(),
         bench: std::env::current_exe()?,
+        redis: if a.redis_server.components().count() > 1 {
+            abs(&a.redis_server)
+        } else {
+            a.redis_server.clone()
+        },
         root: root.clone(),
         logs: abs(&a.logs),
         cpus: p.server_cpus.clone(),
@@ -265,6 +298,10 @@ pub fn run(a: RunArgs) -> anyhow::Result<()> {
             eprintln!("== {} / {}", kind.label(), scen.name());
             let v = if scen == Scenario::Match && !kind.has_matchmaking() {
                 json!({"skipped": "no matchmaking in this server"})
+            } else if scen == Scenario::Cluster && kind != Kind::Rendezvous {
+                json!({"skipped": "no cluster mode in this server"})
+            } else if scen == Scenario::Cluster && a.addr.is_some() {
+                json!({"skipped": "it starts its own servers (not with --addr)"})
             } else {
                 match rt.block_on(one(kind, scen, &p, &programs, &a)) {
                     Ok(v) => v,
@@ -283,7 +320,7 @@ pub fn run(a: RunArgs) -> anyhow::Result<()> {
         "open files (soft/hard)".into(),
         format!("{}/{}", limits.0, limits.1),
     );
-    let r = Results {
+    let mut r = Results {
         date: util::command_line_output("date", &["-u", "+%Y-%m-%d %H:%M UTC"]),
         mode: if p.quick { "quick" } else { "full" }.into(),
         machine,
@@ -300,7 +337,38 @@ pub fn run(a: RunArgs) -> anyhow::Result<()> {
         load_after: loadavg(),
         other_load,
         wall_s: started.elapsed().as_secs_f64(),
+        merged: Vec::new(),
     };
+    if let Some(base) = &a.merge {
+        let text = std::fs::read_to_string(abs(base))
+            .with_context(|| format!("reading {}", abs(base).display()))?;
+        let mut saved: Results = serde_json::from_str(&text).context("--merge results")?;
+        let mut entries = Vec::new();
+        for (target, per) in r.results {
+            for (scen, v) in per {
+                entries.push(format!("{target}/{scen}"));
+                saved
+                    .results
+                    .entry(target.clone())
+                    .or_default()
+                    .insert(scen, v);
+            }
+        }
+        // Earlier merges whose entries are all replaced now are forgotten.
+        for m in &mut saved.merged {
+            m.entries.retain(|e| !entries.contains(e));
+        }
+        saved.merged.retain(|m| !m.entries.is_empty());
+        saved.merged.push(Merged {
+            date: r.date,
+            mode: r.mode,
+            entries,
+            rendezvous: r.versions.get("rendezvous").cloned().unwrap_or_default(),
+            load_before: r.load_before,
+            load_after: r.load_after,
+        });
+        r = saved;
+    }
     let json_path = abs(&a.json);
     if let Some(dir) = json_path.parent() {
         std::fs::create_dir_all(dir)?;
@@ -323,6 +391,13 @@ async fn one(
     programs: &Programs,
     a: &RunArgs,
 ) -> anyhow::Result<Value> {
+    if scen == Scenario::Cluster {
+        if a.addr.is_some() {
+            bail!("the cluster scenario starts its own servers (no --addr)");
+        }
+        let r = scenario::cluster::run(programs, p, a.rate).await?;
+        return Ok(serde_json::to_value(r)?);
+    }
     let srv = match a.addr {
         Some(_) => None,
         None => Some(server::start(kind, programs, scen.name(), &[])?),
@@ -393,6 +468,7 @@ async fn one(
             );
             serde_json::to_value(r)?
         }
+        Scenario::Cluster => unreachable!("handled above"),
         Scenario::Churn => {
             let r = scenario::churn::run(kind, addr, pid, p).await?;
             eprintln!(
@@ -525,8 +601,8 @@ fn machine_info() -> BTreeMap<String, String> {
     m
 }
 
-fn versions(p: &Programs) -> BTreeMap<String, String> {
-    let mut v = BTreeMap::new();
+/// `rendezvous 0.1.0 (git abc1234)`, with a note when src/ has changes.
+pub fn rendezvous_version(p: &Programs) -> String {
     let rev = util::command_line_output(
         "git",
         &[
@@ -553,13 +629,15 @@ fn versions(p: &Programs) -> BTreeMap<String, String> {
     } else {
         " + uncommitted changes in src/"
     };
-    v.insert(
-        "rendezvous".into(),
-        format!(
-            "{} (git {rev}{dirty})",
-            util::command_line_output(&p.rendezvous.to_string_lossy(), &["--version"])
-        ),
-    );
+    format!(
+        "{} (git {rev}{dirty})",
+        util::command_line_output(&p.rendezvous.to_string_lossy(), &["--version"])
+    )
+}
+
+fn versions(p: &Programs) -> BTreeMap<String, String> {
+    let mut v = BTreeMap::new();
+    v.insert("rendezvous".into(), rendezvous_version(p));
     let crates = std::fs::read_to_string(
         p.matchbox
             .parent()

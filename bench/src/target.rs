@@ -279,14 +279,32 @@ pub async fn open_pair(
     srcs: (Ipv4Addr, Ipv4Addr),
     cfg: WebSocketConfig,
 ) -> anyhow::Result<(Session, Session)> {
+    open_pair_across(kind, (addr, addr), key, srcs, cfg).await
+}
+
+/// [`open_pair`] with the first session on `addrs.0` and the second on
+/// `addrs.1`: two instances of one Rendezvous cluster (the room is created
+/// on the first and joined by id on the second). Other servers share no
+/// state between processes, so for them both addresses must be the same.
+pub async fn open_pair_across(
+    kind: Kind,
+    addrs: (SocketAddr, SocketAddr),
+    key: &str,
+    srcs: (Ipv4Addr, Ipv4Addr),
+    cfg: WebSocketConfig,
+) -> anyhow::Result<(Session, Session)> {
+    if kind != Kind::Rendezvous && addrs.0 != addrs.1 {
+        bail!("{} has no cluster mode: one address only", kind.label());
+    }
+    let addr = addrs.0;
     match kind {
         Kind::Rendezvous => {
             let spot = Spot {
                 room: key,
                 next: None,
             };
-            let mut a = open(kind, addr, &spot, srcs.0, cfg).await?;
-            let mut b = open(kind, addr, &spot, srcs.1, cfg).await?;
+            let mut a = open(kind, addrs.0, &spot, srcs.0, cfg).await?;
+            let mut b = open(kind, addrs.1, &spot, srcs.1, cfg).await?;
             let created = rdv_request(
                 &mut a.ws,
                 serde_json::json!({"type": "create_room", "rid": 1, "max_players": 2, "mode": "bench"}),

@@ -113,6 +113,32 @@ pub fn cpu_split(pid: u32) -> Option<(Duration, Duration)> {
     ))
 }
 
+/// Machine-wide CPU ticks from the first line of `/proc/stat`: (all, steal).
+/// Steal is time the hypervisor gave this VM's CPUs to someone else.
+pub fn machine_ticks() -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = stat.lines().next()?.strip_prefix("cpu ")?;
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal (guest is in user).
+    Some((v.iter().take(8).sum(), *v.get(7)?))
+}
+
+/// Whether a process is still running (and not a zombie).
+pub fn pid_alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            let rest = &s[s.rfind(')')? + 2..];
+            rest.split_whitespace()
+                .next()
+                .map(|st| st != "Z" && st != "X")
+        })
+        .unwrap_or(false)
+}
+
 /// The CPU time of this process.
 pub fn own_cpu_time() -> Option<Duration> {
     cpu_time(std::process::id())

@@ -1,10 +1,12 @@
-//! The four load scenarios of the benchmark (idle sockets, relay, a burst of
-//! matchmaking, churn), their shared parameters and their result records.
+//! The load scenarios of the benchmark (idle sockets, relay, a burst of
+//! matchmaking, churn, and the relay across a Rendezvous cluster), their
+//! shared parameters and their result records.
 //! Each scenario drives one already started server through a [`Kind`]
 //! adapter, is bounded in count and time, and returns a serializable record
 //! for the report.
 
 pub mod churn;
+pub mod cluster;
 pub mod idle;
 pub mod matching;
 pub mod relay;

@@ -23,7 +23,7 @@ use tokio::sync::{watch, Semaphore};
 use tokio_tungstenite::tungstenite::Message;
 
 use super::{bar, nonce, timer_bar, Params};
-use crate::target::{self, Frame, Kind, Ws};
+use crate::target::{self, Frame, Kind, Session, Ws};
 use crate::util::{self, Latency};
 
 /// One relay measurement.
@@ -56,7 +56,26 @@ pub struct RelayRun {
     pub server_kernel_share: Option<f64>,
     /// Generator CPU time over the window, in cores.
     pub client_cores: Option<f64>,
+    /// When the server is several processes (a cluster and its Redis): each
+    /// one's CPU time over the window; `server_cores` is their sum.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub server_processes: Vec<ProcessCores>,
+    /// Share of the machine's CPU time stolen by the hypervisor over the
+    /// window (a VM's noise: a high value marks a disturbed run).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub steal_share: Option<f64>,
 }
+
+/// CPU time of one server process over the measured window, in cores.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProcessCores {
+    pub name: String,
+    pub pid: u32,
+    pub cores: Option<f64>,
+}
+
+/// The players of a relay run, two by two, before any signal is sent.
+pub type Pairs = Vec<(Session, Session)>;
 
 struct Window {
     from: AtomicU64,
@@ -81,9 +100,25 @@ pub async fn run(
     p: &Params,
     rate: Option<f64>,
 ) -> anyhow::Result<RelayRun> {
+    let pairs = open_pairs(kind, (addr, addr), p, kind.name()).await?;
+    let servers: Vec<(String, u32)> = pid
+        .map(|pid| (kind.name().to_string(), pid))
+        .into_iter()
+        .collect();
+    measure(kind, pairs, &servers, p, rate, kind.name()).await
+}
+
+/// Opens `p.pairs` pairs, the first player of each at `addrs.0` and the
+/// second at `addrs.1` (the same address but for a cluster's two nodes).
+pub async fn open_pairs(
+    kind: Kind,
+    addrs: (SocketAddr, SocketAddr),
+    p: &Params,
+    label: &str,
+) -> anyhow::Result<Pairs> {
     let tag = nonce();
-    let cfg = target::client_config(64 * 1024, 64 * 1024);
-    let pb = bar(p.pairs as u64, format!("{} relay: pairs", kind.name()));
+    let cfg = relay_socket_config();
+    let pb = bar(p.pairs as u64, format!("{label} relay: pairs"));
     let gate = Arc::new(Semaphore::new(32));
     let mut setups = Vec::new();
     for i in 0..p.pairs {
@@ -96,7 +131,7 @@ pub async fn run(
         let pb = pb.clone();
         setups.push(tokio::spawn(async move {
             let _permit = gate.acquire().await?;
-            let r = target::open_pair(kind, addr, &key, srcs, cfg).await;
+            let r = target::open_pair_across(kind, addrs, &key, srcs, cfg).await;
             pb.inc(1);
             r
         }));
@@ -106,7 +141,38 @@ pub async fn run(
         pairs.push(s.await??);
     }
     pb.finish_and_clear();
+    Ok(pairs)
+}
 
+/// WebSocket settings of relay players: busy sockets, big buffers.
+fn relay_socket_config() -> tokio_tungstenite::tungstenite::protocol::WebSocketConfig {
+    target::client_config(64 * 1024, 64 * 1024)
+}
+
+/// CPU time (user, system) of every process of `pids`, summed; none if one
+/// of them cannot be read.
+fn cpu_split_sum(pids: &[u32]) -> Option<(Duration, Duration)> {
+    let mut total = (Duration::ZERO, Duration::ZERO);
+    for &pid in pids {
+        let (u, s) = util::cpu_split(pid)?;
+        total.0 += u;
+        total.1 += s;
+    }
+    (!pids.is_empty()).then_some(total)
+}
+
+/// Drives open pairs: the measurement proper. `servers` are the processes
+/// (name, pid) whose CPU time is the server's; `label` names the run on the
+/// progress bar.
+pub async fn measure(
+    kind: Kind,
+    pairs: Pairs,
+    servers: &[(String, u32)],
+    p: &Params,
+    rate: Option<f64>,
+    label: &str,
+) -> anyhow::Result<RelayRun> {
+    let pids: Vec<u32> = servers.iter().map(|s| s.1).collect();
     let counters = Arc::new(Counters {
         sent: AtomicU64::new(0),
         received: AtomicU64::new(0),
@@ -163,8 +229,8 @@ pub async fn run(
 
     // Warm up, then measure.
     let label = match rate {
-        Some(r) => format!("{} relay @{}/s", kind.name(), util::fmt_rate(r)),
-        None => format!("{} relay max", kind.name()),
+        Some(r) => format!("{label} relay @{}/s", util::fmt_rate(r)),
+        None => format!("{label} relay max"),
     };
     let pb = timer_bar(p.warmup_s + p.relay_s, label);
     let tick = |pb: &indicatif::ProgressBar, until: Instant| {
@@ -178,8 +244,10 @@ pub async fn run(
     };
     let warm_end = start + Duration::from_secs_f64(p.warmup_s);
     tick(&pb, warm_end).await;
-    let cpu0 = (pid.and_then(util::cpu_time), util::own_cpu_time());
-    let split0 = pid.and_then(util::cpu_split);
+    let split0 = cpu_split_sum(&pids);
+    let cpu0 = (split0.map(|(u, s)| u + s), util::own_cpu_time());
+    let each0: Vec<Option<Duration>> = pids.iter().map(|&p| util::cpu_time(p)).collect();
+    let ticks0 = util::machine_ticks();
     let t0 = Instant::now();
     window.from.store(util::ns_of(t0), Ordering::Relaxed);
     let t1 = t0 + Duration::from_secs_f64(p.relay_s);
@@ -200,8 +268,10 @@ pub async fn run(
         last = now;
         last_t = Instant::now();
     }
-    let cpu1 = (pid.and_then(util::cpu_time), util::own_cpu_time());
-    let split1 = pid.and_then(util::cpu_split);
+    let split1 = cpu_split_sum(&pids);
+    let cpu1 = (split1.map(|(u, s)| u + s), util::own_cpu_time());
+    let each1: Vec<Option<Duration>> = pids.iter().map(|&p| util::cpu_time(p)).collect();
+    let ticks1 = util::machine_ticks();
     let measured = t0.elapsed().as_secs_f64();
     pb.finish_and_clear();
     let _ = stop_send.send(true);
@@ -269,6 +339,25 @@ pub async fn run(
             _ => None,
         },
         client_cores: cores(cpu0.1, cpu1.1),
+        steal_share: match (ticks0, ticks1) {
+            (Some((t0, s0)), Some((t1, s1))) if t1 > t0 => {
+                Some(s1.saturating_sub(s0) as f64 / (t1 - t0) as f64)
+            }
+            _ => None,
+        },
+        server_processes: if servers.len() > 1 {
+            servers
+                .iter()
+                .zip(each0.iter().zip(&each1))
+                .map(|((name, pid), (&a, &b))| ProcessCores {
+                    name: name.clone(),
+                    pid: *pid,
+                    cores: cores(a, b),
+                })
+                .collect()
+        } else {
+            Vec::new()
+        },
     })
 }
 
