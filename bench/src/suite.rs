@@ -702,10 +702,20 @@ fn busiest_processes() -> Vec<String> {
 fn lobby_bench(dir: &Path) -> Value {
     let mut out = serde_json::Map::new();
     let group = dir.join("find_match");
-    let Ok(entries) = std::fs::read_dir(&group) else {
+    if std::fs::read_dir(&group).is_err() {
         return json!({"error": format!("no criterion results in {}", group.display())});
-    };
-    for e in entries.flatten() {
+    }
+    // The engine's group, then cluster mode's (`cargo bench --bench
+    // cluster_match`), whose names say so.
+    let groups = [(group, ""), (dir.join("cluster_find_match"), "cluster_")];
+    let entries = groups.iter().flat_map(|(g, prefix)| {
+        std::fs::read_dir(g)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(move |e| (e, *prefix))
+    });
+    for (e, prefix) in entries {
         let f = e.path().join("new").join("estimates.json");
         let Some(est) = std::fs::read_to_string(&f)
             .ok()
@@ -714,7 +724,8 @@ fn lobby_bench(dir: &Path) -> Value {
             continue;
         };
         if let Some(ns) = est["mean"]["point_estimate"].as_f64() {
-            out.insert(e.file_name().to_string_lossy().into_owned(), json!(ns));
+            let name = format!("{prefix}{}", e.file_name().to_string_lossy());
+            out.insert(name, json!(ns));
         }
     }
     Value::Object(out)
