@@ -24,8 +24,16 @@ local P = 'rv:'
 local OP = ARGV[1]
 local ME = ARGV[2]
 
-local t = redis.call('TIME')
-local NOW = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+-- Redis's clock in ms, read once and only by the operations that need it
+-- (a relayed signal does not).
+local NOW_MS = nil
+local function now()
+  if NOW_MS == nil then
+    local t = redis.call('TIME')
+    NOW_MS = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  end
+  return NOW_MS
+end
 
 local function fail(code, msg)
   return cjson.encode({ e = code, m = msg })
@@ -164,7 +172,13 @@ local function push_pending(pid, text, limit)
 end
 
 -- Events kept per held seat (`--resume-buffer`, written by each beat).
-local PENDING_LIMIT = tonumber(redis.call('HGET', P .. 'cfg', 'pending') or '256')
+local LIMIT = nil
+local function pending_limit()
+  if LIMIT == nil then
+    LIMIT = tonumber(redis.call('HGET', P .. 'cfg', 'pending') or '256')
+  end
+  return LIMIT
+end
 
 -- Sends the accumulated events (and the reply, if any) with a snapshot of
 -- the room: once to every node with a connected recipient, into the
@@ -199,7 +213,7 @@ local function flush(r)
   end
   if #held > 0 then
     local quiet = cjson.encode({ ev = EV, room = r })
-    for _, pid in ipairs(held) do push_pending(pid, quiet, PENDING_LIMIT) end
+    for _, pid in ipairs(held) do push_pending(pid, quiet, pending_limit()) end
   end
   EV = {}
   REPLY = nil
@@ -210,7 +224,7 @@ end
 -- `quiet` changes (chat, a takeover) do not update the room list.
 local function commit(r, f0, v0, quiet)
   local empty = #r.pl == 0
-  r.act = NOW
+  r.act = now()
   local f1 = footprint(r)
   if not same(f0, f1) then
     apply(f0, -1)
@@ -316,11 +330,11 @@ local function new_room(id, codes, priv, mode, max, data, ap, ar, bk, max_rooms,
   end
   if not code then return nil, fail('internal', 'no free join code; try again') end
   local seq = redis.call('INCR', P .. 'seq')
-  redis.call('ZADD', P .. 'timer', NOW + idle_ms, 'i:' .. id)
+  redis.call('ZADD', P .. 'timer', now() + idle_ms, 'i:' .. id)
   return {
     id = id, code = code, priv = priv, mode = mode, max = max, st = 'waiting',
     ca = ARGV[#ARGV], seq = seq, data = data, pl = {}, kk = {}, ap = ap, ar = ar,
-    chat = {}, bk = bk, act = NOW,
+    chat = {}, bk = bk, act = now(),
   }, nil
 end
 
@@ -364,9 +378,9 @@ local function hold(pid, grace_ms)
   local p = player(pid)
   if not p then return end
   if p.conn then count_conn(p.node, -1) end
-  redis.call('HSET', P .. 'pl:' .. pid, 'conn', '0', 'seen', NOW)
+  redis.call('HSET', P .. 'pl:' .. pid, 'conn', '0', 'seen', now())
   if p.node ~= '' then redis.call('SREM', P .. 'nodepl:' .. p.node, pid) end
-  redis.call('ZADD', P .. 'grace', NOW + grace_ms, pid)
+  redis.call('ZADD', P .. 'grace', now() + grace_ms, pid)
   local r = load_room(p.room)
   if not r then return end
   local i = seat_index(r, pid)
@@ -410,7 +424,7 @@ if OP == 'hello' then
     name = p.name
   end
   local epoch = redis.call('HINCRBY', P .. 'pl:' .. pid, 'epoch', 1)
-  redis.call('HSET', P .. 'pl:' .. pid, 'name', name, 'node', ME, 'conn', '1', 'seen', NOW, 'tok', new_tok)
+  redis.call('HSET', P .. 'pl:' .. pid, 'name', name, 'node', ME, 'conn', '1', 'seen', now(), 'tok', new_tok)
   if not p then redis.call('HSET', P .. 'pl:' .. pid, 'room', '') end
   redis.call('SET', P .. 'tok:' .. new_tok, pid)
   redis.call('SADD', P .. 'nodepl:' .. ME, pid)
@@ -467,9 +481,9 @@ elseif OP == 'keep' then
     redis.call('LPUSH', key, cjson.encode({ ev = { { k = 'raw', to = { pid }, x = ARGV[i] } } }))
   end
   local n = redis.call('LLEN', key)
-  if n > PENDING_LIMIT then
-    redis.call('LTRIM', key, n - PENDING_LIMIT, -1)
-    redis.call('INCRBY', P .. 'pendx:' .. pid, n - PENDING_LIMIT)
+  if n > pending_limit() then
+    redis.call('LTRIM', key, n - pending_limit(), -1)
+    redis.call('INCRBY', P .. 'pendx:' .. pid, n - pending_limit())
   end
   return ok(true)
 
@@ -615,7 +629,7 @@ elseif OP == 'finish' then
   if ARGV[4] ~= '' then spec.result = ARGV[4] end
   REPLY = { p = p.id, rid = ARGV[6], kind = 'room' }
   emit(members(r), spec)
-  redis.call('ZADD', P .. 'timer', NOW + tonumber(ARGV[5]), 'f:' .. r.id)
+  redis.call('ZADD', P .. 'timer', now() + tonumber(ARGV[5]), 'f:' .. r.id)
   commit(r, f0, v0)
   flush(r)
   return ok()
@@ -694,7 +708,7 @@ elseif OP == 'signal' then
     redis.call('PUBLISH', P .. 'ch:' .. v[2], 'R' .. to .. '\n' .. ARGV[5])
     redis.call('HINCRBY', P .. 'stats', 'signals_relayed', 1)
   else
-    push_pending(to, cjson.encode({ ev = { { k = 'raw', to = { to }, x = ARGV[5] } } }), PENDING_LIMIT)
+    push_pending(to, cjson.encode({ ev = { { k = 'raw', to = { to }, x = ARGV[5] } } }), pending_limit())
   end
   return ok()
 
@@ -721,7 +735,7 @@ elseif OP == 'tick' then
   -- ARGV: grace_ms(unused), idle_ms. Held seats past their grace, finished
   -- rooms past their TTL, idle waiting rooms: at most 100 of each per call.
   local idle = tonumber(ARGV[4])
-  local due = redis.call('ZRANGEBYSCORE', P .. 'grace', '-inf', NOW, 'LIMIT', 0, 100)
+  local due = redis.call('ZRANGEBYSCORE', P .. 'grace', '-inf', now(), 'LIMIT', 0, 100)
   for _, pid in ipairs(due) do
     redis.call('ZREM', P .. 'grace', pid)
     local p = player(pid)
@@ -730,7 +744,7 @@ elseif OP == 'tick' then
       forget(pid)
     end
   end
-  local timers = redis.call('ZRANGEBYSCORE', P .. 'timer', '-inf', NOW, 'LIMIT', 0, 100)
+  local timers = redis.call('ZRANGEBYSCORE', P .. 'timer', '-inf', now(), 'LIMIT', 0, 100)
   for _, tm in ipairs(timers) do
     redis.call('ZREM', P .. 'timer', tm)
     local kind, id = string.sub(tm, 1, 1), string.sub(tm, 3)
@@ -739,7 +753,7 @@ elseif OP == 'tick' then
       if kind == 'f' then
         close_room(r)
       elseif r.st == 'waiting' then
-        if r.act + idle <= NOW then close_room(r)
+        if r.act + idle <= now() then close_room(r)
         else redis.call('ZADD', P .. 'timer', r.act + idle, tm) end
       end
     end
@@ -774,15 +788,15 @@ elseif OP == 'beat' then
   -- frozen or away, every beat looks old, and the nodes must first beat
   -- again rather than take each other for dead.
   local prev = tonumber(redis.call('ZSCORE', P .. 'beats', ME) or '-1')
-  local steady = prev >= 0 and NOW - prev < ttl / 2
-  redis.call('ZADD', P .. 'beats', NOW, ME)
+  local steady = prev >= 0 and now() - prev < ttl / 2
+  redis.call('ZADD', P .. 'beats', now(), ME)
   local fresh = redis.call('SADD', P .. 'nodes', ME) == 1
   if ARGV[6] == '1' then redis.call('SADD', P .. 'listwatch', ME)
   else redis.call('SREM', P .. 'listwatch', ME) end
   local reaped = 0
   for _, node in ipairs(redis.call('SMEMBERS', P .. 'nodes')) do
     local last = tonumber(redis.call('ZSCORE', P .. 'beats', node) or '-1')
-    if steady and node ~= ME and NOW - last > ttl then
+    if steady and node ~= ME and now() - last > ttl then
       for _, pid in ipairs(redis.call('SMEMBERS', P .. 'nodepl:' .. node)) do
         local p = player(pid)
         if p and p.conn and p.node == node then
@@ -825,7 +839,7 @@ elseif OP == 'stats' then
   -- Connections of the nodes that beat within their TTL.
   local conns = 0
   local ttl = tonumber(redis.call('HGET', P .. 'cfg', 'ttl') or '3000')
-  for _, node in ipairs(redis.call('ZRANGEBYSCORE', P .. 'beats', NOW - ttl, '+inf')) do
+  for _, node in ipairs(redis.call('ZRANGEBYSCORE', P .. 'beats', now() - ttl, '+inf')) do
     conns = conns + tonumber(redis.call('HGET', P .. 'conns', node) or '0')
   end
   out.connections = conns
