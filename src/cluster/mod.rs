@@ -30,7 +30,7 @@ pub const PREFIX: &str = "rv:";
 const SCRIPT: &str = include_str!("lobby.lua");
 
 /// Why a store call failed.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     /// Redis cannot be reached (or answered too late).
     #[error("the store is unavailable: {0}")]
@@ -288,7 +288,7 @@ impl Store {
 pub fn attrs_json(data: &JsonObject) -> String {
     let attrs: Vec<String> = data
         .iter()
-        .filter(|(_, v)| matches!(v, Value::String(_) | Value::Number(_) | Value::Bool(_)))
+        .filter(|(_, v)| crate::lobby::is_scalar(v))
         .map(|(k, v)| format!("\u{1f}{k}\u{1f}{v}"))
         .collect();
     serde_json::to_string(&attrs).unwrap_or_else(|_| "[]".into())

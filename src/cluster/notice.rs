@@ -114,10 +114,6 @@ impl RoomRec {
     fn seat(&self, pid: &str) -> Option<&SeatRec> {
         self.pl.iter().find(|s| s.id == pid)
     }
-
-    pub fn has_member(&self, pid: &str) -> bool {
-        self.seat(pid).is_some()
-    }
 }
 
 /// One event of a notice, for the players in `to`.

@@ -220,8 +220,58 @@ pub(crate) fn check_mode(mode: Option<&str>) -> Result<String, ProtoError> {
     Ok(mode.to_string())
 }
 
-/// Random bytes from the OS generator, through `uuid` (which the crate has
-/// anyway) rather than another dependency.
+/// Whether a data value can be asked for by a filter (and is indexed for
+/// matchmaking): strings, numbers and booleans.
+pub fn is_scalar(v: &Value) -> bool {
+    matches!(v, Value::String(_) | Value::Number(_) | Value::Bool(_))
+}
+
+/// `max_players` of a request (default 2) against the server's limit.
+pub(crate) fn check_max_players(limit: u64, n: Option<u64>) -> Result<u64, ProtoError> {
+    let n = n.unwrap_or(2);
+    if n < 2 || n > limit {
+        return Err(ProtoError::bad_request(format!(
+            "max_players must be 2 to {limit}, got {n}"
+        )));
+    }
+    Ok(n)
+}
+
+/// `find_match` filters: few, scalar, and small.
+pub(crate) fn check_filters(filters: &JsonObject) -> Result<(), ProtoError> {
+    if filters.len() > MAX_FILTERS {
+        return Err(ProtoError::bad_request(format!(
+            "at most {MAX_FILTERS} filters"
+        )));
+    }
+    if let Some((k, _)) = filters.iter().find(|(_, v)| !is_scalar(v)) {
+        return Err(ProtoError::bad_request(format!(
+            "filter {k:?} must be a string, number or boolean"
+        )));
+    }
+    check_data(filters, "filters")
+}
+
+/// `create_room`'s access lists.
+pub(crate) fn check_allowed(players: &[String], roles: &[String]) -> Result<(), ProtoError> {
+    if players.len() > MAX_ALLOWED || roles.len() > MAX_ALLOWED {
+        return Err(ProtoError::bad_request(format!(
+            "allowed_players and allowed_roles take at most {MAX_ALLOWED} entries"
+        )));
+    }
+    Ok(())
+}
+
+pub(crate) fn check_chat_text(text: &str) -> Result<(), ProtoError> {
+    let n = text.chars().count();
+    if n == 0 || n > MAX_CHAT_CHARS || text.trim().is_empty() {
+        return Err(ProtoError::bad_request(format!(
+            "chat text must be 1 to {MAX_CHAT_CHARS} characters, not blank"
+        )));
+    }
+    Ok(())
+}
+
 /// A random join code (not checked for uniqueness).
 pub fn new_code_text() -> String {
     random_bytes()[..CODE_LEN]
@@ -230,6 +280,8 @@ pub fn new_code_text() -> String {
         .collect()
 }
 
+/// Random bytes from the OS generator, through `uuid` (which the crate has
+/// anyway) rather than another dependency.
 fn random_bytes() -> [u8; 16] {
     *Uuid::new_v4().as_bytes()
 }
@@ -551,14 +603,7 @@ impl Lobby {
     }
 
     fn check_max_players(&self, n: Option<u64>) -> Result<u64, ProtoError> {
-        let n = n.unwrap_or(2);
-        if n < 2 || n > self.cfg.max_players {
-            return Err(ProtoError::bad_request(format!(
-                "max_players must be 2 to {}, got {n}",
-                self.cfg.max_players
-            )));
-        }
-        Ok(n)
+        check_max_players(self.cfg.max_players, n)
     }
 
     fn check_free(&self, player_id: &str) -> Result<(), ProtoError> {
@@ -712,11 +757,7 @@ impl Lobby {
         let mode = check_mode(req.mode.as_deref())?;
         let data = req.data.unwrap_or_default();
         check_data(&data, "data")?;
-        if req.allowed_players.len() > MAX_ALLOWED || req.allowed_roles.len() > MAX_ALLOWED {
-            return Err(ProtoError::bad_request(format!(
-                "allowed_players and allowed_roles take at most {MAX_ALLOWED} entries"
-            )));
-        }
+        check_allowed(&req.allowed_players, &req.allowed_roles)?;
         let id = self.insert_room(
             req.private,
             mode,
@@ -796,20 +837,7 @@ impl Lobby {
         let max_players = self.check_max_players(req.max_players)?;
         let mode = check_mode(req.mode.as_deref())?;
         let filters = req.filters.unwrap_or_default();
-        if filters.len() > MAX_FILTERS {
-            return Err(ProtoError::bad_request(format!(
-                "at most {MAX_FILTERS} filters"
-            )));
-        }
-        if let Some((k, _)) = filters
-            .iter()
-            .find(|(_, v)| !matches!(v, Value::String(_) | Value::Number(_) | Value::Bool(_)))
-        {
-            return Err(ProtoError::bad_request(format!(
-                "filter {k:?} must be a string, number or boolean"
-            )));
-        }
-        check_data(&filters, "filters")?;
+        check_filters(&filters)?;
         let found = self
             .index
             .candidates(&mode, max_players, &filters)
@@ -1034,12 +1062,7 @@ impl Lobby {
         out: &mut Vec<Delivery>,
     ) -> Result<(), ProtoError> {
         let (id, _) = self.my_room(player_id)?;
-        let n = text.chars().count();
-        if n == 0 || n > MAX_CHAT_CHARS || text.trim().is_empty() {
-            return Err(ProtoError::bad_request(format!(
-                "chat text must be 1 to {MAX_CHAT_CHARS} characters, not blank"
-            )));
-        }
+        check_chat_text(text)?;
         let name = self.players[player_id].name.clone();
         self.update_room(id, |room| {
             let msg = ChatMessage {

@@ -139,9 +139,7 @@ impl Room {
     /// The (key, value) pairs of `data` that filters can ask for: scalar
     /// values only, as filters only carry scalars.
     pub fn filterable(&self) -> impl Iterator<Item = (&String, &Value)> {
-        self.data
-            .iter()
-            .filter(|(_, v)| matches!(v, Value::String(_) | Value::Number(_) | Value::Bool(_)))
+        self.data.iter().filter(|(_, v)| super::is_scalar(v))
     }
 }
 

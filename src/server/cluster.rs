@@ -17,8 +17,10 @@ use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
 use super::{close_frame, queue, App, Conn, Shared};
 use crate::cluster::notice::{ListingNotice, Notice, RoomRec};
-use crate::cluster::{attrs_json, Store, PREFIX};
-use crate::lobby::{check_data, check_mode, MAX_ALLOWED, MAX_CHAT_CHARS, MAX_FILTERS};
+use crate::cluster::{attrs_json, Store, StoreError, PREFIX};
+use crate::lobby::{
+    check_allowed, check_chat_text, check_data, check_filters, check_max_players, check_mode,
+};
 use crate::protocol::{
     self, ok_reply, ErrorCode, Event, ProtoError, Request, RoomInfo, RoomStatus,
 };
@@ -244,19 +246,19 @@ pub(super) async fn register(
     app: &App,
     store: &Store,
     conn_id: u64,
-    joining: Joining,
+    (tx, kill): (
+        tokio::sync::mpsc::Sender<Message>,
+        tokio_util::sync::CancellationToken,
+    ),
     name: &str,
     resume: Option<&str>,
     sub: Option<&str>,
 ) -> Result<(String, u64), ProtoError> {
-    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
-    app.shared.lock().joining.insert(
-        conn_id,
-        Joining {
-            done: done_tx,
-            ..joining
-        },
-    );
+    let (done, done_rx) = tokio::sync::oneshot::channel();
+    app.shared
+        .lock()
+        .joining
+        .insert(conn_id, Joining { tx, kill, done });
     let fresh = super::session::new_player_id();
     let token = uuid::Uuid::new_v4().simple().to_string();
     let conn = conn_id.to_string();
@@ -360,17 +362,6 @@ fn send_local(app: &App, shared: &mut Shared, pid: &str, text: &Utf8Bytes) -> bo
     false
 }
 
-fn max_players(app: &App, n: Option<u64>) -> Result<u64, ProtoError> {
-    let n = n.unwrap_or(2);
-    if n < 2 || n > app.cfg.max_players {
-        return Err(ProtoError::bad_request(format!(
-            "max_players must be 2 to {}, got {n}",
-            app.cfg.max_players
-        )));
-    }
-    Ok(n)
-}
-
 fn codes() -> String {
     let codes: Vec<String> = (0..4).map(|_| crate::lobby::new_code_text()).collect();
     serde_json::to_string(&codes).unwrap_or_default()
@@ -390,7 +381,7 @@ pub(super) async fn list_rooms(
     status: RoomStatus,
     mode: Option<&str>,
     limit: u64,
-) -> Result<Vec<RoomInfo>, ProtoError> {
+) -> Result<Vec<RoomInfo>, StoreError> {
     let which = match status {
         RoomStatus::Waiting => "w",
         RoomStatus::Active => "a",
@@ -423,23 +414,10 @@ pub(super) async fn dispatch(
     };
     match request {
         Request::FindMatch(req) => {
-            let max = max_players(app, req.max_players)?;
+            let max = check_max_players(app.cfg.max_players, req.max_players)?;
             let mode = check_mode(req.mode.as_deref())?;
             let filters = req.filters.unwrap_or_default();
-            if filters.len() > MAX_FILTERS {
-                return Err(ProtoError::bad_request(format!(
-                    "at most {MAX_FILTERS} filters"
-                )));
-            }
-            if let Some((k, _)) = filters
-                .iter()
-                .find(|(_, v)| !matches!(v, Value::String(_) | Value::Number(_) | Value::Bool(_)))
-            {
-                return Err(ProtoError::bad_request(format!(
-                    "filter {k:?} must be a string, number or boolean"
-                )));
-            }
-            check_data(&filters, "filters")?;
+            check_filters(&filters)?;
             let data = serde_json::to_string(&filters).unwrap_or_else(|_| "{}".into());
             call(
                 "match",
@@ -461,15 +439,11 @@ pub(super) async fn dispatch(
             Ok(None)
         }
         Request::CreateRoom(req) => {
-            let max = max_players(app, req.max_players)?;
+            let max = check_max_players(app.cfg.max_players, req.max_players)?;
             let mode = check_mode(req.mode.as_deref())?;
             let data = req.data.unwrap_or_default();
             check_data(&data, "data")?;
-            if req.allowed_players.len() > MAX_ALLOWED || req.allowed_roles.len() > MAX_ALLOWED {
-                return Err(ProtoError::bad_request(format!(
-                    "allowed_players and allowed_roles take at most {MAX_ALLOWED} entries"
-                )));
-            }
+            check_allowed(&req.allowed_players, &req.allowed_roles)?;
             call(
                 "create",
                 vec![
@@ -568,12 +542,7 @@ pub(super) async fn dispatch(
             Ok(None)
         }
         Request::Chat(req) => {
-            let n = req.text.chars().count();
-            if n == 0 || n > MAX_CHAT_CHARS || req.text.trim().is_empty() {
-                return Err(ProtoError::bad_request(format!(
-                    "chat text must be 1 to {MAX_CHAT_CHARS} characters, not blank"
-                )));
-            }
+            check_chat_text(&req.text)?;
             call("chat", vec![me.into(), req.text, now, rid]).await?;
             Ok(None)
         }
@@ -725,8 +694,11 @@ pub(super) async fn run_beats(app: Arc<App>, store: Arc<Store>) {
                 node = %store.node,
                 "the store lost this node's state (Redis restarted empty, or the node was taken for dead); closing its connections so clients resume"
             );
-            let conns: Vec<Conn> = app.shared.lock().conns.drain().map(|(_, c)| c).collect();
-            app.shared.lock().room_subs.clear();
+            let conns: Vec<Conn> = {
+                let mut shared = app.shared.lock();
+                shared.room_subs.clear();
+                shared.conns.drain().map(|(_, c)| c).collect()
+            };
             for c in conns {
                 let _ = c.tx.try_send(close_frame(
                     CloseCode::Restart,

@@ -11,6 +11,7 @@ use warp::{Filter, Rejection, Reply};
 
 use super::App;
 use crate::cluster::notice::RoomRec;
+use crate::cluster::StoreError;
 use crate::lobby::{DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT};
 use crate::protocol::{http_error_body, ts, ErrorCode, ProtoError, RoomStatus};
 
@@ -62,16 +63,18 @@ pub(super) fn routes(
                 return match found {
                     Ok(Some(text)) => match serde_json::from_str::<RoomRec>(&text) {
                         Ok(r) => warp::reply::json(&r.info(false)).into_response(),
-                        Err(_) => {
-                            unavailable(&ProtoError::new(ErrorCode::Internal, "bad room record"))
-                        }
+                        Err(_) => error(
+                            StatusCode::INTERNAL_SERVER_ERROR,
+                            ErrorCode::Internal,
+                            "bad room record",
+                        ),
                     },
                     Ok(None) => error(
                         StatusCode::NOT_FOUND,
                         ErrorCode::RoomNotFound,
                         format!("no room {id:?}"),
                     ),
-                    Err(e) => unavailable(&e.into()),
+                    Err(e) => unavailable(&e),
                 };
             }
             let shared = app.shared.lock();
@@ -113,7 +116,7 @@ pub(super) fn routes(
                         ErrorCode::PlayerNotFound,
                         format!("no player {id:?}"),
                     ),
-                    Err(e) => unavailable(&e.into()),
+                    Err(e) => unavailable(&e),
                 };
             }
             let shared = app.shared.lock();
@@ -249,7 +252,7 @@ fn admin_routes(
             };
             match app.announce(&text).await {
                 Ok(()) => no_content(),
-                Err(e) => unavailable(&e.into()),
+                Err(e) => unavailable(&e),
             }
         });
 
@@ -258,7 +261,7 @@ fn admin_routes(
         .and(admin.clone())
         .then(|id: String, app: Arc<App>| async move {
             match app.close_room(&id).await {
-                Err(e) => unavailable(&e.into()),
+                Err(e) => unavailable(&e),
                 Ok(true) => no_content(),
                 Ok(false) => error(
                     StatusCode::NOT_FOUND,
@@ -273,7 +276,7 @@ fn admin_routes(
         .and(admin)
         .then(|id: String, app: Arc<App>| async move {
             match app.disconnect_player(&id).await {
-                Err(e) => unavailable(&e.into()),
+                Err(e) => unavailable(&e),
                 Ok(true) => no_content(),
                 Ok(false) => error(
                     StatusCode::NOT_FOUND,
@@ -286,14 +289,14 @@ fn admin_routes(
     announce.or(close_room).unify().or(kick_player).unify()
 }
 
-/// 503 for a store that cannot be reached, 500 otherwise.
-fn unavailable(e: &ProtoError) -> warp::reply::Response {
-    let status = if e.message.contains("unavailable") {
-        StatusCode::SERVICE_UNAVAILABLE
-    } else {
-        StatusCode::INTERNAL_SERVER_ERROR
+/// A store failure: 503 when Redis cannot be reached, 500 otherwise.
+fn unavailable(e: &StoreError) -> warp::reply::Response {
+    let status = match e {
+        StoreError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        StoreError::Refused(_) => StatusCode::INTERNAL_SERVER_ERROR,
     };
-    error(status, e.code, e.message.clone())
+    let e = ProtoError::from(e.clone());
+    error(status, e.code, e.message)
 }
 
 async fn list_rooms(app: &App, raw: &str) -> warp::reply::Response {

@@ -274,7 +274,7 @@ impl App {
     }
 
     /// Exact stats: cluster-wide from the store in cluster mode.
-    pub async fn stats_async(&self) -> Result<Stats, crate::protocol::ProtoError> {
+    pub async fn stats_async(&self) -> Result<Stats, crate::cluster::StoreError> {
         let Some(store) = &self.store else {
             return Ok(self.stats());
         };

@@ -660,11 +660,6 @@ impl Session {
         resume: Option<String>,
         identity: Option<crate::auth::Identity>,
     ) -> Result<Session, ProtoError> {
-        let joining = super::cluster::Joining {
-            tx: tx.clone(),
-            kill: kill.clone(),
-            done: tokio::sync::oneshot::channel().0,
-        };
         let roles = identity
             .as_ref()
             .map(|i| i.roles.clone())
@@ -673,7 +668,7 @@ impl Session {
             app,
             store,
             conn_id,
-            joining,
+            (tx.clone(), kill.clone()),
             &name,
             resume.as_deref(),
             identity.as_ref().map(|i| i.sub.as_str()),
