@@ -17,7 +17,6 @@ use rendezvous::client::{Client, ClientError, ClientOptions};
 use serde_json::{json, Value};
 use support::*;
 use tokio::time::Instant;
-use tokio_tungstenite::tungstenite;
 
 const OFFER: &str = include_str!("fixtures/sdp/chromium-offer-datachannel.sdp");
 const ANSWER: &str = include_str!("fixtures/sdp/firefox-answer-datachannel.sdp");
@@ -69,28 +68,11 @@ async fn health(addr: &str) -> u16 {
     get(addr, "/healthz").await.0
 }
 
-/// Tries a WebSocket handshake: Ok, or the HTTP status it was refused with
-/// and the JSON body of the refusal.
-async fn handshake(addr: &str) -> Result<(), (u16, Value)> {
+/// Tries a WebSocket handshake on a node, within 5 s: Ok, or the HTTP
+/// status it was refused with and the JSON body of the refusal.
+async fn probe(addr: &str) -> Result<(), (u16, Value)> {
     let url = format!("ws://{addr}/ws?name=probe");
-    match within(
-        Duration::from_secs(5),
-        "handshake",
-        tokio_tungstenite::connect_async(url),
-    )
-    .await
-    {
-        Ok(_) => Ok(()),
-        Err(tungstenite::Error::Http(resp)) => {
-            let body = resp
-                .body()
-                .as_ref()
-                .map(|b| serde_json::from_slice(b).unwrap_or(Value::Null))
-                .unwrap_or(Value::Null);
-            Err((resp.status().as_u16(), body))
-        }
-        Err(e) => panic!("handshake with {addr}: {e}"),
-    }
+    within(Duration::from_secs(5), "handshake", handshake(&url, &[])).await
 }
 
 fn player_ids(room: &Value) -> Vec<String> {
@@ -582,7 +564,7 @@ async fn a_redis_outage_is_reported_and_the_nodes_recover() {
                 Duration::from_secs(5),
                 "503 during the outage",
                 || async move {
-                    match (handshake(addr).await, health(addr).await) {
+                    match (probe(addr).await, health(addr).await) {
                         // Refused before the upgrade, with the error shape
                         // of every refusal.
                         (Err((503, body)), 503)
@@ -608,7 +590,7 @@ async fn a_redis_outage_is_reported_and_the_nodes_recover() {
                 Duration::from_secs(10),
                 "serving after Redis is back",
                 || async move {
-                    match (health(addr).await, handshake(addr).await) {
+                    match (health(addr).await, probe(addr).await) {
                         (200, Ok(())) => Ok(()),
                         other => Err(format!("{addr}: healthz, handshake = {other:?}")),
                     }

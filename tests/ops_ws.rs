@@ -10,34 +10,12 @@ use futures_util::{SinkExt, StreamExt};
 use rendezvous::client::{Client, ClientOptions};
 use serde_json::{json, Value};
 use support::*;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::{self, Message};
+use tokio_tungstenite::tungstenite::Message;
 
 fn once() -> ClientOptions {
     ClientOptions {
         reconnect: false,
         ..ClientOptions::default()
-    }
-}
-
-/// Tries a handshake with extra headers: Ok(()) or the refusal's status and body.
-async fn handshake(url: &str, headers: &[(&str, &str)]) -> Result<(), (u16, Value)> {
-    let mut req = url.into_client_request().unwrap();
-    for (k, v) in headers {
-        let name = tungstenite::http::HeaderName::from_bytes(k.as_bytes()).unwrap();
-        req.headers_mut().insert(name, v.parse().unwrap());
-    }
-    match tokio_tungstenite::connect_async(req).await {
-        Ok(_) => Ok(()),
-        Err(tungstenite::Error::Http(resp)) => {
-            let body = resp
-                .body()
-                .as_ref()
-                .map(|b| serde_json::from_slice(b).unwrap_or(Value::Null))
-                .unwrap_or(Value::Null);
-            Err((resp.status().as_u16(), body))
-        }
-        Err(e) => panic!("unexpected handshake error {e}"),
     }
 }
 

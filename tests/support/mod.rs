@@ -417,3 +417,26 @@ pub async fn client_at_with(
 ) -> Result<Client, ClientError> {
     Client::connect_with(&format!("ws://{addr}/ws?{query}"), opts).await
 }
+
+/// Tries a WebSocket handshake with extra headers: Ok(()) (the socket is
+/// dropped) or the refusal's HTTP status and JSON body.
+pub async fn handshake(url: &str, headers: &[(&str, &str)]) -> Result<(), (u16, Value)> {
+    use tokio_tungstenite::tungstenite::{self, client::IntoClientRequest};
+    let mut req = url.into_client_request().unwrap();
+    for (k, v) in headers {
+        let name = tungstenite::http::HeaderName::from_bytes(k.as_bytes()).unwrap();
+        req.headers_mut().insert(name, v.parse().unwrap());
+    }
+    match tokio_tungstenite::connect_async(req).await {
+        Ok(_) => Ok(()),
+        Err(tungstenite::Error::Http(resp)) => {
+            let body = resp
+                .body()
+                .as_ref()
+                .map(|b| serde_json::from_slice(b).unwrap_or(Value::Null))
+                .unwrap_or(Value::Null);
+            Err((resp.status().as_u16(), body))
+        }
+        Err(e) => panic!("unexpected handshake error {e}"),
+    }
+}
