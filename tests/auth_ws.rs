@@ -9,7 +9,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use rendezvous::auth::sign_hs256_for_tests;
-use rendezvous::client::{Client, ClientError, ClientOptions};
+use rendezvous::client::{Client, ClientError};
 use serde_json::{json, Value};
 use support::*;
 
@@ -19,13 +19,6 @@ const RSA_PUBLIC: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/tests/fixtures/jwt/rsa-public.pem"
 );
-
-fn once() -> ClientOptions {
-    ClientOptions {
-        reconnect: false,
-        ..ClientOptions::default()
-    }
-}
 
 fn exp_in(secs: i64) -> i64 {
     chrono::Utc::now().timestamp() + secs
@@ -45,7 +38,7 @@ async fn connect(ts: &TestServer, token: Option<&str>) -> Result<Client, u16> {
         Some(t) => format!("{}?token={t}", ts.ws_url()),
         None => ts.ws_url(),
     };
-    match Client::connect_with(&url, once()).await {
+    match Client::connect_with(&url, no_reconnect()).await {
         Ok(c) => Ok(c),
         Err(ClientError::Ws(tokio_tungstenite::tungstenite::Error::Http(resp))) => {
             let body: Value = resp
@@ -201,13 +194,15 @@ fn tokens_never_reach_the_logs_and_bad_auth_config_exits_2() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let url = format!("ws://{addr}/ws");
-        let c = Client::connect_with(&format!("{url}?token={good}"), once())
+        let c = Client::connect_with(&format!("{url}?token={good}"), no_reconnect())
             .await
             .unwrap();
         c.request("ping", json!({})).await.unwrap();
-        assert!(Client::connect_with(&format!("{url}?token={bad}"), once())
-            .await
-            .is_err());
+        assert!(
+            Client::connect_with(&format!("{url}?token={bad}"), no_reconnect())
+                .await
+                .is_err()
+        );
         c.close().await;
     });
     child.terminate();

@@ -13,7 +13,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use futures_util::future::join_all;
-use rendezvous::client::{Client, ClientError, ClientOptions};
+use rendezvous::client::{Client, ClientError};
 use serde_json::{json, Value};
 use support::*;
 use tokio::time::Instant;
@@ -27,13 +27,6 @@ const CANDIDATE: &str = "candidate:1 1 udp 2113937151 192.0.2.1 5000 typ host";
 /// test (and the guards stop every process) instead of hanging the run.
 const TEST_LIMIT: Duration = Duration::from_secs(60);
 const QUIET: Duration = Duration::from_millis(300);
-
-fn no_reconnect() -> ClientOptions {
-    ClientOptions {
-        reconnect: false,
-        ..ClientOptions::default()
-    }
-}
 
 async fn within<T>(limit: Duration, what: &str, fut: impl Future<Output = T>) -> T {
     tokio::time::timeout(limit, fut)

@@ -7,17 +7,10 @@ mod support;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use rendezvous::client::{Client, ClientOptions};
+use rendezvous::client::Client;
 use serde_json::{json, Value};
 use support::*;
 use tokio_tungstenite::tungstenite::Message;
-
-fn once() -> ClientOptions {
-    ClientOptions {
-        reconnect: false,
-        ..ClientOptions::default()
-    }
-}
 
 #[tokio::test]
 async fn origins_are_checked_before_the_upgrade() {
@@ -61,27 +54,35 @@ async fn origins_are_checked_before_the_upgrade() {
 #[tokio::test]
 async fn connection_caps_refuse_then_recover() {
     let ts = TestServer::with_args(&["--max-connections", "2"]).await;
-    let a = Client::connect_with(&ts.ws_url(), once()).await.unwrap();
-    let _b = Client::connect_with(&ts.ws_url(), once()).await.unwrap();
+    let a = Client::connect_with(&ts.ws_url(), no_reconnect())
+        .await
+        .unwrap();
+    let _b = Client::connect_with(&ts.ws_url(), no_reconnect())
+        .await
+        .unwrap();
     let (status, body) = handshake(&ts.ws_url(), &[]).await.unwrap_err();
     assert_eq!(status, 503);
     assert_eq!(body["error"]["code"], "limit_reached");
     a.close().await;
     wait_stats(&ts, |s| s["connections"] == 1).await;
-    let _c = Client::connect_with(&ts.ws_url(), once())
+    let _c = Client::connect_with(&ts.ws_url(), no_reconnect())
         .await
         .expect("a slot is free again");
     ts.stop().await;
 
     let ts = TestServer::with_args(&["--max-connections-per-ip", "2"]).await;
-    let a = Client::connect_with(&ts.ws_url(), once()).await.unwrap();
-    let _b = Client::connect_with(&ts.ws_url(), once()).await.unwrap();
+    let a = Client::connect_with(&ts.ws_url(), no_reconnect())
+        .await
+        .unwrap();
+    let _b = Client::connect_with(&ts.ws_url(), no_reconnect())
+        .await
+        .unwrap();
     let (status, body) = handshake(&ts.ws_url(), &[]).await.unwrap_err();
     assert_eq!(status, 429);
     assert_eq!(body["error"]["code"], "rate_limited");
     a.close().await;
     wait_stats(&ts, |s| s["connections"] == 1).await;
-    Client::connect_with(&ts.ws_url(), once())
+    Client::connect_with(&ts.ws_url(), no_reconnect())
         .await
         .expect("recovered");
     ts.stop().await;
@@ -90,7 +91,9 @@ async fn connection_caps_refuse_then_recover() {
 #[tokio::test]
 async fn oversized_frames_are_refused_then_closed() {
     let ts = TestServer::start().await;
-    let c = Client::connect_with(&ts.ws_url(), once()).await.unwrap();
+    let c = Client::connect_with(&ts.ws_url(), no_reconnect())
+        .await
+        .unwrap();
     let big = format!(
         r#"{{"type":"ping","rid":1,"pad":"{}"}}"#,
         "x".repeat(70_000)
@@ -111,7 +114,9 @@ async fn oversized_frames_are_refused_then_closed() {
 #[tokio::test]
 async fn rate_limits_refuse_then_close() {
     let ts = TestServer::with_args(&["--rate-limit", "5", "--rate-burst", "5"]).await;
-    let c = Client::connect_with(&ts.ws_url(), once()).await.unwrap();
+    let c = Client::connect_with(&ts.ws_url(), no_reconnect())
+        .await
+        .unwrap();
     for i in 0..10 {
         c.send_text(json!({"type": "ping", "rid": i}).to_string())
             .await
@@ -399,7 +404,9 @@ async fn http_post(url: &str, token: &str, body: &str) -> (u16, String) {
 #[tokio::test]
 async fn hostile_frames_never_take_the_connection_down() {
     let ts = TestServer::start().await;
-    let c = Client::connect_with(&ts.ws_url(), once()).await.unwrap();
+    let c = Client::connect_with(&ts.ws_url(), no_reconnect())
+        .await
+        .unwrap();
     let corpus: Vec<String> = vec![
         "".into(),
         " ".into(),
@@ -468,7 +475,7 @@ fn sigterm_drains_clients_then_exits_zero() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let ws = format!("ws://{addr}/ws");
-        let polite = Client::connect_with(&ws, once()).await.unwrap();
+        let polite = Client::connect_with(&ws, no_reconnect()).await.unwrap();
         polite.create_room(json!({})).await.unwrap();
         // A client that never answers keeps the drain going for the timeout.
         let (deaf, _) = tokio_tungstenite::connect_async(&ws).await.unwrap();

@@ -11,13 +11,6 @@ use support::*;
 
 const OFFER: &str = include_str!("fixtures/sdp/chromium-offer-datachannel.sdp");
 
-fn no_reconnect() -> ClientOptions {
-    ClientOptions {
-        reconnect: false,
-        ..ClientOptions::default()
-    }
-}
-
 fn fast_reconnect() -> ClientOptions {
     ClientOptions {
         min_backoff: Duration::from_millis(100),

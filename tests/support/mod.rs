@@ -440,3 +440,11 @@ pub async fn handshake(url: &str, headers: &[(&str, &str)]) -> Result<(), (u16, 
         Err(e) => panic!("unexpected handshake error {e}"),
     }
 }
+
+/// Client options without automatic reconnection: the test sees every drop.
+pub fn no_reconnect() -> rendezvous::client::ClientOptions {
+    rendezvous::client::ClientOptions {
+        reconnect: false,
+        ..Default::default()
+    }
+}
