@@ -289,7 +289,7 @@ pub fn run(a: RunArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     let started = Instant::now();
-    let load_before = loadavg();
+    let load_before = util::loadavg();
     let other_load = busiest_processes();
     let mut results: BTreeMap<String, BTreeMap<String, Value>> = BTreeMap::new();
     for &kind in &a.targets {
@@ -334,7 +334,7 @@ pub fn run(a: RunArgs) -> anyhow::Result<()> {
             .and_then(|f| std::fs::read_to_string(abs(f)).ok())
             .and_then(|t| serde_json::from_str(&t).ok()),
         load_before,
-        load_after: loadavg(),
+        load_after: util::loadavg(),
         other_load,
         wall_s: started.elapsed().as_secs_f64(),
         merged: Vec::new(),
@@ -546,16 +546,6 @@ fn log_relay(kind: Kind, r: &scenario::relay::RelayRun) {
     if let Some(e) = &r.first_error {
         eprintln!("  first error: {e}");
     }
-}
-
-/// The 1, 5 and 15 minute load averages.
-fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .unwrap_or_default()
-        .split_whitespace()
-        .take(3)
-        .collect::<Vec<_>>()
-        .join(" ")
 }
 
 fn machine_info() -> BTreeMap<String, String> {

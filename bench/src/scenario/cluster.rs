@@ -118,7 +118,7 @@ pub async fn run(
         Some(v) => format!("redis-server {v}"),
         None => redis_version,
     };
-    let load_before = loadavg();
+    let load_before = util::loadavg();
     let mut setups = Vec::new();
     for (name, about) in [
         (
@@ -173,7 +173,7 @@ pub async fn run(
         server_cpus: p.server_cpus.clone(),
         client_cpus: p.client_cpus.clone(),
         load_before,
-        load_after: loadavg(),
+        load_after: util::loadavg(),
         setups,
     })
 }
@@ -507,15 +507,6 @@ fn log_run(setup: &str, run: &str, r: &RelayRun, redis: Option<&RedisCost>) {
     if let Some(e) = &r.first_error {
         eprintln!("  first error: {e}");
     }
-}
-
-fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .unwrap_or_default()
-        .split_whitespace()
-        .take(3)
-        .collect::<Vec<_>>()
-        .join(" ")
 }
 
 #[cfg(test)]
