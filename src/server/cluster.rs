@@ -404,10 +404,11 @@ pub(super) async fn dispatch(
     rid: &Value,
     request: Request,
 ) -> Result<Option<Value>, ProtoError> {
-    let rid = rid.to_string();
-    let now = protocol::ts(&chrono::Utc::now());
-    let idle = app.cfg.room_idle_timeout_ms.to_string();
-    let max_rooms = app.cfg.max_rooms.to_string();
+    let rid_text = || rid.to_string();
+    // Made only by the requests that pass them (not on the signal path).
+    let now = || protocol::ts(&chrono::Utc::now());
+    let idle = || app.cfg.room_idle_timeout_ms.to_string();
+    let max_rooms = || app.cfg.max_rooms.to_string();
     let call = |op: &'static str, args: Vec<String>| async move {
         let refs: Vec<&str> = args.iter().map(String::as_str).collect();
         store.call(op, &refs).await.map_err(ProtoError::from)
@@ -427,12 +428,12 @@ pub(super) async fn dispatch(
                     data,
                     uuid::Uuid::new_v4().to_string(),
                     codes(),
-                    max_rooms,
-                    idle,
+                    max_rooms(),
+                    idle(),
                     mode,
                     max.to_string(),
-                    rid,
-                    now,
+                    rid_text(),
+                    now(),
                 ],
             )
             .await?;
@@ -457,10 +458,10 @@ pub(super) async fn dispatch(
                     serde_json::to_string(&req.allowed_players).unwrap_or_default(),
                     serde_json::to_string(&req.allowed_roles).unwrap_or_default(),
                     attrs_json(&data),
-                    max_rooms,
-                    idle,
-                    rid,
-                    now,
+                    max_rooms(),
+                    idle(),
+                    rid_text(),
+                    now(),
                 ],
             )
             .await?;
@@ -485,15 +486,15 @@ pub(super) async fn dispatch(
                     id,
                     code,
                     serde_json::to_string(roles).unwrap_or_else(|_| "[]".into()),
-                    rid,
-                    now,
+                    rid_text(),
+                    now(),
                 ],
             )
             .await?;
             Ok(None)
         }
         Request::LeaveRoom => {
-            call("leave", vec![me.into(), rid]).await?;
+            call("leave", vec![me.into(), rid_text()]).await?;
             Ok(None)
         }
         Request::ListRooms(req) => {
@@ -506,7 +507,7 @@ pub(super) async fn dispatch(
             Ok(Some(json!({ "rooms": rooms })))
         }
         Request::StartGame => {
-            call("start", vec![me.into(), rid]).await?;
+            call("start", vec![me.into(), rid_text()]).await?;
             Ok(None)
         }
         Request::FinishGame(req) => {
@@ -518,7 +519,7 @@ pub(super) async fn dispatch(
                 None => String::new(),
             };
             let ttl = app.cfg.finished_room_ttl_ms.to_string();
-            call("finish", vec![me.into(), result, ttl, rid]).await?;
+            call("finish", vec![me.into(), result, ttl, rid_text()]).await?;
             Ok(None)
         }
         Request::SetRoomData(req) => {
@@ -526,7 +527,7 @@ pub(super) async fn dispatch(
             let data = serde_json::to_string(&req.data).unwrap_or_else(|_| "{}".into());
             call(
                 "room_data",
-                vec![me.into(), data, attrs_json(&req.data), rid],
+                vec![me.into(), data, attrs_json(&req.data), rid_text()],
             )
             .await?;
             Ok(None)
@@ -534,19 +535,19 @@ pub(super) async fn dispatch(
         Request::SetPlayerData(req) => {
             check_data(&req.data, "data")?;
             let data = serde_json::to_string(&req.data).unwrap_or_else(|_| "{}".into());
-            call("player_data", vec![me.into(), data, rid]).await?;
+            call("player_data", vec![me.into(), data, rid_text()]).await?;
             Ok(None)
         }
         Request::Kick(req) => {
-            call("kick", vec![me.into(), req.player_id, rid]).await?;
+            call("kick", vec![me.into(), req.player_id, rid_text()]).await?;
             Ok(None)
         }
         Request::Chat(req) => {
             check_chat_text(&req.text)?;
-            call("chat", vec![me.into(), req.text, now, rid]).await?;
+            call("chat", vec![me.into(), req.text, now(), rid_text()]).await?;
             Ok(None)
         }
-        Request::Ping => Ok(Some(json!({"server_time": now}))),
+        Request::Ping => Ok(Some(json!({"server_time": now()}))),
         Request::SubscribeStats(req) => {
             let ms = req.interval_ms.unwrap_or(1000);
             if !(250..=60_000).contains(&ms) {
