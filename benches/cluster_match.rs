@@ -55,10 +55,7 @@ const NOW: &str = "2026-11-22T00:00:00.000Z";
 
 async fn hello(store: &Store, pid: &str) {
     store
-        .call(
-            "hello",
-            &["0", pid, "bench", "", "", &format!("t{pid}"), "60000", NOW],
-        )
+        .call("hello", &["0", pid, "bench", "", "", &format!("t{pid}")])
         .await
         .expect("hello");
 }

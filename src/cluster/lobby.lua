@@ -396,7 +396,7 @@ end
 
 if OP == 'hello' then
   -- ARGV: conn_id, fresh_pid, name, resume_token ('' none), jwt_sub ('' none),
-  -- new_token, grace_ms(unused), now_string
+  -- new_token
   local conn_id, fresh, name, resume, sub, new_tok = ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8]
   local pid, resumed = fresh, false
   if sub ~= '' then
@@ -732,9 +732,9 @@ elseif OP == 'remove' then
   return ok(true)
 
 elseif OP == 'tick' then
-  -- ARGV: grace_ms(unused), idle_ms. Held seats past their grace, finished
-  -- rooms past their TTL, idle waiting rooms: at most 100 of each per call.
-  local idle = tonumber(ARGV[4])
+  -- ARGV: idle_ms. Held seats past their grace, finished rooms past their
+  -- TTL, idle waiting rooms: at most 100 of each per call.
+  local idle = tonumber(ARGV[3])
   local due = redis.call('ZRANGEBYSCORE', P .. 'grace', '-inf', now(), 'LIMIT', 0, 100)
   for _, pid in ipairs(due) do
     redis.call('ZREM', P .. 'grace', pid)

@@ -262,8 +262,6 @@ pub(super) async fn register(
     let fresh = super::session::new_player_id();
     let token = uuid::Uuid::new_v4().simple().to_string();
     let conn = conn_id.to_string();
-    let now = protocol::ts(&chrono::Utc::now());
-    let grace = app.cfg.reconnect_grace_ms.to_string();
     let result = store
         .call(
             "hello",
@@ -274,8 +272,6 @@ pub(super) async fn register(
                 resume.unwrap_or(""),
                 sub.unwrap_or(""),
                 &token,
-                &grace,
-                &now,
             ],
         )
         .await;
@@ -718,7 +714,6 @@ pub(super) async fn run_ticks(app: Arc<App>, store: Arc<Store>) {
     let mut interval = tokio::time::interval(super::TICK);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let idle = app.cfg.room_idle_timeout_ms.to_string();
-    let grace = app.cfg.reconnect_grace_ms.to_string();
     loop {
         tokio::select! {
             _ = interval.tick() => {}
@@ -727,7 +722,7 @@ pub(super) async fn run_ticks(app: Arc<App>, store: Arc<Store>) {
         if !store.available() {
             continue;
         }
-        if let Err(e) = store.call("tick", &[&grace, &idle]).await {
+        if let Err(e) = store.call("tick", &[&idle]).await {
             tracing::debug!("tick failed: {e}");
             continue;
         }
