@@ -142,14 +142,11 @@ fn on_message(app: &App, channel: &str, payload: &[u8]) {
             on_gone(app, &mut shared, pid);
             return;
         }
-        if let Some(old) = shared.conns.remove(pid) {
-            let frame = match ctl.as_str() {
-                "replaced" => close_frame(CloseCode::Library(4001), "replaced"),
-                _ => close_frame(CloseCode::Policy, "disconnected by the server"),
-            };
-            let _ = old.tx.try_send(frame);
-            shared.room_subs.remove(pid);
-        }
+        let frame = match ctl.as_str() {
+            "replaced" => Shared::replaced(),
+            _ => close_frame(CloseCode::Policy, "disconnected by the server"),
+        };
+        shared.close_conn(pid, frame);
         return;
     }
     if let Some(hello) = &notice.hello {
@@ -203,12 +200,7 @@ fn on_hello(
         return; // the connection gave up meanwhile; its `bye` cleans up
     };
     shared.departed.remove(&hello.p);
-    if let Some(old) = shared.conns.remove(&hello.p) {
-        let _ = old
-            .tx
-            .try_send(close_frame(CloseCode::Library(4001), "replaced"));
-        shared.room_subs.remove(&hello.p);
-    }
+    shared.close_conn(&hello.p, Shared::replaced());
     let welcome = app.welcome(
         &hello.p,
         &hello.name,

@@ -157,6 +157,25 @@ impl Shared {
         self.forget_gone();
     }
 
+    /// Ends a player's connection from the server side: it leaves the
+    /// table (with its room-list subscription) and gets `frame`, which its
+    /// writer sends before closing. Nothing when it has none.
+    pub fn close_conn(&mut self, player_id: &str, frame: Message) {
+        if let Some(old) = self.conns.remove(player_id) {
+            let _ = old.tx.try_send(frame);
+            self.room_subs.remove(player_id);
+        }
+    }
+
+    /// The close frame of a connection taken over by a newer one of the
+    /// same player (4001 "replaced").
+    pub fn replaced() -> Message {
+        close_frame(
+            tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode::Library(4001),
+            "replaced",
+        )
+    }
+
     /// Adds or removes a room-list subscriber; the lobby tracks list
     /// changes only while someone listens.
     pub fn subscribe_rooms(&mut self, player_id: &str, mode: Option<Option<String>>) {

@@ -578,12 +578,7 @@ impl Session {
         };
         // One identity, one connection: an older socket of the same player
         // (a drop the server has not noticed yet) is closed as replaced.
-        if let Some(old) = shared.conns.remove(&player_id) {
-            let _ = old
-                .tx
-                .try_send(close_frame(CloseCode::Library(4001), "replaced"));
-            shared.room_subs.remove(&player_id);
-        }
+        shared.close_conn(&player_id, Shared::replaced());
         let mut out = Vec::new();
         let room = shared.lobby.connect(&player_id, &name, roles, &mut out);
         let name = shared
