@@ -73,12 +73,22 @@ async fn api_routes_answer_with_json() {
 #[tokio::test]
 async fn web_client_is_served() {
     let ts = TestServer::start().await;
-    let (st, body) = http_raw("GET", &ts.http("/"), &[]).await;
-    assert_eq!(st, 200);
-    assert!(body.to_lowercase().contains("<html"), "{body}");
-    let (st, body) = http_raw("GET", &ts.http("/dashboard"), &[]).await;
-    assert_eq!(st, 200);
-    assert!(body.to_lowercase().contains("<html"));
+    let web = concat!(env!("CARGO_MANIFEST_DIR"), "/web");
+    // Each page is the file of web/, byte for byte, with its content type.
+    for (path, file, mime) in [
+        ("/", "index.html", "text/html"),
+        ("/dashboard", "dashboard.html", "text/html"),
+        ("/rendezvous.js", "rendezvous.js", "javascript"),
+    ] {
+        let want = std::fs::read_to_string(format!("{web}/{file}")).unwrap();
+        let (st, head, body) = http_with_head(&ts.http(path)).await;
+        assert_eq!(st, 200, "{path}");
+        assert!(
+            head.to_ascii_lowercase().contains(mime),
+            "{path}: {mime} in {head}"
+        );
+        assert!(body == want, "{path} is not web/{file}");
+    }
     ts.stop().await;
 }
 
@@ -118,16 +128,20 @@ async fn welcome_and_room_shapes() {
         "s3cret",
     ])
     .await;
+    // The welcome as it comes off the wire (not the client's parsed copy,
+    // which drops what it does not know).
+    let welcome = first_frame(&format!("{}?name=ann", ts.ws_url())).await;
     let ann = ts.client("ann").await;
     let bob = ts.client("bob").await;
-    let welcome = serde_json::to_value(&ann.welcome).unwrap();
-    assert!(welcome["player_id"].as_str().unwrap().starts_with("p_"));
+    assert_eq!(welcome["type"], "welcome");
+    let player_id = welcome["player_id"].as_str().unwrap();
+    assert!(player_id.starts_with("p_"));
     assert_eq!(
         welcome["ice_servers"][0]["urls"][0],
         "stun:stun.example.org:3478"
     );
     let user = welcome["ice_servers"][1]["username"].as_str().unwrap();
-    assert!(user.ends_with(&format!(":{}", ann.player_id())), "{user}");
+    assert!(user.ends_with(&format!(":{player_id}")), "{user}");
     insta::assert_json_snapshot!("welcome", welcome, {
         ".player_id" => "[player_id]",
         ".resume_token" => "[token]",
@@ -167,6 +181,24 @@ async fn welcome_and_room_shapes() {
     ts.stop().await;
 }
 
+/// The first text frame a fresh WebSocket at `url` receives, as JSON.
+async fn first_frame(url: &str) -> Value {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let limit = std::time::Duration::from_secs(10);
+    let (mut ws, _) = tokio::time::timeout(limit, tokio_tungstenite::connect_async(url))
+        .await
+        .expect("handshake in time")
+        .expect("handshake");
+    let frame = tokio::time::timeout(limit, ws.next())
+        .await
+        .expect("first frame in time");
+    match frame {
+        Some(Ok(Message::Text(t))) => serde_json::from_str(&t).expect("JSON"),
+        other => panic!("expected a text frame, got {other:?}"),
+    }
+}
+
 /// Replaces ids, codes and timestamps, which change on every run.
 fn redact_ids(v: &mut Value) {
     match v {
@@ -191,6 +223,9 @@ fn redact_ids(v: &mut Value) {
     }
 }
 
+/// A binary that should have exited and did not fails its test past this.
+const EXIT_LIMIT: std::time::Duration = std::time::Duration::from_secs(15);
+
 #[test]
 fn bad_flags_exit_with_code_2() {
     let bin = env!("CARGO_BIN_EXE_rendezvous");
@@ -200,16 +235,16 @@ fn bad_flags_exit_with_code_2() {
         vec!["--log-format", "xml"],
         vec!["--no-such-flag"],
     ] {
-        let out = Command::new(bin).args(&args).output().unwrap();
+        let out = output_within(Command::new(bin).args(&args), EXIT_LIMIT);
         assert_eq!(out.status.code(), Some(2), "{args:?}");
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains("error"), "{args:?}: {err}");
     }
     // Environment variables configure the same flags.
-    let out = Command::new(bin)
-        .env("RENDEZVOUS_MAX_PLAYERS", "999")
-        .output()
-        .unwrap();
+    let out = output_within(
+        Command::new(bin).env("RENDEZVOUS_MAX_PLAYERS", "999"),
+        EXIT_LIMIT,
+    );
     assert_eq!(out.status.code(), Some(2));
 }
 
@@ -220,7 +255,7 @@ fn the_binary_serves_and_prints_its_address() {
     let (st, _) = rt.block_on(http_get(&format!("http://{addr}/healthz")));
     assert_eq!(st, 200);
     child.terminate();
-    let status = child.0.wait().unwrap();
+    let status = child.wait_within(EXIT_LIMIT);
     assert!(
         status.success(),
         "SIGTERM ends the server cleanly: {status:?}"

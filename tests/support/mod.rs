@@ -74,8 +74,34 @@ pub async fn http_get(url: &str) -> (u16, Value) {
     (status, serde_json::from_str(&body).unwrap_or(Value::Null))
 }
 
-/// Any request; returns (status, body text).
+/// How long any one HTTP exchange of a test may take: a server that stops
+/// answering fails the test instead of hanging it.
+pub const HTTP_LIMIT: Duration = Duration::from_secs(15);
+
+/// Any request; returns (status, body text). Panics past [`HTTP_LIMIT`].
 pub async fn http_raw(method: &str, url: &str, headers: &[(&str, &str)]) -> (u16, String) {
+    let (status, _, body) = http_full(method, url, headers).await;
+    (status, body)
+}
+
+/// A GET; returns (status, response head, body text).
+pub async fn http_with_head(url: &str) -> (u16, String, String) {
+    http_full("GET", url, &[]).await
+}
+
+/// Any request; returns (status, response head, body text). Panics past
+/// [`HTTP_LIMIT`].
+pub async fn http_full(method: &str, url: &str, headers: &[(&str, &str)]) -> (u16, String, String) {
+    tokio::time::timeout(HTTP_LIMIT, http_full_unlimited(method, url, headers))
+        .await
+        .unwrap_or_else(|_| panic!("{method} {url}: no full answer within {HTTP_LIMIT:?}"))
+}
+
+async fn http_full_unlimited(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+) -> (u16, String, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let rest = url.strip_prefix("http://").expect("http url");
     let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
@@ -95,9 +121,9 @@ pub async fn http_raw(method: &str, url: &str, headers: &[(&str, &str)]) -> (u16
         .nth(1)
         .and_then(|s| s.parse().ok())
         .expect("status line");
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
     // Chunked bodies: take the JSON between the chunk sizes.
-    let body = if text
+    let body = if head
         .to_ascii_lowercase()
         .contains("transfer-encoding: chunked")
     {
@@ -105,7 +131,7 @@ pub async fn http_raw(method: &str, url: &str, headers: &[(&str, &str)]) -> (u16
     } else {
         body.to_string()
     };
-    (status, body)
+    (status, head.to_string(), body)
 }
 
 fn dechunk(mut body: &str) -> String {
@@ -163,6 +189,21 @@ pub async fn wait_stats(ts: &TestServer, cond: impl Fn(&Value) -> bool) -> Value
 pub struct ChildGuard(pub std::process::Child);
 
 impl ChildGuard {
+    /// Waits for the child to exit, at most `limit`: past it the test
+    /// panics (and the guard kills the child) instead of hanging.
+    pub fn wait_within(&mut self, limit: Duration) -> std::process::ExitStatus {
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            if let Some(status) = self.0.try_wait().expect("try_wait") {
+                return status;
+            }
+            if std::time::Instant::now() > deadline {
+                panic!("process {} still running after {limit:?}", self.0.id());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Sends SIGTERM (a graceful shutdown) to the child.
     pub fn terminate(&self) {
         let _ = std::process::Command::new("kill")
@@ -176,6 +217,47 @@ impl Drop for ChildGuard {
         // std skips the signal when the child was already waited for.
         let _ = self.0.kill();
         let _ = self.0.wait();
+    }
+}
+
+/// Runs `cmd` to its end and returns its output, like `Command::output`,
+/// but kills it (by pid, through the guard) and panics past `limit`.
+pub fn output_within(cmd: &mut std::process::Command, limit: Duration) -> std::process::Output {
+    use std::io::Read;
+    use std::process::Stdio;
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = ChildGuard(cmd.spawn().expect("command starts"));
+    // Drained on threads so a chatty child never blocks on a full pipe.
+    let drain = |pipe: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            if let Some(mut p) = pipe {
+                let _ = p.read_to_end(&mut buf);
+            }
+            buf
+        })
+    };
+    let out = drain(
+        child
+            .0
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let err = drain(
+        child
+            .0
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let status = child.wait_within(limit);
+    std::process::Output {
+        status,
+        stdout: out.join().expect("stdout reader"),
+        stderr: err.join().expect("stderr reader"),
     }
 }
 
