@@ -4,7 +4,7 @@
 mod support;
 
 use std::collections::HashMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use support::*;
@@ -191,6 +191,9 @@ async fn private_rooms_are_joined_by_code_only() {
     // Outsiders never see the code.
     let (status, api) = http_get(&ts.http(&format!("/api/rooms/{}", room.room_id))).await;
     assert_eq!(status, 200);
+    // The body is this room's JSON (an unparsable body has no `code` either).
+    assert_eq!(api["room_id"], room.room_id.as_str(), "{api}");
+    assert_eq!(api["visibility"], "private", "{api}");
     assert!(api.get("code").is_none(), "{api}");
     ts.stop().await;
 }
@@ -321,15 +324,41 @@ async fn start_and_finish_move_status_forward_only() {
 
 #[tokio::test]
 async fn finished_rooms_expire_after_their_ttl() {
-    let ts = TestServer::with_args(&["--finished-room-ttl-ms", "300"]).await;
+    const TTL: Duration = Duration::from_millis(2000);
+    let ts = TestServer::with_args(&["--finished-room-ttl-ms", "2000"]).await;
     let ann = ts.client("ann").await;
     let bob = ts.client("bob").await;
-    ann.find_match(2, "default", json!({})).await.unwrap();
+    let (room, _) = ann.find_match(2, "default", json!({})).await.unwrap();
     bob.find_match(2, "default", json!({})).await.unwrap();
     ann.request("finish_game", json!({})).await.unwrap();
+    let finished_at = Instant::now();
+    // Before the TTL: the finished room and its players are still there.
+    let (st, api) = http_get(&ts.http(&format!("/api/rooms/{}", room.room_id))).await;
+    assert_eq!(
+        (st, api["status"].as_str()),
+        (200, Some("finished")),
+        "{api}"
+    );
+    let s = ts.stats().await;
+    assert_eq!(
+        (s["finished_rooms"].as_u64(), s["total_players"].as_u64()),
+        (Some(1), Some(2)),
+        "{s}"
+    );
+    assert!(
+        finished_at.elapsed() < TTL / 2,
+        "checked well before the TTL"
+    );
     let mut seen = Vec::new();
     for _ in 0..2 {
         let ev = bob.wait_for("player_left").await.unwrap();
+        // Not closed at once: only when the TTL is over (timers never fire
+        // early; the slack covers the reply's trip).
+        assert!(
+            finished_at.elapsed() >= TTL - Duration::from_millis(300),
+            "closed after {:?}",
+            finished_at.elapsed()
+        );
         assert_eq!(ev["reason"], "closed");
         seen.push(ev["player_id"].as_str().unwrap().to_string());
     }
@@ -338,6 +367,8 @@ async fn finished_rooms_expire_after_their_ttl() {
     want.sort();
     assert_eq!(seen, want);
     wait_stats(&ts, |s| s["total_rooms"] == 0 && s["total_players"] == 0).await;
+    let (st, _) = http_get(&ts.http(&format!("/api/rooms/{}", room.room_id))).await;
+    assert_eq!(st, 404, "gone after the TTL");
     // Both are free to play again.
     ann.find_match(2, "default", json!({})).await.unwrap();
     ts.stop().await;
@@ -556,36 +587,39 @@ async fn concurrent_find_match_fills_exactly_fifty_rooms_of_four() {
 
 #[tokio::test]
 async fn a_dropped_player_keeps_its_seat_then_times_out() {
-    let ts = TestServer::with_args(&["--reconnect-grace-ms", "400"]).await;
+    // Long enough for the checks below on a busy machine; they run while
+    // the seat is held, and the test asserts they did.
+    const GRACE: Duration = Duration::from_millis(3000);
+    let ts = TestServer::with_args(&["--reconnect-grace-ms", "3000"]).await;
     let ann = ts.client("ann").await;
     let bob = ts.client("bob").await;
     let room = ann.create_room(json!({"max_players": 3})).await.unwrap();
     bob.join_room(&room.room_id).await.unwrap();
     let bob_id = bob.player_id().to_string();
+    let dropped_at = Instant::now();
     bob.close().await;
     drop(bob);
     let ev = ann.wait_for("player_disconnected").await.unwrap();
     assert_eq!(ev["player_id"], bob_id.as_str());
     let (_, api) = http_get(&ts.http(&format!("/api/rooms/{}", room.room_id))).await;
-    assert_eq!(api["players"][1]["connected"], false);
-    let s = ts.stats().await;
-    assert_eq!(
-        (s["total_players"].as_u64(), s["held_seats"].as_u64()),
-        (Some(2), Some(1))
-    );
+    assert_eq!(api["players"][1]["player_id"], bob_id.as_str(), "{api}");
+    assert_eq!(api["players"][1]["connected"], false, "{api}");
+    wait_stats(&ts, |s| s["total_players"] == 2 && s["held_seats"] == 1).await;
     let (st, presence) = http_get(&ts.http(&format!("/api/players/{bob_id}"))).await;
     assert_eq!(st, 200);
     assert_eq!(presence["connected"], false);
     assert_eq!(presence["room_id"], room.room_id.as_str());
+    assert!(
+        dropped_at.elapsed() < GRACE - Duration::from_millis(500),
+        "the held-seat checks ran within the grace ({:?})",
+        dropped_at.elapsed()
+    );
 
     let left = ann.wait_for("player_left").await.unwrap();
     assert_eq!(left["player_id"], bob_id.as_str());
     assert_eq!(left["reason"], "timeout");
-    let s = ts.stats().await;
-    assert_eq!(
-        (s["total_players"].as_u64(), s["held_seats"].as_u64()),
-        (Some(1), Some(0))
-    );
+    assert!(dropped_at.elapsed() >= GRACE - Duration::from_millis(300));
+    wait_stats(&ts, |s| s["total_players"] == 1 && s["held_seats"] == 0).await;
     let (st, _) = http_get(&ts.http(&format!("/api/players/{bob_id}"))).await;
     assert_eq!(st, 404);
     ts.stop().await;

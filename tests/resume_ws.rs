@@ -228,7 +228,13 @@ async fn the_room_listing_follows_every_change_in_order() {
 
     // Private rooms and other modes never show for this watcher.
     let d = ts.client("d").await;
-    d.create_room(json!({"private": true, "mode": "x"}))
+    let private = d
+        .create_room(json!({"private": true, "mode": "x"}))
+        .await
+        .unwrap();
+    // Changes to the private room would be announced too, if it leaked.
+    let d2 = ts.client("d2").await;
+    d2.join_code(private.code.as_deref().unwrap())
         .await
         .unwrap();
     let e = ts.client("e").await;
@@ -241,9 +247,17 @@ async fn the_room_listing_follows_every_change_in_order() {
         .create_room(json!({"max_players": 4, "mode": "x"}))
         .await
         .unwrap();
-    assert_eq!(watcher.next_event().await.unwrap()["type"], "room_listed");
+    let ev = watcher.next_event().await.unwrap();
+    assert_eq!(
+        (ev["type"].as_str(), ev["room"]["room_id"].as_str()),
+        (Some("room_listed"), Some(r2.room_id.as_str()))
+    );
     g.join_room(&r2.room_id).await.unwrap();
-    assert_eq!(watcher.next_event().await.unwrap()["type"], "room_updated");
+    let ev = watcher.next_event().await.unwrap();
+    assert_eq!(
+        (ev["type"].as_str(), ev["room"]["room_id"].as_str()),
+        (Some("room_updated"), Some(r2.room_id.as_str()))
+    );
     f.start_game().await.unwrap();
     let ev = watcher.next_event().await.unwrap();
     assert_eq!(
@@ -258,11 +272,19 @@ async fn the_room_listing_follows_every_change_in_order() {
     );
     expect_no_event(&watcher, Duration::from_millis(300)).await;
 
-    // The unfiltered subscriber saw the other mode, never the private room.
+    // The unfiltered subscriber saw the other mode, never the private room
+    // (`room_delisted` carries only `room_id`, the others a `room`).
+    d2.leave_room().await.unwrap();
     let mut seen_other = false;
     while let Ok(ev) = all.next_event_within(Duration::from_millis(300)).await {
-        assert_ne!(ev["room"]["visibility"], "private");
-        if ev["room"]["room_id"] == other_mode.room_id.as_str() {
+        let id = ev["room"]["room_id"].as_str().or(ev["room_id"].as_str());
+        assert!(id.is_some(), "every listing event names its room: {ev}");
+        assert_ne!(
+            id,
+            Some(private.room_id.as_str()),
+            "private room leaked: {ev}"
+        );
+        if id == Some(other_mode.room_id.as_str()) {
             seen_other = true;
         }
     }
@@ -279,15 +301,38 @@ async fn the_room_listing_follows_every_change_in_order() {
 
 #[tokio::test]
 async fn idle_waiting_rooms_are_closed() {
-    let ts = TestServer::with_args(&["--room-idle-timeout-ms", "300"]).await;
+    const IDLE: Duration = Duration::from_millis(2000);
+    let ts = TestServer::with_args(&["--room-idle-timeout-ms", "2000"]).await;
     let ann = ts.client("ann").await;
-    ann.create_room(json!({})).await.unwrap();
+    let room = ann.create_room(json!({})).await.unwrap();
+    let created_at = std::time::Instant::now();
+    // Before the timeout the room is open.
+    let (st, api) = http_get(&ts.http(&format!("/api/rooms/{}", room.room_id))).await;
+    assert_eq!(
+        (st, api["status"].as_str()),
+        (200, Some("waiting")),
+        "{api}"
+    );
+    assert_eq!(ts.stats().await["waiting_rooms"], 1);
+    assert!(
+        created_at.elapsed() < IDLE / 2,
+        "checked well before the timeout"
+    );
     let ev = ann.wait_for("player_left").await.unwrap();
     assert_eq!(
         (ev["player_id"].as_str(), ev["reason"].as_str()),
         (Some(ann.player_id()), Some("closed"))
     );
+    // Not closed at once (timers never fire early; the slack covers the
+    // reply's trip).
+    assert!(
+        created_at.elapsed() >= IDLE - Duration::from_millis(300),
+        "closed after {:?}",
+        created_at.elapsed()
+    );
     wait_stats(&ts, |s| s["total_rooms"] == 0).await;
+    let (st, _) = http_get(&ts.http(&format!("/api/rooms/{}", room.room_id))).await;
+    assert_eq!(st, 404, "gone after the timeout");
     ts.stop().await;
 }
 
