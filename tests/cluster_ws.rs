@@ -611,12 +611,29 @@ async fn a_redis_outage_is_reported_and_the_nodes_recover() {
                 .iter()
                 .sum::<u64>();
             assert_eq!(total, parts, "{addr}: {s}");
-            assert!(s["active_rooms"].as_u64().unwrap() >= 1, "{s}");
+            // Redis came back empty: the lobby is exactly the one match
+            // made since (the waiting room of before the outage is gone).
+            for (k, v) in [
+                ("total_rooms", 1),
+                ("active_rooms", 1),
+                ("waiting_rooms", 0),
+                ("finished_rooms", 0),
+                ("total_players", 2),
+                ("players_waiting", 0),
+            ] {
+                assert_eq!(s[k], v, "{k} on {addr}: {s}");
+            }
             let listed: Vec<Value> = rooms(addr, "active").await;
-            assert!(
-                listed.iter().any(|r| r["room_id"] == room.room_id.as_str()),
-                "{addr} lists the new room"
+            let ids: Vec<&str> = listed
+                .iter()
+                .filter_map(|r| r["room_id"].as_str())
+                .collect();
+            assert_eq!(
+                ids,
+                [room.room_id.as_str()],
+                "{addr} lists the new room only"
             );
+            assert_eq!(rooms(addr, "waiting").await, Vec::<Value>::new(), "{addr}");
             counts.push(
                 [
                     "total_rooms",
