@@ -1,48 +1,443 @@
-//! Property-based fuzzing of frame decoding (cargo-fuzz needs a nightly
-//! toolchain, which CI does not have): any text, and mutations of valid
-//! requests, decode to a request or to a `bad_request`/`unknown_type` error,
-//! never a panic; SDP and candidate checks likewise on arbitrary input.
+//! Property-based fuzzing of frame decoding and of the signaling checks
+//! (cargo-fuzz needs a nightly toolchain, which CI does not have).
+//!
+//! Random text almost never gets past a JSON parser, so the inputs start
+//! from real material: request frames (offers and answers carrying the real
+//! browser SDPs of tests/fixtures/sdp, candidates from the real candidate
+//! lists) mutated *inside* their JSON structure, real SDPs mutated line by
+//! line, real candidate lines mutated token by token. Every input must be
+//! answered without a panic, with the error codes and the bounded, printable
+//! messages the protocol promises; and what stays valid must stay accepted.
+
+use std::sync::OnceLock;
 
 use proptest::prelude::*;
-use rendezvous::protocol::{decode_request, ErrorCode};
+use proptest::sample::Index;
+use rendezvous::protocol::{decode_request, valid_rid, ErrorCode};
 use rendezvous::signaling::{validate_candidate, validate_sdp};
+use serde_json::{json, Map, Value};
+
+const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/sdp");
+/// The server's default `--max-sdp-bytes`.
+const MAX_SDP: usize = 32_768;
 
 const VALID: &[&str] = &[
     r#"{"type":"find_match","rid":1,"max_players":4,"mode":"duel","filters":{"map":"moon","ranked":true}}"#,
     r#"{"type":"create_room","rid":"a","private":true,"data":{"x":[1,2,{"y":null}]},"allowed_players":["p_1"]}"#,
     r#"{"type":"join_room","code":"K7QX2M"}"#,
-    r#"{"type":"offer","to":"p_2","sdp":"v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n"}"#,
-    r#"{"type":"ice_candidate","to":"p_2","candidate":{"candidate":"candidate:1 1 udp 1 10.0.0.1 5 typ host","sdpMid":"0","sdpMLineIndex":0}}"#,
+    r#"{"type":"join_room","rid":9,"room_id":"7b1c9a52-0000-4000-8000-000000000000"}"#,
+    r#"{"type":"list_rooms","status":"waiting","mode":"duel","limit":10}"#,
+    r#"{"type":"finish_game","result":{"winner":"p_1"}}"#,
+    r#"{"type":"set_room_data","data":{"map":"moon"}}"#,
+    r#"{"type":"set_player_data","data":{"ready":true}}"#,
+    r#"{"type":"kick","player_id":"p_2"}"#,
     r#"{"type":"chat","text":"héllo"}"#,
     r#"{"type":"subscribe_stats","interval_ms":1000}"#,
+    r#"{"type":"subscribe_rooms","mode":"duel"}"#,
+    r#"{"type":"leave_room"}"#,
+    r#"{"type":"start_game"}"#,
+    r#"{"type":"ping","rid":"p"}"#,
+    r#"{"type":"unsubscribe_stats"}"#,
+    r#"{"type":"unsubscribe_rooms"}"#,
 ];
 
-fn check(text: &str) {
+/// The real browser SDPs of the fixtures, as captured (CRLF).
+fn sdps() -> &'static [String] {
+    static SDPS: OnceLock<Vec<String>> = OnceLock::new();
+    SDPS.get_or_init(|| {
+        let mut files: Vec<_> = std::fs::read_dir(FIXTURES)
+            .expect("fixtures")
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "sdp"))
+            .collect();
+        files.sort();
+        let sdps: Vec<String> = files
+            .iter()
+            .map(|p| std::fs::read_to_string(p).unwrap())
+            .collect();
+        assert!(sdps.len() >= 8, "the SDP fixtures are there");
+        sdps
+    })
+}
+
+/// The real candidate lines of the fixtures.
+fn candidates() -> &'static [String] {
+    static CANDIDATES: OnceLock<Vec<String>> = OnceLock::new();
+    CANDIDATES.get_or_init(|| {
+        let mut all = Vec::new();
+        for f in ["chromium-candidates.txt", "firefox-candidates.txt"] {
+            let text = std::fs::read_to_string(format!("{FIXTURES}/{f}")).unwrap();
+            all.extend(
+                text.lines()
+                    .map(str::trim)
+                    .filter(|l| l.starts_with("candidate:"))
+                    .map(String::from),
+            );
+        }
+        assert!(all.len() >= 10, "the candidate fixtures are there");
+        all
+    })
+}
+
+/// Real frames: the samples above, and signals carrying real SDPs and
+/// candidates (both forms of the `candidate` field).
+fn frames() -> &'static [Value] {
+    static FRAMES: OnceLock<Vec<Value>> = OnceLock::new();
+    FRAMES.get_or_init(|| {
+        let mut f: Vec<Value> = VALID
+            .iter()
+            .map(|t| serde_json::from_str(t).unwrap())
+            .collect();
+        for (i, sdp) in sdps().iter().enumerate() {
+            let kind = if sdp.contains("a=setup:actpass") {
+                "offer"
+            } else {
+                "answer"
+            };
+            f.push(json!({"type": kind, "rid": i, "to": "p_2", "sdp": sdp}));
+        }
+        for (i, c) in candidates().iter().enumerate() {
+            f.push(json!({"type": "ice_candidate", "rid": format!("c{i}"), "to": "p_2",
+                "candidate": {"candidate": c, "sdpMid": "0", "sdpMLineIndex": 0, "usernameFragment": "Uqnz"}}));
+            f.push(json!({"type": "ice_candidate", "to": "p_2", "candidate": c}));
+        }
+        f.push(json!({"type": "ice_candidate", "to": "p_2", "candidate": ""}));
+        f
+    })
+}
+
+/// Decodes `text` and checks what the protocol promises for any frame; returns
+/// the decoded request's type, or None for an error.
+fn check(text: &str) -> Option<&'static str> {
     let d = decode_request(text);
-    if let Err(e) = d.request {
-        assert!(
-            matches!(e.code, ErrorCode::BadRequest | ErrorCode::UnknownType),
-            "{text:?} gave {e:?}"
-        );
-        assert!(!e.message.is_empty());
+    assert!(
+        d.rid.is_null() || valid_rid(&d.rid),
+        "{text:.200}: echoed an invalid rid {}",
+        d.rid
+    );
+    match d.request {
+        Ok(r) => Some(r.kind()),
+        Err(e) => {
+            assert!(
+                matches!(e.code, ErrorCode::BadRequest | ErrorCode::UnknownType),
+                "{text:.200} gave {e:?}"
+            );
+            assert!(!e.message.is_empty());
+            None
+        }
     }
-    assert!(d.rid.is_null() || d.rid.is_string() || d.rid.is_i64() || d.rid.is_u64());
+}
+
+/// Error text meant for a client: non-empty, bounded, no raw control
+/// characters reflected from the input.
+fn assert_client_text(msg: &str, input: &str) {
+    assert!(!msg.is_empty());
+    assert!(
+        msg.len() <= 600,
+        "{} bytes of error for {input:.80}",
+        msg.len()
+    );
+    assert!(
+        !msg.chars().any(char::is_control),
+        "control character in {msg:?}"
+    );
+}
+
+/// Every place inside a JSON value: a path of keys and indexes.
+#[derive(Clone, Debug)]
+enum Seg {
+    Key(String),
+    At(usize),
+}
+
+fn paths(v: &Value, here: &mut Vec<Seg>, out: &mut Vec<Vec<Seg>>) {
+    out.push(here.clone());
+    match v {
+        Value::Object(m) => {
+            for (k, c) in m {
+                here.push(Seg::Key(k.clone()));
+                paths(c, here, out);
+                here.pop();
+            }
+        }
+        Value::Array(a) => {
+            for (i, c) in a.iter().enumerate() {
+                here.push(Seg::At(i));
+                paths(c, here, out);
+                here.pop();
+            }
+        }
+        _ => {}
+    }
+}
+
+fn at<'a>(v: &'a mut Value, path: &[Seg]) -> &'a mut Value {
+    path.iter().fold(v, |v, s| match s {
+        Seg::Key(k) => &mut v[k.as_str()],
+        Seg::At(i) => &mut v[*i],
+    })
+}
+
+/// Values a hostile or careless client may put anywhere.
+fn leaf() -> impl Strategy<Value = Value> {
+    prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::from),
+        any::<i64>().prop_map(Value::from),
+        any::<u64>().prop_map(Value::from),
+        any::<f64>().prop_map(|f| json!(f)),
+        prop::sample::select(vec![
+            json!(0),
+            json!(-1),
+            json!(u64::MAX),
+            json!(1e308),
+            json!(0.5),
+            json!(""),
+            json!("x".repeat(65)),
+            json!("\u{0}\u{1f}\u{7f}\u{feff}"),
+            json!([]),
+            json!({}),
+            json!([1, "a", null]),
+            json!({"a": {"b": []}}),
+            json!("find_match"),
+            json!("offer"),
+            json!("ice_candidate"),
+            json!("candidate:1 1 udp 1 10.0.0.1 5 typ host"),
+        ]),
+        ".{0,40}".prop_map(Value::from),
+    ]
+}
+
+/// A key for an inserted field: one the requests know, or an unknown one.
+fn key() -> impl Strategy<Value = String> {
+    prop_oneof![
+        prop::sample::select(vec![
+            "type",
+            "rid",
+            "to",
+            "sdp",
+            "candidate",
+            "sdpMid",
+            "data",
+            "max_players",
+            "mode",
+            "filters",
+            "code",
+            "room_id",
+            "private",
+            "text",
+            "interval_ms",
+            "limit",
+        ])
+        .prop_map(String::from),
+        "[a-z_]{1,12}",
+    ]
+}
+
+#[derive(Clone, Debug)]
+enum Edit {
+    Replace(Index, Value),
+    Remove(Index),
+    Insert(Index, String, Value),
+    SetType(Index),
+}
+
+fn edit() -> impl Strategy<Value = Edit> {
+    prop_oneof![
+        (any::<Index>(), leaf()).prop_map(|(i, v)| Edit::Replace(i, v)),
+        any::<Index>().prop_map(Edit::Remove),
+        (any::<Index>(), key(), leaf()).prop_map(|(i, k, v)| Edit::Insert(i, k, v)),
+        any::<Index>().prop_map(Edit::SetType),
+    ]
+}
+
+const KINDS: &[&str] = &[
+    "find_match",
+    "create_room",
+    "join_room",
+    "leave_room",
+    "list_rooms",
+    "start_game",
+    "finish_game",
+    "set_room_data",
+    "set_player_data",
+    "kick",
+    "offer",
+    "answer",
+    "ice_candidate",
+    "chat",
+    "ping",
+    "subscribe_stats",
+    "unsubscribe_stats",
+    "subscribe_rooms",
+    "unsubscribe_rooms",
+    "no_such_type",
+];
+
+fn apply(v: &mut Value, e: &Edit) {
+    let mut all = Vec::new();
+    paths(v, &mut Vec::new(), &mut all);
+    match e {
+        Edit::Replace(i, new) => *at(v, i.get::<Vec<Seg>>(&all)) = new.clone(),
+        Edit::Remove(i) => {
+            let path = i.get::<Vec<Seg>>(&all);
+            if let Some((last, parent)) = path.split_last() {
+                match (at(v, parent), last) {
+                    (Value::Object(m), Seg::Key(k)) => {
+                        m.remove(k);
+                    }
+                    (Value::Array(a), Seg::At(i)) => {
+                        a.remove(*i);
+                    }
+                    _ => {}
+                }
+            }
+        }
+        Edit::Insert(i, k, new) => {
+            if let Value::Object(m) = at(v, i.get::<Vec<Seg>>(&all)) {
+                m.insert(k.clone(), new.clone());
+            }
+        }
+        Edit::SetType(i) => {
+            if let Value::Object(m) = v {
+                m.insert("type".into(), json!(i.get(KINDS)));
+            }
+        }
+    }
+}
+
+/// Mutations of an SDP's lines.
+#[derive(Clone, Debug)]
+enum LineEdit {
+    Delete(Index),
+    Duplicate(Index),
+    Swap(Index, Index),
+    Truncate(Index, Index),
+    Byte(Index, Index, u8),
+    Insert(Index, String),
+}
+
+fn line_edit() -> impl Strategy<Value = LineEdit> {
+    let line = prop_oneof![
+        "[a-z]=[ -~]{0,40}",
+        Just("a=fingerprint:sha-256 00:11".to_string()),
+        Just("m=application 9 UDP/DTLS/SCTP webrtc-datachannel".to_string()),
+        Just("c=IN IP4 999.1.1.1".to_string()),
+        Just("a=candidate:1 1 udp 1 10.0.0.1 5 typ host".to_string()),
+    ];
+    prop_oneof![
+        any::<Index>().prop_map(LineEdit::Delete),
+        any::<Index>().prop_map(LineEdit::Duplicate),
+        (any::<Index>(), any::<Index>()).prop_map(|(a, b)| LineEdit::Swap(a, b)),
+        (any::<Index>(), any::<Index>()).prop_map(|(a, b)| LineEdit::Truncate(a, b)),
+        (any::<Index>(), any::<Index>(), any::<u8>()).prop_map(|(a, b, c)| LineEdit::Byte(a, b, c)),
+        (any::<Index>(), line).prop_map(|(a, l)| LineEdit::Insert(a, l)),
+    ]
+}
+
+fn apply_lines(lines: &mut Vec<String>, e: &LineEdit) {
+    if lines.is_empty() {
+        return;
+    }
+    match e {
+        LineEdit::Delete(i) => {
+            lines.remove(i.index(lines.len()));
+        }
+        LineEdit::Duplicate(i) => {
+            let l = lines[i.index(lines.len())].clone();
+            lines.insert(i.index(lines.len()), l);
+        }
+        LineEdit::Swap(a, b) => {
+            let (a, b) = (a.index(lines.len()), b.index(lines.len()));
+            lines.swap(a, b);
+        }
+        LineEdit::Truncate(i, at) => {
+            let n = i.index(lines.len());
+            let l = &mut lines[n];
+            let cut = at.index(l.len() + 1);
+            let cut = (0..=cut)
+                .rev()
+                .find(|c| l.is_char_boundary(*c))
+                .unwrap_or(0);
+            l.truncate(cut);
+        }
+        LineEdit::Byte(i, at, b) => {
+            let n = i.index(lines.len());
+            let l = &mut lines[n];
+            let mut bytes = std::mem::take(l).into_bytes();
+            if !bytes.is_empty() {
+                let at = at.index(bytes.len());
+                bytes[at] = *b;
+            }
+            *l = String::from_utf8_lossy(&bytes).into_owned();
+        }
+        LineEdit::Insert(i, new) => {
+            let at = i.index(lines.len() + 1);
+            lines.insert(at, new.clone());
+        }
+    }
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 1000, ..ProptestConfig::default() })]
 
+    /// Real frames edited inside their JSON structure: a field's value
+    /// replaced, a field removed, a field added, the type switched.
     #[test]
-    fn any_text_decodes_without_panic(text in ".{0,400}") {
-        check(&text);
+    fn frames_edited_inside_their_structure_decode_or_are_refused(
+        which in any::<Index>(),
+        edits in proptest::collection::vec(edit(), 1..5),
+    ) {
+        let mut v = which.get(frames()).clone();
+        for e in &edits {
+            apply(&mut v, e);
+        }
+        let text = v.to_string();
+        let kind = check(&text);
+        let d = decode_request(&text);
+        if let Value::Object(m) = &v {
+            // The rid is echoed whenever it is valid, whatever else is wrong.
+            let want = m.get("rid").filter(|r| valid_rid(r)).cloned().unwrap_or(Value::Null);
+            prop_assert_eq!(&d.rid, &want, "{:.200}", text);
+            // What decodes is the type the frame names.
+            if let Some(k) = kind {
+                prop_assert_eq!(Some(k), m.get("type").and_then(Value::as_str));
+            }
+            // An unknown type is `unknown_type` (an unreadable rid is
+            // reported first, as `bad_request`).
+            let rid_ok = m.get("rid").is_none_or(|r| r.is_null() || valid_rid(r));
+            if let (Some(Value::String(t)), true) = (m.get("type"), rid_ok) {
+                if !KINDS[..KINDS.len() - 1].contains(&t.as_str()) {
+                    prop_assert_eq!(d.request.unwrap_err().code, ErrorCode::UnknownType);
+                }
+            }
+        }
     }
 
+    /// "Unknown extra fields are ignored": any real frame with one more
+    /// field of any value decodes to the same request.
     #[test]
-    fn mutated_requests_decode_without_panic(
-        which in 0..VALID.len(),
-        edits in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>(), 0u8..3), 1..8),
+    fn unknown_extra_fields_are_ignored(
+        which in any::<Index>(),
+        name in "[a-z]{1,8}_x",
+        value in leaf(),
     ) {
-        let mut bytes = VALID[which].as_bytes().to_vec();
+        let mut v = which.get(frames()).clone();
+        let before = check(&v.to_string());
+        prop_assert!(before.is_some());
+        v.as_object_mut().unwrap().insert(name, value);
+        prop_assert_eq!(check(&v.to_string()), before);
+    }
+
+    /// The frames as text, edited byte by byte (the old fuzzer), and
+    /// JSON-ish noise: never a panic.
+    #[test]
+    fn byte_edits_and_json_noise_decode_without_panic(
+        which in any::<Index>(),
+        edits in proptest::collection::vec((any::<Index>(), any::<u8>(), 0u8..3), 1..8),
+        noise in r#"[{}\[\]":,a-z0-9 .\\-]{0,120}"#,
+    ) {
+        let mut bytes = which.get(frames()).to_string().into_bytes();
         for (at, byte, op) in edits {
             let i = at.index(bytes.len() + 1);
             match op {
@@ -53,16 +448,101 @@ proptest! {
             }
         }
         // WebSocket text frames are UTF-8 by construction.
-        let text = String::from_utf8_lossy(&bytes);
-        check(&text);
-        let _ = validate_sdp(&text, 32_768);
-        let _ = validate_candidate(&text);
+        check(&String::from_utf8_lossy(&bytes));
+        check(&noise);
+        check(&format!("{{{noise}}}"));
+    }
+
+    /// Candidate lines edited token by token.
+    #[test]
+    fn edited_candidates_are_accepted_or_refused_with_a_clear_reason(
+        which in any::<Index>(),
+        edits in proptest::collection::vec((any::<Index>(), 0u8..4, prop_oneof![
+            "[0-9]{1,12}",
+            "[a-z]{1,8}",
+            Just("typ".to_string()),
+            Just("host".to_string()),
+            Just("::1".to_string()),
+            Just("999.0.0.1".to_string()),
+            "[ -~]{0,10}",
+            "\\PC{0,4}",
+        ]), 1..4),
+    ) {
+        let mut tokens: Vec<String> =
+            which.get(candidates()).split(' ').map(String::from).collect();
+        for (at, op, tok) in edits {
+            let i = at.index(tokens.len());
+            match op {
+                0 => tokens[i] = tok,
+                1 => tokens.insert(i, tok),
+                2 if tokens.len() > 1 => { tokens.remove(i); }
+                _ => {
+                    let j = at.index(tokens.len()).saturating_sub(1);
+                    tokens.swap(i, j);
+                }
+            }
+        }
+        let line = tokens.join(" ");
+        if let Err(e) = validate_candidate(&line) {
+            assert_client_text(&e.to_string(), &line);
+        }
+    }
+}
+
+proptest! {
+    // The SDP parser is slow in a debug build: fewer, bigger cases.
+    #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
+
+    /// Real SDPs edited line by line (deleted, repeated, swapped, cut,
+    /// a byte changed, a line added), with either line ending.
+    #[test]
+    fn edited_sdps_are_accepted_or_refused_with_a_clear_reason(
+        which in any::<Index>(),
+        edits in proptest::collection::vec(line_edit(), 1..4),
+        crlf in any::<bool>(),
+    ) {
+        let mut lines: Vec<String> =
+            which.get(sdps()).lines().map(String::from).collect();
+        for e in &edits {
+            apply_lines(&mut lines, e);
+        }
+        let sdp = lines.join(if crlf { "\r\n" } else { "\n" }) + if crlf { "\r\n" } else { "\n" };
+        if let Err(e) = validate_sdp(&sdp, MAX_SDP) {
+            assert_client_text(&e.to_string(), &sdp);
+        }
+        // And the whole offer frame decodes, whatever the SDP holds.
+        let frame = json!({"type": "offer", "to": "p_2", "sdp": sdp}).to_string();
+        prop_assert_eq!(check(&frame), Some("offer"));
     }
 }
 
 #[test]
-fn every_valid_sample_decodes() {
-    for v in VALID {
-        assert!(decode_request(v).request.is_ok(), "{v}");
+fn every_real_frame_decodes() {
+    for v in frames() {
+        let t = v.to_string();
+        assert_eq!(check(&t), v["type"].as_str(), "{t:.200}");
     }
+}
+
+#[test]
+fn real_sdps_and_candidates_are_accepted_with_either_line_ending() {
+    for sdp in sdps() {
+        assert_eq!(validate_sdp(sdp, MAX_SDP), Ok(()), "{sdp:.200}");
+        let lf = sdp.replace("\r\n", "\n");
+        assert_eq!(validate_sdp(&lf, MAX_SDP), Ok(()), "LF endings");
+        assert!(validate_sdp(sdp, sdp.len() - 1).is_err(), "one byte over");
+    }
+    for c in candidates() {
+        assert_eq!(validate_candidate(c), Ok(()), "{c}");
+    }
+}
+
+#[test]
+fn json_that_is_not_an_object_is_refused() {
+    for text in ["[]", r#"["ping"]"#, "1", r#""ping""#, "null"] {
+        assert_eq!(check(text), None, "{text}");
+    }
+    let mut m = Map::new();
+    m.insert("type".into(), json!("ping"));
+    assert_eq!(check(&Value::Object(m).to_string()), Some("ping"));
 }
