@@ -81,6 +81,13 @@ test('a dropped signaling socket resumes the same seat; the DataChannel stays up
   await kim.page.fill('#p2p-chat-input', 'still here?');
   await kim.page.click('#p2p-chat-send');
   await waitText(lou.page, '#p2p-chat-log .msg:not(.mine):not(.system)', 'still here?');
+  // The same connection, not a new one negotiated after the drop: no
+  // offer or answer went through the server since (open DataChannels and a
+  // chat would pass with a fresh RTCPeerConnection too).
+  for (const page of [kim.page, lou.page]) {
+    const signals = await page.evaluate(() => window.__events.filter((t) => t === 'offer' || t === 'answer'));
+    assert.deepEqual(signals, [], 'no renegotiation after a dropped signaling socket');
+  }
   // And the server still answers Lou's requests.
   const pong = await lou.page.evaluate(() => window.__rendezvous.client.ping());
   assert.ok(pong.server_time);
