@@ -546,3 +546,51 @@ fn json_that_is_not_an_object_is_refused() {
     m.insert("type".into(), json!("ping"));
     assert_eq!(check(&Value::Object(m).to_string()), Some("ping"));
 }
+
+/// The error codes of PROTOCOL.md ("Error codes", plus the HTTP API's
+/// `player_not_found`): each is one `ErrorCode` whose wire name, `as_str`
+/// (metrics labels, the client's `code()`) and `Display` agree. Found by
+/// cargo-mutants: `as_str` and `Display` could be emptied unnoticed here.
+#[test]
+fn error_codes_have_one_wire_name() {
+    let codes = [
+        "bad_request",
+        "unknown_type",
+        "payload_too_large",
+        "rate_limited",
+        "unauthorized",
+        "forbidden",
+        "limit_reached",
+        "room_not_found",
+        "room_full",
+        "room_not_waiting",
+        "room_not_active",
+        "not_in_room",
+        "already_in_room",
+        "not_host",
+        "not_enough_players",
+        "peer_not_found",
+        "player_not_found",
+        "invalid_sdp",
+        "invalid_candidate",
+        "internal",
+    ];
+    for name in codes {
+        let code = ErrorCode::from_wire(name).unwrap_or_else(|| panic!("{name} is a code"));
+        assert_eq!(code.as_str(), name);
+        assert_eq!(code.to_string(), name);
+        assert_eq!(serde_json::to_value(code).unwrap(), json!(name));
+    }
+    assert_eq!(ErrorCode::from_wire("no_such_code"), None);
+    let e = decode_request("[]").request.unwrap_err();
+    assert_eq!(e.to_string(), format!("bad_request: {}", e.message));
+}
+
+/// Timestamps on the wire: RFC 3339, milliseconds, `Z` (the snapshots
+/// redact them, so nothing else pins the format).
+#[test]
+fn timestamps_are_rfc3339_millis_utc() {
+    use chrono::{Duration, TimeZone, Utc};
+    let t = Utc.with_ymd_and_hms(2026, 1, 2, 3, 4, 5).unwrap() + Duration::milliseconds(678);
+    assert_eq!(rendezvous::protocol::ts(&t), "2026-01-02T03:04:05.678Z");
+}
