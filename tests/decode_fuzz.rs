@@ -594,3 +594,29 @@ fn timestamps_are_rfc3339_millis_utc() {
     let t = Utc.with_ymd_and_hms(2026, 1, 2, 3, 4, 5).unwrap() + Duration::milliseconds(678);
     assert_eq!(rendezvous::protocol::ts(&t), "2026-01-02T03:04:05.678Z");
 }
+
+/// Any integer rid is echoed, negative or beyond i64 (the fuzzers use
+/// `valid_rid` as their oracle, so they cannot see it change). Found by
+/// cargo-mutants.
+#[test]
+fn integer_rids_of_any_sign_and_size_are_echoed() {
+    for rid in [json!(-7), json!(i64::MIN), json!(u64::MAX), json!(0)] {
+        let d = decode_request(&json!({"type": "ping", "rid": rid}).to_string());
+        assert_eq!(d.rid, rid);
+    }
+}
+
+/// The candidate line that is validated is the one sent, in both forms of
+/// the field. Found by cargo-mutants.
+#[test]
+fn the_candidate_line_is_the_one_sent() {
+    use rendezvous::protocol::Request;
+    let line = &candidates()[0];
+    for field in [json!(line), json!({"candidate": line, "sdpMid": "0"})] {
+        let text = json!({"type": "ice_candidate", "to": "p_2", "candidate": field}).to_string();
+        match decode_request(&text).request {
+            Ok(Request::IceCandidate(sig)) => assert_eq!(sig.candidate.line(), line),
+            other => panic!("{other:?}"),
+        }
+    }
+}
