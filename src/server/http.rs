@@ -128,7 +128,7 @@ fn admin_check(app: &App, auth: Option<String>) -> Result<(), Refusal> {
     let Some(expected) = app.cfg.admin_token.as_deref() else {
         return Err(Refusal(
             StatusCode::NOT_FOUND,
-            ErrorCode::BadRequest,
+            ErrorCode::NotFound,
             "no such route",
         ));
     };
@@ -310,11 +310,7 @@ pub(super) async fn recover(rej: Rejection) -> Result<warp::reply::Response, Inf
     let resp = if let Some(Refusal(status, code, msg)) = rej.find::<Refusal>() {
         error(*status, *code, *msg)
     } else if rej.is_not_found() {
-        error(
-            StatusCode::NOT_FOUND,
-            ErrorCode::BadRequest,
-            "no such route",
-        )
+        error(StatusCode::NOT_FOUND, ErrorCode::NotFound, "no such route")
     } else if rej.find::<warp::reject::MethodNotAllowed>().is_some() {
         error(
             StatusCode::METHOD_NOT_ALLOWED,

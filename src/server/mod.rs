@@ -3,11 +3,13 @@
 //! [`Backend`](crate::backend::Backend) seam, picked once at start-up (in
 //! memory, or Redis in cluster mode); nothing here asks which one runs.
 
+pub mod assets;
 pub(crate) mod conns;
 mod http;
 pub mod metrics;
 mod ratelimit;
 mod session;
+pub mod tls;
 mod upgrade;
 mod writer;
 
@@ -227,6 +229,11 @@ pub enum StartError {
 /// bound a [`StartError::Bind`].
 pub async fn start(cfg: Config) -> Result<RunningServer, StartError> {
     let auth = cfg.authenticator().map_err(StartError::Config)?;
+    assets::check_dir(cfg.web_dir.as_deref()).map_err(StartError::Config)?;
+    let tls = match (&cfg.tls_cert, &cfg.tls_key) {
+        (Some(cert), Some(key)) => Some(tls::acceptor(cert, key).map_err(StartError::Config)?),
+        _ => None,
+    };
     let bind_err = |source| StartError::Bind {
         addr: cfg.listen,
         source,
@@ -246,17 +253,25 @@ pub async fn start(cfg: Config) -> Result<RunningServer, StartError> {
     app.backend.ready().await;
 
     let shutdown = app.shutdown.clone();
-    let server = warp::serve(routes)
-        .incoming(listener)
-        .graceful(async move { shutdown.cancelled().await });
+    let web = assets::describe(app.cfg.web_dir.as_deref());
+    let server: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> = match tls {
+        Some(acceptor) => Box::pin(tls::serve(listener, acceptor, routes, shutdown)),
+        None => Box::pin(
+            warp::serve(routes)
+                .incoming(listener)
+                .graceful(async move { shutdown.cancelled().await })
+                .run(),
+        ),
+    };
     let task_app = app.clone();
     let task = tokio::spawn(async move {
-        server.run().await;
+        server.await;
         // Stopped without a drain (the app's token cancelled directly): cut
         // what is left.
         session::close_all(&task_app, Duration::from_millis(100)).await;
     });
-    tracing::info!(%addr, "rendezvous listening");
+    let tls = app.cfg.tls_cert.is_some();
+    tracing::info!(%addr, tls, web, "rendezvous listening");
     Ok(RunningServer { addr, app, task })
 }
 
@@ -280,14 +295,9 @@ fn routes(
         })
     };
     let api = http::routes(app.clone());
-    let web_dir = app.cfg.web_dir.clone();
-    let dashboard = warp::path("dashboard")
-        .and(warp::path::end())
-        .and(warp::fs::file(web_dir.join("dashboard.html")));
-    let static_files = warp::fs::dir(web_dir);
+    let pages = assets::routes(app.cfg.web_dir.clone());
     ws.or(api)
         .or(metrics_route)
-        .or(dashboard)
-        .or(static_files)
+        .or(pages)
         .recover(http::recover)
 }
