@@ -283,6 +283,17 @@ impl Store {
         })
     }
 
+    /// Whether Redis answers a PING within half a second.
+    pub async fn ping(&self) -> bool {
+        let mut conn = self.conn.clone();
+        let cmd = redis::cmd("PING");
+        let ping = cmd.query_async::<String>(&mut conn);
+        matches!(
+            tokio::time::timeout(Duration::from_millis(500), ping).await,
+            Ok(Ok(_))
+        )
+    }
+
     /// Publishes a message on a channel (announcements).
     pub async fn publish(&self, channel: &str, text: &str) -> Result<(), StoreError> {
         let mut conn = self.conn.clone();

@@ -2,11 +2,11 @@
 //! channel (notices), the room-list channel and the announcements, and
 //! how each notice becomes frames on this node's connections.
 //!
-//! A subscription that drops loses whatever was published meanwhile, so
-//! when it ends while the node serves, every connection of this node is
-//! closed with 1012: the clients reconnect and resume against the lobby as
-//! it is, and the store's pending lists give them what they missed while
-//! their seats were held.
+//! A subscription that is cut while Redis runs loses whatever was
+//! published meanwhile, so then every connection of this node is closed
+//! with 1012: the clients reconnect and resume against the lobby as it is,
+//! and the store's pending lists give them what they missed while their
+//! seats were held.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -64,18 +64,25 @@ pub(super) async fn run_subscriber(app: Arc<App>, cl: Arc<Cluster>) {
                     }
                 }
                 store.subscribed.store(false, Ordering::Relaxed);
-                tracing::warn!(
-                    node = %store.node,
-                    "notice subscription lost; closing this node's connections so their clients resume"
-                );
-                // Notices published while nobody listened are gone: the
-                // clients must resume to see the lobby as it is.
-                let mut st = cl.state.lock();
-                st.table.close_all(close_frame(
-                    CloseCode::Restart,
-                    "notices interrupted; reconnect",
-                ));
-                st.joining.clear();
+                // Cut while Redis still runs (a proxy, a client kill): the
+                // notices published meanwhile are gone, so the clients must
+                // resume to see the lobby as it is. With Redis down nothing
+                // is published; the sockets stay, requests get `internal`,
+                // and the beats close them if Redis comes back empty.
+                if store.ping().await {
+                    tracing::warn!(
+                        node = %store.node,
+                        "notice subscription cut; closing this node's connections so their clients resume"
+                    );
+                    let mut st = cl.state.lock();
+                    st.table.close_all(close_frame(
+                        CloseCode::Restart,
+                        "notices interrupted; reconnect",
+                    ));
+                    st.joining.clear();
+                } else {
+                    tracing::warn!(node = %store.node, "notice subscription lost with the store; reconnecting");
+                }
             }
             Ok(Err(e)) => tracing::debug!("subscribe failed: {e}"),
             Err(_) => tracing::debug!("subscribe timed out"),
