@@ -52,8 +52,9 @@ pub fn validate(cfg: &Config, request: &Request) -> Result<(), ProtoError> {
             if req.status == Some(RoomStatus::Finished) {
                 return Err(ProtoError::bad_request("status must be waiting or active"));
             }
-            Ok(())
+            check_mode_filter(req.mode.as_deref())
         }
+        Request::SubscribeRooms(req) => check_mode_filter(req.mode.as_deref()),
         Request::FinishGame(req) => match &req.result {
             Some(r) => check_data(r, "result"),
             None => Ok(()),
@@ -98,8 +99,17 @@ pub fn validate(cfg: &Config, request: &Request) -> Result<(), ProtoError> {
         | Request::StartGame
         | Request::Ping
         | Request::UnsubscribeStats
-        | Request::SubscribeRooms(_)
         | Request::UnsubscribeRooms => Ok(()),
+    }
+}
+
+/// A `mode` a listing is narrowed to: a mode a room can have (so `""` is
+/// refused rather than read as "every mode" by one store and "none" by
+/// the other).
+fn check_mode_filter(mode: Option<&str>) -> Result<(), ProtoError> {
+    match mode {
+        Some(m) => check_mode(Some(m)).map(|_| ()),
+        None => Ok(()),
     }
 }
 

@@ -177,11 +177,14 @@ local function emit(to, spec)
   EV[#EV + 1] = spec
 end
 
+-- Room-list changes go out after the change's reply and events (as the
+-- in-memory engine delivers them), when the operation is done.
+local LISTING = {}
 local function publish_listing(change, r, mode, id)
   if redis.call('SCARD', P .. 'listwatch') == 0 then return end
   local msg = { k = change, mode = mode, id = id }
   if r ~= nil then msg.room = r end
-  redis.call('PUBLISH', P .. 'ch:list', cjson.encode(msg))
+  LISTING[#LISTING + 1] = cjson.encode(msg)
 end
 
 local function push_pending(pid, text, limit)
@@ -1045,4 +1048,6 @@ end
 
 local op = OPS[OP]
 if op == nil then return fail('internal', 'unknown store operation ' .. tostring(OP)) end
-return op(A)
+local result = op(A)
+for _, msg in ipairs(LISTING) do redis.call('PUBLISH', P .. 'ch:list', msg) end
+return result

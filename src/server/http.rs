@@ -275,11 +275,9 @@ async fn list_rooms(app: &App, raw: &str) -> warp::reply::Response {
             )
         }
     };
-    let rooms = match app
-        .backend
-        .list_rooms(status, q.mode.as_deref(), limit)
-        .await
-    {
+    // `?mode=` (empty) is no filter, as query strings go.
+    let mode = q.mode.as_deref().filter(|m| !m.is_empty());
+    let rooms = match app.backend.list_rooms(status, mode, limit).await {
         Ok(r) => r,
         Err(e) => return unavailable(&e),
     };
