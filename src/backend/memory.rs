@@ -321,8 +321,8 @@ impl Memory {
     }
 }
 
-/// One request against the lobby: the reply's fields, or `None` when the
-/// request sent nothing back (never, today), or the refusal.
+/// One request against the lobby: the reply's fields, or `None` when it
+/// sends nothing back (no request, today), or the refusal.
 fn apply(
     app: &App,
     st: &mut State,
@@ -364,26 +364,11 @@ fn apply(
             lobby.chat(me, &req.text, out)?;
             json!({})
         }
-        Request::Offer(sig) => {
-            let event = Event::Offer {
-                from: me.to_string(),
-                sdp: sig.sdp,
+        request @ (Request::Offer(_) | Request::Answer(_) | Request::IceCandidate(_)) => {
+            let Some((to, event)) = super::signal_event(me, request) else {
+                return Ok(None);
             };
-            relay_signal(app, st, me, &sig.to, event)?
-        }
-        Request::Answer(sig) => {
-            let event = Event::Answer {
-                from: me.to_string(),
-                sdp: sig.sdp,
-            };
-            relay_signal(app, st, me, &sig.to, event)?
-        }
-        Request::IceCandidate(sig) => {
-            let event = Event::IceCandidate {
-                from: me.to_string(),
-                candidate: sig.candidate,
-            };
-            relay_signal(app, st, me, &sig.to, event)?
+            relay_signal(app, st, me, &to, event)?
         }
         Request::Ping
         | Request::SubscribeStats(_)

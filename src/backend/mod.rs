@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::auth::Identity;
 use crate::cluster::StoreError;
-use crate::protocol::{ProtoError, Request, RoomInfo, RoomStatus, Stats};
+use crate::protocol::{Event, ProtoError, Request, RoomInfo, RoomStatus, Stats};
 use crate::server::conns::ConnTable;
 use crate::server::App;
 
@@ -68,6 +68,24 @@ pub(crate) enum Reply {
     Sent,
     /// The session replies `ok` with these fields.
     Fields(Value),
+}
+
+/// A signal request (`offer`, `answer`, `ice_candidate`) as its target and
+/// the event the target receives, `from` stamped; `None` for any other.
+pub(crate) fn signal_event(me: &str, request: Request) -> Option<(String, Event)> {
+    let from = me.to_string();
+    match request {
+        Request::Offer(sig) => Some((sig.to, Event::Offer { from, sdp: sig.sdp })),
+        Request::Answer(sig) => Some((sig.to, Event::Answer { from, sdp: sig.sdp })),
+        Request::IceCandidate(sig) => Some((
+            sig.to,
+            Event::IceCandidate {
+                from,
+                candidate: sig.candidate,
+            },
+        )),
+        _ => None,
+    }
 }
 
 /// A player's presence (`GET /api/players/{id}`).

@@ -314,26 +314,10 @@ impl Cluster {
                     })
                     .await?;
             }
-            Request::Offer(sig) => {
-                let event = Event::Offer {
-                    from: me.to_string(),
-                    sdp: sig.sdp,
-                };
-                return self.signal(me, &sig.to, event).await;
-            }
-            Request::Answer(sig) => {
-                let event = Event::Answer {
-                    from: me.to_string(),
-                    sdp: sig.sdp,
-                };
-                return self.signal(me, &sig.to, event).await;
-            }
-            Request::IceCandidate(sig) => {
-                let event = Event::IceCandidate {
-                    from: me.to_string(),
-                    candidate: sig.candidate,
-                };
-                return self.signal(me, &sig.to, event).await;
+            request @ (Request::Offer(_) | Request::Answer(_) | Request::IceCandidate(_)) => {
+                if let Some((to, event)) = super::signal_event(me, request) {
+                    return self.signal(me, &to, event).await;
+                }
             }
             Request::Ping
             | Request::SubscribeStats(_)
