@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use proptest::prelude::*;
-use rendezvous::lobby::{Lobby, LobbyConfig};
+use rendezvous::lobby::{Lobby, LobbyConfig, LobbyFootprint};
 use rendezvous::protocol::{CreateRoom, FindMatch, RoomStatus};
 use serde_json::{json, Value};
 
@@ -212,7 +212,7 @@ proptest! {
         let mut out = Vec::new();
         w.lobby.tick(w.now, &mut out);
         w.lobby.check_invariants().unwrap();
-        prop_assert_eq!(w.lobby.footprint(), (0, 0, 0, 0, 0, 0));
+        prop_assert_eq!(w.lobby.footprint(), LobbyFootprint::default());
         let s = w.lobby.stats();
         prop_assert_eq!((s.total_rooms, s.total_players, s.held_seats), (0, 0, 0));
     }

@@ -13,6 +13,9 @@
 
 pub mod index;
 pub mod room;
+#[cfg(test)]
+mod tests;
+mod timers;
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
@@ -27,6 +30,7 @@ use crate::protocol::{
 };
 use index::{keys_of, MatchIndex, MatchKey};
 pub use room::{Room, Seat};
+use timers::{Timer, TimerKey};
 
 /// Characters of join codes: no 0/O, 1/I/L look-alikes.
 pub const CODE_ALPHABET: &[u8] = b"ABCDEFGHJKMNPQRSTUVWXYZ23456789";
@@ -100,8 +104,8 @@ pub struct Player {
     pub connected: bool,
     pub roles: Vec<String>,
     pub last_seen: DateTime<Utc>,
-    /// Bumped on every disconnect so a stale grace timer does nothing.
-    epoch: u64,
+    /// The grace timer of a dropped player; `None` while connected.
+    timer: Option<TimerKey>,
     /// The one valid resume token of this player, if any.
     token: Option<String>,
 }
@@ -111,16 +115,6 @@ pub struct Player {
 pub struct Matched {
     pub room: RoomInfo,
     pub created: bool,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-enum Timer {
-    /// A held seat expires unless the player came back (epoch moved).
-    Seat { player: String, epoch: u64 },
-    /// A finished room is closed.
-    Finished { room: Uuid },
-    /// A waiting room is closed unless something happened since.
-    Idle { room: Uuid, activity: u64 },
 }
 
 /// What a room contributes to counters, index and listings.
@@ -161,6 +155,25 @@ fn status_idx(s: RoomStatus) -> usize {
         RoomStatus::Active => 1,
         RoomStatus::Finished => 2,
     }
+}
+
+/// Sizes of the lobby's maps, for leak checks: each follows live rooms and
+/// players, never past activity.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LobbyFootprint {
+    pub rooms: usize,
+    /// Join codes in use (one per room).
+    pub codes: usize,
+    /// Connected players and dropped ones still held for the grace.
+    pub players: usize,
+    /// Buckets of the matchmaking index.
+    pub index_buckets: usize,
+    /// Rooms in the public listing.
+    pub listed: usize,
+    /// Resume tokens that can still be redeemed.
+    pub tokens: usize,
+    /// Pending timers: one per waiting or finished room and per held player.
+    pub timers: usize,
 }
 
 /// The whole lobby state. See the module docs.
@@ -315,11 +328,6 @@ impl Lobby {
         self.seq
     }
 
-    fn add_timer(&mut self, at: Instant, timer: Timer) {
-        let seq = self.next_seq();
-        self.timers.insert((at, seq), timer);
-    }
-
     // ----- players -------------------------------------------------------
 
     /// A connection opened for `player_id`. If the player holds a seat (a
@@ -338,8 +346,9 @@ impl Lobby {
                 p.connected = true;
                 p.roles = roles;
                 p.last_seen = now;
-                p.epoch += 1;
-                let room_id = p.room?;
+                let room_id = p.room;
+                self.cancel_seat_timer(player_id);
+                let room_id = room_id?;
                 self.update_room(room_id, |room| {
                     if let Some(i) = room.seat_index(player_id) {
                         if !room.seats[i].connected {
@@ -366,7 +375,7 @@ impl Lobby {
                         connected: true,
                         roles,
                         last_seen: now,
-                        epoch: 0,
+                        timer: None,
                         token: None,
                     },
                 );
@@ -383,19 +392,10 @@ impl Lobby {
         };
         p.connected = false;
         p.last_seen = Utc::now();
-        p.epoch += 1;
-        let epoch = p.epoch;
         // A player in no room keeps its identity for the grace too, so a
         // brief drop while browsing does not change its player_id.
         let room_id = p.room;
-        let at = now + self.cfg.reconnect_grace;
-        self.add_timer(
-            at,
-            Timer::Seat {
-                player: player_id.to_string(),
-                epoch,
-            },
-        );
+        self.arm_seat_timer(player_id, now);
         let Some(room_id) = room_id else {
             return;
         };
@@ -481,6 +481,10 @@ impl Lobby {
             self.unapply(room_id, &before);
             self.apply(room_id, &after);
         }
+        // Only waiting rooms go idle; a finished room gets its own timer.
+        if before.status == RoomStatus::Waiting && after.status != RoomStatus::Waiting {
+            self.cancel_room_timer(room_id);
+        }
         if empty {
             self.drop_room(room_id);
         }
@@ -543,6 +547,7 @@ impl Lobby {
             }
             let fp = Footprint::of(room);
             self.unapply(room_id, &fp);
+            self.cancel_room_timer(room_id);
             let room = self.rooms.remove(&room_id).expect("room present");
             self.codes.remove(&room.code);
             for seat in &room.seats {
@@ -556,6 +561,9 @@ impl Lobby {
         if let Some(p) = self.players.remove(player_id) {
             if let Some(t) = p.token {
                 self.tokens.remove(&t);
+            }
+            if let Some(k) = p.timer {
+                self.timers.remove(&k);
             }
         }
     }
@@ -658,12 +666,15 @@ impl Lobby {
             chat: VecDeque::new(),
             activity: 0,
             last_activity: now,
+            timer: None,
         };
         // An empty room has no footprint yet: it is applied on first join.
         self.apply(id, &Footprint::of(&room));
         self.rooms.insert(id, room);
         self.codes.insert(code, id);
-        self.add_timer(
+        // Seating the creator is the room's first activity.
+        self.arm_room_timer(
+            id,
             now + self.cfg.room_idle_timeout,
             Timer::Idle {
                 room: id,
@@ -972,7 +983,8 @@ impl Lobby {
                 },
             });
         });
-        self.add_timer(
+        self.arm_room_timer(
+            id,
             now + self.cfg.finished_room_ttl,
             Timer::Finished { room: id },
         );
@@ -1134,53 +1146,6 @@ impl Lobby {
         true
     }
 
-    // ----- time ------------------------------------------------------------
-
-    /// Fires every timer due at `now`: held seats that expired (`player_left`
-    /// with reason `timeout`), finished rooms past their TTL, idle waiting
-    /// rooms. Call it regularly.
-    pub fn tick(&mut self, now: Instant, out: &mut Vec<Delivery>) {
-        while let Some(entry) = self.timers.first_entry() {
-            if entry.key().0 > now {
-                break;
-            }
-            let timer = entry.remove();
-            match timer {
-                Timer::Seat { player, epoch } => {
-                    let live = self
-                        .players
-                        .get(&player)
-                        .is_some_and(|p| !p.connected && p.epoch == epoch);
-                    if live {
-                        // Giving up the seat forgets the player too.
-                        self.leave_with(&player, LeaveReason::Timeout, out);
-                        self.forget(&player);
-                    }
-                }
-                Timer::Finished { room } => {
-                    self.close_room(room, out);
-                }
-                Timer::Idle { room, activity } => {
-                    let Some(r) = self.rooms.get(&room) else {
-                        continue;
-                    };
-                    if r.status != RoomStatus::Waiting {
-                        continue;
-                    }
-                    if r.activity <= activity {
-                        self.close_room(room, out);
-                    } else {
-                        // Something happened since: look again one timeout
-                        // after the last activity.
-                        let at = r.last_activity + self.cfg.room_idle_timeout;
-                        let activity = r.activity;
-                        self.add_timer(at, Timer::Idle { room, activity });
-                    }
-                }
-            }
-        }
-    }
-
     // ----- stats and checks -----------------------------------------------
 
     /// Lobby counters; `connections` and `uptime_s` are the server's to fill.
@@ -1200,18 +1165,17 @@ impl Lobby {
         }
     }
 
-    /// Sizes of the internal maps, to prove nothing is left behind:
-    /// (rooms, codes, players, index buckets, listed rooms, resume tokens,
-    /// timers still pending for rooms or seats that exist).
-    pub fn footprint(&self) -> (usize, usize, usize, usize, usize, usize) {
-        (
-            self.rooms.len(),
-            self.codes.len(),
-            self.players.len(),
-            self.index.bucket_count(),
-            self.listing.len(),
-            self.tokens.len(),
-        )
+    /// Sizes of the internal maps, to prove nothing is left behind.
+    pub fn footprint(&self) -> LobbyFootprint {
+        LobbyFootprint {
+            rooms: self.rooms.len(),
+            codes: self.codes.len(),
+            players: self.players.len(),
+            index_buckets: self.index.bucket_count(),
+            listed: self.listing.len(),
+            tokens: self.tokens.len(),
+            timers: self.timers.len(),
+        }
     }
 
     /// Recounts everything from the rooms and compares with the derived data.
@@ -1293,6 +1257,6 @@ impl Lobby {
                 index.len()
             ));
         }
-        Ok(())
+        self.check_timers()
     }
 }

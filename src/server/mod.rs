@@ -350,21 +350,29 @@ impl App {
 
     /// Sizes of the lobby's internal maps and of the connection table, for
     /// leak checks in tests: (rooms, codes, players, index buckets, listed
-    /// rooms, connections, pending queues).
+    /// rooms, resume tokens, connections, pending queues, room-list
+    /// subscribers). The lobby's pending timers are not in it: every timer
+    /// belongs to a room or a player, so none are left when both are zero
+    /// (see [`App::lobby_footprint`] for all of the lobby's counts).
     pub fn footprint(&self) -> [usize; 9] {
         let s = self.shared.lock();
-        let (a, b, c, d, e, f) = s.lobby.footprint();
+        let f = s.lobby.footprint();
         [
-            a,
-            b,
-            c,
-            d,
-            e,
-            f,
+            f.rooms,
+            f.codes,
+            f.players,
+            f.index_buckets,
+            f.listed,
+            f.tokens,
             s.conns.len(),
             s.pending.len(),
             s.room_subs.len(),
         ]
+    }
+
+    /// The sizes of the in-memory lobby's maps, pending timers included.
+    pub fn lobby_footprint(&self) -> crate::lobby::LobbyFootprint {
+        self.shared.lock().lobby.footprint()
     }
 
     /// Runs `check_invariants` on the live lobby.
