@@ -153,3 +153,47 @@ fn idle_room_closes_one_timeout_after_its_last_activity() {
     assert_eq!(l.footprint().timers, 0);
     l.check_invariants().unwrap();
 }
+
+/// A generator that repeats a taken code several times before a fresh one:
+/// every live room still gets a code of its own, and each code finds its
+/// room.
+#[test]
+fn join_codes_stay_unique_when_the_generator_repeats_itself() {
+    let mut l = lobby();
+    // "AAAAAA" five times, then "BBBBBB" five times, then "CCCCCC" forever.
+    let mut calls = 0;
+    l.set_code_source(move || {
+        calls += 1;
+        match calls {
+            1..=5 => "AAAAAA",
+            6..=10 => "BBBBBB",
+            _ => "CCCCCC",
+        }
+        .to_string()
+    });
+    let mut out = Vec::new();
+    let now = Instant::now();
+    let mut codes = Vec::new();
+    for p in ["a", "b", "c"] {
+        l.connect(p, p, vec![], &mut out);
+        codes.push(create(&mut l, p, now).code.unwrap());
+    }
+    assert_eq!(codes, ["AAAAAA", "BBBBBB", "CCCCCC"]);
+    l.check_invariants().unwrap();
+    for (p, code) in ["a", "b", "c"].iter().zip(&codes) {
+        l.connect("joiner", "j", vec![], &mut out);
+        let room = l.join_room("joiner", None, Some(code), &mut out).unwrap();
+        assert_eq!(
+            room.host.as_deref(),
+            Some(*p),
+            "code {code} leads to its room"
+        );
+        l.leave_room("joiner", &mut out).unwrap();
+    }
+    // A code is free again once its room is gone.
+    l.leave_room("a", &mut out).unwrap();
+    l.set_code_source(|| "AAAAAA".to_string());
+    l.connect("d", "d", vec![], &mut out);
+    assert_eq!(create(&mut l, "d", now).code.as_deref(), Some("AAAAAA"));
+    l.check_invariants().unwrap();
+}
