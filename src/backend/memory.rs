@@ -305,15 +305,15 @@ impl Memory {
 
     pub fn footprint(&self) -> Footprint {
         let st = self.state.lock();
-        let (rooms, codes, players, index_buckets, listed, tokens) = st.lobby.footprint();
+        let f = st.lobby.footprint();
         Footprint {
-            rooms,
-            codes,
-            players,
-            index_buckets,
-            listed,
-            tokens,
-            timers: 0,
+            rooms: f.rooms,
+            codes: f.codes,
+            players: f.players,
+            index_buckets: f.index_buckets,
+            listed: f.listed,
+            tokens: f.tokens,
+            timers: f.timers,
             pending: st.pending.len(),
             conns: st.table.conns.len(),
             room_subs: st.table.room_subs.len(),

@@ -304,6 +304,8 @@ end
 -- Waiting to active, with room_status and game_start to every member.
 local function start(r)
   r.st = 'active'
+  -- Only a waiting room has an idle deadline.
+  redis.call('ZREM', P .. 'timer', 'i:' .. r.id)
   local all = members(r)
   emit(all, { k = 'room_status', status = 'active' })
   emit(all, { k = 'game_start' })
@@ -958,8 +960,13 @@ function OPS.recount(_)
       add(lists, l, id)
       add(lists, l .. ':' .. f.mode, id)
     end
-    if f.st == 'waiting' and not redis.call('ZSCORE', P .. 'timer', 'i:' .. id) then
-      return fail('internal', 'waiting room ' .. id .. ' has no idle timer')
+    local idle = redis.call('ZSCORE', P .. 'timer', 'i:' .. id)
+    if (f.st == 'waiting') ~= (idle ~= false) then
+      return fail('internal', f.st .. ' room ' .. id .. (idle and ' has' or ' has no') .. ' idle timer')
+    end
+    local fin = redis.call('ZSCORE', P .. 'timer', 'f:' .. id)
+    if (f.st == 'finished') ~= (fin ~= false) then
+      return fail('internal', f.st .. ' room ' .. id .. (fin and ' has' or ' has no') .. ' close timer')
     end
   end
   local s = redis.call('HGETALL', P .. 'stats')
