@@ -11,7 +11,7 @@ use super::{emit, Delivery, Lobby};
 use crate::protocol::{Event, LeaveReason, RoomInfo};
 
 /// What the outside can know of a player.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Player {
     pub name: String,
     pub room: Option<Uuid>,
@@ -22,6 +22,22 @@ pub struct Player {
     pub(super) timer: Option<TimerKey>,
     /// The one valid resume token of this player, if any.
     pub(super) token: Option<String>,
+}
+
+/// Never shows the resume token: a `Player` may be printed in logs and
+/// test failures, and the token is a credential.
+impl std::fmt::Debug for Player {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Player")
+            .field("name", &self.name)
+            .field("room", &self.room)
+            .field("connected", &self.connected)
+            .field("roles", &self.roles)
+            .field("last_seen", &self.last_seen)
+            .field("timer", &self.timer)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
 }
 
 impl Lobby {

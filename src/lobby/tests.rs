@@ -197,3 +197,14 @@ fn join_codes_stay_unique_when_the_generator_repeats_itself() {
     assert_eq!(create(&mut l, "d", now).code.as_deref(), Some("AAAAAA"));
     l.check_invariants().unwrap();
 }
+
+#[test]
+fn a_printed_player_never_shows_its_resume_token() {
+    let mut lobby = Lobby::new(LobbyConfig::default());
+    let mut out = Vec::new();
+    lobby.connect("p1", "ann", Vec::new(), &mut out);
+    let token = lobby.issue_token("p1").expect("a token");
+    let shown = format!("{:?}", lobby.player("p1").unwrap());
+    assert!(!shown.contains(&token), "{shown}");
+    assert!(shown.contains("<redacted>"), "{shown}");
+}
