@@ -178,6 +178,21 @@ async fn room_listed_comes_after_the_reply_and_the_change() {
     .await;
 }
 
+/// A change that leaves the public view of a room as it was (same player
+/// data again) is no `room_updated`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_room_updated_when_nothing_visible_changed() {
+    check(
+        3,
+        vec![
+            Send(0, Req::SubscribeRooms(None)),
+            Send(2, find(None, None)),
+            Send(2, Req::SetPlayerData(Some("{}"))),
+        ],
+    )
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn list_rooms_with_limit_zero() {
     let list = Req::List {
