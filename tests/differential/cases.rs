@@ -331,3 +331,84 @@ async fn client_close_is_answered_promptly() {
         "close answered after (cluster mode, time): {took:?}"
     );
 }
+
+// ----- paths the random steps reach rarely (players seldom share a room
+// while both are connected): relayed and held signals, kicks -----
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signals_relayed_and_held_alike() {
+    let sig = |kind, to, payload, rid| Req::Signal {
+        kind,
+        to: PlayerRef::Slot(to),
+        payload,
+        rid,
+    };
+    let offer = Payload::Sdp("chromium-offer-datachannel.sdp");
+    let answer = Payload::Sdp("firefox-answer-datachannel.sdp");
+    let steps = vec![
+        Send(0, find(Some("3"), None)),
+        Send(1, find(Some("3"), None)),
+        Send(0, sig("offer", 1, offer, true)),
+        Send(1, sig("answer", 0, answer, true)),
+        Send(
+            0,
+            sig(
+                "ice_candidate",
+                1,
+                Payload::Candidate { object: true },
+                false,
+            ),
+        ),
+        Send(
+            0,
+            sig(
+                "ice_candidate",
+                1,
+                Payload::Field("\"candidate:bad\""),
+                true,
+            ),
+        ),
+        Send(
+            0,
+            sig("offer", 1, Payload::Field("\"v=0\\r\\nnot an sdp\""), true),
+        ),
+        Step::Drop(1),
+        Send(0, sig("offer", 1, offer, true)),
+        Send(
+            0,
+            sig(
+                "ice_candidate",
+                1,
+                Payload::Candidate { object: false },
+                false,
+            ),
+        ),
+        Send(0, Req::Chat("\"while you were away\"")),
+        Step::Resume(1),
+        Send(1, sig("ice_candidate", 0, Payload::Field("\"\""), true)),
+        Send(2, sig("offer", 0, offer, true)),
+    ];
+    check(3, steps).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kicks_host_changes_and_admin_calls_alike() {
+    let steps = vec![
+        Send(0, create(Some("4"), Some("{\"map\":\"a\"}"))),
+        Send(1, Req::JoinById(RoomRef::Known(0))),
+        Send(2, Req::JoinById(RoomRef::Known(0))),
+        Send(0, Req::Kick(PlayerRef::Slot(1))),
+        Send(1, Req::JoinById(RoomRef::Known(0))),
+        Send(1, find(Some("4"), Some("{\"map\":\"a\"}"))),
+        Send(0, Req::Leave),
+        Send(2, Req::Start),
+        Send(1, Req::JoinById(RoomRef::Known(0))),
+        Send(2, Req::Start),
+        Send(2, Req::Finish(Some("{\"winner\":\"ann\"}"))),
+        Step::AdminCloseRoom(RoomRef::Known(1)),
+        Step::AdminDisconnect(PlayerRef::Slot(2)),
+        Step::WaitTimers,
+        Step::Resume(2),
+    ];
+    check(3, steps).await;
+}
