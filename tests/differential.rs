@@ -229,11 +229,14 @@ impl Pair {
 }
 
 /// One case on a fresh pair of servers.
-pub(crate) async fn run_case(n: usize, steps: &[Step], extra: &[&str]) -> Result<(), String> {
+/// One case on a fresh pair of servers: `Ok(false)` when it was cut short
+/// as inconclusive (see [`Pair::overran`]).
+pub(crate) async fn run_case(n: usize, steps: &[Step], extra: &[&str]) -> Result<bool, String> {
     let mut pair = Pair::start(n, extra).await;
     let r = pair.run(steps).await;
+    let conclusive = !pair.inconclusive;
     pair.stop().await;
-    r
+    r.map(|()| conclusive)
 }
 
 fn env_or(name: &str, default: u32) -> u32 {
@@ -262,6 +265,7 @@ fn engines_agree_on_random_sequences() {
     let started = Instant::now();
     let result = runner.run(&steps::case(max_steps), |(n, steps)| {
         rt.block_on(run_case(n, &steps, &[]))
+            .map(|_| ())
             .map_err(TestCaseError::fail)
     });
     eprintln!(
