@@ -44,6 +44,32 @@ use world::{Deadline, World};
 /// both.
 const MARGIN: Duration = Duration::from_millis(250);
 
+/// How often each kind of frame (reply code, event type) was compared: the
+/// run prints it, to show what the random steps reached.
+static SEEN: std::sync::Mutex<std::collections::BTreeMap<String, u64>> =
+    std::sync::Mutex::new(std::collections::BTreeMap::new());
+
+fn count_frames(record: &serde_json::Value) {
+    let mut seen = SEEN.lock().unwrap_or_else(|e| e.into_inner());
+    for frame in record["frames"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|f| f.as_array().into_iter().flatten())
+    {
+        let kind = match (frame["type"].as_str(), frame["code"].as_str()) {
+            (Some("error"), Some(code)) => format!("error:{code}"),
+            (Some(t), _) => t.to_string(),
+            _ if frame.get("close").is_some() => format!("close:{}", frame["close"]),
+            _ => frame
+                .as_object()
+                .and_then(|o| o.keys().next().cloned())
+                .unwrap_or_default(),
+        };
+        *seen.entry(kind).or_default() += 1;
+    }
+}
+
 /// Cases cut short because a step outlasted a timer's margin.
 static INCONCLUSIVE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
@@ -99,7 +125,7 @@ impl Pair {
             let seq = self.seq;
             let (a, b) = tokio::join!(self.mem.apply(step, seq), self.clu.apply(step, seq));
             self.merge_deadlines();
-            if self.overran() {
+            if a != b && self.overran() {
                 return Ok(());
             }
             self.compare(format!("{step:?}"), a, b)?;
@@ -125,7 +151,7 @@ impl Pair {
             self.seq += 1;
             let seq = self.seq;
             let (a, b) = tokio::join!(self.mem.rest(seq), self.clu.rest(seq));
-            if self.overran() {
+            if a != b && self.overran() {
                 return Ok(());
             }
             let keys: Vec<&str> = due.iter().map(|d| d.key.as_str()).collect();
@@ -136,9 +162,11 @@ impl Pair {
         }
     }
 
-    /// True when a step took so long that a timer may have fired while it
-    /// ran (on a loaded machine): where that timer fired is then up to
-    /// chance, so the rest of the case proves nothing and is skipped.
+    /// Asked when the servers differ: true when the step took so long (on
+    /// a loaded machine) that a timer may have fired while it ran, so where
+    /// it fired on each server was up to chance; the case is then cut short
+    /// as inconclusive rather than failed. (When both agree the step
+    /// counts, and the late timer is waited out before the next one.)
     fn overran(&mut self) -> bool {
         let now = Instant::now();
         let late = self.deadlines.iter().any(|d| d.lo <= now);
@@ -181,6 +209,7 @@ impl Pair {
         b: serde_json::Value,
     ) -> Result<(), String> {
         self.done.push(what);
+        count_frames(&a);
         if a == b {
             return Ok(());
         }
@@ -200,11 +229,14 @@ impl Pair {
 }
 
 /// One case on a fresh pair of servers.
-pub(crate) async fn run_case(n: usize, steps: &[Step], extra: &[&str]) -> Result<(), String> {
+/// One case on a fresh pair of servers: `Ok(false)` when it was cut short
+/// as inconclusive (see [`Pair::overran`]).
+pub(crate) async fn run_case(n: usize, steps: &[Step], extra: &[&str]) -> Result<bool, String> {
     let mut pair = Pair::start(n, extra).await;
     let r = pair.run(steps).await;
+    let conclusive = !pair.inconclusive;
     pair.stop().await;
-    r
+    r.map(|()| conclusive)
 }
 
 fn env_or(name: &str, default: u32) -> u32 {
@@ -233,6 +265,7 @@ fn engines_agree_on_random_sequences() {
     let started = Instant::now();
     let result = runner.run(&steps::case(max_steps), |(n, steps)| {
         rt.block_on(run_case(n, &steps, &[]))
+            .map(|_| ())
             .map_err(TestCaseError::fail)
     });
     eprintln!(
@@ -240,6 +273,9 @@ fn engines_agree_on_random_sequences() {
         started.elapsed().as_secs_f64(),
         INCONCLUSIVE.load(std::sync::atomic::Ordering::Relaxed)
     );
+    let seen = SEEN.lock().unwrap_or_else(|e| e.into_inner());
+    let seen: Vec<String> = seen.iter().map(|(k, n)| format!("{k} {n}")).collect();
+    eprintln!("differential: frames compared: {}", seen.join(", "));
     match result {
         Ok(()) => {}
         Err(TestError::Fail(reason, (n, steps))) => {
