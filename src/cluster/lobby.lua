@@ -159,6 +159,17 @@ local function apply(f, sign)
   end
 end
 
+-- What a room object shows (no code, no node): `room_updated` goes out
+-- only when this changed, as in the in-memory engine.
+local VIEW0 = {}
+local function view(r)
+  local parts = { r.st, r.mode, tostring(r.max), r.data }
+  for _, s in ipairs(r.pl) do
+    parts[#parts + 1] = table.concat({ s.id, s.nm, s.dt, s.ja, tostring(s.c) }, '\31')
+  end
+  return table.concat(parts, '\30')
+end
+
 -- The room as the live room list shows it: public, waiting, not empty.
 local function viewable(r)
   return r ~= nil and #r.pl > 0 and (not r.priv) and r.st == 'waiting'
@@ -260,7 +271,7 @@ local function commit(r, f0, v0, quiet)
     publish_listing('delisted', nil, r.mode, r.id)
   elseif v1 and not v0 then
     publish_listing('listed', r, r.mode, r.id)
-  elseif v1 and not quiet then
+  elseif v1 and not quiet and VIEW0[r.id] ~= view(r) then
     publish_listing('updated', r, r.mode, r.id)
   end
   if empty then
@@ -271,8 +282,10 @@ local function commit(r, f0, v0, quiet)
   end
 end
 
--- Opens a change of room `r`: returns its footprint and list visibility.
+-- Opens a change of room `r`: returns its footprint and list visibility,
+-- and notes what the room list shows of it.
 local function open(r)
+  VIEW0[r.id] = view(r)
   return footprint(r), viewable(r)
 end
 

@@ -104,6 +104,12 @@ impl Norm {
             if s.contains(code.as_str()) {
                 s = s.replace(code.as_str(), &format!("C{i}"));
             }
+            // Steps also send codes in lower case (join_room normalizes
+            // them); a refusal quotes the code as sent.
+            let lower = code.to_ascii_lowercase();
+            if s.contains(lower.as_str()) {
+                s = s.replace(lower.as_str(), &format!("c{i}"));
+            }
         }
         s
     }
