@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use futures_util::future::join_all;
-use rendezvous::cluster::Store;
+use rendezvous::cluster::{ops, Store};
 
 struct Redis(Child);
 
@@ -46,16 +46,22 @@ fn start_redis() -> (Redis, String) {
 }
 
 /// Four candidate join codes, as the server passes them.
-fn codes() -> String {
-    let c: Vec<String> = (0..4).map(|_| rendezvous::lobby::new_code_text()).collect();
-    serde_json::to_string(&c).unwrap_or_default()
+fn codes() -> Vec<String> {
+    (0..4).map(|_| rendezvous::lobby::new_code_text()).collect()
 }
 
 const NOW: &str = "2026-11-22T00:00:00.000Z";
 
 async fn hello(store: &Store, pid: &str) {
     store
-        .call("hello", &["0", pid, "bench", "", "", &format!("t{pid}")])
+        .run(&ops::Hello {
+            conn: "0".into(),
+            fresh: pid,
+            name: "bench",
+            resume: "",
+            sub: "",
+            token: &format!("t{pid}"),
+        })
         .await
         .expect("hello");
 }
@@ -67,16 +73,23 @@ async fn preload(store: &Store, rooms: usize) {
         join_all(chunk.iter().map(|i| async move {
             let pid = format!("host{i}");
             hello(store, &pid).await;
-            let room = uuid::Uuid::new_v4().to_string();
-            let codes = codes();
             store
-                .call(
-                    "create",
-                    &[
-                        &pid, &room, &codes, "0", "m", "3", "{}", "[]", "[]", "[]", "10000000",
-                        "3600000", "null", NOW,
-                    ],
-                )
+                .run(&ops::Create {
+                    p: &pid,
+                    room_id: uuid::Uuid::new_v4().to_string(),
+                    codes: codes(),
+                    private: false,
+                    mode: "m",
+                    max: 3,
+                    data: "{}".into(),
+                    allowed_players: &[],
+                    allowed_roles: &[],
+                    attrs: Vec::new(),
+                    max_rooms: 10_000_000,
+                    idle_ms: 3_600_000,
+                    rid: "null".into(),
+                    now: NOW.into(),
+                })
                 .await
                 .unwrap_or_else(|e| panic!("create: {e}"));
         }))
@@ -98,19 +111,29 @@ fn bench(c: &mut Criterion) {
         group.bench_function(format!("{rooms}_rooms"), |b| {
             b.iter(|| {
                 rt.block_on(async {
-                    let codes = codes();
-                    let room = uuid::Uuid::new_v4().to_string();
                     store
-                        .call(
-                            "match",
-                            &[
-                                "seeker", "[]", "{}", &room, &codes, "10000000", "3600000", "m",
-                                "3", "1", NOW,
-                            ],
-                        )
+                        .run(&ops::Match {
+                            p: "seeker",
+                            attrs: Vec::new(),
+                            data: "{}".into(),
+                            room_id: uuid::Uuid::new_v4().to_string(),
+                            codes: codes(),
+                            max_rooms: 10_000_000,
+                            idle_ms: 3_600_000,
+                            mode: "m",
+                            max: 3,
+                            rid: "1".into(),
+                            now: NOW.into(),
+                        })
                         .await
                         .expect("match");
-                    store.call("leave", &["seeker", "2"]).await.expect("leave");
+                    store
+                        .run(&ops::Leave {
+                            p: "seeker",
+                            rid: "2".into(),
+                        })
+                        .await
+                        .expect("leave");
                 })
             })
         });

@@ -38,6 +38,9 @@ pub enum ClientError {
     Timeout(Duration),
     #[error("unexpected message: {0}")]
     Protocol(String),
+    /// `ClientOptions::tls_root_pem` is no PEM certificate.
+    #[error("TLS configuration: {0}")]
+    Tls(String),
 }
 
 impl ClientError {
@@ -69,6 +72,9 @@ pub struct ClientOptions {
     pub max_backoff: Duration,
     /// Attempts before giving up (the event stream then ends).
     pub max_attempts: u32,
+    /// For `wss://` URLs: PEM certificates trusted besides the Mozilla
+    /// roots (webpki-roots), for a self-signed or private-CA server.
+    pub tls_root_pem: Option<Vec<u8>>,
 }
 
 impl Default for ClientOptions {
@@ -78,6 +84,7 @@ impl Default for ClientOptions {
             min_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_secs(10),
             max_attempts: 30,
+            tls_root_pem: None,
         }
     }
 }
@@ -108,9 +115,48 @@ pub struct Client {
     pub timeout: Duration,
 }
 
-/// Opens a socket and reads its `welcome`.
-async fn open(url: &str) -> Result<(Sink, Stream, Welcome, Value), ClientError> {
-    let (ws, _resp) = tokio_tungstenite::connect_async(url).await?;
+/// The rustls configuration of `wss://` URLs: the ring provider (the one the
+/// server uses), the Mozilla roots, and the options' extra roots.
+fn tls_connector(opts: &ClientOptions) -> Result<tokio_tungstenite::Connector, ClientError> {
+    use rustls::pki_types::pem::PemObject;
+    let mut roots =
+        rustls::RootCertStore::from_iter(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    if let Some(pem) = &opts.tls_root_pem {
+        let certs = rustls::pki_types::CertificateDer::pem_slice_iter(pem)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| ClientError::Tls(e.to_string()))?;
+        if certs.is_empty() {
+            return Err(ClientError::Tls(
+                "no PEM certificate in tls_root_pem".into(),
+            ));
+        }
+        for cert in certs {
+            roots
+                .add(cert)
+                .map_err(|e| ClientError::Tls(e.to_string()))?;
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ClientError::Tls(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(tokio_tungstenite::Connector::Rustls(Arc::new(config)))
+}
+
+/// Opens a socket and reads its `welcome`; `tls` is used for `wss://` URLs.
+async fn open(
+    url: &str,
+    tls: &Option<tokio_tungstenite::Connector>,
+) -> Result<(Sink, Stream, Welcome, Value), ClientError> {
+    let connector = if url.starts_with("wss:") {
+        tls.clone()
+    } else {
+        None
+    };
+    let (ws, _resp) =
+        tokio_tungstenite::connect_async_tls_with_config(url, None, false, connector).await?;
     let (sink, mut stream) = ws.split();
     let wait = Duration::from_secs(10);
     let first = tokio::time::timeout(wait, stream.next())
@@ -206,7 +252,12 @@ impl Client {
 
     /// Connects with explicit options.
     pub async fn connect_with(url: &str, opts: ClientOptions) -> Result<Client, ClientError> {
-        let (sink, stream, welcome, _) = open(url).await?;
+        let tls = if url.starts_with("wss:") {
+            Some(tls_connector(&opts)?)
+        } else {
+            None
+        };
+        let (sink, stream, welcome, _) = open(url, &tls).await?;
         let inner = Arc::new(Inner {
             sink: tokio::sync::Mutex::new(Some(sink)),
             waiters: Arc::default(),
@@ -242,7 +293,7 @@ impl Client {
                     let jitter = u64::from(uuid::Uuid::new_v4().as_bytes()[0]) % 50;
                     tokio::time::sleep(backoff + Duration::from_millis(jitter)).await;
                     let token = inner.current.lock().resume_token.clone();
-                    match open(&with_resume(&url, &token)).await {
+                    match open(&with_resume(&url, &token), &tls).await {
                         Ok((sink, stream, welcome, raw)) => {
                             *inner.current.lock() = welcome;
                             *inner.sink.lock().await = Some(sink);

@@ -30,9 +30,20 @@ pub struct Config {
     #[arg(long, env = "RENDEZVOUS_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
 
-    /// Folder of the demo client and dashboard, served at `/`.
-    #[arg(long, env = "RENDEZVOUS_WEB_DIR", default_value = "web")]
-    pub web_dir: PathBuf,
+    /// Serve the demo, the dashboard and `rendezvous.js` from this folder
+    /// instead of the copies compiled into the binary (for editing them
+    /// without a rebuild); files it lacks still come from the binary.
+    #[arg(long, env = "RENDEZVOUS_WEB_DIR")]
+    pub web_dir: Option<PathBuf>,
+
+    /// PEM file of the TLS certificate chain: with `--tls-key`, the port
+    /// serves HTTPS and wss:// instead of HTTP and ws://.
+    #[arg(long, env = "RENDEZVOUS_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM file of the private key of `--tls-cert` (PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, env = "RENDEZVOUS_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
 
     /// Largest `max_players` a room may have (2 to 255).
     #[arg(long, env = "RENDEZVOUS_MAX_PLAYERS", default_value_t = 16,

@@ -3,6 +3,8 @@
 //! - [`protocol`]: serde types of every wire message (PROTOCOL.md v1).
 //! - [`lobby`]: the engine: rooms, seats, matchmaking, timers, stats. No I/O.
 //! - [`signaling`]: SDP and ICE candidate validation, TURN credentials.
+//! - [`backend`]: the one seam to the lobby state, in memory or in Redis,
+//!   and the one validation of requests.
 //! - [`server`]: warp routes, WebSocket sessions, delivery, HTTP API.
 //! - [`cluster`]: cluster mode: the lobby in Redis, changed by one Lua
 //!   script, events through pub/sub.
@@ -13,6 +15,7 @@
 #![forbid(unsafe_code)]
 
 pub mod auth;
+pub mod backend;
 pub mod client;
 pub mod cluster;
 pub mod config;

@@ -18,6 +18,11 @@ async fn main() -> anyhow::Result<()> {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
     }
+    let scheme = if cfg.tls_cert.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     let server = match rendezvous::server::start(cfg).await {
         Ok(s) => s,
         Err(rendezvous::server::StartError::Config(msg)) => {
@@ -30,7 +35,7 @@ async fn main() -> anyhow::Result<()> {
     // Handlers first: whoever reads the address below may signal at once.
     let signals = wait_for_signal()?;
     // The one line on stdout: scripts and tests read the bound address here.
-    println!("listening on http://{}", server.addr);
+    println!("listening on {scheme}://{}", server.addr);
     signals.await;
     tracing::info!("shutting down");
     server.shutdown().await;

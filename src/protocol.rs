@@ -46,6 +46,8 @@ pub enum ErrorCode {
     InvalidSdp,
     InvalidCandidate,
     Internal,
+    /// HTTP only: no such route.
+    NotFound,
 }
 
 impl ErrorCode {
@@ -76,6 +78,7 @@ impl ErrorCode {
             ErrorCode::InvalidSdp => "invalid_sdp",
             ErrorCode::InvalidCandidate => "invalid_candidate",
             ErrorCode::Internal => "internal",
+            ErrorCode::NotFound => "not_found",
         }
     }
 }

@@ -559,7 +559,7 @@ async fn hostile_frames_never_take_the_connection_down() {
     // And everyone else is still served.
     let other = ts.client("other").await;
     other.request("ping", json!({})).await.unwrap();
-    ts.server.app.check_invariants().unwrap();
+    ts.server.app.check_invariants().await.unwrap();
     ts.stop().await;
 }
 

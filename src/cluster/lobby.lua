@@ -1,6 +1,12 @@
 -- Rendezvous cluster lobby: every change of rooms, seats and players, as one
 -- atomic script. Loaded once per Redis (SCRIPT LOAD) and called by SHA with
---   ARGV[1] = operation, ARGV[2] = calling node id, ARGV[3..] = arguments.
+--   ARGV[1] = operation, ARGV[2] = calling node id, ARGV[3] = the operation's
+--   arguments as one JSON object with named fields (built from typed structs
+--   in src/cluster/ops.rs).
+-- Each operation is a function of the table OPS below, taking those
+-- arguments. Raw JSON that must keep its exact text (room and player data,
+-- results, rids) travels as strings inside the object, never decoded here:
+-- Lua's cjson would round numbers to 14 digits and reorder keys.
 --
 -- The script keeps the same derived data as the in-memory engine, in the
 -- same way: every change to a room goes through `commit`, which compares
@@ -23,6 +29,7 @@
 local P = 'rv:'
 local OP = ARGV[1]
 local ME = ARGV[2]
+local A = cjson.decode(ARGV[3] or '{}')
 
 -- Redis's clock in ms, read once and only by the operations that need it
 -- (a relayed signal does not).
@@ -37,6 +44,21 @@ end
 
 local function fail(code, msg)
   return cjson.encode({ e = code, m = msg })
+end
+
+-- A string quoted as Rust's `{:?}` shows it (the in-memory engine's
+-- messages), so both engines word a refusal alike.
+local function q(s)
+  local out = string.gsub(s, '[%c"\\]', function(c)
+    if c == '"' then return '\\"' end
+    if c == '\\' then return '\\\\' end
+    if c == '\n' then return '\\n' end
+    if c == '\r' then return '\\r' end
+    if c == '\t' then return '\\t' end
+    if c == '\0' then return '\\0' end
+    return string.format('\\u{%x}', string.byte(c))
+  end)
+  return '"' .. out .. '"'
 end
 
 -- ---------------------------------------------------------------- players
@@ -137,6 +159,17 @@ local function apply(f, sign)
   end
 end
 
+-- What a room object shows (no code, no node): `room_updated` goes out
+-- only when this changed, as in the in-memory engine.
+local VIEW0 = {}
+local function view(r)
+  local parts = { r.st, r.mode, tostring(r.max), r.data }
+  for _, s in ipairs(r.pl) do
+    parts[#parts + 1] = table.concat({ s.id, s.nm, s.dt, s.ja, tostring(s.c) }, '\31')
+  end
+  return table.concat(parts, '\30')
+end
+
 -- The room as the live room list shows it: public, waiting, not empty.
 local function viewable(r)
   return r ~= nil and #r.pl > 0 and (not r.priv) and r.st == 'waiting'
@@ -155,11 +188,14 @@ local function emit(to, spec)
   EV[#EV + 1] = spec
 end
 
+-- Room-list changes go out after the change's reply and events (as the
+-- in-memory engine delivers them), when the operation is done.
+local LISTING = {}
 local function publish_listing(change, r, mode, id)
   if redis.call('SCARD', P .. 'listwatch') == 0 then return end
   local msg = { k = change, mode = mode, id = id }
   if r ~= nil then msg.room = r end
-  redis.call('PUBLISH', P .. 'ch:list', cjson.encode(msg))
+  LISTING[#LISTING + 1] = cjson.encode(msg)
 end
 
 local function push_pending(pid, text, limit)
@@ -201,7 +237,7 @@ local function flush(r)
       end
     end
   end
-  local notice = { ev = EV }
+  local notice = { t = 'change', ev = EV }
   if r ~= nil then notice.room = r end
   if REPLY ~= nil then
     notice.reply = REPLY
@@ -212,7 +248,7 @@ local function flush(r)
     redis.call('PUBLISH', P .. 'ch:' .. node, text)
   end
   if #held > 0 then
-    local quiet = cjson.encode({ ev = EV, room = r })
+    local quiet = cjson.encode({ t = 'change', ev = EV, room = r })
     for _, pid in ipairs(held) do push_pending(pid, quiet, pending_limit()) end
   end
   EV = {}
@@ -235,7 +271,7 @@ local function commit(r, f0, v0, quiet)
     publish_listing('delisted', nil, r.mode, r.id)
   elseif v1 and not v0 then
     publish_listing('listed', r, r.mode, r.id)
-  elseif v1 and not quiet then
+  elseif v1 and not quiet and VIEW0[r.id] ~= view(r) then
     publish_listing('updated', r, r.mode, r.id)
   end
   if empty then
@@ -246,8 +282,10 @@ local function commit(r, f0, v0, quiet)
   end
 end
 
--- Opens a change of room `r`: returns its footprint and list visibility.
+-- Opens a change of room `r`: returns its footprint and list visibility,
+-- and notes what the room list shows of it.
 local function open(r)
+  VIEW0[r.id] = view(r)
   return footprint(r), viewable(r)
 end
 
@@ -279,6 +317,8 @@ end
 -- Waiting to active, with room_status and game_start to every member.
 local function start(r)
   r.st = 'active'
+  -- Only a waiting room has an idle deadline.
+  redis.call('ZREM', P .. 'timer', 'i:' .. r.id)
   local all = members(r)
   emit(all, { k = 'room_status', status = 'active' })
   emit(all, { k = 'game_start' })
@@ -288,7 +328,7 @@ end
 -- Seats a player whose eligibility was checked.
 local function seat(r, p)
   local others = members(r)
-  r.pl[#r.pl + 1] = { id = p.id, nm = p.name, dt = '{}', ja = ARGV[#ARGV], c = true, n = ME }
+  r.pl[#r.pl + 1] = { id = p.id, nm = p.name, dt = '{}', ja = A.now, c = true, n = ME }
   emit(others, { k = 'player_joined', p = p.id })
   emit({ p.id }, { k = 'chat_history' })
   redis.call('HSET', P .. 'pl:' .. p.id, 'room', r.id)
@@ -333,7 +373,7 @@ local function new_room(id, codes, priv, mode, max, data, ap, ar, bk, max_rooms,
   redis.call('ZADD', P .. 'timer', now() + idle_ms, 'i:' .. id)
   return {
     id = id, code = code, priv = priv, mode = mode, max = max, st = 'waiting',
-    ca = ARGV[#ARGV], seq = seq, data = data, pl = {}, kk = {}, ap = ap, ar = ar,
+    ca = A.now, seq = seq, data = data, pl = {}, kk = {}, ap = ap, ar = ar,
     chat = {}, bk = bk, act = now(),
   }, nil
 end
@@ -392,18 +432,21 @@ local function hold(pid, grace_ms)
   flush(r)
 end
 
--- ------------------------------------------------------------------ dispatch
+-- ------------------------------------------------------------ operations
+-- One function per operation, taking the decoded arguments `a`.
 
-if OP == 'hello' then
-  -- ARGV: conn_id, fresh_pid, name, resume_token ('' none), jwt_sub ('' none),
-  -- new_token
-  local conn_id, fresh, name, resume, sub, new_tok = ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8]
-  local pid, resumed = fresh, false
-  if sub ~= '' then
-    pid = sub
+local OPS = {}
+
+-- Registers a connection: a fresh, resumed or JWT identity.
+-- a: conn, fresh, name, resume ('' none), sub ('' none), token
+function OPS.hello(a)
+  local pid, resumed = a.fresh, false
+  local name = a.name
+  if a.sub ~= '' then
+    pid = a.sub
     resumed = redis.call('EXISTS', P .. 'pl:' .. pid) == 1
-  elseif resume ~= '' then
-    local owner = redis.call('GET', P .. 'tok:' .. resume)
+  elseif a.resume ~= '' then
+    local owner = redis.call('GET', P .. 'tok:' .. a.resume)
     if owner and redis.call('EXISTS', P .. 'pl:' .. owner) == 1 then
       pid = owner
       resumed = true
@@ -417,16 +460,16 @@ if OP == 'hello' then
       -- told; on this node the registration replaces it).
       count_conn(p.node, -1)
       if p.node ~= '' and p.node ~= ME then
-        redis.call('PUBLISH', P .. 'ch:' .. p.node, cjson.encode({ ctl = 'replaced', p = pid }))
+        redis.call('PUBLISH', P .. 'ch:' .. p.node, cjson.encode({ t = 'replaced', p = pid }))
       end
     end
     if p.node ~= '' and p.node ~= ME then redis.call('SREM', P .. 'nodepl:' .. p.node, pid) end
     name = p.name
   end
   local epoch = redis.call('HINCRBY', P .. 'pl:' .. pid, 'epoch', 1)
-  redis.call('HSET', P .. 'pl:' .. pid, 'name', name, 'node', ME, 'conn', '1', 'seen', now(), 'tok', new_tok)
+  redis.call('HSET', P .. 'pl:' .. pid, 'name', name, 'node', ME, 'conn', '1', 'seen', now(), 'tok', a.token)
   if not p then redis.call('HSET', P .. 'pl:' .. pid, 'room', '') end
-  redis.call('SET', P .. 'tok:' .. new_tok, pid)
+  redis.call('SET', P .. 'tok:' .. a.token, pid)
   redis.call('SADD', P .. 'nodepl:' .. ME, pid)
   count_conn(ME, 1)
   redis.call('ZREM', P .. 'grace', pid)
@@ -451,79 +494,87 @@ if OP == 'hello' then
   -- The welcome goes through this node's channel too, so it comes before
   -- any event published after this script.
   redis.call('PUBLISH', P .. 'ch:' .. ME, cjson.encode({
-    hello = { conn = conn_id, p = pid, name = name, resumed = resumed, tok = new_tok,
-              epoch = epoch, pending = pending, dropped = dropped },
-    room = r,
+    t = 'hello', conn = a.conn, p = pid, name = name, resumed = resumed, tok = a.token,
+    epoch = epoch, pending = pending, dropped = dropped, room = r,
   }))
   flush(r)
   return ok({ p = pid, epoch = epoch })
+end
 
-elseif OP == 'bye' then
-  -- ARGV: pid, epoch, grace_ms
-  local pid, epoch, grace = ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5])
-  local p = player(pid)
-  if not p or p.epoch ~= epoch or p.node ~= ME or not p.conn then return ok(false) end
-  hold(pid, grace)
+-- The connection of `a.p` (registration `a.epoch`) closed: its seat is held
+-- for `a.grace_ms`, unless a newer connection took over meanwhile.
+function OPS.bye(a)
+  local p = player(a.p)
+  if not p then return ok(false) end
+  local held = p.epoch == a.epoch and p.node == ME and p.conn
+  if held then hold(a.p, a.grace_ms) end
   -- Behind every notice this node got while the player was still marked
-  -- connected here: the node hands what it caught for the player back.
-  redis.call('PUBLISH', P .. 'ch:' .. ME, cjson.encode({ ctl = 'gone', p = pid }))
-  return ok(true)
+  -- connected here: the node hands what it caught for the player over
+  -- (`keep`), also when the player came back meanwhile.
+  redis.call('PUBLISH', P .. 'ch:' .. ME, cjson.encode({ t = 'gone', p = a.p }))
+  return ok(held)
+end
 
-elseif OP == 'keep' then
-  -- ARGV: pid, event texts... Events a node caught for a player between its
-  -- connection's end and `bye`: they go before the pending list, if the
-  -- player has not come back meanwhile.
-  local pid = ARGV[3]
-  local p = player(pid)
-  if not p or p.conn then return ok(false) end
-  local key = P .. 'pend:' .. pid
-  for i = #ARGV, 4, -1 do
-    redis.call('LPUSH', key, cjson.encode({ ev = { { k = 'raw', to = { pid }, x = ARGV[i] } } }))
+-- Events a node caught for a player between its connection's end and
+-- `bye` (a.events, texts). For a held seat they go before the pending
+-- list; a player that is back already (a resume or takeover that beat
+-- `bye`) gets them on its node now, rather than never.
+function OPS.keep(a)
+  local p = player(a.p)
+  if not p then return ok(false) end
+  local specs = {}
+  for i, x in ipairs(a.events) do specs[i] = { k = 'raw', to = { a.p }, x = x } end
+  if p.conn then
+    redis.call('PUBLISH', P .. 'ch:' .. p.node, cjson.encode({ t = 'change', ev = specs }))
+    return ok(true)
+  end
+  local key = P .. 'pend:' .. a.p
+  for i = #specs, 1, -1 do
+    redis.call('LPUSH', key, cjson.encode({ t = 'change', ev = { specs[i] } }))
   end
   local n = redis.call('LLEN', key)
   if n > pending_limit() then
     redis.call('LTRIM', key, n - pending_limit(), -1)
-    redis.call('INCRBY', P .. 'pendx:' .. pid, n - pending_limit())
+    redis.call('INCRBY', P .. 'pendx:' .. a.p, n - pending_limit())
   end
   return ok(true)
+end
 
-elseif OP == 'create' then
-  -- ARGV: pid, room_id, codes(json), private('1'/'0'), mode, max, data(raw),
-  -- allowed_players(json), allowed_roles(json), attrs(json), max_rooms,
-  -- idle_ms, rid(raw), now_string
-  local p, e = free_player(ARGV[3])
+-- a: p, room_id, codes, private, mode, max, data (raw), allowed_players,
+-- allowed_roles, attrs, max_rooms, idle_ms, rid (raw), now
+function OPS.create(a)
+  local p, e = free_player(a.p)
   if e then return e end
   local r
-  r, e = new_room(ARGV[4], cjson.decode(ARGV[5]), ARGV[6] == '1', ARGV[7], tonumber(ARGV[8]),
-    ARGV[9], cjson.decode(ARGV[10]), cjson.decode(ARGV[11]),
-    buckets(ARGV[7], tonumber(ARGV[8]), cjson.decode(ARGV[12])),
-    tonumber(ARGV[13]), tonumber(ARGV[14]))
+  r, e = new_room(a.room_id, a.codes, a.private, a.mode, a.max, a.data, a.allowed_players,
+    a.allowed_roles, buckets(a.mode, a.max, a.attrs), a.max_rooms, a.idle_ms)
   if e then return e end
   seat(r, p)
   commit(r, nil, false)
-  REPLY = { p = p.id, rid = ARGV[15], kind = 'room' }
+  REPLY = { p = p.id, rid = a.rid, kind = 'room' }
   flush(r)
   return ok()
+end
 
-elseif OP == 'join' then
-  -- ARGV: pid, room_id, code, roles(json), rid, now_string
-  local p, e = free_player(ARGV[3])
+-- a: p, room_id ('' when by code), code, roles, rid (raw), now
+function OPS.join(a)
+  local p, e = free_player(a.p)
   if e then return e end
-  local id = ARGV[4]
+  local id = a.room_id
   if id == '' then
-    id = redis.call('GET', P .. 'code:' .. ARGV[5]) or ''
+    id = redis.call('GET', P .. 'code:' .. a.code) or ''
   end
   local r = load_room(id)
   if not r then
-    if ARGV[4] ~= '' then return fail('room_not_found', 'no room "' .. ARGV[4] .. '"') end
-    return fail('room_not_found', 'no room with code "' .. ARGV[5] .. '"')
+    if a.room_id ~= '' then return fail('room_not_found', 'no room ' .. q(a.room_id)) end
+    return fail('room_not_found', 'no room with code ' .. q(a.code_given))
   end
   local admits = not r.kk[p.id]
   if admits and (#r.ap > 0 or #r.ar > 0) then
     admits = false
-    for _, a in ipairs(r.ap) do if a == p.id then admits = true end end
-    for _, role in ipairs(cjson.decode(ARGV[6])) do
-      for _, a in ipairs(r.ar) do if a == role then admits = true end end
+    for _, x in ipairs(r.ap) do if x == p.id then admits = true end end
+    for _, role in ipairs(a.roles) do
+      for _, x in ipairs(r.ar) do if x == role then admits = true end end
     end
   end
   if not admits then
@@ -537,17 +588,17 @@ elseif OP == 'join' then
   local f0, v0 = open(r)
   seat(r, p)
   commit(r, f0, v0)
-  REPLY = { p = p.id, rid = ARGV[7], kind = 'room' }
+  REPLY = { p = p.id, rid = a.rid, kind = 'room' }
   flush(r)
   return ok()
+end
 
-elseif OP == 'match' then
-  -- ARGV: pid, attrs(json: one per filter),
-  -- filters(raw, the new room's data), new_room_id, codes(json), max_rooms,
-  -- idle_ms, mode, max, rid, now_string
-  local p, e = free_player(ARGV[3])
+-- a: p, attrs (one per filter), data (raw filters: the new room's data),
+-- room_id (of a new room), codes, max_rooms, idle_ms, mode, max, rid, now
+function OPS.match(a)
+  local p, e = free_player(a.p)
   if e then return e end
-  local bks = buckets(ARGV[10], tonumber(ARGV[11]), cjson.decode(ARGV[4]))
+  local bks = buckets(a.mode, a.max, a.attrs)
   -- Walk the smallest bucket; a matching room is in all of them.
   local best, best_n = nil, nil
   for _, b in ipairs(bks) do
@@ -585,156 +636,165 @@ elseif OP == 'match' then
   if r then
     f0, v0 = open(r)
   else
-    r, e = new_room(ARGV[6], cjson.decode(ARGV[7]), false, ARGV[10], tonumber(ARGV[11]),
-      ARGV[5], {}, {}, bks, tonumber(ARGV[8]), tonumber(ARGV[9]))
+    r, e = new_room(a.room_id, a.codes, false, a.mode, a.max, a.data, {}, {}, bks,
+      a.max_rooms, a.idle_ms)
     if e then return e end
     created = true
   end
   seat(r, p)
   commit(r, f0, v0)
-  REPLY = { p = p.id, rid = ARGV[12], kind = 'match', created = created }
+  REPLY = { p = p.id, rid = a.rid, kind = 'match', created = created }
   flush(r)
   return ok()
+end
 
-elseif OP == 'leave' then
-  -- ARGV: pid, rid
-  local p = player(ARGV[3])
+-- a: p, rid
+function OPS.leave(a)
+  local p = player(a.p)
   if not p or p.room == '' then return fail('not_in_room', 'you are not in a room') end
-  REPLY = { p = p.id, rid = ARGV[4], kind = 'empty' }
+  REPLY = { p = p.id, rid = a.rid, kind = 'empty' }
   if not leave_with(p.id, 'left') then return fail('not_in_room', 'you are not in a room') end
   flush(nil)
   return ok()
+end
 
-elseif OP == 'start' then
-  -- ARGV: pid, rid
-  local p, r, e = my_room(ARGV[3], true)
+-- a: p, rid
+function OPS.start(a)
+  local p, r, e = my_room(a.p, true)
   if e then return e end
   if r.st ~= 'waiting' then return fail('room_not_waiting', 'the room is ' .. r.st) end
   if #r.pl < 2 then return fail('not_enough_players', 'a game needs at least 2 players') end
   local f0, v0 = open(r)
-  REPLY = { p = p.id, rid = ARGV[4], kind = 'room' }
+  REPLY = { p = p.id, rid = a.rid, kind = 'room' }
   start(r)
   commit(r, f0, v0)
   flush(r)
   return ok()
+end
 
-elseif OP == 'finish' then
-  -- ARGV: pid, result(raw or ''), ttl_ms, rid
-  local p, r, e = my_room(ARGV[3], true)
+-- a: p, result (raw, or nil), ttl_ms, rid
+function OPS.finish(a)
+  local p, r, e = my_room(a.p, true)
   if e then return e end
   if r.st ~= 'active' then return fail('room_not_active', 'the room is ' .. r.st) end
   local f0, v0 = open(r)
   r.st = 'finished'
   local spec = { k = 'room_status', status = 'finished' }
-  if ARGV[4] ~= '' then spec.result = ARGV[4] end
-  REPLY = { p = p.id, rid = ARGV[6], kind = 'room' }
+  if type(a.result) == 'string' then spec.result = a.result end
+  REPLY = { p = p.id, rid = a.rid, kind = 'room' }
   emit(members(r), spec)
-  redis.call('ZADD', P .. 'timer', now() + tonumber(ARGV[5]), 'f:' .. r.id)
+  redis.call('ZADD', P .. 'timer', now() + a.ttl_ms, 'f:' .. r.id)
   commit(r, f0, v0)
   flush(r)
   return ok()
+end
 
-elseif OP == 'room_data' then
-  -- ARGV: pid, data(raw), attrs(json), rid
-  local p, r, e = my_room(ARGV[3], true)
+-- a: p, data (raw), attrs, rid
+function OPS.room_data(a)
+  local p, r, e = my_room(a.p, true)
   if e then return e end
   local f0, v0 = open(r)
-  r.data = ARGV[4]
-  r.bk = buckets(r.mode, r.max, cjson.decode(ARGV[5]))
-  REPLY = { p = p.id, rid = ARGV[6], kind = 'room' }
+  r.data = a.data
+  r.bk = buckets(r.mode, r.max, a.attrs)
+  REPLY = { p = p.id, rid = a.rid, kind = 'room' }
   emit(members(r), { k = 'room_data' })
   commit(r, f0, v0)
   flush(r)
   return ok()
+end
 
-elseif OP == 'player_data' then
-  -- ARGV: pid, data(raw), rid
-  local p, r, e = my_room(ARGV[3], false)
+-- a: p, data (raw), rid
+function OPS.player_data(a)
+  local p, r, e = my_room(a.p, false)
   if e then return e end
   local f0, v0 = open(r)
   local i = seat_index(r, p.id)
   if not i then return fail('not_in_room', 'you are not in a room') end
-  r.pl[i].dt = ARGV[4]
-  REPLY = { p = p.id, rid = ARGV[5], kind = 'room' }
+  r.pl[i].dt = a.data
+  REPLY = { p = p.id, rid = a.rid, kind = 'room' }
   emit(members(r), { k = 'player_data', p = p.id })
   commit(r, f0, v0)
   flush(r)
   return ok()
+end
 
-elseif OP == 'kick' then
-  -- ARGV: pid, target, rid
-  local p, r, e = my_room(ARGV[3], true)
+-- a: p, target, rid
+function OPS.kick(a)
+  local p, r, e = my_room(a.p, true)
   if e then return e end
-  local target = ARGV[4]
+  local target = a.target
   if target == p.id then return fail('bad_request', 'the host cannot kick itself; use leave_room') end
   if not seat_index(r, target) then
-    return fail('peer_not_found', 'no player "' .. target .. '" in your room')
+    return fail('peer_not_found', 'no player ' .. q(target) .. ' in your room')
   end
   local f0, v0 = open(r)
   r.kk[target] = true
-  REPLY = { p = p.id, rid = ARGV[5], kind = 'empty' }
+  REPLY = { p = p.id, rid = a.rid, kind = 'empty' }
   emit({ target }, { k = 'kicked' })
   commit(r, f0, v0)
   flush(r)
   leave_with(target, 'kicked')
   return ok()
+end
 
-elseif OP == 'chat' then
-  -- ARGV: pid, text, ts, rid
-  local p, r, e = my_room(ARGV[3], false)
+-- a: p, text, ts, rid
+function OPS.chat(a)
+  local p, r, e = my_room(a.p, false)
   if e then return e end
   local f0, v0 = open(r)
   local msg = cjson.encode({ type = 'chat', room_id = r.id, from = p.id, name = p.name,
-                              text = ARGV[4], ts = ARGV[5] })
+                              text = a.text, ts = a.ts })
   r.chat[#r.chat + 1] = msg
   if #r.chat > 20 then table.remove(r.chat, 1) end
-  REPLY = { p = p.id, rid = ARGV[6], kind = 'empty' }
+  REPLY = { p = p.id, rid = a.rid, kind = 'empty' }
   emit(members(r), { k = 'raw', x = msg })
   commit(r, f0, v0, true)
   flush(r)
   return ok()
+end
 
-elseif OP == 'signal' then
-  -- ARGV: pid, target, event(raw, `from` set)
-  local pid, to = ARGV[3], ARGV[4]
-  local room = redis.call('HGET', P .. 'pl:' .. pid, 'room')
+-- a: p, to, event (raw, `from` set)
+function OPS.signal(a)
+  local room = redis.call('HGET', P .. 'pl:' .. a.p, 'room')
   if not room or room == '' then return fail('not_in_room', 'you are not in a room') end
-  local v = redis.call('HMGET', P .. 'pl:' .. to, 'room', 'node', 'conn')
-  if to == pid or v[1] ~= room then
-    return fail('peer_not_found', 'no player "' .. to .. '" in your room')
+  local v = redis.call('HMGET', P .. 'pl:' .. a.to, 'room', 'node', 'conn')
+  if a.to == a.p or v[1] ~= room then
+    return fail('peer_not_found', 'no player ' .. q(a.to) .. ' in your room')
   end
   if v[3] == '1' then
-    -- A raw delivery: "R" .. player .. "\n" .. event.
-    redis.call('PUBLISH', P .. 'ch:' .. v[2], 'R' .. to .. '\n' .. ARGV[5])
+    redis.call('PUBLISH', P .. 'ch:' .. v[2], cjson.encode({ t = 'signal', to = a.to, x = a.event }))
     redis.call('HINCRBY', P .. 'stats', 'signals_relayed', 1)
   else
-    push_pending(to, cjson.encode({ ev = { { k = 'raw', to = { to }, x = ARGV[5] } } }), pending_limit())
+    push_pending(a.to, cjson.encode({ t = 'change', ev = { { k = 'raw', to = { a.to }, x = a.event } } }),
+      pending_limit())
   end
   return ok()
+end
 
-elseif OP == 'close' then
-  -- ARGV: room_id
-  local r = load_room(ARGV[3])
+-- Admin: closes room a.id.
+function OPS.close(a)
+  local r = load_room(a.id)
   if not r then return ok(false) end
   close_room(r)
   return ok(true)
+end
 
-elseif OP == 'remove' then
-  -- ARGV: pid. Admin: gives up the seat now (closed) and forgets the player.
-  local p = player(ARGV[3])
+-- Admin: gives up player a.p's seat now (closed) and forgets the player.
+function OPS.remove(a)
+  local p = player(a.p)
   if not p then return ok(false) end
   if p.room ~= '' then leave_with(p.id, 'closed') end
   if p.conn and p.node ~= '' then
     count_conn(p.node, -1)
-    redis.call('PUBLISH', P .. 'ch:' .. p.node, cjson.encode({ ctl = 'kill', p = p.id }))
+    redis.call('PUBLISH', P .. 'ch:' .. p.node, cjson.encode({ t = 'kill', p = p.id }))
   end
   forget(p.id)
   return ok(true)
+end
 
-elseif OP == 'tick' then
-  -- ARGV: idle_ms. Held seats past their grace, finished rooms past their
-  -- TTL, idle waiting rooms: at most 100 of each per call.
-  local idle = tonumber(ARGV[3])
+-- Held seats past their grace, finished rooms past their TTL, idle
+-- waiting rooms (a.idle_ms): at most 100 of each per call.
+function OPS.tick(a)
   local due = redis.call('ZRANGEBYSCORE', P .. 'grace', '-inf', now(), 'LIMIT', 0, 100)
   for _, pid in ipairs(due) do
     redis.call('ZREM', P .. 'grace', pid)
@@ -753,36 +813,37 @@ elseif OP == 'tick' then
       if kind == 'f' then
         close_room(r)
       elseif r.st == 'waiting' then
-        if r.act + idle <= now() then close_room(r)
-        else redis.call('ZADD', P .. 'timer', r.act + idle, tm) end
+        if r.act + a.idle_ms <= now() then close_room(r)
+        else redis.call('ZADD', P .. 'timer', r.act + a.idle_ms, tm) end
       end
     end
   end
   return ok(#due + #timers)
+end
 
-elseif OP == 'beat' then
-  -- ARGV: connections, ttl_ms, grace_ms, watching('1'/'0'), generation,
-  -- first beat of this process ('1'/'0'), events kept per held seat.
-  -- Records this node's beat, then hands the players of nodes that have
-  -- not beaten for a TTL to the reconnect grace.
+-- Records this node's beat, then hands the players of nodes that have not
+-- beaten for a TTL to the reconnect grace.
+-- a: conns, ttl_ms, grace_ms, watching, generation, first (this process's
+-- first beat), pending (events kept per held seat)
+function OPS.beat(a)
   local gen = redis.call('GET', P .. 'gen')
   if not gen then
-    gen = ARGV[7]
+    gen = a.generation
     redis.call('SET', P .. 'gen', gen)
   end
-  if ARGV[8] == '1' then
+  if a.first then
     -- This process's first beat: players still marked connected here
     -- belong to an earlier process under the same node id (a crash and a
     -- quick restart, before its beats lapsed): their seats are held.
     for _, pid in ipairs(redis.call('SMEMBERS', P .. 'nodepl:' .. ME)) do
       local p = player(pid)
-      if p and p.conn and p.node == ME then hold(pid, tonumber(ARGV[5])) end
+      if p and p.conn and p.node == ME then hold(pid, a.grace_ms) end
     end
     redis.call('DEL', P .. 'nodepl:' .. ME)
     redis.call('HDEL', P .. 'conns', ME)
   end
-  local ttl = tonumber(ARGV[4])
-  redis.call('HSET', P .. 'cfg', 'pending', ARGV[9], 'ttl', ttl)
+  local ttl = a.ttl_ms
+  redis.call('HSET', P .. 'cfg', 'pending', a.pending, 'ttl', ttl)
   -- Liveness: the time of each node's last beat (Redis's clock). A node is
   -- reaped only by a node that was itself beating in time: after Redis was
   -- frozen or away, every beat looks old, and the nodes must first beat
@@ -791,7 +852,7 @@ elseif OP == 'beat' then
   local steady = prev >= 0 and now() - prev < ttl / 2
   redis.call('ZADD', P .. 'beats', now(), ME)
   local fresh = redis.call('SADD', P .. 'nodes', ME) == 1
-  if ARGV[6] == '1' then redis.call('SADD', P .. 'listwatch', ME)
+  if a.watching then redis.call('SADD', P .. 'listwatch', ME)
   else redis.call('SREM', P .. 'listwatch', ME) end
   local reaped = 0
   for _, node in ipairs(redis.call('SMEMBERS', P .. 'nodes')) do
@@ -800,7 +861,7 @@ elseif OP == 'beat' then
       for _, pid in ipairs(redis.call('SMEMBERS', P .. 'nodepl:' .. node)) do
         local p = player(pid)
         if p and p.conn and p.node == node then
-          hold(pid, tonumber(ARGV[5]))
+          hold(pid, a.grace_ms)
           reaped = reaped + 1
         end
       end
@@ -812,12 +873,13 @@ elseif OP == 'beat' then
     end
   end
   return ok({ gen = gen, reaped = reaped, fresh = fresh })
+end
 
-elseif OP == 'leave_node' then
-  -- ARGV: grace_ms. Graceful shutdown: this node's players are held.
+-- Graceful shutdown: this node's players are held for a.grace_ms.
+function OPS.leave_node(a)
   for _, pid in ipairs(redis.call('SMEMBERS', P .. 'nodepl:' .. ME)) do
     local p = player(pid)
-    if p and p.conn and p.node == ME then hold(pid, tonumber(ARGV[3])) end
+    if p and p.conn and p.node == ME then hold(pid, a.grace_ms) end
   end
   redis.call('DEL', P .. 'nodepl:' .. ME)
   redis.call('ZREM', P .. 'beats', ME)
@@ -825,14 +887,16 @@ elseif OP == 'leave_node' then
   redis.call('SREM', P .. 'nodes', ME)
   redis.call('SREM', P .. 'listwatch', ME)
   return ok(true)
+end
 
-elseif OP == 'watch' then
-  -- ARGV: '1' when this node has room-list subscribers, else '0'
-  if ARGV[3] == '1' then redis.call('SADD', P .. 'listwatch', ME)
+-- Whether this node has room-list subscribers (a.on).
+function OPS.watch(a)
+  if a.on then redis.call('SADD', P .. 'listwatch', ME)
   else redis.call('SREM', P .. 'listwatch', ME) end
   return ok(true)
+end
 
-elseif OP == 'stats' then
+function OPS.stats(_)
   local s = redis.call('HGETALL', P .. 'stats')
   local out = {}
   for i = 1, #s, 2 do out[s[i]] = tonumber(s[i + 1]) end
@@ -844,13 +908,15 @@ elseif OP == 'stats' then
   end
   out.connections = conns
   return cjson.encode({ ok = out })
+end
 
-elseif OP == 'list' then
-  -- ARGV: 'w' or 'a', mode ('' any), limit
-  local key = P .. 'list:' .. ARGV[3]
-  if ARGV[4] ~= '' then key = key .. ':' .. ARGV[4] end
-  local ids = redis.call('ZRANGE', key, 0, tonumber(ARGV[5]) - 1)
+-- Raw room records of a listing. a: which ('w' or 'a'), mode ('' any), limit
+function OPS.list(a)
+  local key = P .. 'list:' .. a.which
+  if a.mode ~= '' then key = key .. ':' .. a.mode end
   local out = {}
+  if a.limit <= 0 then return out end
+  local ids = redis.call('ZRANGE', key, 0, a.limit - 1)
   for _, id in ipairs(ids) do
     local s = redis.call('GET', P .. 'room:' .. id)
     if s then out[#out + 1] = s end
@@ -858,4 +924,150 @@ elseif OP == 'list' then
   return out
 end
 
-return fail('internal', 'unknown store operation ' .. tostring(OP))
+-- Recounts everything from the rooms and players and compares it with the
+-- derived data (counters, matchmaking sets, listings, codes, timers,
+-- connection counts): the store's `check_invariants`. For tests: it scans
+-- every key. Returns ok(true) or an `internal` failure naming the first
+-- difference.
+function OPS.recount(_)
+  local rooms, players = {}, {}
+  for _, k in ipairs(redis.call('KEYS', P .. 'room:*')) do
+    local r = load_room(string.sub(k, #P + 6))
+    rooms[r.id] = r
+  end
+  for _, k in ipairs(redis.call('KEYS', P .. 'pl:*')) do
+    local pid = string.sub(k, #P + 4)
+    players[pid] = player(pid)
+  end
+  local want = { waiting = 0, active = 0, finished = 0, seats = 0, held = 0, seats_waiting = 0 }
+  local mm, lists, seated = {}, {}, {}
+  local function add(set, key, id)
+    set[key] = set[key] or {}
+    set[key][id] = true
+  end
+  for id, r in pairs(rooms) do
+    if #r.pl == 0 then return fail('internal', 'room ' .. id .. ' is empty but alive') end
+    if #r.pl > r.max then return fail('internal', 'room ' .. id .. ' over capacity') end
+    if redis.call('GET', P .. 'code:' .. r.code) ~= id then
+      return fail('internal', 'room ' .. id .. ' code not indexed')
+    end
+    for _, s in ipairs(r.pl) do
+      if seated[s.id] then return fail('internal', 'player ' .. s.id .. ' has two seats') end
+      seated[s.id] = id
+      local p = players[s.id]
+      if not p or p.room ~= id then
+        return fail('internal', 'player ' .. s.id .. ' disagrees with its seat')
+      end
+      if p.conn ~= s.c then return fail('internal', 'player ' .. s.id .. ' connection flag differs') end
+    end
+    local f = footprint(r)
+    want[f.st] = want[f.st] + 1
+    want.seats = want.seats + f.seats
+    want.held = want.held + f.held
+    if f.st == 'waiting' then want.seats_waiting = want.seats_waiting + f.seats end
+    if f.matchable then
+      for _, b in ipairs(f.bkl) do add(mm, b, id) end
+    end
+    if f.listed then
+      local l = (f.st == 'waiting') and 'w' or 'a'
+      add(lists, l, id)
+      add(lists, l .. ':' .. f.mode, id)
+    end
+    local idle = redis.call('ZSCORE', P .. 'timer', 'i:' .. id)
+    if (f.st == 'waiting') ~= (idle ~= false) then
+      return fail('internal', f.st .. ' room ' .. id .. (idle and ' has' or ' has no') .. ' idle timer')
+    end
+    local fin = redis.call('ZSCORE', P .. 'timer', 'f:' .. id)
+    if (f.st == 'finished') ~= (fin ~= false) then
+      return fail('internal', f.st .. ' room ' .. id .. (fin and ' has' or ' has no') .. ' close timer')
+    end
+  end
+  local s = redis.call('HGETALL', P .. 'stats')
+  local have = {}
+  for i = 1, #s, 2 do have[s[i]] = tonumber(s[i + 1]) end
+  for k, v in pairs(want) do
+    if (have[k] or 0) ~= v then
+      return fail('internal', 'counter ' .. k .. ' is ' .. tostring(have[k]) .. ', recount ' .. v)
+    end
+  end
+  local function same_sets(prefix, sets)
+    for _, k in ipairs(redis.call('KEYS', P .. prefix .. '*')) do
+      local name = string.sub(k, #P + #prefix + 1)
+      local ids = redis.call('ZRANGE', k, 0, -1)
+      local wanted = sets[name] or {}
+      local n = 0
+      for _, id in pairs(ids) do
+        if not wanted[id] then return 'room ' .. id .. ' should not be in ' .. prefix .. name end
+        n = n + 1
+      end
+      for id, _ in pairs(wanted) do
+        n = n - 1
+        if not redis.call('ZSCORE', k, id) then return 'room ' .. id .. ' missing from ' .. prefix .. name end
+      end
+      sets[name] = nil
+    end
+    for name, ids in pairs(sets) do
+      for id, _ in pairs(ids) do return 'room ' .. id .. ' missing from ' .. prefix .. name end
+    end
+    return nil
+  end
+  local bad = same_sets('mm:', mm) or same_sets('list:', lists)
+  if bad then return fail('internal', bad) end
+  local conns = {}
+  for pid, p in pairs(players) do
+    if p.room ~= '' and seated[pid] ~= p.room then
+      return fail('internal', 'player ' .. pid .. ' points at a room without its seat')
+    end
+    if p.tok ~= '' and redis.call('GET', P .. 'tok:' .. p.tok) ~= pid then
+      return fail('internal', 'token of ' .. pid .. ' is stale')
+    end
+    if p.conn then conns[p.node] = (conns[p.node] or 0) + 1 end
+    if not p.conn and not redis.call('ZSCORE', P .. 'grace', pid) then
+      return fail('internal', 'held player ' .. pid .. ' has no grace deadline')
+    end
+  end
+  for _, k in ipairs(redis.call('KEYS', P .. 'tok:*')) do
+    local pid = redis.call('GET', k)
+    if not players[pid] or P .. 'tok:' .. players[pid].tok ~= k then
+      return fail('internal', 'token ' .. k .. ' of no player')
+    end
+  end
+  for _, tm in ipairs(redis.call('ZRANGE', P .. 'timer', 0, -1)) do
+    if not rooms[string.sub(tm, 3)] then return fail('internal', 'timer ' .. tm .. ' of no room') end
+  end
+  for _, pid in ipairs(redis.call('ZRANGE', P .. 'grace', 0, -1)) do
+    if not players[pid] or players[pid].conn then
+      return fail('internal', 'grace deadline of ' .. pid .. ' who is not held')
+    end
+  end
+  local live = redis.call('HGETALL', P .. 'conns')
+  for i = 1, #live, 2 do
+    if (conns[live[i]] or 0) ~= tonumber(live[i + 1]) then
+      return fail('internal', 'node ' .. live[i] .. ' counts ' .. live[i + 1] .. ' connections, recount '
+        .. (conns[live[i]] or 0))
+    end
+    conns[live[i]] = nil
+  end
+  for node, n in pairs(conns) do
+    if n ~= 0 then return fail('internal', 'node ' .. node .. ' has ' .. n .. ' uncounted connections') end
+  end
+  return ok(true)
+end
+
+-- Sizes of the lobby's keys, to prove nothing is left behind.
+function OPS.footprint(_)
+  local function n(pattern) return #redis.call('KEYS', P .. pattern) end
+  return ok({
+    rooms = n('room:*'), codes = n('code:*'), players = n('pl:*'), index_buckets = n('mm:*'),
+    listed = redis.call('ZCARD', P .. 'list:w') + redis.call('ZCARD', P .. 'list:a'),
+    tokens = n('tok:*'),
+    timers = redis.call('ZCARD', P .. 'timer') + redis.call('ZCARD', P .. 'grace'),
+    pending = n('pend:*') + n('pendx:*'),
+  })
+end
+
+local op = OPS[OP]
+if op == nil then return fail('internal', 'unknown store operation ' .. tostring(OP)) end
+local result = op(A)
+for _, msg in ipairs(LISTING) do redis.call('PUBLISH', P .. 'ch:list', msg) end
+return result

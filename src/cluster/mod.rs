@@ -14,6 +14,7 @@
 //! client; the server's glue is in `server::cluster`.
 
 pub mod notice;
+pub mod ops;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -146,16 +147,19 @@ impl Store {
         }
     }
 
-    async fn invoke<T: redis::FromRedisValue>(
+    async fn invoke<T: redis::FromRedisValue, O: ops::Op>(
         &self,
-        op: &str,
-        args: &[&str],
+        args: &O,
     ) -> Result<T, StoreError> {
+        let op = O::NAME;
+        let args = serde_json::to_string(args).map_err(|e| {
+            StoreError::Refused(ProtoError::new(
+                ErrorCode::Internal,
+                format!("cannot encode the arguments of {op}: {e}"),
+            ))
+        })?;
         let mut inv = self.script.prepare_invoke();
-        inv.arg(op).arg(&self.node);
-        for a in args {
-            inv.arg(*a);
-        }
+        inv.arg(op).arg(&self.node).arg(args);
         let mut conn = self.conn.clone();
         match inv.invoke_async::<T>(&mut conn).await {
             Ok(v) => {
@@ -180,8 +184,9 @@ impl Store {
     }
 
     /// Runs one operation of the script; its `ok` value or the refusal.
-    pub async fn call(&self, op: &str, args: &[&str]) -> Result<Value, StoreError> {
-        let text: String = self.invoke(op, args).await?;
+    pub async fn run<O: ops::Op>(&self, args: &O) -> Result<Value, StoreError> {
+        let op = O::NAME;
+        let text: String = self.invoke(args).await?;
         let reply: ScriptReply = serde_json::from_str(&text).map_err(|e| {
             StoreError::Refused(ProtoError::new(
                 ErrorCode::Internal,
@@ -208,8 +213,18 @@ impl Store {
         mode: &str,
         limit: u64,
     ) -> Result<Vec<String>, StoreError> {
-        self.invoke("list", &[which, mode, &limit.to_string()])
-            .await
+        self.invoke(&ops::List { which, mode, limit }).await
+    }
+
+    /// Recounts the whole lobby in Redis against its derived data (for
+    /// tests: it scans every key).
+    pub async fn recount(&self) -> Result<(), StoreError> {
+        self.run(&ops::Recount {}).await.map(|_| ())
+    }
+
+    /// Sizes of the lobby's keys (for tests: it scans every key).
+    pub async fn footprint(&self) -> Result<Value, StoreError> {
+        self.run(&ops::Footprint {}).await
     }
 
     /// One room record, if it exists.
@@ -250,7 +265,7 @@ impl Store {
 
     /// Cluster-wide counters; `connections` summed over live nodes.
     pub async fn stats(&self) -> Result<Stats, StoreError> {
-        let v = self.call("stats", &[]).await?;
+        let v = self.run(&ops::Stats {}).await?;
         let n = |k: &str| v.get(k).and_then(Value::as_i64).unwrap_or(0).max(0) as u64;
         let (w, a, f) = (n("waiting"), n("active"), n("finished"));
         Ok(Stats {
@@ -266,6 +281,17 @@ impl Store {
             signals_relayed: n("signals_relayed"),
             uptime_s: 0,
         })
+    }
+
+    /// Whether Redis answers a PING within half a second.
+    pub async fn ping(&self) -> bool {
+        let mut conn = self.conn.clone();
+        let cmd = redis::cmd("PING");
+        let ping = cmd.query_async::<String>(&mut conn);
+        matches!(
+            tokio::time::timeout(Duration::from_millis(500), ping).await,
+            Ok(Ok(_))
+        )
     }
 
     /// Publishes a message on a channel (announcements).

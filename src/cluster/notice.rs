@@ -119,11 +119,14 @@ impl RoomRec {
 /// One event of a notice, for the players in `to`.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Spec {
-    pub k: String,
+    /// The event's type (`player_joined`...), or `raw` for a ready text.
+    #[serde(rename = "k")]
+    pub kind: String,
     #[serde(default, deserialize_with = "list")]
     pub to: Vec<String>,
-    #[serde(default)]
-    pub p: Option<String>,
+    /// The player the event is about.
+    #[serde(rename = "p", default)]
+    pub player: Option<String>,
     #[serde(default)]
     pub reason: Option<LeaveReason>,
     #[serde(default)]
@@ -132,16 +135,20 @@ pub struct Spec {
     #[serde(default)]
     pub result: Option<String>,
     /// A ready event text (chat, relayed signals).
-    #[serde(default)]
-    pub x: Option<String>,
+    #[serde(rename = "x", default)]
+    pub raw: Option<String>,
 }
 
 /// The reply to the request that made the change.
 #[derive(Debug, Clone, Deserialize)]
 pub struct ReplySpec {
-    pub p: String,
+    /// The requester.
+    #[serde(rename = "p")]
+    pub player: String,
     /// The request's `rid`, raw JSON.
     pub rid: String,
+    /// What the reply carries: `room`, `match` (room and `created`) or
+    /// `empty`.
     pub kind: String,
     #[serde(default)]
     pub created: bool,
@@ -151,33 +158,64 @@ pub struct ReplySpec {
 #[derive(Debug, Clone, Deserialize)]
 pub struct Hello {
     pub conn: String,
-    pub p: String,
+    #[serde(rename = "p")]
+    pub player: String,
     pub name: String,
     pub resumed: bool,
-    pub tok: String,
+    #[serde(rename = "tok")]
+    pub token: String,
     pub epoch: u64,
     /// Notices kept while the player was away, oldest first.
     #[serde(default, deserialize_with = "list")]
     pub pending: Vec<String>,
     #[serde(default)]
     pub dropped: u64,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-pub struct Notice {
+    /// The player's room after the registration.
     #[serde(default)]
     pub room: Option<RoomRec>,
-    #[serde(default, deserialize_with = "list")]
-    pub ev: Vec<Spec>,
-    #[serde(default)]
-    pub reply: Option<ReplySpec>,
-    #[serde(default)]
-    pub hello: Option<Hello>,
-    /// Control of a connection on this node: `replaced` or `kill`.
-    #[serde(default)]
-    pub ctl: Option<String>,
-    #[serde(default)]
-    pub p: Option<String>,
+}
+
+/// What the store's script publishes to a node, by the tag `t`.
+// Parsed and consumed one at a time, never stored: the size difference of
+// the variants costs nothing.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "t", rename_all = "snake_case")]
+pub enum Notice {
+    /// A change of the lobby: the room after it, its events, and the reply
+    /// to the request that made it (for a requester on this node).
+    Change {
+        #[serde(default)]
+        room: Option<RoomRec>,
+        #[serde(rename = "ev", default, deserialize_with = "list")]
+        events: Vec<Spec>,
+        #[serde(default)]
+        reply: Option<ReplySpec>,
+    },
+    /// A connection of this node is registered: its `welcome`.
+    Hello(Box<Hello>),
+    /// The player connected again elsewhere: close its socket here (4001).
+    Replaced {
+        #[serde(rename = "p")]
+        player: String,
+    },
+    /// The admin API disconnected the player: close its socket here.
+    Kill {
+        #[serde(rename = "p")]
+        player: String,
+    },
+    /// The store holds the seat of a player whose connection ended here.
+    Gone {
+        #[serde(rename = "p")]
+        player: String,
+    },
+    /// A relayed signal for a player connected here.
+    Signal {
+        to: String,
+        /// The event text, ready to send.
+        #[serde(rename = "x")]
+        event: String,
+    },
 }
 
 /// A change of the live room list, published on the list channel.
@@ -210,16 +248,16 @@ impl ListingNotice {
 impl Spec {
     /// The event text of this spec (the same for every recipient).
     pub fn render(&self, room: Option<&RoomRec>) -> Option<String> {
-        if let Some(x) = &self.x {
+        if let Some(x) = &self.raw {
             return Some(x.clone());
         }
         let room = room?;
         let room_id = room.id.clone();
-        let pid = || self.p.clone().unwrap_or_default();
-        let event = match self.k.as_str() {
+        let pid = || self.player.clone().unwrap_or_default();
+        let event = match self.kind.as_str() {
             "player_joined" => Event::PlayerJoined {
                 room_id,
-                player: room.seat(self.p.as_deref()?)?.info(),
+                player: room.seat(self.player.as_deref()?)?.info(),
             },
             "player_left" => Event::PlayerLeft {
                 room_id,
@@ -253,7 +291,7 @@ impl Spec {
             "player_data" => Event::PlayerData {
                 room_id,
                 player_id: pid(),
-                data: parse_obj(&room.seat(self.p.as_deref()?)?.dt),
+                data: parse_obj(&room.seat(self.player.as_deref()?)?.dt),
             },
             "kicked" => Event::Kicked { room_id },
             "chat_history" => Event::ChatHistory {
@@ -274,13 +312,16 @@ impl Spec {
 }
 
 impl Notice {
-    /// Every event text of the notice for one player, in order (used for
-    /// the pending events of a returning player).
+    /// Every event text of a change for one player, in order (used for the
+    /// pending events of a returning player); nothing for other notices.
     pub fn render_for(&self, pid: &str) -> Vec<String> {
-        self.ev
+        let Notice::Change { room, events, .. } = self else {
+            return Vec::new();
+        };
+        events
             .iter()
             .filter(|s| s.to.iter().any(|t| t == pid))
-            .filter_map(|s| s.render(self.room.as_ref()))
+            .filter_map(|s| s.render(room.as_ref()))
             .collect()
     }
 }
@@ -308,7 +349,7 @@ mod tests {
     #[test]
     fn render_for_filters_by_recipient() {
         let n: Notice = serde_json::from_str(
-            r#"{"ev":[{"k":"raw","to":["a"],"x":"{\"type\":\"offer\"}"},
+            r#"{"t":"change","ev":[{"k":"raw","to":["a"],"x":"{\"type\":\"offer\"}"},
                        {"k":"raw","to":["b"],"x":"{\"type\":\"answer\"}"}]}"#,
         )
         .unwrap();

@@ -46,6 +46,9 @@ pub struct Room {
     /// compare it to know whether the room moved since they were set.
     pub activity: u64,
     pub last_activity: Instant,
+    /// The room's one pending timer: its idle check while waiting, its
+    /// close while finished, none while active.
+    pub(crate) timer: Option<super::timers::TimerKey>,
 }
 
 impl Room {

@@ -10,7 +10,6 @@ use warp::http::StatusCode;
 use warp::{Filter, Rejection, Reply};
 
 use super::App;
-use crate::cluster::notice::RoomRec;
 use crate::cluster::StoreError;
 use crate::lobby::{DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT};
 use crate::protocol::{http_error_body, ts, ErrorCode, ProtoError, RoomStatus};
@@ -54,37 +53,14 @@ pub(super) fn routes(
         .and(warp::get())
         .and(with_app.clone())
         .then(|id: String, app: Arc<App>| async move {
-            if let Some(store) = &app.store {
-                let found = if id.len() > 64 {
-                    Ok(None)
-                } else {
-                    store.room(&id).await
-                };
-                return match found {
-                    Ok(Some(text)) => match serde_json::from_str::<RoomRec>(&text) {
-                        Ok(r) => warp::reply::json(&r.info(false)).into_response(),
-                        Err(_) => error(
-                            StatusCode::INTERNAL_SERVER_ERROR,
-                            ErrorCode::Internal,
-                            "bad room record",
-                        ),
-                    },
-                    Ok(None) => error(
-                        StatusCode::NOT_FOUND,
-                        ErrorCode::RoomNotFound,
-                        format!("no room {id:?}"),
-                    ),
-                    Err(e) => unavailable(&e),
-                };
-            }
-            let shared = app.shared.lock();
-            match shared.lobby.room_by_id_str(&id) {
-                Some(room) => warp::reply::json(&room.info(false)).into_response(),
-                None => error(
+            match app.backend.room(&id).await {
+                Ok(Some(room)) => warp::reply::json(&room).into_response(),
+                Ok(None) => error(
                     StatusCode::NOT_FOUND,
                     ErrorCode::RoomNotFound,
                     format!("no room {id:?}"),
                 ),
+                Err(e) => unavailable(&e),
             }
         });
 
@@ -92,48 +68,21 @@ pub(super) fn routes(
         .and(warp::get())
         .and(with_app.clone())
         .then(|id: String, app: Arc<App>| async move {
-            if let Some(store) = &app.store {
-                let found = if id.len() > 256 {
-                    Ok(None)
-                } else {
-                    store.player(&id).await
-                };
-                return match found {
-                    Ok(Some((name, connected, room, seen))) => {
-                        let last_seen =
-                            chrono::DateTime::from_timestamp_millis(seen).unwrap_or_default();
-                        warp::reply::json(&json!({
-                            "player_id": id,
-                            "name": name,
-                            "connected": connected,
-                            "room_id": room,
-                            "last_seen": ts(&last_seen),
-                        }))
-                        .into_response()
-                    }
-                    Ok(None) => error(
-                        StatusCode::NOT_FOUND,
-                        ErrorCode::PlayerNotFound,
-                        format!("no player {id:?}"),
-                    ),
-                    Err(e) => unavailable(&e),
-                };
-            }
-            let shared = app.shared.lock();
-            match shared.lobby.player(&id) {
-                Some(p) => warp::reply::json(&json!({
+            match app.backend.player(&id).await {
+                Ok(Some(p)) => warp::reply::json(&json!({
                     "player_id": id,
                     "name": p.name,
                     "connected": p.connected,
-                    "room_id": p.room.map(|r| r.to_string()),
+                    "room_id": p.room_id,
                     "last_seen": ts(&p.last_seen),
                 }))
                 .into_response(),
-                None => error(
+                Ok(None) => error(
                     StatusCode::NOT_FOUND,
                     ErrorCode::PlayerNotFound,
                     format!("no player {id:?}"),
                 ),
+                Err(e) => unavailable(&e),
             }
         });
 
@@ -147,7 +96,7 @@ pub(super) fn routes(
                     StatusCode::SERVICE_UNAVAILABLE,
                 )
                 .into_response()
-            } else if app.store.as_ref().is_some_and(|s| !s.available()) {
+            } else if !app.backend.available() {
                 warp::reply::with_status(
                     warp::reply::json(&json!({"status": "store_unavailable"})),
                     StatusCode::SERVICE_UNAVAILABLE,
@@ -179,7 +128,7 @@ fn admin_check(app: &App, auth: Option<String>) -> Result<(), Refusal> {
     let Some(expected) = app.cfg.admin_token.as_deref() else {
         return Err(Refusal(
             StatusCode::NOT_FOUND,
-            ErrorCode::BadRequest,
+            ErrorCode::NotFound,
             "no such route",
         ));
     };
@@ -326,18 +275,11 @@ async fn list_rooms(app: &App, raw: &str) -> warp::reply::Response {
             )
         }
     };
-    let rooms = match &app.store {
-        Some(store) => {
-            match super::cluster::list_rooms(store, status, q.mode.as_deref(), limit).await {
-                Ok(r) => r,
-                Err(e) => return unavailable(&e),
-            }
-        }
-        None => app
-            .shared
-            .lock()
-            .lobby
-            .list_rooms(status, q.mode.as_deref(), limit),
+    // `?mode=` (empty) is no filter, as query strings go.
+    let mode = q.mode.as_deref().filter(|m| !m.is_empty());
+    let rooms = match app.backend.list_rooms(status, mode, limit).await {
+        Ok(r) => r,
+        Err(e) => return unavailable(&e),
     };
     warp::reply::json(&json!({ "rooms": rooms })).into_response()
 }
@@ -366,11 +308,7 @@ pub(super) async fn recover(rej: Rejection) -> Result<warp::reply::Response, Inf
     let resp = if let Some(Refusal(status, code, msg)) = rej.find::<Refusal>() {
         error(*status, *code, *msg)
     } else if rej.is_not_found() {
-        error(
-            StatusCode::NOT_FOUND,
-            ErrorCode::BadRequest,
-            "no such route",
-        )
+        error(StatusCode::NOT_FOUND, ErrorCode::NotFound, "no such route")
     } else if rej.find::<warp::reject::MethodNotAllowed>().is_some() {
         error(
             StatusCode::METHOD_NOT_ALLOWED,

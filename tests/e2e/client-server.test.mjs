@@ -1,4 +1,4 @@
-// web/rendezvous.js against the real server (client.test.mjs scripts the
+// clients/js/rendezvous.js (served at /rendezvous.js) against the real server (client.test.mjs scripts the
 // server's side by hand, so it can only agree with itself): loaded as a
 // module in headless Chromium from the server's own origin, two clients
 // match, get real error replies, relay a real browser SDP, survive a dropped

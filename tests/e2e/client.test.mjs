@@ -1,9 +1,9 @@
-// Unit tests of web/rendezvous.js against a scripted fake WebSocket (no server,
+// Unit tests of clients/js/rendezvous.js against a scripted fake WebSocket (no server,
 // no browser): request/reply matching by rid, errors, room tracking,
 // reconnection with resume, and the rejection of requests in flight.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Client, RendezvousError, connect } from '../../web/rendezvous.js';
+import { Client, RendezvousError, connect } from '../../clients/js/rendezvous.js';
 
 class FakeSocket {
   static all = [];

@@ -1,0 +1,118 @@
+//! Liveness and timers of a cluster node: beats that keep this node
+//! registered and reap dead ones, and the ticks that run the lobby's timers
+//! (held seats, finished and idle rooms) and push stats.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::Utf8Bytes;
+
+use super::Cluster;
+use crate::cluster::ops;
+use crate::protocol::Event;
+use crate::server::conns::close_frame;
+use crate::server::App;
+
+/// Refreshes this node's beat every third of its TTL and reaps nodes whose
+/// beats lapsed. When Redis lost its data or the others took this node for
+/// dead, its connections are closed (1012) so their clients reconnect and
+/// resume against the lobby as it is.
+pub(super) async fn run_beats(app: Arc<App>, cl: Arc<Cluster>) {
+    let store = &cl.store;
+    let every = Duration::from_millis((app.cfg.node_ttl_ms / 3).max(100));
+    let mut interval = tokio::time::interval(every);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut gen: Option<String> = None;
+    loop {
+        tokio::select! {
+            _ = interval.tick() => {}
+            _ = app.shutdown.cancelled() => return,
+        }
+        let (conns, watching) = {
+            let st = cl.state.lock();
+            (st.table.conns.len() as u64, !st.table.room_subs.is_empty())
+        };
+        let proposal = uuid::Uuid::new_v4().simple().to_string();
+        let r = store
+            .run(&ops::Beat {
+                conns,
+                ttl_ms: app.cfg.node_ttl_ms,
+                grace_ms: app.cfg.reconnect_grace_ms,
+                watching,
+                generation: &proposal,
+                first: gen.is_none(),
+                pending: app.cfg.resume_buffer,
+            })
+            .await;
+        let beat: crate::cluster::Beat = match r.map(serde_json::from_value) {
+            Ok(Ok(b)) => b,
+            Ok(Err(e)) => {
+                tracing::error!("bad beat reply: {e}");
+                continue;
+            }
+            Err(e) => {
+                tracing::debug!("beat failed: {e}");
+                continue;
+            }
+        };
+        if beat.reaped > 0 {
+            tracing::info!(
+                players = beat.reaped,
+                "held the seats of players of dead nodes"
+            );
+        }
+        let lost = match &gen {
+            None => false,
+            Some(g) => *g != beat.gen || beat.fresh,
+        };
+        gen = Some(beat.gen);
+        if lost {
+            tracing::warn!(
+                node = %store.node,
+                "the store lost this node's state (Redis restarted empty, or the node was taken for dead); closing its connections so clients resume"
+            );
+            cl.state.lock().table.close_all(close_frame(
+                CloseCode::Restart,
+                "lobby state was reset; reconnect",
+            ));
+        }
+        let _ = cl.stats().await;
+    }
+}
+
+/// Timers (held seats, finished and idle rooms) and stats pushes.
+pub(super) async fn run_ticks(app: Arc<App>, cl: Arc<Cluster>) {
+    let mut interval = tokio::time::interval(crate::server::TICK);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let tick = ops::Tick {
+        idle_ms: app.cfg.room_idle_timeout_ms,
+    };
+    loop {
+        tokio::select! {
+            _ = interval.tick() => {}
+            _ = app.shutdown.cancelled() => return,
+        }
+        if !cl.store.available() {
+            continue;
+        }
+        if let Err(e) = cl.store.run(&tick).await {
+            tracing::debug!("tick failed: {e}");
+            continue;
+        }
+        let now = Instant::now();
+        let due = cl.state.lock().table.stats_due(now);
+        if due.is_empty() {
+            continue;
+        }
+        let Ok(mut stats) = cl.stats().await else {
+            continue;
+        };
+        stats.uptime_s = app.started.elapsed().as_secs();
+        let text = Utf8Bytes::from(Event::Stats { stats }.to_json());
+        let st = cl.state.lock();
+        for pid in due {
+            st.table.send(&pid, &text);
+        }
+    }
+}

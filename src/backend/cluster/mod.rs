@@ -1,0 +1,509 @@
+//! The Redis backend (cluster mode): the lobby lives in Redis and is
+//! changed by the store's script (`crate::cluster`); this node keeps only
+//! its own connections.
+//!
+//! The order of events holds across nodes because the script publishes
+//! them: a node's channel carries notices (replies included) in the order
+//! the lobby changed, and `notices` renders them one at a time into the
+//! connections' queues, under this backend's lock.
+
+mod liveness;
+mod notices;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
+
+use super::{Caller, Footprint, Presence, Registered, Registration, Reply};
+use crate::cluster::notice::RoomRec;
+use crate::cluster::{attrs_json, ops, Store, StoreError};
+use crate::protocol::{self, ErrorCode, Event, ProtoError, Request, RoomInfo, RoomStatus, Stats};
+use crate::server::conns::ConnTable;
+use crate::server::App;
+
+/// A connection waiting for its `hello` notice.
+pub(crate) struct Joining {
+    pub tx: tokio::sync::mpsc::Sender<Message>,
+    pub kill: tokio_util::sync::CancellationToken,
+    pub done: tokio::sync::oneshot::Sender<(String, u64)>,
+}
+
+/// This node's share of the state, under one lock.
+pub(crate) struct State {
+    pub table: ConnTable,
+    /// Connections waiting for their registration notice.
+    pub joining: HashMap<u64, Joining>,
+    /// Events caught for players whose connection ended here until the
+    /// store confirms their seat is held (then they go to the store's
+    /// pending list).
+    pub departed: HashMap<String, Vec<Utf8Bytes>>,
+}
+
+pub(crate) struct Cluster {
+    pub store: Arc<Store>,
+    pub state: Mutex<State>,
+    /// The last cluster-wide stats read (for `/metrics` and the cheap
+    /// `App::stats`).
+    cached: Mutex<Stats>,
+}
+
+fn codes() -> Vec<String> {
+    (0..4).map(|_| crate::lobby::new_code_text()).collect()
+}
+
+fn now() -> String {
+    protocol::ts(&chrono::Utc::now())
+}
+
+fn raw(v: &impl serde::Serialize) -> String {
+    serde_json::to_string(v).unwrap_or_else(|_| "{}".into())
+}
+
+fn attrs(data: &protocol::JsonObject) -> Vec<String> {
+    serde_json::from_str(&attrs_json(data)).unwrap_or_default()
+}
+
+impl Cluster {
+    pub fn new(store: Arc<Store>, metrics: Arc<crate::server::metrics::Metrics>) -> Self {
+        Cluster {
+            store,
+            state: Mutex::new(State {
+                table: ConnTable::new(metrics),
+                joining: HashMap::new(),
+                departed: HashMap::new(),
+            }),
+            cached: Mutex::new(Stats::default()),
+        }
+    }
+
+    pub fn table<R>(&self, f: impl FnOnce(&mut ConnTable) -> R) -> R {
+        f(&mut self.state.lock().table)
+    }
+
+    pub fn available(&self) -> bool {
+        self.store.available()
+    }
+
+    /// Starts the notice subscription, the liveness beats and the timers.
+    pub fn spawn_tasks(app: &Arc<App>, this: &Arc<Cluster>) {
+        tokio::spawn(notices::run_subscriber(app.clone(), this.clone()));
+        tokio::spawn(liveness::run_beats(app.clone(), this.clone()));
+        tokio::spawn(liveness::run_ticks(app.clone(), this.clone()));
+    }
+
+    /// Registers a new connection through the store: the player id (fresh,
+    /// resumed or the JWT's) and the epoch that tells this connection
+    /// apart. `welcome` and the held events are queued when the
+    /// registration's notice arrives.
+    pub async fn register(&self, app: &App, reg: Registration) -> Result<Registered, ProtoError> {
+        let (done, done_rx) = tokio::sync::oneshot::channel();
+        let conn_id = reg.conn_id;
+        self.state.lock().joining.insert(
+            conn_id,
+            Joining {
+                tx: reg.tx,
+                kill: reg.kill,
+                done,
+            },
+        );
+        let fresh = crate::server::new_player_id();
+        let token = uuid::Uuid::new_v4().simple().to_string();
+        let result = self
+            .store
+            .run(&ops::Hello {
+                conn: conn_id.to_string(),
+                fresh: &fresh,
+                name: &reg.name,
+                resume: reg.resume.as_deref().unwrap_or(""),
+                sub: reg.identity.as_ref().map(|i| i.sub.as_str()).unwrap_or(""),
+                token: &token,
+            })
+            .await;
+        let registered = match result {
+            Ok(v) => v,
+            Err(e) => {
+                self.state.lock().joining.remove(&conn_id);
+                return Err(e.into());
+            }
+        };
+        match tokio::time::timeout(Duration::from_secs(5), done_rx).await {
+            Ok(Ok((player_id, epoch))) => Ok(Registered { player_id, epoch }),
+            _ => {
+                self.state.lock().joining.remove(&conn_id);
+                // Registered in the store but never live here: hold the seat
+                // like any other lost connection.
+                if let (Some(pid), Some(epoch)) = (
+                    registered.get("p").and_then(Value::as_str),
+                    registered.get("epoch").and_then(Value::as_u64),
+                ) {
+                    self.bye(app, pid, epoch).await;
+                }
+                Err(ProtoError::new(
+                    ErrorCode::Internal,
+                    "the store is unavailable (no notice arrived); try again shortly",
+                ))
+            }
+        }
+    }
+
+    /// The connection closed: the seat is held for the grace period (the
+    /// store ignores this when a newer connection took over: its epoch
+    /// moved on).
+    pub async fn unregister(&self, app: &App, who: &Registered, conn_id: u64) {
+        {
+            let mut st = self.state.lock();
+            if st.table.is_current(&who.player_id, conn_id) {
+                st.table.conns.remove(&who.player_id);
+                st.table.room_subs.remove(&who.player_id);
+                st.departed.insert(who.player_id.clone(), Vec::new());
+            }
+        }
+        self.bye(app, &who.player_id, who.epoch).await;
+    }
+
+    async fn bye(&self, app: &App, player_id: &str, epoch: u64) {
+        let held = self
+            .store
+            .run(&ops::Bye {
+                p: player_id,
+                epoch,
+                grace_ms: app.cfg.reconnect_grace_ms,
+            })
+            .await;
+        match held {
+            // A `gone` notice follows (held or not); it hands the caught
+            // events over.
+            Ok(_) => {}
+            Err(e) => {
+                self.state.lock().departed.remove(player_id);
+                tracing::warn!(player_id, "could not hold the seat in the store: {e}");
+            }
+        }
+    }
+
+    /// Runs one validated lobby request against the store. Changes reply
+    /// through their notice (in order with their events).
+    pub async fn request(
+        &self,
+        app: &App,
+        caller: &Caller<'_>,
+        rid: &Value,
+        request: Request,
+    ) -> Result<Reply, ProtoError> {
+        let me = caller.player_id;
+        let cfg = &app.cfg;
+        let rid = || rid.to_string();
+        let store = &self.store;
+        match request {
+            Request::FindMatch(req) => {
+                let max = req.max_players.unwrap_or(2);
+                let mode = req.mode.as_deref().unwrap_or("default");
+                let filters = req.filters.unwrap_or_default();
+                store
+                    .run(&ops::Match {
+                        p: me,
+                        attrs: attrs(&filters),
+                        data: raw(&filters),
+                        room_id: uuid::Uuid::new_v4().to_string(),
+                        codes: codes(),
+                        max_rooms: cfg.max_rooms,
+                        idle_ms: cfg.room_idle_timeout_ms,
+                        mode,
+                        max,
+                        rid: rid(),
+                        now: now(),
+                    })
+                    .await?;
+            }
+            Request::CreateRoom(req) => {
+                let data = req.data.unwrap_or_default();
+                store
+                    .run(&ops::Create {
+                        p: me,
+                        room_id: uuid::Uuid::new_v4().to_string(),
+                        codes: codes(),
+                        private: req.private,
+                        mode: req.mode.as_deref().unwrap_or("default"),
+                        max: req.max_players.unwrap_or(2),
+                        data: raw(&data),
+                        allowed_players: &req.allowed_players,
+                        allowed_roles: &req.allowed_roles,
+                        attrs: attrs(&data),
+                        max_rooms: cfg.max_rooms,
+                        idle_ms: cfg.room_idle_timeout_ms,
+                        rid: rid(),
+                        now: now(),
+                    })
+                    .await?;
+            }
+            Request::JoinRoom(req) => {
+                let given = req.code.as_deref().unwrap_or("");
+                store
+                    .run(&ops::Join {
+                        p: me,
+                        room_id: req.room_id.as_deref().unwrap_or(""),
+                        code: given.trim().to_ascii_uppercase(),
+                        code_given: given,
+                        roles: caller.roles,
+                        rid: rid(),
+                        now: now(),
+                    })
+                    .await?;
+            }
+            Request::LeaveRoom => {
+                store.run(&ops::Leave { p: me, rid: rid() }).await?;
+            }
+            Request::ListRooms(req) => {
+                let status = req.status.unwrap_or(RoomStatus::Waiting);
+                let limit = req.limit.unwrap_or(crate::lobby::DEFAULT_LIST_LIMIT);
+                let rooms = self.list_rooms(status, req.mode.as_deref(), limit).await?;
+                return Ok(Reply::Fields(json!({ "rooms": rooms })));
+            }
+            Request::StartGame => {
+                store.run(&ops::Start { p: me, rid: rid() }).await?;
+            }
+            Request::FinishGame(req) => {
+                store
+                    .run(&ops::Finish {
+                        p: me,
+                        result: req.result.as_ref().map(raw),
+                        ttl_ms: cfg.finished_room_ttl_ms,
+                        rid: rid(),
+                    })
+                    .await?;
+            }
+            Request::SetRoomData(req) => {
+                store
+                    .run(&ops::RoomData {
+                        p: me,
+                        data: raw(&req.data),
+                        attrs: attrs(&req.data),
+                        rid: rid(),
+                    })
+                    .await?;
+            }
+            Request::SetPlayerData(req) => {
+                store
+                    .run(&ops::PlayerData {
+                        p: me,
+                        data: raw(&req.data),
+                        rid: rid(),
+                    })
+                    .await?;
+            }
+            Request::Kick(req) => {
+                store
+                    .run(&ops::Kick {
+                        p: me,
+                        target: &req.player_id,
+                        rid: rid(),
+                    })
+                    .await?;
+            }
+            Request::Chat(req) => {
+                store
+                    .run(&ops::Chat {
+                        p: me,
+                        text: &req.text,
+                        ts: now(),
+                        rid: rid(),
+                    })
+                    .await?;
+            }
+            request @ (Request::Offer(_) | Request::Answer(_) | Request::IceCandidate(_)) => {
+                if let Some((to, event)) = super::signal_event(me, request) {
+                    return self.signal(me, &to, event).await;
+                }
+            }
+            Request::Ping
+            | Request::SubscribeStats(_)
+            | Request::UnsubscribeStats
+            | Request::SubscribeRooms(_)
+            | Request::UnsubscribeRooms => {
+                super::memory::unreachable_session_request()?;
+            }
+        }
+        Ok(Reply::Sent)
+    }
+
+    async fn signal(&self, me: &str, to: &str, event: Event) -> Result<Reply, ProtoError> {
+        self.store
+            .run(&ops::Signal {
+                p: me,
+                to,
+                event: &event.to_json(),
+            })
+            .await?;
+        Ok(Reply::Fields(json!({})))
+    }
+
+    /// Public rooms of a status, oldest first.
+    pub async fn list_rooms(
+        &self,
+        status: RoomStatus,
+        mode: Option<&str>,
+        limit: u64,
+    ) -> Result<Vec<RoomInfo>, StoreError> {
+        let which = match status {
+            RoomStatus::Waiting => "w",
+            RoomStatus::Active => "a",
+            RoomStatus::Finished => return Ok(Vec::new()),
+        };
+        let limit = limit.min(crate::lobby::MAX_LIST_LIMIT);
+        let records = self.store.list(which, mode.unwrap_or(""), limit).await?;
+        Ok(records
+            .iter()
+            .filter_map(|r| serde_json::from_str::<RoomRec>(r).ok())
+            .map(|r| r.info(false))
+            .collect())
+    }
+
+    /// Adds a room-list subscriber, then reads the list: a change in
+    /// between arrives as an event too, so none is missed.
+    pub async fn subscribe_rooms(
+        &self,
+        player_id: &str,
+        mode: Option<String>,
+    ) -> Result<Vec<RoomInfo>, StoreError> {
+        let first = {
+            let mut st = self.state.lock();
+            let first = st.table.room_subs.is_empty();
+            st.table
+                .room_subs
+                .insert(player_id.to_string(), mode.clone());
+            first
+        };
+        if first {
+            self.store.run(&ops::Watch { on: true }).await?;
+        }
+        self.list_rooms(
+            RoomStatus::Waiting,
+            mode.as_deref(),
+            crate::lobby::MAX_LIST_LIMIT,
+        )
+        .await
+    }
+
+    pub fn unsubscribe_rooms(&self, player_id: &str) {
+        // The beats tell the store when this node has no subscriber left.
+        self.state.lock().table.room_subs.remove(player_id);
+    }
+
+    /// Exact cluster-wide stats (`connections` summed over live nodes).
+    pub async fn stats(&self) -> Result<Stats, StoreError> {
+        let s = self.store.stats().await?;
+        *self.cached.lock() = s.clone();
+        Ok(s)
+    }
+
+    /// The last stats read, at most a beat old.
+    pub fn stats_cached(&self) -> Stats {
+        self.cached.lock().clone()
+    }
+
+    pub async fn room(&self, id: &str) -> Result<Option<RoomInfo>, StoreError> {
+        if id.len() > 64 {
+            return Ok(None);
+        }
+        let Some(text) = self.store.room(id).await? else {
+            return Ok(None);
+        };
+        serde_json::from_str::<RoomRec>(&text)
+            .map(|r| Some(r.info(false)))
+            .map_err(|_| {
+                StoreError::Refused(ProtoError::new(ErrorCode::Internal, "bad room record"))
+            })
+    }
+
+    pub async fn player(&self, id: &str) -> Result<Option<Presence>, StoreError> {
+        if id.len() > 256 {
+            return Ok(None);
+        }
+        Ok(self
+            .store
+            .player(id)
+            .await?
+            .map(|(name, connected, room_id, seen)| Presence {
+                name,
+                connected,
+                room_id,
+                last_seen: chrono::DateTime::from_timestamp_millis(seen).unwrap_or_default(),
+            }))
+    }
+
+    /// An announcement for every connection of every node.
+    pub async fn announce(&self, text: &str) -> Result<(), StoreError> {
+        self.store.publish(&notices::all_channel(), text).await
+    }
+
+    pub async fn close_room(&self, room_id: &str) -> Result<bool, StoreError> {
+        if room_id.len() > 64 {
+            return Ok(false);
+        }
+        let v = self.store.run(&ops::Close { id: room_id }).await?;
+        Ok(v == Value::Bool(true))
+    }
+
+    /// The player's node closes its connection (a `kill` notice).
+    pub async fn disconnect_player(&self, player_id: &str) -> Result<bool, StoreError> {
+        if player_id.len() > 256 {
+            return Ok(false);
+        }
+        let v = self.store.run(&ops::Remove { p: player_id }).await?;
+        Ok(v == Value::Bool(true))
+    }
+
+    /// Graceful shutdown: whatever sessions did not hold their seats
+    /// themselves yet is held now, so the players resume elsewhere.
+    pub async fn hand_over(&self, app: &App) {
+        let r = self
+            .store
+            .run(&ops::LeaveNode {
+                grace_ms: app.cfg.reconnect_grace_ms,
+            })
+            .await;
+        if let Err(e) = r {
+            tracing::warn!("could not hand this node's players over: {e}");
+        }
+    }
+
+    pub async fn check_invariants(&self) -> Result<(), String> {
+        self.store.recount().await.map_err(|e| e.to_string())
+    }
+
+    pub async fn footprint(&self) -> Result<Footprint, String> {
+        let v = self.store.footprint().await.map_err(|e| e.to_string())?;
+        let n = |k: &str| v.get(k).and_then(Value::as_u64).unwrap_or(0) as usize;
+        let st = self.state.lock();
+        Ok(Footprint {
+            rooms: n("rooms"),
+            codes: n("codes"),
+            players: n("players"),
+            index_buckets: n("index_buckets"),
+            listed: n("listed"),
+            tokens: n("tokens"),
+            timers: n("timers"),
+            pending: n("pending") + st.departed.len(),
+            conns: st.table.conns.len() + st.joining.len(),
+            room_subs: st.table.room_subs.len(),
+        })
+    }
+}
+
+/// Queues a text for a local player: its connection, or the catch of a
+/// connection that just ended.
+pub(super) fn send_local(st: &mut State, pid: &str, text: &Utf8Bytes) -> bool {
+    if st.table.send(pid, text) {
+        return true;
+    }
+    if let Some(caught) = st.departed.get_mut(pid) {
+        if caught.len() < 256 {
+            caught.push(text.clone());
+        }
+    }
+    false
+}

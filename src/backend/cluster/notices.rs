@@ -1,0 +1,237 @@
+//! This node's side of the store's pub/sub: the subscription to its own
+//! channel (notices), the room-list channel and the announcements, and
+//! how each notice becomes frames on this node's connections.
+//!
+//! A subscription that is cut while Redis runs loses whatever was
+//! published meanwhile, so then every connection of this node is closed
+//! with 1012: the clients reconnect and resume against the lobby as it is,
+//! and the store's pending lists give them what they missed while their
+//! seats were held.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
+
+use super::{send_local, Cluster, State};
+use crate::cluster::notice::{Hello, ListingNotice, Notice, ReplySpec, RoomRec, Spec};
+use crate::cluster::{ops, PREFIX};
+use crate::protocol::ok_reply;
+use crate::server::conns::{close_frame, kicked_by_admin, replaced, Conn};
+use crate::server::App;
+
+fn list_channel() -> String {
+    format!("{PREFIX}ch:list")
+}
+
+pub(super) fn all_channel() -> String {
+    format!("{PREFIX}ch:all")
+}
+
+/// Receives this node's notices, the room-list changes and announcements;
+/// reconnects with backoff when Redis goes away.
+pub(super) async fn run_subscriber(app: Arc<App>, cl: Arc<Cluster>) {
+    let store = cl.store.clone();
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let attempt = async {
+            let mut pubsub = store.client().get_async_pubsub().await?;
+            pubsub.subscribe(&store.channel).await?;
+            pubsub.subscribe(list_channel()).await?;
+            pubsub.subscribe(all_channel()).await?;
+            Ok::<_, redis::RedisError>(pubsub)
+        };
+        let pubsub = tokio::select! {
+            r = tokio::time::timeout(Duration::from_secs(2), attempt) => r,
+            _ = app.shutdown.cancelled() => return,
+        };
+        match pubsub {
+            Ok(Ok(pubsub)) => {
+                backoff = Duration::from_millis(100);
+                store.subscribed.store(true, Ordering::Relaxed);
+                let mut stream = pubsub.into_on_message();
+                loop {
+                    tokio::select! {
+                        msg = stream.next() => match msg {
+                            Some(msg) => on_message(&app, &cl, msg.get_channel_name(), msg.get_payload_bytes()),
+                            None => break,
+                        },
+                        _ = app.shutdown.cancelled() => return,
+                    }
+                }
+                store.subscribed.store(false, Ordering::Relaxed);
+                // Cut while Redis still runs (a proxy, a client kill): the
+                // notices published meanwhile are gone, so the clients must
+                // resume to see the lobby as it is. With Redis down nothing
+                // is published; the sockets stay, requests get `internal`,
+                // and the beats close them if Redis comes back empty.
+                if store.ping().await {
+                    tracing::warn!(
+                        node = %store.node,
+                        "notice subscription cut; closing this node's connections so their clients resume"
+                    );
+                    let mut st = cl.state.lock();
+                    st.table.close_all(close_frame(
+                        CloseCode::Restart,
+                        "notices interrupted; reconnect",
+                    ));
+                    st.joining.clear();
+                } else {
+                    tracing::warn!(node = %store.node, "notice subscription lost with the store; reconnecting");
+                }
+            }
+            Ok(Err(e)) => tracing::debug!("subscribe failed: {e}"),
+            Err(_) => tracing::debug!("subscribe timed out"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = app.shutdown.cancelled() => return,
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(2));
+    }
+}
+
+fn on_message(app: &App, cl: &Cluster, channel: &str, payload: &[u8]) {
+    let Ok(text) = std::str::from_utf8(payload) else {
+        return;
+    };
+    if channel == all_channel() {
+        // An announcement: a ready event for every connection.
+        cl.state
+            .lock()
+            .table
+            .send_all(&Utf8Bytes::from(text.to_string()));
+        return;
+    }
+    if channel == list_channel() {
+        let Ok(change) = serde_json::from_str::<ListingNotice>(text) else {
+            return;
+        };
+        if let Some(event) = change.event() {
+            let bytes = Utf8Bytes::from(event.to_json());
+            cl.state.lock().table.send_listing(&change.mode, &bytes);
+        }
+        return;
+    }
+    let notice: Notice = match serde_json::from_str(text) {
+        Ok(n) => n,
+        Err(e) => {
+            tracing::warn!("bad notice: {e}");
+            return;
+        }
+    };
+    let mut st = cl.state.lock();
+    match notice {
+        Notice::Change {
+            room,
+            events,
+            reply,
+        } => on_change(&mut st, room.as_ref(), &events, reply.as_ref()),
+        Notice::Hello(hello) => on_hello(app, &mut st, &hello),
+        Notice::Replaced { player } => st.table.close_conn(&player, replaced()),
+        Notice::Kill { player } => st.table.close_conn(&player, kicked_by_admin()),
+        Notice::Gone { player } => on_gone(cl, &mut st, &player),
+        Notice::Signal { to, event } => {
+            if send_local(&mut st, &to, &Utf8Bytes::from(event)) {
+                st.table.metrics.signals_relayed.increment(1);
+            }
+        }
+    }
+}
+
+/// A change: the requester's reply (if it is here) ahead of the events.
+fn on_change(st: &mut State, room: Option<&RoomRec>, events: &[Spec], reply: Option<&ReplySpec>) {
+    if let Some(reply) = reply {
+        let rid: Value = serde_json::from_str(&reply.rid).unwrap_or(Value::Null);
+        let fields = match (reply.kind.as_str(), room) {
+            ("room", Some(r)) => json!({ "room": r.info(true) }),
+            ("match", Some(r)) => json!({ "room": r.info(true), "created": reply.created }),
+            _ => json!({}),
+        };
+        st.table.send(&reply.player, &ok_reply(&rid, fields).into());
+    }
+    for spec in events {
+        let mut text: Option<Utf8Bytes> = None;
+        for pid in &spec.to {
+            if !st.table.conns.contains_key(pid) && !st.departed.contains_key(pid) {
+                continue;
+            }
+            if text.is_none() {
+                text = spec.render(room).map(Utf8Bytes::from);
+            }
+            if let Some(t) = &text {
+                send_local(st, pid, t);
+            }
+        }
+    }
+}
+
+/// Finishes a connection's registration: `welcome`, then the events kept
+/// while the player was away, then it is live for later notices.
+fn on_hello(app: &App, st: &mut State, hello: &Hello) {
+    let Ok(conn_id) = hello.conn.parse::<u64>() else {
+        return;
+    };
+    let Some(joining) = st.joining.remove(&conn_id) else {
+        return; // the connection gave up meanwhile; its `bye` cleans up
+    };
+    // Caught here since the player's last connection on this node ended
+    // (a resume that beat its `bye`): they come right after `welcome`.
+    let caught = st.departed.remove(&hello.player).unwrap_or_default();
+    st.table.close_conn(&hello.player, replaced());
+    let welcome = app.welcome(
+        &hello.player,
+        &hello.name,
+        hello.token.clone(),
+        hello.resumed,
+        hello.room.as_ref().map(|r| r.info(true)),
+        hello.dropped,
+    );
+    let _ = joining.tx.try_send(Message::Text(welcome.into()));
+    for text in caught {
+        let _ = joining.tx.try_send(Message::Text(text));
+    }
+    'pending: for text in &hello.pending {
+        let Ok(n) = serde_json::from_str::<Notice>(text) else {
+            continue;
+        };
+        for event in n.render_for(&hello.player) {
+            if joining.tx.try_send(Message::Text(event.into())).is_err() {
+                break 'pending; // more than the queue holds
+            }
+        }
+    }
+    st.table.conns.insert(
+        hello.player.clone(),
+        Conn {
+            id: conn_id,
+            tx: joining.tx,
+            kill: joining.kill,
+            stats: None,
+        },
+    );
+    let _ = joining.done.send((hello.player.clone(), hello.epoch));
+}
+
+/// The store holds the seat of a player whose connection ended here: the
+/// events this node caught for it meanwhile join its pending list.
+fn on_gone(cl: &Cluster, st: &mut State, pid: &str) {
+    let Some(caught) = st.departed.remove(pid) else {
+        return;
+    };
+    if caught.is_empty() {
+        return;
+    }
+    let store = cl.store.clone();
+    let pid = pid.to_string();
+    tokio::spawn(async move {
+        let events: Vec<&str> = caught.iter().map(|t| t.as_str()).collect();
+        if let Err(e) = store.run(&ops::Keep { p: &pid, events }).await {
+            tracing::warn!(player_id = %pid, "events for a held seat lost: {e}");
+        }
+    });
+}

@@ -1,0 +1,412 @@
+//! The in-memory backend: the `lobby` engine and this server's connection
+//! table under one `parking_lot::Mutex`.
+//!
+//! An operation changes the lobby and pushes its reply and events into the
+//! recipients' bounded queues before the lock is released, so every client
+//! sees events in the order the state changed. Nothing awaits while holding
+//! the lock.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Instant;
+
+use parking_lot::Mutex;
+use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
+
+use super::{Caller, Footprint, Presence, Registered, Registration, Reply};
+use crate::lobby::{Delivery, Lobby};
+use crate::protocol::{ok_reply, Event, ProtoError, Request, RoomInfo, RoomStatus, Stats};
+use crate::server::conns::{kicked_by_admin, replaced, Conn, ConnTable};
+use crate::server::App;
+
+/// Events for a player whose seat is held while its connection is gone,
+/// kept for its return (bounded; the oldest go first).
+#[derive(Default)]
+struct Pending {
+    queue: VecDeque<Utf8Bytes>,
+    dropped: u64,
+}
+
+/// Everything that changes, under one lock.
+pub(crate) struct State {
+    pub lobby: Lobby,
+    pub table: ConnTable,
+    pending: HashMap<String, Pending>,
+    resume_buffer: usize,
+}
+
+pub(crate) struct Memory {
+    state: Mutex<State>,
+}
+
+impl State {
+    /// Queues a text frame for one player: its connection, or the queue of
+    /// its held seat. False when it has neither.
+    fn send_to(&mut self, player_id: &str, text: &Utf8Bytes) -> bool {
+        if self.table.send(player_id, text) {
+            return true;
+        }
+        if self
+            .lobby
+            .player(player_id)
+            .is_some_and(|p| !p.connected && p.room.is_some())
+        {
+            let p = self.pending.entry(player_id.to_string()).or_default();
+            if p.queue.len() >= self.resume_buffer {
+                p.queue.pop_front();
+                p.dropped += 1;
+            }
+            p.queue.push_back(text.clone());
+            return true;
+        }
+        false
+    }
+
+    /// Serializes each event once and queues it for every recipient; then
+    /// the room-list changes for their subscribers.
+    fn deliver(&mut self, deliveries: Vec<Delivery>) {
+        for d in deliveries {
+            let text = Utf8Bytes::from(d.event.to_json());
+            for to in &d.to {
+                self.send_to(to, &text);
+            }
+        }
+        for change in self.lobby.take_listing_changes() {
+            let text = Utf8Bytes::from(change.event.to_json());
+            self.table.send_listing(&change.mode, &text);
+        }
+        if !self.pending.is_empty() {
+            let lobby = &self.lobby;
+            self.pending
+                .retain(|pid, _| lobby.player(pid).is_some_and(|p| !p.connected));
+        }
+    }
+
+    fn watch_listing(&mut self) {
+        let on = !self.table.room_subs.is_empty();
+        self.lobby.watch_listing(on);
+    }
+}
+
+impl Memory {
+    pub fn new(
+        app_cfg: &crate::config::Config,
+        metrics: Arc<crate::server::metrics::Metrics>,
+    ) -> Self {
+        Memory {
+            state: Mutex::new(State {
+                lobby: Lobby::new(app_cfg.lobby()),
+                table: ConnTable::new(metrics),
+                pending: HashMap::new(),
+                resume_buffer: app_cfg.resume_buffer as usize,
+            }),
+        }
+    }
+
+    pub fn table<R>(&self, f: impl FnOnce(&mut ConnTable) -> R) -> R {
+        f(&mut self.state.lock().table)
+    }
+
+    /// Sets up the connection under the lock: a resumed or new identity,
+    /// `welcome` first in the queue, then the events kept while away; the
+    /// room's other members learn of the return last.
+    pub fn register(&self, app: &App, reg: Registration) -> Registered {
+        let mut guard = self.state.lock();
+        let st = &mut *guard;
+        let roles = reg.roles();
+        let redeemed = reg.resume.and_then(|t| st.lobby.redeem_token(&t));
+        let (player_id, resumed) = match reg.identity {
+            // One identity, one seat: a token's `sub` is the player id, and
+            // a known one takes its seat back like a resume.
+            Some(id) => {
+                let known = st.lobby.player(&id.sub).is_some();
+                (id.sub, known)
+            }
+            None => match redeemed.filter(|pid| st.lobby.player(pid).is_some()) {
+                Some(pid) => (pid, true),
+                None => (crate::server::new_player_id(), false),
+            },
+        };
+        // One identity, one connection: an older socket of the same player
+        // (a drop the server has not noticed yet) is closed as replaced.
+        st.table.close_conn(&player_id, replaced());
+        let mut out = Vec::new();
+        let room = st.lobby.connect(&player_id, &reg.name, roles, &mut out);
+        let name = st
+            .lobby
+            .player(&player_id)
+            .map(|p| p.name.clone())
+            .unwrap_or(reg.name);
+        let token = st.lobby.issue_token(&player_id).unwrap_or_default();
+        let pending = st.pending.remove(&player_id).unwrap_or_default();
+        let welcome = app.welcome(&player_id, &name, token, resumed, room, pending.dropped);
+        let _ = reg.tx.try_send(Message::Text(welcome.into()));
+        for text in pending.queue {
+            if reg.tx.try_send(Message::Text(text)).is_err() {
+                break; // more than the queue holds: the client is told by `missed`
+            }
+        }
+        st.table.conns.insert(
+            player_id.clone(),
+            Conn {
+                id: reg.conn_id,
+                tx: reg.tx,
+                kill: reg.kill,
+                stats: None,
+            },
+        );
+        st.deliver(out);
+        Registered {
+            player_id,
+            epoch: 0,
+        }
+    }
+
+    /// The connection is gone: the seat is held (or the player forgotten),
+    /// unless a newer connection of the player took over.
+    pub fn unregister(&self, player_id: &str, conn_id: u64) {
+        let mut st = self.state.lock();
+        if !st.table.is_current(player_id, conn_id) {
+            return;
+        }
+        st.table.conns.remove(player_id);
+        st.table.room_subs.remove(player_id);
+        st.watch_listing();
+        let mut out = Vec::new();
+        st.lobby.disconnect(player_id, Instant::now(), &mut out);
+        st.deliver(out);
+    }
+
+    /// Runs one validated lobby request. Success replies are queued here,
+    /// under the lock, ahead of the change's events.
+    pub fn request(
+        &self,
+        app: &App,
+        caller: &Caller<'_>,
+        rid: &Value,
+        request: Request,
+    ) -> Result<Reply, ProtoError> {
+        let mut guard = self.state.lock();
+        let st = &mut *guard;
+        let mut out = Vec::new();
+        let fields = apply(app, st, caller, request, &mut out)?;
+        if let Some(fields) = fields {
+            st.table
+                .send(caller.player_id, &ok_reply(rid, fields).into());
+        }
+        st.deliver(out);
+        Ok(Reply::Sent)
+    }
+
+    pub fn list_rooms(&self, status: RoomStatus, mode: Option<&str>, limit: u64) -> Vec<RoomInfo> {
+        self.state.lock().lobby.list_rooms(status, mode, limit)
+    }
+
+    /// Adds a room-list subscriber and returns the list as it is, in one
+    /// step, so no change falls between the two.
+    pub fn subscribe_rooms(&self, player_id: &str, mode: Option<String>) -> Vec<RoomInfo> {
+        let mut st = self.state.lock();
+        let rooms = st.lobby.list_rooms(
+            RoomStatus::Waiting,
+            mode.as_deref(),
+            crate::lobby::MAX_LIST_LIMIT,
+        );
+        st.table.room_subs.insert(player_id.to_string(), mode);
+        st.watch_listing();
+        rooms
+    }
+
+    pub fn unsubscribe_rooms(&self, player_id: &str) {
+        let mut st = self.state.lock();
+        st.table.room_subs.remove(player_id);
+        st.watch_listing();
+    }
+
+    /// Exact lobby stats with this server's connection count.
+    pub fn stats(&self) -> Stats {
+        let st = self.state.lock();
+        let mut s = st.lobby.stats();
+        s.connections = st.table.conns.len() as u64;
+        s
+    }
+
+    pub fn room(&self, id: &str) -> Option<RoomInfo> {
+        self.state
+            .lock()
+            .lobby
+            .room_by_id_str(id)
+            .map(|r| r.info(false))
+    }
+
+    pub fn player(&self, id: &str) -> Option<Presence> {
+        let st = self.state.lock();
+        st.lobby.player(id).map(|p| Presence {
+            name: p.name.clone(),
+            connected: p.connected,
+            room_id: p.room.map(|r| r.to_string()),
+            last_seen: p.last_seen,
+        })
+    }
+
+    pub fn announce(&self, text: &Utf8Bytes) {
+        self.state.lock().table.send_all(text);
+    }
+
+    pub fn close_room(&self, room_id: &str) -> bool {
+        let mut st = self.state.lock();
+        let Some(id) = st.lobby.room_by_id_str(room_id).map(|r| r.id) else {
+            return false;
+        };
+        let mut out = Vec::new();
+        st.lobby.close_room(id, &mut out);
+        st.deliver(out);
+        true
+    }
+
+    pub fn disconnect_player(&self, player_id: &str) -> bool {
+        let mut guard = self.state.lock();
+        let st = &mut *guard;
+        let mut out = Vec::new();
+        if !st.lobby.remove_player(player_id, &mut out) {
+            return false;
+        }
+        st.table.close_conn(player_id, kicked_by_admin());
+        st.watch_listing();
+        st.pending.remove(player_id);
+        st.deliver(out);
+        true
+    }
+
+    /// One housekeeping pass: timers of the lobby, then due stats pushes.
+    pub fn tick(&self, app: &App) {
+        let now = Instant::now();
+        let mut guard = self.state.lock();
+        let st = &mut *guard;
+        let mut out = Vec::new();
+        st.lobby.tick(now, &mut out);
+        st.deliver(out);
+        let due = st.table.stats_due(now);
+        if due.is_empty() {
+            return;
+        }
+        let mut stats = st.lobby.stats();
+        stats.connections = st.table.conns.len() as u64;
+        stats.uptime_s = app.started.elapsed().as_secs();
+        let text = Utf8Bytes::from(Event::Stats { stats }.to_json());
+        for pid in due {
+            st.table.send(&pid, &text);
+        }
+    }
+
+    pub fn check_invariants(&self) -> Result<(), String> {
+        self.state.lock().lobby.check_invariants()
+    }
+
+    pub fn footprint(&self) -> Footprint {
+        let st = self.state.lock();
+        let f = st.lobby.footprint();
+        Footprint {
+            rooms: f.rooms,
+            codes: f.codes,
+            players: f.players,
+            index_buckets: f.index_buckets,
+            listed: f.listed,
+            tokens: f.tokens,
+            timers: f.timers,
+            pending: st.pending.len(),
+            conns: st.table.conns.len(),
+            room_subs: st.table.room_subs.len(),
+        }
+    }
+}
+
+/// One request against the lobby: the reply's fields, or `None` when it
+/// sends nothing back (no request, today), or the refusal.
+fn apply(
+    app: &App,
+    st: &mut State,
+    caller: &Caller<'_>,
+    request: Request,
+    out: &mut Vec<Delivery>,
+) -> Result<Option<Value>, ProtoError> {
+    let me = caller.player_id;
+    let now = Instant::now();
+    let lobby = &mut st.lobby;
+    let fields = match request {
+        Request::FindMatch(req) => {
+            let m = lobby.find_match(me, req, now, out)?;
+            json!({"room": m.room, "created": m.created})
+        }
+        Request::CreateRoom(req) => json!({ "room": lobby.create_room(me, req, now, out)? }),
+        Request::JoinRoom(req) => {
+            let room = lobby.join_room(me, req.room_id.as_deref(), req.code.as_deref(), out)?;
+            json!({ "room": room })
+        }
+        Request::LeaveRoom => {
+            lobby.leave_room(me, out)?;
+            json!({})
+        }
+        Request::ListRooms(req) => {
+            let status = req.status.unwrap_or(RoomStatus::Waiting);
+            let limit = req.limit.unwrap_or(crate::lobby::DEFAULT_LIST_LIMIT);
+            json!({ "rooms": lobby.list_rooms(status, req.mode.as_deref(), limit) })
+        }
+        Request::StartGame => json!({ "room": lobby.start_game(me, out)? }),
+        Request::FinishGame(req) => json!({ "room": lobby.finish_game(me, req.result, now, out)? }),
+        Request::SetRoomData(req) => json!({ "room": lobby.set_room_data(me, req.data, out)? }),
+        Request::SetPlayerData(req) => json!({ "room": lobby.set_player_data(me, req.data, out)? }),
+        Request::Kick(req) => {
+            lobby.kick(me, &req.player_id, out)?;
+            json!({})
+        }
+        Request::Chat(req) => {
+            lobby.chat(me, &req.text, out)?;
+            json!({})
+        }
+        request @ (Request::Offer(_) | Request::Answer(_) | Request::IceCandidate(_)) => {
+            let Some((to, event)) = super::signal_event(me, request) else {
+                return Ok(None);
+            };
+            relay_signal(app, st, me, &to, event)?
+        }
+        Request::Ping
+        | Request::SubscribeStats(_)
+        | Request::UnsubscribeStats
+        | Request::SubscribeRooms(_)
+        | Request::UnsubscribeRooms => {
+            unreachable_session_request()?;
+            json!({})
+        }
+    };
+    Ok(Some(fields))
+}
+
+/// The session answers these itself; a backend that gets one says so
+/// rather than panic.
+pub(super) fn unreachable_session_request() -> Result<(), ProtoError> {
+    Err(ProtoError::new(
+        crate::protocol::ErrorCode::Internal,
+        "request handled by the session reached the backend",
+    ))
+}
+
+/// Checks that `to` shares a room with `me`, then sends the signal to its
+/// target, or holds it for a held seat. Only signals handed to a live
+/// connection count as relayed.
+fn relay_signal(
+    app: &App,
+    st: &mut State,
+    me: &str,
+    to: &str,
+    event: Event,
+) -> Result<Value, ProtoError> {
+    st.lobby.check_signal(me, to)?;
+    let text = Utf8Bytes::from(event.to_json());
+    let live = st.table.conns.contains_key(to);
+    if st.send_to(to, &text) && live {
+        st.lobby.count_signal();
+        app.metrics.signals_relayed.increment(1);
+    }
+    Ok(json!({}))
+}

@@ -1,0 +1,366 @@
+//! The one seam between the shell (sessions, HTTP API, shutdown, ticker)
+//! and the lobby state: [`Backend`], chosen once at start-up, with an
+//! in-memory implementation (the `lobby` engine under one lock) and a
+//! Redis one (cluster mode, the store's Lua engine). Session and HTTP code
+//! never ask which one runs.
+//!
+//! Requests are checked once, by [`validate::validate`], in one order,
+//! before either engine sees them: the same request gets the same error
+//! code and message whatever the store. The engines decide only what needs
+//! state.
+
+pub(crate) mod cluster;
+pub(crate) mod memory;
+pub mod validate;
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::Identity;
+use crate::cluster::StoreError;
+use crate::protocol::{Event, ProtoError, Request, RoomInfo, RoomStatus, Stats};
+use crate::server::conns::ConnTable;
+use crate::server::App;
+
+/// A connection asking to be registered.
+pub(crate) struct Registration {
+    pub conn_id: u64,
+    pub tx: mpsc::Sender<Message>,
+    pub kill: CancellationToken,
+    pub name: String,
+    pub resume: Option<String>,
+    pub identity: Option<Identity>,
+}
+
+impl Registration {
+    /// The JWT roles of the player (for `join_room`'s access lists).
+    pub fn roles(&self) -> Vec<String> {
+        self.identity
+            .as_ref()
+            .map(|i| i.roles.clone())
+            .unwrap_or_default()
+    }
+}
+
+/// A registered connection: its player and, in the Redis store, the
+/// epoch that tells it apart from later connections of the same player.
+#[derive(Debug, Clone)]
+pub(crate) struct Registered {
+    pub player_id: String,
+    pub epoch: u64,
+}
+
+/// Who sends a request.
+pub(crate) struct Caller<'a> {
+    pub player_id: &'a str,
+    pub roles: &'a [String],
+}
+
+/// How a request was answered.
+pub(crate) enum Reply {
+    /// The backend queued the `ok` itself, in order with the change's
+    /// events.
+    Sent,
+    /// The session replies `ok` with these fields.
+    Fields(Value),
+}
+
+/// A signal request (`offer`, `answer`, `ice_candidate`) as its target and
+/// the event the target receives, `from` stamped; `None` for any other.
+pub(crate) fn signal_event(me: &str, request: Request) -> Option<(String, Event)> {
+    let from = me.to_string();
+    match request {
+        Request::Offer(sig) => Some((sig.to, Event::Offer { from, sdp: sig.sdp })),
+        Request::Answer(sig) => Some((sig.to, Event::Answer { from, sdp: sig.sdp })),
+        Request::IceCandidate(sig) => Some((
+            sig.to,
+            Event::IceCandidate {
+                from,
+                candidate: sig.candidate,
+            },
+        )),
+        _ => None,
+    }
+}
+
+/// A player's presence (`GET /api/players/{id}`).
+pub struct Presence {
+    pub name: String,
+    pub connected: bool,
+    pub room_id: Option<String>,
+    pub last_seen: DateTime<Utc>,
+}
+
+/// Sizes of everything the lobby and the connection table keep, for "nothing
+/// left behind" checks in tests. In the Redis store, counts of keys.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Footprint {
+    pub rooms: usize,
+    pub codes: usize,
+    pub players: usize,
+    pub index_buckets: usize,
+    pub listed: usize,
+    pub tokens: usize,
+    /// Pending timers (idle and finished rooms, held seats).
+    pub timers: usize,
+    /// Queues of events kept for held seats.
+    pub pending: usize,
+    pub conns: usize,
+    pub room_subs: usize,
+}
+
+impl Footprint {
+    /// True when nothing is left at all.
+    pub fn is_empty(&self) -> bool {
+        *self == Footprint::default()
+    }
+}
+
+/// The store of cluster mode when `--redis-url` is given: connected lazily,
+/// so a Redis that is down at start-up only makes the node unavailable
+/// until it is up.
+pub fn open_store(
+    cfg: &crate::config::Config,
+) -> Result<Option<Arc<crate::cluster::Store>>, String> {
+    let Some(url) = &cfg.redis_url else {
+        return Ok(None);
+    };
+    let node = cfg
+        .node_id
+        .clone()
+        .unwrap_or_else(|| format!("n-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]));
+    if !crate::cluster::valid_node_id(&node) {
+        return Err(format!(
+            "--node-id {node:?}: use 1 to 64 letters, digits, '-' or '_'"
+        ));
+    }
+    Ok(Some(Arc::new(crate::cluster::Store::new(url, node)?)))
+}
+
+/// The lobby state: in this process, or in Redis.
+// One per server, never moved after start-up: boxing the larger variant
+// would buy nothing.
+#[allow(clippy::large_enum_variant)]
+pub(crate) enum Backend {
+    Memory(memory::Memory),
+    Cluster(Arc<cluster::Cluster>),
+}
+
+impl Backend {
+    /// The Redis backend over `store`, or the in-memory one without.
+    pub fn new(
+        cfg: &crate::config::Config,
+        store: Option<Arc<crate::cluster::Store>>,
+        metrics: Arc<crate::server::metrics::Metrics>,
+    ) -> Backend {
+        match store {
+            None => Backend::Memory(memory::Memory::new(cfg, metrics)),
+            Some(store) => Backend::Cluster(Arc::new(cluster::Cluster::new(store, metrics))),
+        }
+    }
+
+    /// This server's connection table, under the backend's lock.
+    pub fn table<R>(&self, f: impl FnOnce(&mut ConnTable) -> R) -> R {
+        match self {
+            Backend::Memory(m) => m.table(f),
+            Backend::Cluster(c) => c.table(f),
+        }
+    }
+
+    /// Whether requests can be served now (Redis reachable and notices
+    /// arriving, in cluster mode).
+    pub fn available(&self) -> bool {
+        match self {
+            Backend::Memory(_) => true,
+            Backend::Cluster(c) => c.available(),
+        }
+    }
+
+    /// Waits (up to 2 s) until requests can be served, so a node whose
+    /// Redis is there serves from its first request.
+    pub async fn ready(&self) {
+        if let Backend::Cluster(c) = self {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+            while !c.available() && std::time::Instant::now() < deadline {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            tracing::info!(node = %c.store.node, available = c.available(), "cluster mode");
+        }
+    }
+
+    /// Starts the backend's housekeeping tasks (timers, stats pushes; in
+    /// cluster mode also the notice subscription and liveness beats).
+    pub fn spawn_tasks(app: &Arc<App>) {
+        match &app.backend {
+            Backend::Memory(_) => {
+                let app = app.clone();
+                tokio::spawn(async move {
+                    let mut interval = tokio::time::interval(crate::server::TICK);
+                    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                    loop {
+                        tokio::select! {
+                            _ = interval.tick() => {
+                                if let Backend::Memory(m) = &app.backend {
+                                    m.tick(&app);
+                                }
+                            }
+                            _ = app.shutdown.cancelled() => break,
+                        }
+                    }
+                });
+            }
+            Backend::Cluster(c) => cluster::Cluster::spawn_tasks(app, c),
+        }
+    }
+
+    pub async fn register(&self, app: &App, reg: Registration) -> Result<Registered, ProtoError> {
+        match self {
+            Backend::Memory(m) => Ok(m.register(app, reg)),
+            Backend::Cluster(c) => c.register(app, reg).await,
+        }
+    }
+
+    pub async fn unregister(&self, app: &App, who: &Registered, conn_id: u64) {
+        match self {
+            Backend::Memory(m) => m.unregister(&who.player_id, conn_id),
+            Backend::Cluster(c) => c.unregister(app, who, conn_id).await,
+        }
+    }
+
+    /// Runs a lobby request that passed [`validate::validate`].
+    pub async fn request(
+        &self,
+        app: &App,
+        caller: &Caller<'_>,
+        rid: &Value,
+        request: Request,
+    ) -> Result<Reply, ProtoError> {
+        match self {
+            Backend::Memory(m) => m.request(app, caller, rid, request),
+            Backend::Cluster(c) => c.request(app, caller, rid, request).await,
+        }
+    }
+
+    pub async fn list_rooms(
+        &self,
+        status: RoomStatus,
+        mode: Option<&str>,
+        limit: u64,
+    ) -> Result<Vec<RoomInfo>, StoreError> {
+        match self {
+            Backend::Memory(m) => Ok(m.list_rooms(status, mode, limit)),
+            Backend::Cluster(c) => c.list_rooms(status, mode, limit).await,
+        }
+    }
+
+    pub async fn subscribe_rooms(
+        &self,
+        player_id: &str,
+        mode: Option<String>,
+    ) -> Result<Vec<RoomInfo>, StoreError> {
+        match self {
+            Backend::Memory(m) => Ok(m.subscribe_rooms(player_id, mode)),
+            Backend::Cluster(c) => c.subscribe_rooms(player_id, mode).await,
+        }
+    }
+
+    pub fn unsubscribe_rooms(&self, player_id: &str) {
+        match self {
+            Backend::Memory(m) => m.unsubscribe_rooms(player_id),
+            Backend::Cluster(c) => c.unsubscribe_rooms(player_id),
+        }
+    }
+
+    /// Exact stats (cluster-wide in cluster mode), without `uptime_s`.
+    pub async fn stats(&self) -> Result<Stats, StoreError> {
+        match self {
+            Backend::Memory(m) => Ok(m.stats()),
+            Backend::Cluster(c) => c.stats().await,
+        }
+    }
+
+    /// Stats without waiting: exact in memory, the last read in cluster
+    /// mode (at most a beat old).
+    pub fn stats_now(&self) -> Stats {
+        match self {
+            Backend::Memory(m) => m.stats(),
+            Backend::Cluster(c) => c.stats_cached(),
+        }
+    }
+
+    /// Connections of this server (not of the cluster).
+    pub fn connections_here(&self) -> u64 {
+        self.table(|t| t.conns.len() as u64)
+    }
+
+    pub async fn room(&self, id: &str) -> Result<Option<RoomInfo>, StoreError> {
+        match self {
+            Backend::Memory(m) => Ok(m.room(id)),
+            Backend::Cluster(c) => c.room(id).await,
+        }
+    }
+
+    pub async fn player(&self, id: &str) -> Result<Option<Presence>, StoreError> {
+        match self {
+            Backend::Memory(m) => Ok(m.player(id)),
+            Backend::Cluster(c) => c.player(id).await,
+        }
+    }
+
+    /// Admin: an event text for every connection (of every node).
+    pub async fn announce(&self, text: &str) -> Result<(), StoreError> {
+        match self {
+            Backend::Memory(m) => {
+                m.announce(&Utf8Bytes::from(text.to_string()));
+                Ok(())
+            }
+            Backend::Cluster(c) => c.announce(text).await,
+        }
+    }
+
+    /// Admin: closes a room; members get `player_left` reason `closed`.
+    pub async fn close_room(&self, room_id: &str) -> Result<bool, StoreError> {
+        match self {
+            Backend::Memory(m) => Ok(m.close_room(room_id)),
+            Backend::Cluster(c) => c.close_room(room_id).await,
+        }
+    }
+
+    /// Admin: gives up the player's seat at once (`player_left` reason
+    /// `closed`) and closes its connection with 1008.
+    pub async fn disconnect_player(&self, player_id: &str) -> Result<bool, StoreError> {
+        match self {
+            Backend::Memory(m) => Ok(m.disconnect_player(player_id)),
+            Backend::Cluster(c) => c.disconnect_player(player_id).await,
+        }
+    }
+
+    /// Graceful shutdown, after the sessions were closed: in cluster mode
+    /// the seats of this node's players are held for their return
+    /// elsewhere.
+    pub async fn hand_over(&self, app: &App) {
+        if let Backend::Cluster(c) = self {
+            c.hand_over(app).await;
+        }
+    }
+
+    /// Recounts everything and compares it with the derived data.
+    pub async fn check_invariants(&self) -> Result<(), String> {
+        match self {
+            Backend::Memory(m) => m.check_invariants(),
+            Backend::Cluster(c) => c.check_invariants().await,
+        }
+    }
+
+    pub async fn footprint(&self) -> Result<Footprint, String> {
+        match self {
+            Backend::Memory(m) => Ok(m.footprint()),
+            Backend::Cluster(c) => c.footprint().await,
+        }
+    }
+}

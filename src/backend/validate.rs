@@ -1,0 +1,124 @@
+//! The one validation of requests: everything that can be checked without
+//! lobby state, in one order, before either engine runs. Both stores then
+//! refuse the same bad request with the same code and message, and a
+//! seated player's malformed `find_match` is a `bad_request` everywhere
+//! (not `already_in_room` in one store and `bad_request` in the other).
+
+use crate::config::Config;
+use crate::lobby::{
+    check_allowed, check_chat_text, check_data, check_filters, check_max_players, check_mode,
+};
+use crate::protocol::{self, ErrorCode, ProtoError, Request, RoomStatus};
+use crate::signaling;
+
+/// Longest room id or join code looked up; longer ones name no room.
+const MAX_ID_CHARS: usize = 64;
+/// Longest player id a request may name.
+const MAX_PLAYER_ID_CHARS: usize = 256;
+
+/// Checks a request's fields. `Ok` means only the lobby's state can still
+/// refuse it.
+pub fn validate(cfg: &Config, request: &Request) -> Result<(), ProtoError> {
+    match request {
+        Request::FindMatch(req) => {
+            check_max_players(cfg.max_players, req.max_players)?;
+            check_mode(req.mode.as_deref())?;
+            if let Some(filters) = &req.filters {
+                check_filters(filters)?;
+            }
+            Ok(())
+        }
+        Request::CreateRoom(req) => {
+            check_max_players(cfg.max_players, req.max_players)?;
+            check_mode(req.mode.as_deref())?;
+            if let Some(data) = &req.data {
+                check_data(data, "data")?;
+            }
+            check_allowed(&req.allowed_players, &req.allowed_roles)
+        }
+        Request::JoinRoom(req) => match (&req.room_id, &req.code) {
+            (Some(id), _) if id.chars().count() > MAX_ID_CHARS => Err(ProtoError::new(
+                ErrorCode::RoomNotFound,
+                format!("no room {id:?}"),
+            )),
+            (None, Some(code)) if code.chars().count() > MAX_ID_CHARS => Err(ProtoError::new(
+                ErrorCode::RoomNotFound,
+                format!("no room with code {code:?}"),
+            )),
+            (None, None) => Err(ProtoError::bad_request("join_room needs room_id or code")),
+            _ => Ok(()),
+        },
+        Request::ListRooms(req) => {
+            if req.status == Some(RoomStatus::Finished) {
+                return Err(ProtoError::bad_request("status must be waiting or active"));
+            }
+            check_mode_filter(req.mode.as_deref())
+        }
+        Request::SubscribeRooms(req) => check_mode_filter(req.mode.as_deref()),
+        Request::FinishGame(req) => match &req.result {
+            Some(r) => check_data(r, "result"),
+            None => Ok(()),
+        },
+        Request::SetRoomData(req) | Request::SetPlayerData(req) => check_data(&req.data, "data"),
+        Request::Kick(req) => check_player_id(&req.player_id),
+        Request::Chat(req) => check_chat_text(&req.text),
+        Request::SubscribeStats(req) => {
+            let ms = req.interval_ms.unwrap_or(1000);
+            if !(250..=60_000).contains(&ms) {
+                return Err(ProtoError::bad_request("interval_ms must be 250 to 60000"));
+            }
+            Ok(())
+        }
+        Request::Offer(sig) | Request::Answer(sig) => {
+            check_player_id(&sig.to)?;
+            signaling::validate_sdp(&sig.sdp, cfg.max_sdp_bytes as usize)
+                .map_err(|e| ProtoError::new(ErrorCode::InvalidSdp, e.to_string()))
+        }
+        Request::IceCandidate(sig) => {
+            check_player_id(&sig.to)?;
+            let invalid = |e: String| ProtoError::new(ErrorCode::InvalidCandidate, e);
+            signaling::validate_candidate(sig.candidate.line())
+                .map_err(|e| invalid(e.to_string()))?;
+            if let protocol::CandidateField::Init(c) = &sig.candidate {
+                if let Some(mid) = &c.sdp_mid {
+                    signaling::validate_sdp_mid(mid).map_err(|e| invalid(e.to_string()))?;
+                }
+                if c.username_fragment
+                    .as_ref()
+                    .is_some_and(|u| u.len() > 256 || u.chars().any(char::is_control))
+                {
+                    return Err(invalid(
+                        "usernameFragment must be at most 256 characters without control characters"
+                            .into(),
+                    ));
+                }
+            }
+            Ok(())
+        }
+        Request::LeaveRoom
+        | Request::StartGame
+        | Request::Ping
+        | Request::UnsubscribeStats
+        | Request::UnsubscribeRooms => Ok(()),
+    }
+}
+
+/// A `mode` a listing is narrowed to: a mode a room can have (so `""` is
+/// refused rather than read as "every mode" by one store and "none" by
+/// the other).
+fn check_mode_filter(mode: Option<&str>) -> Result<(), ProtoError> {
+    match mode {
+        Some(m) => check_mode(Some(m)).map(|_| ()),
+        None => Ok(()),
+    }
+}
+
+/// A player id named by a request: no player has a longer one.
+fn check_player_id(id: &str) -> Result<(), ProtoError> {
+    if id.chars().count() > MAX_PLAYER_ID_CHARS {
+        return Err(ProtoError::bad_request(format!(
+            "player ids are at most {MAX_PLAYER_ID_CHARS} characters"
+        )));
+    }
+    Ok(())
+}

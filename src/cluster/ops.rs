@@ -1,0 +1,232 @@
+//! The store's operations, one typed struct each: the named arguments of
+//! the matching function in `lobby.lua`'s `OPS` table, sent as one JSON
+//! object. Raw JSON whose exact text must survive (room and player data,
+//! results, rids) travels as a string field: the script stores and
+//! forwards it without decoding it.
+
+use serde::Serialize;
+
+/// An operation of the script: its name in `OPS` and its arguments.
+pub trait Op: Serialize {
+    const NAME: &'static str;
+}
+
+macro_rules! ops {
+    ($($ty:ty => $name:literal),* $(,)?) => {
+        $(impl Op for $ty { const NAME: &'static str = $name; })*
+    };
+}
+
+ops! {
+    Hello<'_> => "hello",
+    Bye<'_> => "bye",
+    Keep<'_> => "keep",
+    Create<'_> => "create",
+    Join<'_> => "join",
+    Match<'_> => "match",
+    Leave<'_> => "leave",
+    Start<'_> => "start",
+    Finish<'_> => "finish",
+    RoomData<'_> => "room_data",
+    PlayerData<'_> => "player_data",
+    Kick<'_> => "kick",
+    Chat<'_> => "chat",
+    Signal<'_> => "signal",
+    Close<'_> => "close",
+    Remove<'_> => "remove",
+    Tick => "tick",
+    Beat<'_> => "beat",
+    LeaveNode => "leave_node",
+    Watch => "watch",
+    List<'_> => "list",
+    Stats => "stats",
+    Recount => "recount",
+    Footprint => "footprint",
+}
+
+/// Cluster-wide counters.
+#[derive(Serialize)]
+pub struct Stats {}
+
+/// The store's `check_invariants` (scans every key: for tests).
+#[derive(Serialize)]
+pub struct Recount {}
+
+/// Sizes of the lobby's keys (scans every key: for tests).
+#[derive(Serialize)]
+pub struct Footprint {}
+
+#[derive(Serialize)]
+pub struct Hello<'a> {
+    pub conn: String,
+    pub fresh: &'a str,
+    pub name: &'a str,
+    pub resume: &'a str,
+    pub sub: &'a str,
+    pub token: &'a str,
+}
+
+#[derive(Serialize)]
+pub struct Bye<'a> {
+    pub p: &'a str,
+    pub epoch: u64,
+    pub grace_ms: u64,
+}
+
+#[derive(Serialize)]
+pub struct Keep<'a> {
+    pub p: &'a str,
+    pub events: Vec<&'a str>,
+}
+
+#[derive(Serialize)]
+pub struct Create<'a> {
+    pub p: &'a str,
+    pub room_id: String,
+    pub codes: Vec<String>,
+    pub private: bool,
+    pub mode: &'a str,
+    pub max: u64,
+    pub data: String,
+    pub allowed_players: &'a [String],
+    pub allowed_roles: &'a [String],
+    pub attrs: Vec<String>,
+    pub max_rooms: u64,
+    pub idle_ms: u64,
+    pub rid: String,
+    pub now: String,
+}
+
+#[derive(Serialize)]
+pub struct Join<'a> {
+    pub p: &'a str,
+    /// Empty when joining by code.
+    pub room_id: &'a str,
+    /// The code normalized (trimmed, upper case), and as given (for the
+    /// refusal's message).
+    pub code: String,
+    pub code_given: &'a str,
+    pub roles: &'a [String],
+    pub rid: String,
+    pub now: String,
+}
+
+#[derive(Serialize)]
+pub struct Match<'a> {
+    pub p: &'a str,
+    pub attrs: Vec<String>,
+    /// The filters: the data of a room it creates.
+    pub data: String,
+    pub room_id: String,
+    pub codes: Vec<String>,
+    pub max_rooms: u64,
+    pub idle_ms: u64,
+    pub mode: &'a str,
+    pub max: u64,
+    pub rid: String,
+    pub now: String,
+}
+
+#[derive(Serialize)]
+pub struct Leave<'a> {
+    pub p: &'a str,
+    pub rid: String,
+}
+
+#[derive(Serialize)]
+pub struct Start<'a> {
+    pub p: &'a str,
+    pub rid: String,
+}
+
+#[derive(Serialize)]
+pub struct Finish<'a> {
+    pub p: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub result: Option<String>,
+    pub ttl_ms: u64,
+    pub rid: String,
+}
+
+#[derive(Serialize)]
+pub struct RoomData<'a> {
+    pub p: &'a str,
+    pub data: String,
+    pub attrs: Vec<String>,
+    pub rid: String,
+}
+
+#[derive(Serialize)]
+pub struct PlayerData<'a> {
+    pub p: &'a str,
+    pub data: String,
+    pub rid: String,
+}
+
+#[derive(Serialize)]
+pub struct Kick<'a> {
+    pub p: &'a str,
+    pub target: &'a str,
+    pub rid: String,
+}
+
+#[derive(Serialize)]
+pub struct Chat<'a> {
+    pub p: &'a str,
+    pub text: &'a str,
+    pub ts: String,
+    pub rid: String,
+}
+
+#[derive(Serialize)]
+pub struct Signal<'a> {
+    pub p: &'a str,
+    pub to: &'a str,
+    /// The relayed event, `from` set.
+    pub event: &'a str,
+}
+
+#[derive(Serialize)]
+pub struct Close<'a> {
+    pub id: &'a str,
+}
+
+#[derive(Serialize)]
+pub struct Remove<'a> {
+    pub p: &'a str,
+}
+
+#[derive(Serialize)]
+pub struct Tick {
+    pub idle_ms: u64,
+}
+
+#[derive(Serialize)]
+pub struct Beat<'a> {
+    pub conns: u64,
+    pub ttl_ms: u64,
+    pub grace_ms: u64,
+    pub watching: bool,
+    pub generation: &'a str,
+    pub first: bool,
+    pub pending: u64,
+}
+
+#[derive(Serialize)]
+pub struct LeaveNode {
+    pub grace_ms: u64,
+}
+
+#[derive(Serialize)]
+pub struct Watch {
+    pub on: bool,
+}
+
+#[derive(Serialize)]
+pub struct List<'a> {
+    /// `w` waiting or `a` active.
+    pub which: &'a str,
+    /// Empty for every mode.
+    pub mode: &'a str,
+    pub limit: u64,
+}

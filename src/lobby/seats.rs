@@ -1,0 +1,354 @@
+//! Getting into and out of rooms: creating one, joining by id or code,
+//! matchmaking, leaving, and closing a room for everyone.
+
+use std::collections::{HashSet, VecDeque};
+use std::time::Instant;
+
+use chrono::Utc;
+use uuid::Uuid;
+
+use super::timers::Timer;
+use super::validate::{check_allowed, check_data, check_filters, check_max_players, check_mode};
+use super::{err, not_in_room, Delivery, Footprint, Lobby, Matched, Room, Seat};
+use crate::protocol::{
+    CreateRoom, ErrorCode, Event, FindMatch, JsonObject, LeaveReason, ProtoError, RoomInfo,
+    RoomStatus,
+};
+
+impl Lobby {
+    fn check_max_players(&self, n: Option<u64>) -> Result<u64, ProtoError> {
+        check_max_players(self.cfg.max_players, n)
+    }
+
+    fn check_free(&self, player_id: &str) -> Result<(), ProtoError> {
+        match self.players.get(player_id) {
+            None => Err(err(ErrorCode::Internal, "unknown player")),
+            Some(p) if p.room.is_some() => Err(err(
+                ErrorCode::AlreadyInRoom,
+                "you are already in a room; leave it first",
+            )),
+            Some(_) => Ok(()),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn insert_room(
+        &mut self,
+        private: bool,
+        mode: String,
+        max_players: u64,
+        data: JsonObject,
+        allowed_players: Vec<String>,
+        allowed_roles: Vec<String>,
+        now: Instant,
+    ) -> Result<Uuid, ProtoError> {
+        if self.rooms.len() >= self.cfg.max_rooms {
+            return Err(err(
+                ErrorCode::LimitReached,
+                format!(
+                    "the server holds its maximum of {} rooms",
+                    self.cfg.max_rooms
+                ),
+            ));
+        }
+        let id = Uuid::new_v4();
+        let code = self.new_code();
+        let seq = self.next_seq();
+        let room = Room {
+            id,
+            id_str: id.to_string(),
+            code: code.clone(),
+            private,
+            mode,
+            max_players,
+            status: RoomStatus::Waiting,
+            created_at: Utc::now(),
+            seq,
+            data,
+            seats: Vec::new(),
+            kicked: HashSet::new(),
+            allowed_players,
+            allowed_roles,
+            chat: VecDeque::new(),
+            activity: 0,
+            last_activity: now,
+            timer: None,
+        };
+        // An empty room has no footprint yet: it is applied on first join.
+        self.apply(id, &Footprint::of(&room));
+        self.rooms.insert(id, room);
+        self.codes.insert(code, id);
+        // Seating the creator is the room's first activity.
+        self.arm_room_timer(
+            id,
+            now + self.cfg.room_idle_timeout,
+            Timer::Idle {
+                room: id,
+                activity: 1,
+            },
+        );
+        Ok(id)
+    }
+
+    /// Seats a player whose eligibility was checked; sends `player_joined`
+    /// to the others, `chat_history` to the joiner, and starts the game if
+    /// the room is now full.
+    pub(super) fn seat(
+        &mut self,
+        room_id: Uuid,
+        player_id: &str,
+        out: &mut Vec<Delivery>,
+    ) -> RoomInfo {
+        let name = self
+            .players
+            .get(player_id)
+            .map(|p| p.name.clone())
+            .unwrap_or_default();
+        let mut started = false;
+        self.update_room(room_id, |room| {
+            let seat = Seat {
+                player_id: player_id.to_string(),
+                name,
+                data: JsonObject::new(),
+                joined_at: Utc::now(),
+                connected: true,
+            };
+            let others = room.member_ids();
+            if !others.is_empty() {
+                out.push(Delivery {
+                    to: others,
+                    event: Event::PlayerJoined {
+                        room_id: room.id_str.clone(),
+                        player: seat.info(),
+                    },
+                });
+            }
+            room.seats.push(seat);
+            out.push(Delivery::one(
+                player_id,
+                Event::ChatHistory {
+                    room_id: room.id_str.clone(),
+                    messages: room.chat.iter().cloned().collect(),
+                },
+            ));
+            if room.is_full() {
+                Self::start(room, out);
+                started = true;
+            }
+        });
+        if started {
+            self.matches_started += 1;
+        }
+        if let Some(p) = self.players.get_mut(player_id) {
+            p.room = Some(room_id);
+        }
+        self.rooms[&room_id].info(true)
+    }
+
+    /// Waiting to active, with `room_status` and `game_start` to every member.
+    pub(super) fn start(room: &mut Room, out: &mut Vec<Delivery>) {
+        room.status = RoomStatus::Active;
+        let members = room.member_ids();
+        out.push(Delivery {
+            to: members.clone(),
+            event: Event::RoomStatus {
+                room_id: room.id_str.clone(),
+                status: RoomStatus::Active,
+                result: None,
+            },
+        });
+        out.push(Delivery {
+            to: members,
+            event: Event::GameStart {
+                room: room.info(true),
+            },
+        });
+    }
+
+    pub fn create_room(
+        &mut self,
+        player_id: &str,
+        req: CreateRoom,
+        now: Instant,
+        out: &mut Vec<Delivery>,
+    ) -> Result<RoomInfo, ProtoError> {
+        self.check_free(player_id)?;
+        let max_players = self.check_max_players(req.max_players)?;
+        let mode = check_mode(req.mode.as_deref())?;
+        let data = req.data.unwrap_or_default();
+        check_data(&data, "data")?;
+        check_allowed(&req.allowed_players, &req.allowed_roles)?;
+        let id = self.insert_room(
+            req.private,
+            mode,
+            max_players,
+            data,
+            req.allowed_players,
+            req.allowed_roles,
+            now,
+        )?;
+        Ok(self.seat(id, player_id, out))
+    }
+
+    pub fn join_room(
+        &mut self,
+        player_id: &str,
+        room_id: Option<&str>,
+        code: Option<&str>,
+        out: &mut Vec<Delivery>,
+    ) -> Result<RoomInfo, ProtoError> {
+        self.check_free(player_id)?;
+        let id = match (room_id, code) {
+            (Some(id), _) => Uuid::parse_str(id)
+                .ok()
+                .filter(|id| self.rooms.contains_key(id))
+                .ok_or_else(|| err(ErrorCode::RoomNotFound, format!("no room {id:?}")))?,
+            (None, Some(code)) => *self
+                .codes
+                .get(&code.trim().to_ascii_uppercase())
+                .ok_or_else(|| {
+                    err(
+                        ErrorCode::RoomNotFound,
+                        format!("no room with code {code:?}"),
+                    )
+                })?,
+            (None, None) => return Err(ProtoError::bad_request("join_room needs room_id or code")),
+        };
+        let room = &self.rooms[&id];
+        let roles = &self.players[player_id].roles;
+        if !room.admits(player_id, roles) {
+            let why = if room.kicked.contains(player_id) {
+                "you were kicked from this room"
+            } else {
+                "this room is restricted to other players"
+            };
+            return Err(err(ErrorCode::Forbidden, why));
+        }
+        // A full room is reported as full even though filling it also
+        // started it: that is the more useful reason for the joiner.
+        if room.is_full() {
+            return Err(err(
+                ErrorCode::RoomFull,
+                format!(
+                    "room {} has {} of {} players",
+                    room.id_str,
+                    room.seats.len(),
+                    room.max_players
+                ),
+            ));
+        }
+        if room.status != RoomStatus::Waiting {
+            return Err(err(
+                ErrorCode::RoomNotWaiting,
+                format!("room {} is {}", room.id_str, room.status.as_str()),
+            ));
+        }
+        Ok(self.seat(id, player_id, out))
+    }
+
+    pub fn find_match(
+        &mut self,
+        player_id: &str,
+        req: FindMatch,
+        now: Instant,
+        out: &mut Vec<Delivery>,
+    ) -> Result<Matched, ProtoError> {
+        self.check_free(player_id)?;
+        let max_players = self.check_max_players(req.max_players)?;
+        let mode = check_mode(req.mode.as_deref())?;
+        let filters = req.filters.unwrap_or_default();
+        check_filters(&filters)?;
+        let found = self
+            .index
+            .candidates(&mode, max_players, &filters)
+            .find(|id| {
+                self.rooms
+                    .get(id)
+                    .is_some_and(|r| r.matches_filters(&filters) && !r.kicked.contains(player_id))
+            });
+        let (id, created) = match found {
+            Some(id) => (id, false),
+            None => (
+                self.insert_room(false, mode, max_players, filters, vec![], vec![], now)?,
+                true,
+            ),
+        };
+        let room = self.seat(id, player_id, out);
+        Ok(Matched { room, created })
+    }
+
+    /// `leave_room`: gives up the seat now.
+    pub fn leave_room(
+        &mut self,
+        player_id: &str,
+        out: &mut Vec<Delivery>,
+    ) -> Result<(), ProtoError> {
+        if self.room_of(player_id).is_none() {
+            return Err(not_in_room());
+        }
+        self.leave_with(player_id, LeaveReason::Left, out);
+        Ok(())
+    }
+
+    /// Removes the player's seat and tells the others; hands the host role
+    /// on when the host left.
+    pub(super) fn leave_with(
+        &mut self,
+        player_id: &str,
+        reason: LeaveReason,
+        out: &mut Vec<Delivery>,
+    ) {
+        let Some(room_id) = self.players.get(player_id).and_then(|p| p.room) else {
+            return;
+        };
+        self.update_room(room_id, |room| {
+            let Some(i) = room.seat_index(player_id) else {
+                return;
+            };
+            room.seats.remove(i);
+            let rest = room.member_ids();
+            if rest.is_empty() {
+                return;
+            }
+            out.push(Delivery {
+                to: rest.clone(),
+                event: Event::PlayerLeft {
+                    room_id: room.id_str.clone(),
+                    player_id: player_id.to_string(),
+                    reason,
+                },
+            });
+            if i == 0 {
+                out.push(Delivery {
+                    to: rest,
+                    event: Event::HostChanged {
+                        room_id: room.id_str.clone(),
+                        host: room.seats[0].player_id.clone(),
+                    },
+                });
+            }
+        });
+        self.release(player_id);
+    }
+
+    /// Closes a room (admin, idle or finished timeout): every member gets
+    /// `player_left` with reason `closed` for every player, itself included.
+    pub fn close_room(&mut self, room_id: Uuid, out: &mut Vec<Delivery>) -> bool {
+        let Some(room) = self.rooms.get(&room_id) else {
+            return false;
+        };
+        let members = room.member_ids();
+        for pid in &members {
+            out.push(Delivery {
+                to: members.clone(),
+                event: Event::PlayerLeft {
+                    room_id: room.id_str.clone(),
+                    player_id: pid.clone(),
+                    reason: LeaveReason::Closed,
+                },
+            });
+        }
+        self.drop_room(room_id);
+        true
+    }
+}

@@ -1,0 +1,210 @@
+//! Engine-level tests of what the property tests cannot reach by chance:
+//! pending timers under long churn, and join-code collisions.
+
+use std::time::{Duration, Instant};
+
+use super::{Lobby, LobbyConfig};
+use crate::protocol::{CreateRoom, FindMatch, RoomStatus};
+
+fn lobby() -> Lobby {
+    // The server's default timings: an idle room lives ten minutes, so a
+    // timer per activity would pile up for the whole test.
+    Lobby::new(LobbyConfig::default())
+}
+
+fn create(l: &mut Lobby, pid: &str, now: Instant) -> super::RoomInfo {
+    let mut out = Vec::new();
+    let req = CreateRoom {
+        max_players: Some(4),
+        ..CreateRoom::default()
+    };
+    l.create_room(pid, req, now, &mut out).expect("create_room")
+}
+
+fn find(l: &mut Lobby, pid: &str, now: Instant) -> super::Matched {
+    let mut out = Vec::new();
+    let req = FindMatch {
+        max_players: Some(2),
+        mode: Some("churn".into()),
+        filters: None,
+    };
+    l.find_match(pid, req, now, &mut out).expect("find_match")
+}
+
+/// Many rounds of create/leave, match/leave and drop/resume: the pending
+/// timers stay at most one per live room plus one per held player, and the
+/// same after every round, however many rounds ran.
+#[test]
+fn pending_timers_stay_flat_under_churn() {
+    let mut l = lobby();
+    let mut out = Vec::new();
+    let now = Instant::now();
+    for p in ["a", "b", "c"] {
+        l.connect(p, p, vec![], &mut out);
+    }
+    // "c" keeps a waiting room open the whole time: one timer that stays.
+    create(&mut l, "c", now);
+    let mut after_round = Vec::new();
+    for round in 0..500 {
+        // A room made and left: its idle timer goes with it.
+        create(&mut l, "a", now);
+        assert_eq!(l.footprint().timers, 2, "round {round}: two waiting rooms");
+        l.leave_room("a", &mut out).unwrap();
+
+        // Two players matched: the room starts and needs no idle timer.
+        assert!(find(&mut l, "a", now).created);
+        assert!(!find(&mut l, "b", now).created);
+        assert_eq!(l.room_of("a").unwrap().status, RoomStatus::Active);
+        assert_eq!(l.footprint().timers, 1, "round {round}: active room");
+
+        // A drop holds the seat for the grace; the resume ends the hold.
+        l.disconnect("b", now, &mut out);
+        assert_eq!(l.footprint().timers, 2, "round {round}: one held seat");
+        l.connect("b", "b", vec![], &mut out);
+        l.leave_room("a", &mut out).unwrap();
+        l.leave_room("b", &mut out).unwrap();
+
+        // A drop outside any room, then a resume.
+        l.disconnect("a", now, &mut out);
+        l.connect("a", "a", vec![], &mut out);
+        l.check_invariants().unwrap();
+        let f = l.footprint();
+        assert!(f.timers <= f.rooms + f.players, "round {round}: {f:?}");
+        after_round.push(f);
+    }
+    assert!(
+        after_round.iter().all(|f| *f == after_round[0]),
+        "footprint moved between rounds: first {:?}, last {:?}",
+        after_round[0],
+        after_round[after_round.len() - 1]
+    );
+    assert_eq!((after_round[0].rooms, after_round[0].timers), (1, 1));
+}
+
+/// Seat timers go with a player who is removed or kicked while held, and
+/// room timers with a room that is closed before its deadline.
+#[test]
+fn timers_go_with_their_owner() {
+    let mut l = lobby();
+    let mut out = Vec::new();
+    let now = Instant::now();
+    for p in ["h", "x", "y"] {
+        l.connect(p, p, vec![], &mut out);
+    }
+    let room = create(&mut l, "h", now);
+    l.join_room("x", Some(&room.room_id), None, &mut out)
+        .unwrap();
+    l.join_room("y", Some(&room.room_id), None, &mut out)
+        .unwrap();
+    l.disconnect("x", now, &mut out);
+    l.disconnect("y", now, &mut out);
+    assert_eq!(l.footprint().timers, 3);
+    l.kick("h", "x", &mut out).unwrap();
+    assert_eq!(l.footprint().timers, 2, "kicked while held");
+    assert!(l.remove_player("y", &mut out));
+    assert_eq!(l.footprint().timers, 1, "removed while held");
+    l.check_invariants().unwrap();
+
+    // Started and finished: the finished room's close timer goes when an
+    // admin closes it first.
+    assert!(l.player("x").is_none() && l.player("y").is_none());
+    l.connect("z", "z", vec![], &mut out);
+    l.join_room("z", Some(&room.room_id), None, &mut out)
+        .unwrap();
+    l.start_game("h", &mut out).unwrap();
+    assert_eq!(l.footprint().timers, 0, "an active room has no timer");
+    l.finish_game("h", None, now, &mut out).unwrap();
+    assert_eq!(l.footprint().timers, 1, "finished room TTL");
+    let id = l.room_of("h").unwrap().id;
+    assert!(l.close_room(id, &mut out));
+    assert_eq!(l.footprint().timers, 0);
+    l.check_invariants().unwrap();
+}
+
+/// The idle timer still closes a waiting room one timeout after its last
+/// activity, checked when the first deadline passes, as before timers had
+/// owners.
+#[test]
+fn idle_room_closes_one_timeout_after_its_last_activity() {
+    let cfg = LobbyConfig {
+        room_idle_timeout: Duration::from_millis(1000),
+        ..LobbyConfig::default()
+    };
+    let mut l = Lobby::new(cfg);
+    let mut out = Vec::new();
+    let t0 = Instant::now();
+    l.connect("a", "a", vec![], &mut out);
+    create(&mut l, "a", t0);
+    let idle = l.footprint().timers;
+    assert_eq!(idle, 1);
+    // Activity (stamped with the real clock, so strictly after t0) before
+    // the first deadline: the timer sets itself again when it fires.
+    std::thread::sleep(Duration::from_millis(2));
+    l.chat("a", "still here", &mut out).unwrap();
+    let last = l.room_of("a").unwrap().last_activity;
+    l.tick(t0 + Duration::from_millis(1000), &mut out);
+    assert!(l.room_of("a").is_some(), "activity moved the deadline");
+    assert_eq!(l.footprint().timers, 1, "re-armed, not added");
+    l.tick(last + Duration::from_millis(999), &mut out);
+    assert!(l.room_of("a").is_some());
+    l.tick(last + Duration::from_millis(1000), &mut out);
+    assert!(l.room_of("a").is_none(), "closed when idle");
+    // The player is still connected, in no room: nothing pending.
+    assert_eq!(l.footprint().timers, 0);
+    l.check_invariants().unwrap();
+}
+
+/// A generator that repeats a taken code several times before a fresh one:
+/// every live room still gets a code of its own, and each code finds its
+/// room.
+#[test]
+fn join_codes_stay_unique_when_the_generator_repeats_itself() {
+    let mut l = lobby();
+    // "AAAAAA" five times, then "BBBBBB" five times, then "CCCCCC" forever.
+    let mut calls = 0;
+    l.set_code_source(move || {
+        calls += 1;
+        match calls {
+            1..=5 => "AAAAAA",
+            6..=10 => "BBBBBB",
+            _ => "CCCCCC",
+        }
+        .to_string()
+    });
+    let mut out = Vec::new();
+    let now = Instant::now();
+    let mut codes = Vec::new();
+    for p in ["a", "b", "c"] {
+        l.connect(p, p, vec![], &mut out);
+        codes.push(create(&mut l, p, now).code.unwrap());
+    }
+    assert_eq!(codes, ["AAAAAA", "BBBBBB", "CCCCCC"]);
+    l.check_invariants().unwrap();
+    for (p, code) in ["a", "b", "c"].iter().zip(&codes) {
+        l.connect("joiner", "j", vec![], &mut out);
+        let room = l.join_room("joiner", None, Some(code), &mut out).unwrap();
+        assert_eq!(
+            room.host.as_deref(),
+            Some(*p),
+            "code {code} leads to its room"
+        );
+        l.leave_room("joiner", &mut out).unwrap();
+    }
+    // A code is free again once its room is gone.
+    l.leave_room("a", &mut out).unwrap();
+    l.set_code_source(|| "AAAAAA".to_string());
+    l.connect("d", "d", vec![], &mut out);
+    assert_eq!(create(&mut l, "d", now).code.as_deref(), Some("AAAAAA"));
+    l.check_invariants().unwrap();
+}
+
+#[test]
+fn a_printed_player_never_shows_its_resume_token() {
+    let mut lobby = Lobby::new(LobbyConfig::default());
+    let mut out = Vec::new();
+    lobby.connect("p1", "ann", Vec::new(), &mut out);
+    let token = lobby.issue_token("p1").expect("a token");
+    let shown = format!("{:?}", lobby.player("p1").unwrap());
+    assert!(!shown.contains(&token), "{shown}");
+    assert!(shown.contains("<redacted>"), "{shown}");
+}

@@ -1,0 +1,286 @@
+//! The WebSocket upgrade of `GET /ws`: the checks before it (draining,
+//! store availability, origin, token, name, connection caps), then the
+//! handshake finished by hand from hyper's `OnUpgrade`.
+//!
+//! The upgrade is finished here rather than by warp's `ws()` filter, because
+//! that filter fixes tungstenite's buffers at sizes that cost over 100 KiB per
+//! idle socket; here every limit is set explicitly from the configuration.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use hyper::upgrade::OnUpgrade;
+use hyper_util::rt::TokioIo;
+use tokio_tungstenite::tungstenite;
+use tokio_tungstenite::tungstenite::protocol::Role;
+use tokio_tungstenite::WebSocketStream;
+use warp::http::{HeaderMap, StatusCode};
+use warp::{Filter, Reply};
+
+use super::App;
+use crate::protocol::{self, ErrorCode, ProtoError};
+
+/// Longest display name, in characters after trimming.
+pub const MAX_NAME_CHARS: usize = 32;
+
+pub(super) fn route(
+    app: Arc<App>,
+) -> impl Filter<Extract = (warp::reply::Response,), Error = warp::Rejection> + Clone {
+    warp::path("ws")
+        .and(warp::path::end())
+        .and(warp::get())
+        .and(warp::header::headers_cloned())
+        .and(warp::query::<HashMap<String, String>>())
+        .and(warp::ext::optional::<OnUpgrade>())
+        .and(super::tls::remote())
+        .map(move |headers, query, upgrade, remote| {
+            handshake(app.clone(), headers, query, upgrade, remote)
+        })
+}
+
+fn refuse(status: StatusCode, code: ErrorCode, message: &str) -> warp::reply::Response {
+    let body = protocol::http_error_body(&ProtoError::new(code, message));
+    warp::reply::with_status(warp::reply::json(&body), status).into_response()
+}
+
+fn header_has(headers: &HeaderMap, name: &str, token: &str) -> bool {
+    headers
+        .get_all(name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case(token))
+}
+
+/// Checks the upgrade request and the query, answers 101 and spawns the
+/// session; or refuses with an HTTP status and the JSON error body.
+fn handshake(
+    app: Arc<App>,
+    headers: HeaderMap,
+    query: HashMap<String, String>,
+    upgrade: Option<OnUpgrade>,
+    remote: Option<SocketAddr>,
+) -> warp::reply::Response {
+    let refused = |status, code, message: &str| {
+        app.metrics.handshakes_refused.increment(1);
+        refuse(status, code, message)
+    };
+    if app.draining.is_cancelled() || app.shutdown.is_cancelled() {
+        return refused(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::Internal,
+            "the server is shutting down",
+        );
+    }
+    if !app.backend.available() {
+        return refused(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::Internal,
+            "the store is unavailable; try again shortly",
+        );
+    }
+    if let Err(msg) = check_origin(&app.cfg.allowed_origins, &headers) {
+        return refused(StatusCode::FORBIDDEN, ErrorCode::Forbidden, &msg);
+    }
+    let identity = match app.auth.check(query.get("token").map(String::as_str)) {
+        Ok(identity) => identity,
+        Err(e) => {
+            // The reason, never the token.
+            app.metrics.auth_failures.increment(1);
+            tracing::debug!(?remote, "token refused: {e}");
+            return refused(
+                StatusCode::UNAUTHORIZED,
+                ErrorCode::Unauthorized,
+                &e.to_string(),
+            );
+        }
+    };
+    let key = headers
+        .get("sec-websocket-key")
+        .map(|k| k.as_bytes().to_vec());
+    let (Some(key), Some(upgrade)) = (key, upgrade) else {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::BadRequest,
+            "GET /ws expects a WebSocket upgrade",
+        );
+    };
+    if !header_has(&headers, "upgrade", "websocket")
+        || !header_has(&headers, "connection", "upgrade")
+    {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::BadRequest,
+            "GET /ws expects a WebSocket upgrade",
+        );
+    }
+    if headers
+        .get("sec-websocket-version")
+        .is_none_or(|v| v.as_bytes() != b"13")
+    {
+        return warp::reply::with_header(
+            refuse(
+                StatusCode::UPGRADE_REQUIRED,
+                ErrorCode::BadRequest,
+                "only WebSocket version 13 is supported",
+            ),
+            "sec-websocket-version",
+            "13",
+        )
+        .into_response();
+    }
+    let token_name = identity.as_ref().and_then(|i| i.name.clone());
+    let name = match query.get("name").map(|n| n.trim()) {
+        _ if token_name.is_some() => token_name.unwrap_or_default(),
+        None | Some("") => "player".to_string(),
+        Some(n) if n.chars().count() > MAX_NAME_CHARS => {
+            return refuse(
+                StatusCode::BAD_REQUEST,
+                ErrorCode::BadRequest,
+                "name must be 1 to 32 characters",
+            )
+        }
+        Some(n) if n.chars().any(char::is_control) => {
+            return refuse(
+                StatusCode::BAD_REQUEST,
+                ErrorCode::BadRequest,
+                "name must not contain control characters",
+            )
+        }
+        Some(n) => n.to_string(),
+    };
+    let admission = match Admission::take(&app, remote.map(|r| r.ip())) {
+        Ok(a) => a,
+        Err((status, msg)) => {
+            let code = if status == StatusCode::TOO_MANY_REQUESTS {
+                ErrorCode::RateLimited
+            } else {
+                ErrorCode::LimitReached
+            };
+            return refused(status, code, msg);
+        }
+    };
+    let accept = tungstenite::handshake::derive_accept_key(&key);
+    let resume = query
+        .get("resume")
+        .filter(|t| !t.is_empty() && t.len() <= 128)
+        .cloned();
+    tracing::debug!(?remote, "websocket upgrade");
+    tokio::spawn(async move {
+        match upgrade.await {
+            Ok(upgraded) => {
+                let ws = WebSocketStream::from_raw_socket(
+                    TokioIo::new(upgraded),
+                    Role::Server,
+                    Some(app.ws_config),
+                )
+                .await;
+                super::session::run(app, ws, name, resume, identity, admission).await;
+            }
+            Err(e) => tracing::debug!("upgrade failed: {e}"),
+        }
+    });
+    let reply = warp::reply::with_status(warp::reply(), StatusCode::SWITCHING_PROTOCOLS);
+    let reply = warp::reply::with_header(reply, "upgrade", "websocket");
+    let reply = warp::reply::with_header(reply, "connection", "upgrade");
+    warp::reply::with_header(reply, "sec-websocket-accept", accept).into_response()
+}
+
+/// The default policy without `--allowed-origins`: a browser's Origin must
+/// name the host it connects to; a request without Origin (a native game,
+/// a server) passes.
+fn check_origin(allowed: &[String], headers: &HeaderMap) -> Result<(), String> {
+    let Some(origin) = headers.get("origin") else {
+        return Ok(());
+    };
+    let origin = origin.to_str().unwrap_or("").trim();
+    if allowed
+        .iter()
+        .any(|a| a == "*" || a.eq_ignore_ascii_case(origin))
+    {
+        return Ok(());
+    }
+    if allowed.is_empty() {
+        let authority = origin
+            .strip_prefix("http://")
+            .or_else(|| origin.strip_prefix("https://"))
+            .unwrap_or("");
+        let host = headers
+            .get("host")
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("");
+        if !authority.is_empty() && authority.eq_ignore_ascii_case(host) {
+            return Ok(());
+        }
+    }
+    let shown: String = origin.chars().take(100).collect();
+    Err(format!("origin {shown:?} is not allowed"))
+}
+
+/// A connection slot: a permit of `--max-connections` and a count against
+/// the client address, both given back when dropped.
+pub(super) struct Admission {
+    app: Arc<App>,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+    ip: Option<std::net::IpAddr>,
+}
+
+impl Admission {
+    fn take(
+        app: &Arc<App>,
+        ip: Option<std::net::IpAddr>,
+    ) -> Result<Admission, (StatusCode, &'static str)> {
+        let permit = app
+            .conn_permits
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| (StatusCode::SERVICE_UNAVAILABLE, "the server is full"))?;
+        if let Some(ip) = ip {
+            let mut per_ip = app.per_ip.lock();
+            let n = per_ip.entry(ip).or_insert(0);
+            if *n >= app.cfg.max_connections_per_ip {
+                if *n == 0 {
+                    per_ip.remove(&ip);
+                }
+                return Err((
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "too many connections from this address",
+                ));
+            }
+            *n += 1;
+        }
+        Ok(Admission {
+            app: app.clone(),
+            _permit: permit,
+            ip,
+        })
+    }
+}
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        if let Some(ip) = self.ip {
+            let mut per_ip = self.app.per_ip.lock();
+            if let Some(n) = per_ip.get_mut(&ip) {
+                *n -= 1;
+                if *n == 0 {
+                    per_ip.remove(&ip);
+                }
+            }
+        }
+    }
+}
+
+/// `p_` and 22 base62 characters of a random 128-bit number.
+pub(crate) fn new_player_id() -> String {
+    const ALPHABET: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    let mut n = u128::from_be_bytes(*uuid::Uuid::new_v4().as_bytes());
+    let mut s = String::with_capacity(24);
+    s.push_str("p_");
+    for _ in 0..22 {
+        s.push(ALPHABET[(n % 62) as usize] as char);
+        n /= 62;
+    }
+    s
+}

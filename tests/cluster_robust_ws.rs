@@ -1,0 +1,356 @@
+//! Cluster mode at its edges, in-process against a real `redis-server`:
+//! a node whose notice subscription is cut while Redis stays up closes its
+//! sockets with 1012 and its clients resume with their seats; a client that
+//! closes cleanly gets the server's close frame at once (not after the
+//! writer's linger), as on a single node.
+
+mod support;
+
+use std::time::Duration;
+
+use clap::Parser;
+use futures_util::{SinkExt, StreamExt};
+use rendezvous::config::Config;
+use rendezvous::server::{self, RunningServer};
+use serde_json::{json, Value};
+use support::RedisServer;
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::Message;
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn node(redis: &RedisServer, extra: &[&str]) -> RunningServer {
+    let url = redis.url();
+    let mut argv = vec![
+        "rendezvous",
+        "--listen",
+        "127.0.0.1:0",
+        "--max-connections-per-ip",
+        "100000",
+        "--redis-url",
+        &url,
+    ];
+    argv.extend_from_slice(extra);
+    let cfg = Config::try_parse_from(argv).expect("config");
+    server::start(cfg).await.expect("node starts")
+}
+
+async fn connect(srv: &RunningServer, query: &str) -> (Ws, Value) {
+    let url = format!("ws://{}/ws?{query}", srv.addr);
+    let (mut ws, _) = tokio_tungstenite::connect_async(url)
+        .await
+        .expect("connects");
+    let welcome = next_json(&mut ws).await;
+    assert_eq!(welcome["type"], "welcome", "{welcome}");
+    (ws, welcome)
+}
+
+/// The next text frame as JSON, within 5 s.
+async fn next_json(ws: &mut Ws) -> Value {
+    let deadline = Duration::from_secs(5);
+    loop {
+        let frame = tokio::time::timeout(deadline, ws.next())
+            .await
+            .expect("a frame within 5 s")
+            .expect("socket open")
+            .expect("no socket error");
+        if let Message::Text(t) = frame {
+            return serde_json::from_str(&t).expect("JSON frame");
+        }
+    }
+}
+
+/// Sends a request and reads frames until its reply; returns the reply.
+async fn request(ws: &mut Ws, rid: u64, body: Value) -> Value {
+    let mut msg = body;
+    msg["rid"] = json!(rid);
+    ws.send(Message::Text(msg.to_string().into()))
+        .await
+        .expect("send");
+    loop {
+        let v = next_json(ws).await;
+        if v["rid"] == json!(rid) {
+            return v;
+        }
+    }
+}
+
+/// Reads until an event of `kind`.
+async fn until(ws: &mut Ws, kind: &str) -> Value {
+    loop {
+        let v = next_json(ws).await;
+        if v["type"] == kind {
+            return v;
+        }
+    }
+}
+
+/// The close frame's code, within 5 s.
+async fn close_code(ws: &mut Ws) -> Option<CloseCode> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, ws.next()).await {
+            Ok(Some(Ok(Message::Close(frame)))) => return frame.map(|f| f.code),
+            Ok(Some(Ok(_))) => continue,
+            Ok(Some(Err(_)) | None) => return None,
+            Err(_) => panic!("no close frame within 5 s"),
+        }
+    }
+}
+
+fn kill_pubsub_clients(redis: &RedisServer) -> i64 {
+    let client = redis::Client::open(redis.url()).expect("redis url");
+    let mut con = client.get_connection().expect("redis connection");
+    redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("TYPE")
+        .arg("pubsub")
+        .query(&mut con)
+        .expect("CLIENT KILL")
+}
+
+#[tokio::test]
+async fn a_cut_subscription_closes_sockets_with_1012_and_clients_resume() {
+    let redis = RedisServer::start();
+    let srv = node(&redis, &["--reconnect-grace-ms", "10000"]).await;
+    let (mut ann, ann_w) = connect(&srv, "name=ann").await;
+    let (mut bob, bob_w) = connect(&srv, "name=bob").await;
+    let created = request(
+        &mut ann,
+        1,
+        json!({"type": "create_room", "max_players": 3}),
+    )
+    .await;
+    assert_eq!(created["type"], "ok", "{created}");
+    let room_id = created["room"]["room_id"].as_str().unwrap().to_string();
+    let joined = request(
+        &mut bob,
+        1,
+        json!({"type": "join_room", "room_id": room_id}),
+    )
+    .await;
+    assert_eq!(joined["type"], "ok", "{joined}");
+    until(&mut ann, "player_joined").await;
+
+    assert!(
+        kill_pubsub_clients(&redis) >= 1,
+        "the node's subscription was killed"
+    );
+    assert_eq!(close_code(&mut ann).await, Some(CloseCode::Restart));
+    assert_eq!(close_code(&mut bob).await, Some(CloseCode::Restart));
+
+    // The node subscribes again; the clients resume with their seats.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let (mut ann, again) = loop {
+        let url = format!(
+            "ws://{}/ws?resume={}",
+            srv.addr,
+            ann_w["resume_token"].as_str().unwrap()
+        );
+        match tokio_tungstenite::connect_async(url).await {
+            Ok((mut ws, _)) => {
+                let w = next_json(&mut ws).await;
+                break (ws, w);
+            }
+            Err(_) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("no resume within 10 s: {e}"),
+        }
+    };
+    assert_eq!(again["resumed"], true, "{again}");
+    assert_eq!(again["player_id"], ann_w["player_id"]);
+    assert_eq!(again["room"]["room_id"], json!(room_id));
+    let (mut bob, bob_again) = connect(
+        &srv,
+        &format!("resume={}", bob_w["resume_token"].as_str().unwrap()),
+    )
+    .await;
+    assert_eq!(bob_again["resumed"], true, "{bob_again}");
+
+    // Notices flow again: a chat reaches both, and nothing was lost of the
+    // room (two seats, both connected).
+    let sent = request(&mut ann, 2, json!({"type": "chat", "text": "still here"})).await;
+    assert_eq!(sent["type"], "ok", "{sent}");
+    let chat = until(&mut bob, "chat").await;
+    assert_eq!(chat["text"], "still here");
+    srv.app.check_invariants().await.unwrap();
+    let room = request(&mut bob, 2, json!({"type": "list_rooms"})).await;
+    let listed = &room["rooms"][0];
+    assert_eq!(listed["players"].as_array().unwrap().len(), 2, "{room}");
+    assert!(listed["players"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|p| p["connected"] == true));
+    srv.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_clean_close_is_answered_at_once_in_cluster_mode() {
+    let redis = RedisServer::start();
+    let srv = node(&redis, &[]).await;
+    let started = Instant::now();
+    for i in 0..200 {
+        let (mut ws, _) = connect(&srv, &format!("name=c{i}")).await;
+        let t = Instant::now();
+        ws.close(None).await.expect("close sent");
+        // The server's close frame ends the stream.
+        while let Ok(Some(Ok(_))) = tokio::time::timeout(Duration::from_secs(5), ws.next()).await {}
+        let took = t.elapsed();
+        assert!(
+            took < Duration::from_millis(500),
+            "close {i} answered after {took:?}: the server waited for its linger"
+        );
+    }
+    eprintln!("200 connect+close cycles in {:?}", started.elapsed());
+    srv.shutdown().await;
+}
+
+fn bob_w_check(w: &Value, round: u64) {
+    assert_eq!(w["resumed"], true, "round {round}: {w}");
+}
+
+/// Reads frames for `wait` (or until the socket ends), collecting the texts
+/// of `chat` events; the ones a `welcome` may carry after a resume too.
+async fn collect_chats(ws: &mut Ws, wait: Duration, into: &mut Vec<String>) {
+    let until = Instant::now() + wait;
+    loop {
+        let left = until.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, ws.next()).await {
+            Ok(Some(Ok(Message::Text(t)))) => {
+                let v: Value = serde_json::from_str(&t).expect("JSON");
+                if v["type"] == "chat" {
+                    into.push(v["text"].as_str().unwrap().to_string());
+                }
+            }
+            Ok(Some(Ok(_))) => {}
+            Ok(Some(Err(_)) | None) | Err(_) => return,
+        }
+    }
+}
+
+#[tokio::test]
+async fn drops_and_resumes_while_events_flow_lose_nothing() {
+    let redis = RedisServer::start();
+    let args = [
+        "--reconnect-grace-ms",
+        "20000",
+        "--rate-limit",
+        "2000",
+        "--rate-burst",
+        "2000",
+    ];
+    let a = node(&redis, &args).await;
+    let b = node(&redis, &args).await;
+    let (mut ann, _) = connect(&a, "name=ann").await;
+    let (mut bob, mut bob_w) = connect(&b, "name=bob").await;
+    let created = request(
+        &mut ann,
+        1,
+        json!({"type": "create_room", "max_players": 2}),
+    )
+    .await;
+    let room_id = created["room"]["room_id"].as_str().unwrap().to_string();
+    let joined = request(
+        &mut bob,
+        1,
+        json!({"type": "join_room", "room_id": room_id}),
+    )
+    .await;
+    assert_eq!(joined["type"], "ok", "{joined}");
+
+    // Ann chats without pause while Bob drops his socket and resumes at
+    // once, on one node then the other, again and again.
+    const CHATS: usize = 2000;
+    let sender = tokio::spawn(async move {
+        for i in 0..CHATS {
+            let msg = json!({"type": "chat", "text": format!("m{i}")});
+            ann.send(Message::Text(msg.to_string().into()))
+                .await
+                .unwrap();
+            if i % 4 == 0 {
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        }
+        ann
+    });
+    // Every round ends Bob's connection in one of three ways the server
+    // must not lose events over, then resumes at once:
+    // - a drop: Bob shuts his side of the TCP connection (the server reads
+    //   the end of the stream, as for a lost client) and resumes at once,
+    //   racing the old node's handling of the drop, while still reading
+    //   whatever the server writes on the half-open old socket;
+    // - a clean close, the old socket read to its end;
+    // - a takeover: a new connection with the same token while the old one
+    //   is open; the old one is read to its 4001 close.
+    let mut got = Vec::new();
+    let mut round = 0u64;
+    while !sender.is_finished() {
+        collect_chats(&mut bob, Duration::from_millis(round % 5 * 2), &mut got).await;
+        // Two rounds on a node, two on the other: the resume lands on the
+        // node that saw the drop, or on another one.
+        let on = if (round / 2).is_multiple_of(2) {
+            &a
+        } else {
+            &b
+        };
+        let token = bob_w["resume_token"].as_str().unwrap().to_string();
+        let mut old = match round % 3 {
+            0 => {
+                // The half close and the new connection race each other.
+                use tokio::io::AsyncWriteExt;
+                let cut = async {
+                    match bob.get_mut() {
+                        tokio_tungstenite::MaybeTlsStream::Plain(tcp) => {
+                            tcp.shutdown().await.expect("half close")
+                        }
+                        _ => unreachable!("plain TCP"),
+                    }
+                };
+                let query = format!("resume={token}");
+                let ((ws, w), ()) = tokio::join!(connect(on, &query), cut);
+                bob_w = w;
+                std::mem::replace(&mut bob, ws)
+            }
+            1 => {
+                bob.close(None).await.expect("close sent");
+                collect_chats(&mut bob, Duration::from_secs(5), &mut got).await;
+                let (ws, w) = connect(on, &format!("resume={token}")).await;
+                bob_w = w;
+                std::mem::replace(&mut bob, ws)
+            }
+            _ => {
+                let (ws, w) = connect(on, &format!("resume={token}")).await;
+                bob_w = w;
+                std::mem::replace(&mut bob, ws)
+            }
+        };
+        collect_chats(&mut old, Duration::from_secs(5), &mut got).await;
+        bob_w_check(&bob_w, round);
+        round += 1;
+    }
+    let _ann = sender.await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while got.len() < CHATS && Instant::now() < deadline {
+        collect_chats(&mut bob, Duration::from_millis(200), &mut got).await;
+    }
+    let mut seen = std::collections::HashSet::new();
+    let dups: Vec<&String> = got.iter().filter(|t| !seen.insert(*t)).collect();
+    assert!(dups.is_empty(), "delivered twice: {dups:?}");
+    let missing: Vec<String> = (0..CHATS)
+        .map(|i| format!("m{i}"))
+        .filter(|t| !seen.contains(t))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{} of {CHATS} chats lost over {round} drop+resume rounds: {missing:?}",
+        missing.len()
+    );
+    a.app.check_invariants().await.unwrap();
+    b.shutdown().await;
+    a.shutdown().await;
+}

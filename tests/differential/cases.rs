@@ -1,0 +1,421 @@
+//! Fixed cases through the same harness: one per difference between the
+//! engines that the random search found (each fails until the engines
+//! agree), and a few sequences the random steps reach rarely or cannot
+//! (idle rooms, pipelined requests, the close handshake).
+
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::steps::{CodeRef, Payload, PlayerRef, Req, RoomRef, Step};
+use crate::world::World;
+use crate::{run_case, Pair};
+
+async fn check(n: usize, steps: Vec<Step>) {
+    check_with(n, steps, &[]).await
+}
+
+/// Runs a fixed case; one cut short by a slow step (a loaded machine) is
+/// run again, a few times at most.
+async fn check_with(n: usize, steps: Vec<Step>, extra: &[&str]) {
+    for _ in 0..3 {
+        match run_case(n, &steps, extra).await {
+            Ok(true) => return,
+            Ok(false) => continue,
+            Err(report) => panic!("{report}"),
+        }
+    }
+    panic!("inconclusive three times: steps outlasted the timers' margins (machine too loaded?)");
+}
+
+fn find(max: Option<&'static str>, filters: Option<&'static str>) -> Req {
+    Req::FindMatch {
+        max,
+        mode: None,
+        filters,
+    }
+}
+
+fn create(max: Option<&'static str>, data: Option<&'static str>) -> Req {
+    Req::CreateRoom {
+        private: None,
+        max,
+        mode: None,
+        data,
+        allowed: None,
+    }
+}
+
+/// JSON data over the 16 KiB limit of room and player data.
+fn oversized() -> &'static str {
+    Box::leak(format!("{{\"x\":\"{}\"}}", "a".repeat(17_000)).into_boxed_str())
+}
+
+use Step::Send;
+
+// ----- which check comes first: state or validation -----
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seated_find_match_with_bad_filters() {
+    check(
+        2,
+        vec![
+            Send(0, find(None, None)),
+            Send(0, find(None, Some("{\"deep\":{\"x\":1}}"))),
+        ],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seated_find_match_with_bad_max_players() {
+    check(
+        2,
+        vec![
+            Send(0, find(Some("3"), None)),
+            Send(0, find(Some("1"), None)),
+        ],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seated_create_room_with_bad_max_players() {
+    check(
+        2,
+        vec![
+            Send(0, find(None, None)),
+            Send(0, create(Some("1000"), None)),
+        ],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unseated_chat_with_blank_text() {
+    check(2, vec![Send(0, Req::Chat("\"   \""))]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn non_host_set_room_data_oversized() {
+    let big = oversized();
+    check(
+        2,
+        vec![
+            Send(0, find(Some("3"), None)),
+            Send(1, find(Some("3"), None)),
+            Send(1, Req::SetRoomData(Some(big))),
+        ],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unseated_set_player_data_oversized() {
+    check(2, vec![Send(0, Req::SetPlayerData(Some(oversized())))]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seated_join_room_with_an_overlong_id() {
+    let id = RoomRef::Bad("0123456789012345678901234567890123456789012345678901234567890123456789");
+    check(
+        2,
+        vec![Send(0, find(None, None)), Send(0, Req::JoinById(id))],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unseated_join_room_with_an_overlong_id() {
+    let id = RoomRef::Bad("0123456789012345678901234567890123456789012345678901234567890123456789");
+    check(2, vec![Send(0, Req::JoinById(id))]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unseated_signal_to_an_overlong_id() {
+    let to = PlayerRef::Bad(Box::leak("p".repeat(300).into_boxed_str()));
+    let payload = Payload::Candidate { object: false };
+    let signal = Req::Signal {
+        kind: "ice_candidate",
+        to,
+        payload,
+        rid: true,
+    };
+    check(2, vec![Send(0, signal)]).await;
+}
+
+// ----- error messages -----
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kick_of_an_id_with_quotes() {
+    let kick = Req::Kick(PlayerRef::Bad("p_\"quoted\""));
+    check(
+        2,
+        vec![
+            Send(0, find(Some("3"), None)),
+            Send(1, find(Some("3"), None)),
+            Send(0, kick),
+        ],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn join_room_by_an_id_with_quotes() {
+    check(2, vec![Send(0, Req::JoinById(RoomRef::Bad("r\"q")))]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn join_room_by_an_unknown_lower_case_code() {
+    check(2, vec![Send(0, Req::JoinByCode(CodeRef::Bad("zzzzzz")))]).await;
+}
+
+// ----- room listings -----
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn room_listed_comes_after_the_reply_and_the_change() {
+    check(
+        2,
+        vec![
+            Send(0, Req::SubscribeRooms(None)),
+            Send(0, find(None, None)),
+        ],
+    )
+    .await;
+}
+
+/// A change that leaves the public view of a room as it was (same player
+/// data again) is no `room_updated`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_room_updated_when_nothing_visible_changed() {
+    check(
+        3,
+        vec![
+            Send(0, Req::SubscribeRooms(None)),
+            Send(2, find(None, None)),
+            Send(2, Req::SetPlayerData(Some("{}"))),
+        ],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_rooms_with_limit_zero() {
+    let list = Req::List {
+        status: None,
+        mode: None,
+        limit: Some("0"),
+    };
+    check(2, vec![Send(0, find(None, None)), Send(1, list)]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_rooms_with_an_empty_mode() {
+    let list = Req::List {
+        status: None,
+        mode: Some("\"\""),
+        limit: None,
+    };
+    check(2, vec![Send(0, find(None, None)), Send(1, list)]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscribe_rooms_with_an_empty_mode() {
+    check(
+        2,
+        vec![
+            Send(0, find(None, None)),
+            Send(1, Req::SubscribeRooms(Some("\"\""))),
+        ],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_room_list_with_limit_zero_or_an_empty_mode() {
+    let mut pair = Pair::start(2, &[]).await;
+    let r = pair.run(&[Send(0, find(None, None))]).await;
+    let mut differ = Vec::new();
+    for path in ["/api/rooms?limit=0", "/api/rooms?mode="] {
+        let (a, b) = tokio::join!(
+            pair.mem.http("GET", path, None),
+            pair.clu.http("GET", path, None)
+        );
+        let rooms = |t: &str| {
+            serde_json::from_str::<serde_json::Value>(t)
+                .map(|v| v["rooms"].as_array().map(Vec::len))
+        };
+        if (a.0, rooms(&a.1).ok()) != (b.0, rooms(&b.1).ok()) {
+            differ.push(format!("GET {path}: in memory {a:?}\n  cluster {b:?}"));
+        }
+    }
+    pair.stop().await;
+    r.unwrap();
+    assert!(differ.is_empty(), "{}", differ.join("\n"));
+}
+
+// ----- timers, pipelining, the close handshake -----
+
+/// Idle waiting rooms close after `--room-idle-timeout-ms` without
+/// activity; a chat line is activity.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_rooms_close_alike() {
+    let steps = vec![
+        Send(0, create(Some("3"), None)),
+        Send(1, Req::JoinById(RoomRef::Known(0))),
+        Send(2, create(Some("3"), Some("{\"map\":\"b\"}"))),
+        Step::Sleep(500),
+        Send(1, Req::Chat("\"still here\"")),
+        Step::Sleep(550),
+        Step::Sleep(700),
+    ];
+    check_with(3, steps, &["--room-idle-timeout-ms", "800"]).await;
+}
+
+/// Replies come in the order of the requests even when a client does not
+/// wait: a reply that travels with its change's notice (cluster mode) is
+/// not overtaken by one sent at once (`ping`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_replies_keep_their_order() {
+    for cluster in [false, true] {
+        let w = World::start(cluster, 1, &[]).await;
+        let url = format!("ws://{}/ws", w.server.as_ref().expect("running").addr);
+        let (mut ws, _) = tokio_tungstenite::connect_async(&url)
+            .await
+            .expect("connects");
+        ws.next().await;
+        for k in 0..100u64 {
+            let req = if k % 2 == 0 {
+                "create_room"
+            } else {
+                "leave_room"
+            };
+            for (kind, rid) in [(req, 2 * k), ("ping", 2 * k + 1)] {
+                let text = format!("{{\"type\":\"{kind}\",\"rid\":{rid}}}");
+                ws.send(Message::Text(text.into())).await.expect("send");
+            }
+            let mut rids = Vec::new();
+            while rids.len() < 2 {
+                let Some(Ok(Message::Text(t))) = ws.next().await else {
+                    panic!("connection ended")
+                };
+                let v: serde_json::Value = serde_json::from_str(t.as_str()).expect("json");
+                if v["type"] == "ok" || v["type"] == "error" {
+                    rids.push(v["rid"].as_u64().expect("rid"));
+                }
+            }
+            assert_eq!(rids, [2 * k, 2 * k + 1], "cluster mode: {cluster}");
+        }
+        w.stop().await;
+    }
+}
+
+/// A client's close frame is answered at once in both modes (the seat's
+/// grace starts when the server notices; a client should not hang).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_close_is_answered_promptly() {
+    let mut took = Vec::new();
+    for cluster in [false, true] {
+        let w = World::start(cluster, 1, &[]).await;
+        let url = format!("ws://{}/ws", w.server.as_ref().expect("running").addr);
+        let (mut ws, _) = tokio_tungstenite::connect_async(&url)
+            .await
+            .expect("connects");
+        ws.next().await;
+        let t = Instant::now();
+        ws.send(Message::Close(None)).await.expect("close sent");
+        while let Some(Ok(m)) = ws.next().await {
+            if matches!(m, Message::Close(_)) {
+                break;
+            }
+        }
+        took.push((cluster, t.elapsed()));
+        w.stop().await;
+    }
+    assert!(
+        took.iter().all(|(_, d)| *d < Duration::from_millis(500)),
+        "close answered after (cluster mode, time): {took:?}"
+    );
+}
+
+// ----- paths the random steps reach rarely (players seldom share a room
+// while both are connected): relayed and held signals, kicks -----
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signals_relayed_and_held_alike() {
+    let sig = |kind, to, payload, rid| Req::Signal {
+        kind,
+        to: PlayerRef::Slot(to),
+        payload,
+        rid,
+    };
+    let offer = Payload::Sdp("chromium-offer-datachannel.sdp");
+    let answer = Payload::Sdp("firefox-answer-datachannel.sdp");
+    let steps = vec![
+        Send(0, find(Some("3"), None)),
+        Send(1, find(Some("3"), None)),
+        Send(0, sig("offer", 1, offer, true)),
+        Send(1, sig("answer", 0, answer, true)),
+        Send(
+            0,
+            sig(
+                "ice_candidate",
+                1,
+                Payload::Candidate { object: true },
+                false,
+            ),
+        ),
+        Send(
+            0,
+            sig(
+                "ice_candidate",
+                1,
+                Payload::Field("\"candidate:bad\""),
+                true,
+            ),
+        ),
+        Send(
+            0,
+            sig("offer", 1, Payload::Field("\"v=0\\r\\nnot an sdp\""), true),
+        ),
+        Step::Drop(1),
+        Send(0, sig("offer", 1, offer, true)),
+        Send(
+            0,
+            sig(
+                "ice_candidate",
+                1,
+                Payload::Candidate { object: false },
+                false,
+            ),
+        ),
+        Send(0, Req::Chat("\"while you were away\"")),
+        Step::Resume(1),
+        Send(1, sig("ice_candidate", 0, Payload::Field("\"\""), true)),
+        Send(2, sig("offer", 0, offer, true)),
+    ];
+    check(3, steps).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kicks_host_changes_and_admin_calls_alike() {
+    let steps = vec![
+        Send(0, create(Some("4"), Some("{\"map\":\"a\"}"))),
+        Send(1, Req::JoinById(RoomRef::Known(0))),
+        Send(2, Req::JoinById(RoomRef::Known(0))),
+        Send(0, Req::Kick(PlayerRef::Slot(1))),
+        Send(1, Req::JoinById(RoomRef::Known(0))),
+        Send(1, find(Some("4"), Some("{\"map\":\"a\"}"))),
+        Send(0, Req::Leave),
+        Send(2, Req::Start),
+        Send(1, Req::JoinById(RoomRef::Known(0))),
+        Send(2, Req::Start),
+        Send(2, Req::Finish(Some("{\"winner\":\"ann\"}"))),
+        Step::AdminCloseRoom(RoomRef::Known(1)),
+        Step::AdminDisconnect(PlayerRef::Slot(2)),
+        Step::WaitTimers,
+        Step::Resume(2),
+    ];
+    check(3, steps).await;
+}
