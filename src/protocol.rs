@@ -365,8 +365,10 @@ pub fn decode_request(text: &str) -> Decoded {
     let env: Envelope = match serde_json::from_str(text) {
         Ok(env) => env,
         Err(e) => {
+            // An object whose envelope does not fit (a field given twice):
+            // serde's reason, not "must be an object".
             let msg = if e.is_data() {
-                "a message must be a JSON object".to_string()
+                format!("bad message: {}", strip_pos(&e))
             } else {
                 format!("not valid JSON: {}", strip_pos(&e))
             };
@@ -704,6 +706,22 @@ mod tests {
         for bad in ["[]", "3", "\"x\"", "null", "", "{", "{\"type\":5}"] {
             let d = decode_request(bad);
             assert_eq!(d.request.unwrap_err().code, ErrorCode::BadRequest, "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_field_given_twice_is_named_in_the_refusal() {
+        for (text, field) in [
+            (r#"{"type":"ping","type":"ping"}"#, "type"),
+            (r#"{"type":"ping","rid":1,"rid":2}"#, "rid"),
+        ] {
+            let err = decode_request(text).request.unwrap_err();
+            assert_eq!(err.code, ErrorCode::BadRequest, "{text}");
+            assert_eq!(
+                err.message,
+                format!("bad message: duplicate field `{field}`"),
+                "{text}"
+            );
         }
     }
 
