@@ -73,21 +73,22 @@ async fn api_routes_answer_with_json() {
 #[tokio::test]
 async fn web_client_is_served() {
     let ts = TestServer::start().await;
-    let web = concat!(env!("CARGO_MANIFEST_DIR"), "/web");
-    // Each page is the file of web/, byte for byte, with its content type.
+    let root = env!("CARGO_MANIFEST_DIR");
+    // Each page is its source file, byte for byte, with its content type
+    // (the client library's one source is the npm package's).
     for (path, file, mime) in [
-        ("/", "index.html", "text/html"),
-        ("/dashboard", "dashboard.html", "text/html"),
-        ("/rendezvous.js", "rendezvous.js", "javascript"),
+        ("/", "web/index.html", "text/html"),
+        ("/dashboard", "web/dashboard.html", "text/html"),
+        ("/rendezvous.js", "clients/js/rendezvous.js", "javascript"),
     ] {
-        let want = std::fs::read_to_string(format!("{web}/{file}")).unwrap();
+        let want = std::fs::read_to_string(format!("{root}/{file}")).unwrap();
         let (st, head, body) = http_with_head(&ts.http(path)).await;
         assert_eq!(st, 200, "{path}");
         assert!(
             head.to_ascii_lowercase().contains(mime),
             "{path}: {mime} in {head}"
         );
-        assert!(body == want, "{path} is not web/{file}");
+        assert!(body == want, "{path} is not {file}");
     }
     ts.stop().await;
 }
