@@ -486,15 +486,21 @@ async fn hostile_frames_never_take_the_connection_down() {
             ),
             Some("room_not_found"),
         ),
+        // Ids no player can have are refused by the one validation, before
+        // any lobby state is looked at (docs/protocol.md, "Frames").
         (
             format!(r#"{{"type":"kick","player_id":"{}"}}"#, "p".repeat(60_000)),
-            Some("not_in_room"),
+            bad,
         ),
         (
             format!(
                 r#"{{"type":"offer","to":"{}","sdp":"v=0"}}"#,
                 "q".repeat(1000)
             ),
+            bad,
+        ),
+        (
+            r#"{"type":"offer","to":"p_someone","sdp":"v=0"}"#.into(),
             Some("invalid_sdp"),
         ),
         (r#"{"type":"set_room_data","data":[]}"#.into(), bad),
