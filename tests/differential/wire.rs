@@ -134,19 +134,6 @@ pub fn render(req: &Req, seq: u64, ids: &impl Resolve) -> (Message, bool) {
     (Message::Text(text.into()), rid_less)
 }
 
-pub fn dechunk(mut body: &str) -> String {
-    let mut out = String::new();
-    while let Some((size, rest)) = body.split_once("\r\n") {
-        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
-        if n == 0 || rest.len() < n {
-            break;
-        }
-        out.push_str(&rest[..n]);
-        body = rest[n..].trim_start_matches("\r\n");
-    }
-    out
-}
-
 /// Percent-encodes everything but unreserved characters.
 pub fn urlenc(s: &str) -> String {
     s.bytes()

@@ -26,7 +26,8 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use super::norm::Norm;
 use super::steps::{CodeRef, PlayerRef, Req, RoomRef, Step};
-use super::wire::{dechunk, urlenc, Resolve};
+use super::wire::{urlenc, Resolve};
+use crate::support::dechunk;
 use crate::support::RedisServer;
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
