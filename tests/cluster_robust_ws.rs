@@ -77,6 +77,18 @@ async fn request(ws: &mut Ws, rid: u64, body: Value) -> Value {
     }
 }
 
+/// `host` creates a room of `max` seats, `guest` joins it (rids 1), and the
+/// host sees the join; the room's id.
+async fn shared_room(host: &mut Ws, guest: &mut Ws, max: u64) -> String {
+    let created = request(host, 1, json!({"type": "create_room", "max_players": max})).await;
+    assert_eq!(created["type"], "ok", "{created}");
+    let room_id = created["room"]["room_id"].as_str().unwrap().to_string();
+    let joined = request(guest, 1, json!({"type": "join_room", "room_id": room_id})).await;
+    assert_eq!(joined["type"], "ok", "{joined}");
+    until(host, "player_joined").await;
+    room_id
+}
+
 /// Reads until an event of `kind`.
 async fn until(ws: &mut Ws, kind: &str) -> Value {
     loop {
@@ -118,22 +130,7 @@ async fn a_cut_subscription_closes_sockets_with_1012_and_clients_resume() {
     let srv = node(&redis, &["--reconnect-grace-ms", "10000"]).await;
     let (mut ann, ann_w) = connect(&srv, "name=ann").await;
     let (mut bob, bob_w) = connect(&srv, "name=bob").await;
-    let created = request(
-        &mut ann,
-        1,
-        json!({"type": "create_room", "max_players": 3}),
-    )
-    .await;
-    assert_eq!(created["type"], "ok", "{created}");
-    let room_id = created["room"]["room_id"].as_str().unwrap().to_string();
-    let joined = request(
-        &mut bob,
-        1,
-        json!({"type": "join_room", "room_id": room_id}),
-    )
-    .await;
-    assert_eq!(joined["type"], "ok", "{joined}");
-    until(&mut ann, "player_joined").await;
+    let room_id = shared_room(&mut ann, &mut bob, 3).await;
 
     assert!(
         kill_pubsub_clients(&redis) >= 1,
@@ -248,20 +245,7 @@ async fn drops_and_resumes_while_events_flow_lose_nothing() {
     let b = node(&redis, &args).await;
     let (mut ann, _) = connect(&a, "name=ann").await;
     let (mut bob, mut bob_w) = connect(&b, "name=bob").await;
-    let created = request(
-        &mut ann,
-        1,
-        json!({"type": "create_room", "max_players": 2}),
-    )
-    .await;
-    let room_id = created["room"]["room_id"].as_str().unwrap().to_string();
-    let joined = request(
-        &mut bob,
-        1,
-        json!({"type": "join_room", "room_id": room_id}),
-    )
-    .await;
-    assert_eq!(joined["type"], "ok", "{joined}");
+    shared_room(&mut ann, &mut bob, 2).await;
 
     // Ann chats without pause while Bob drops his socket and resumes at
     // once, on one node then the other, again and again.
