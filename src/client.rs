@@ -351,6 +351,26 @@ impl Client {
 
     /// Sends a request of `kind` with `fields` (a JSON object) and waits for
     /// its reply. `Ok` carries the reply object (with `type` and `rid`).
+    /// Sends a message without `rid` and waits for nothing: fire-and-forget
+    /// (PROTOCOL.md 1.1). A refused signal still comes back, as an `error`
+    /// event with `rid: null`.
+    pub async fn send(&self, kind: &str, fields: Value) -> Result<(), ClientError> {
+        let mut obj = match fields {
+            Value::Object(m) => m,
+            _ => Map::new(),
+        };
+        obj.insert("type".into(), Value::String(kind.into()));
+        self.send_text(Value::Object(obj).to_string()).await
+    }
+
+    /// Sends a trickled ICE candidate (an `RTCIceCandidateInit` object, or
+    /// `""` for the end of candidates) fire-and-forget, as browsers'
+    /// `onicecandidate` fires them: no `ok` to wait for.
+    pub async fn send_ice_candidate(&self, to: &str, candidate: Value) -> Result<(), ClientError> {
+        self.send("ice_candidate", json!({ "to": to, "candidate": candidate }))
+            .await
+    }
+
     pub async fn request(&self, kind: &str, fields: Value) -> Result<Value, ClientError> {
         let rid = self.next_rid.fetch_add(1, Ordering::Relaxed);
         let mut obj = match fields {

@@ -2,6 +2,8 @@
 //!
 //! - [`protocol`]: serde types of every wire message (PROTOCOL.md v1).
 //! - [`lobby`]: the engine: rooms, seats, matchmaking, timers, stats. No I/O.
+//! - [`relay`]: the signal fast path: one borrowed parse, the relayed
+//!   frame spliced from the validated payload.
 //! - [`signaling`]: SDP and ICE candidate validation, TURN credentials.
 //! - [`backend`]: the one seam to the lobby state, in memory or in Redis,
 //!   and the one validation of requests.
@@ -21,5 +23,6 @@ pub mod cluster;
 pub mod config;
 pub mod lobby;
 pub mod protocol;
+pub mod relay;
 pub mod server;
 pub mod signaling;

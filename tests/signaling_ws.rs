@@ -129,6 +129,77 @@ async fn ice_candidates_from_real_browsers_are_relayed() {
 }
 
 #[tokio::test]
+async fn signals_without_rid_are_fire_and_forget() {
+    let ts = TestServer::with_args(&["--rate-limit", "5000", "--rate-burst", "5000"]).await;
+    let (ann, bob) = pair(&ts).await;
+    let lines = candidate_lines(CHROMIUM_CANDIDATES);
+    // Trickled candidates: no `ok` for any of them, all relayed in order.
+    for round in 0..10 {
+        for line in &lines {
+            let cand = json!({"candidate": line, "sdpMid": "0", "sdpMLineIndex": round % 2});
+            ann.send_ice_candidate(bob.player_id(), cand).await.unwrap();
+        }
+    }
+    ann.send_ice_candidate(bob.player_id(), json!(""))
+        .await
+        .unwrap();
+    for round in 0..10 {
+        for line in &lines {
+            let ev = bob.next_event().await.unwrap();
+            assert_eq!(ev["type"], "ice_candidate");
+            assert_eq!(ev["from"], ann.player_id());
+            assert_eq!(ev["candidate"]["candidate"], *line);
+            assert_eq!(ev["candidate"]["sdpMLineIndex"], round % 2);
+            assert!(ev.get("to").is_none() && ev.get("rid").is_none());
+        }
+    }
+    assert_eq!(bob.next_event().await.unwrap()["candidate"], "");
+    // An offer without rid too.
+    ann.send(
+        "offer",
+        json!({"to": bob.player_id(), "sdp": CHROMIUM_OFFER}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(bob.next_event().await.unwrap()["sdp"], CHROMIUM_OFFER);
+    // Refusals still come back, with rid null, as events of the sender.
+    ann.send_ice_candidate("nobody-here", json!(""))
+        .await
+        .unwrap();
+    let err = ann.next_event().await.unwrap();
+    assert_eq!(
+        (err["type"].as_str(), err["code"].as_str(), &err["rid"]),
+        (Some("error"), Some("peer_not_found"), &Value::Null)
+    );
+    ann.send_ice_candidate(bob.player_id(), json!("candidate:1 1 udp x"))
+        .await
+        .unwrap();
+    let err = ann.next_event().await.unwrap();
+    assert_eq!(err["code"], "invalid_candidate");
+    assert_eq!(err["rid"], Value::Null);
+    // A null rid counts as none; a rid still gets its `ok`.
+    let quiet =
+        json!({"type": "ice_candidate", "rid": null, "to": bob.player_id(), "candidate": ""});
+    ann.send_text(quiet.to_string()).await.unwrap();
+    assert_eq!(bob.next_event().await.unwrap()["candidate"], "");
+    let ok = ann
+        .request(
+            "ice_candidate",
+            json!({"to": bob.player_id(), "candidate": ""}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(ok["type"], "ok");
+    assert_eq!(bob.next_event().await.unwrap()["candidate"], "");
+    // Nothing else came: no `ok` frames for the quiet ones.
+    expect_no_event(&ann, QUIET).await;
+    expect_no_event(&bob, QUIET).await;
+    let stats = ts.stats().await;
+    assert_eq!(stats["signals_relayed"], 10 * lines.len() as u64 + 4);
+    ts.stop().await;
+}
+
+#[tokio::test]
 async fn signals_never_cross_rooms_or_come_from_outside() {
     let ts = TestServer::start().await;
     let (ann, bob) = pair(&ts).await;

@@ -511,7 +511,10 @@ export class Client extends Emitter<ClientEvents> {
   sendOffer(to: string, sdp: string): Promise<{}>;
   sendAnswer(to: string, sdp: string): Promise<{}>;
   /** null, or an empty candidate, sends the end-of-candidates signal. */
+  /** Fire-and-forget: no `rid`, no `ok`; a refusal is an `error` event with `rid: null`. */
   sendIceCandidate(to: string, candidate: RTCIceCandidate | RTCIceCandidateInit | null): Promise<{}>;
+  /** Sends a message without `rid` (fire-and-forget); resolves at once. */
+  send(type: string, fields?: Record<string, unknown>): Promise<{}>;
   /** A WebRTC full mesh with the other members of the room. */
   mesh(options?: MeshOptions): Mesh;
 }

@@ -322,6 +322,29 @@ export class Client extends Emitter {
   }
 
   /**
+   * Sends a message without `rid` and waits for nothing (fire-and-forget,
+   * PROTOCOL.md 1.1): resolves at once with `{}`, or rejects with code
+   * `disconnected` when the socket is not open. A refusal arrives as an
+   * `error` event with `rid: null`.
+   *
+   * @param {string} type message type, e.g. `"ice_candidate"`
+   * @param {object} [fields] message fields, in the protocol's snake_case
+   * @returns {Promise<{}>}
+   */
+  send(type, fields = {}) {
+    const ws = this._ws;
+    if (this.state !== 'open' || !ws || ws.readyState !== 1) {
+      return Promise.reject(new RendezvousError('disconnected', `not connected (${this.state})`, { request: type }));
+    }
+    try {
+      this._send({ ...fields, type });
+    } catch (err) {
+      return Promise.reject(new RendezvousError('disconnected', `send failed: ${err && err.message}`, { request: type }));
+    }
+    return Promise.resolve({});
+  }
+
+  /**
    * Sends a request and resolves with the result fields of its `ok` reply
    * (the reply without `type` and `rid`). Rejects with a {@link RendezvousError}
    * carrying the server's `code` and `message`, or code `disconnected` when the
@@ -495,15 +518,17 @@ export class Client extends Emitter {
   }
 
   /**
-   * Sends a trickled ICE candidate; `null` (or an empty candidate) sends
-   * `candidate: ""`, the end-of-candidates signal.
+   * Sends a trickled ICE candidate fire-and-forget (no `rid`, so no `ok`
+   * comes back; a refusal arrives as an `error` event with `rid: null`);
+   * `null` (or an empty candidate) sends `candidate: ""`, the
+   * end-of-candidates signal.
    * @param {string} to player id
    * @param {RTCIceCandidate|RTCIceCandidateInit|null} candidate
    * @returns {Promise<{}>}
    */
   sendIceCandidate(to, candidate) {
-    if (!candidate || !candidate.candidate) return this.request('ice_candidate', { to, candidate: '' });
-    return this.request('ice_candidate', {
+    if (!candidate || !candidate.candidate) return this.send('ice_candidate', { to, candidate: '' });
+    return this.send('ice_candidate', {
       to,
       candidate: {
         candidate: candidate.candidate,

@@ -368,7 +368,8 @@ fn apply(
             let Some((to, event)) = super::signal_event(me, request) else {
                 return Ok(None);
             };
-            relay_signal(app, st, me, &to, event)?
+            relay_locked(app, st, me, &to, &Utf8Bytes::from(event.to_json()))?;
+            json!({})
         }
         Request::Ping
         | Request::SubscribeStats(_)
@@ -393,20 +394,34 @@ pub(super) fn unreachable_session_request() -> Result<(), ProtoError> {
 
 /// Checks that `to` shares a room with `me`, then sends the signal to its
 /// target, or holds it for a held seat. Only signals handed to a live
-/// connection count as relayed.
-fn relay_signal(
+/// connection count as relayed. The frame is built before the lock is
+/// taken: under it, only the membership check and the queue push.
+fn relay_locked(
     app: &App,
     st: &mut State,
     me: &str,
     to: &str,
-    event: Event,
-) -> Result<Value, ProtoError> {
+    frame: &Utf8Bytes,
+) -> Result<(), ProtoError> {
     st.lobby.check_signal(me, to)?;
-    let text = Utf8Bytes::from(event.to_json());
-    let live = st.table.conns.contains_key(to);
-    if st.send_to(to, &text) && live {
+    if st.table.send(to, frame) {
         st.lobby.count_signal();
         app.metrics.signals_relayed.increment(1);
+    } else {
+        st.send_to(to, frame);
     }
-    Ok(json!({}))
+    Ok(())
+}
+
+impl Memory {
+    /// Relays a ready signal frame from `me` to `to` (see `relay_locked`).
+    pub fn relay(
+        &self,
+        app: &App,
+        me: &str,
+        to: &str,
+        frame: &Utf8Bytes,
+    ) -> Result<(), ProtoError> {
+        relay_locked(app, &mut self.state.lock(), me, to, frame)
+    }
 }

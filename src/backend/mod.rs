@@ -246,6 +246,21 @@ impl Backend {
         }
     }
 
+    /// Relays a signal frame built by the fast path (`crate::relay`) from
+    /// `me` to `to`, a member of the same room.
+    pub async fn relay(
+        &self,
+        app: &App,
+        me: &str,
+        to: &str,
+        frame: Utf8Bytes,
+    ) -> Result<(), ProtoError> {
+        match self {
+            Backend::Memory(m) => m.relay(app, me, to, &frame),
+            Backend::Cluster(c) => c.relay(me, to, frame.as_str()).await,
+        }
+    }
+
     pub async fn list_rooms(
         &self,
         status: RoomStatus,

@@ -71,29 +71,18 @@ pub fn validate(cfg: &Config, request: &Request) -> Result<(), ProtoError> {
         }
         Request::Offer(sig) | Request::Answer(sig) => {
             check_player_id(&sig.to)?;
-            signaling::validate_sdp(&sig.sdp, cfg.max_sdp_bytes as usize)
-                .map_err(|e| ProtoError::new(ErrorCode::InvalidSdp, e.to_string()))
+            check_sdp(cfg, &sig.sdp)
         }
         Request::IceCandidate(sig) => {
             check_player_id(&sig.to)?;
-            let invalid = |e: String| ProtoError::new(ErrorCode::InvalidCandidate, e);
-            signaling::validate_candidate(sig.candidate.line())
-                .map_err(|e| invalid(e.to_string()))?;
-            if let protocol::CandidateField::Init(c) = &sig.candidate {
-                if let Some(mid) = &c.sdp_mid {
-                    signaling::validate_sdp_mid(mid).map_err(|e| invalid(e.to_string()))?;
-                }
-                if c.username_fragment
-                    .as_ref()
-                    .is_some_and(|u| u.len() > 256 || u.chars().any(char::is_control))
-                {
-                    return Err(invalid(
-                        "usernameFragment must be at most 256 characters without control characters"
-                            .into(),
-                    ));
-                }
+            match &sig.candidate {
+                protocol::CandidateField::Line(line) => check_candidate(line, None, None),
+                protocol::CandidateField::Init(c) => check_candidate(
+                    &c.candidate,
+                    c.sdp_mid.as_deref(),
+                    c.username_fragment.as_deref(),
+                ),
             }
-            Ok(())
         }
         Request::LeaveRoom
         | Request::StartGame
@@ -119,6 +108,42 @@ fn check_player_id(id: &str) -> Result<(), ProtoError> {
         return Err(ProtoError::bad_request(format!(
             "player ids are at most {MAX_PLAYER_ID_CHARS} characters"
         )));
+    }
+    Ok(())
+}
+
+/// The checks of a signal read by the fast path (`crate::relay`): the
+/// same functions, in the same order, as for the general path's requests.
+pub fn validate_signal(cfg: &Config, sig: &crate::relay::Signal<'_>) -> Result<(), ProtoError> {
+    use crate::relay::Payload;
+    check_player_id(&sig.to)?;
+    match &sig.payload {
+        Payload::Sdp(sdp) => check_sdp(cfg, sdp),
+        Payload::CandidateLine(line) => check_candidate(line, None, None),
+        Payload::Candidate(c) => check_candidate(
+            &c.candidate,
+            c.sdp_mid.as_deref(),
+            c.username_fragment.as_deref(),
+        ),
+    }
+}
+
+fn check_sdp(cfg: &Config, sdp: &str) -> Result<(), ProtoError> {
+    signaling::validate_sdp(sdp, cfg.max_sdp_bytes as usize)
+        .map_err(|e| ProtoError::new(ErrorCode::InvalidSdp, e.to_string()))
+}
+
+/// A candidate line and the optional fields of its `RTCIceCandidateInit`.
+fn check_candidate(line: &str, mid: Option<&str>, ufrag: Option<&str>) -> Result<(), ProtoError> {
+    let invalid = |e: String| ProtoError::new(ErrorCode::InvalidCandidate, e);
+    signaling::validate_candidate(line).map_err(|e| invalid(e.to_string()))?;
+    if let Some(mid) = mid {
+        signaling::validate_sdp_mid(mid).map_err(|e| invalid(e.to_string()))?;
+    }
+    if ufrag.is_some_and(|u| u.len() > 256 || u.chars().any(char::is_control)) {
+        return Err(invalid(
+            "usernameFragment must be at most 256 characters without control characters".into(),
+        ));
     }
     Ok(())
 }

@@ -24,10 +24,12 @@ use super::ratelimit::{rid_of, sdp_bucket, Limit, RateLimit, SDP_PER_SECOND};
 use super::upgrade::Admission;
 use super::writer::{write_loop, CLOSE_LINGER};
 use super::App;
-use crate::backend::{validate::validate, Caller, Registered, Registration, Reply};
+use crate::backend::validate::{validate, validate_signal};
+use crate::backend::{Caller, Registered, Registration, Reply};
 use crate::protocol::{
     self, decode_request, error_reply, ok_reply, ErrorCode, Event, ProtoError, Request,
 };
+use crate::relay::{self, SignalKind};
 
 pub(super) type Ws = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
 
@@ -41,6 +43,8 @@ struct Session {
     /// JWT roles, for `join_room`'s access lists.
     roles: Vec<String>,
     sdp_bucket: governor::DefaultDirectRateLimiter,
+    /// The player id as JSON text, stamped as `from` on relayed signals.
+    from_json: String,
 }
 
 pub(super) async fn run(
@@ -83,8 +87,10 @@ pub(super) async fn run(
             return;
         }
     };
+    let from_json = serde_json::to_string(&who.player_id).unwrap_or_default();
     let session = Session {
         app: app.clone(),
+        from_json,
         who,
         conn_id,
         tx,
@@ -197,6 +203,9 @@ impl Session {
             return self.reply_error(&Value::Null, &err);
         }
         let received = Instant::now();
+        if let Some(signal) = relay::decode(text) {
+            return self.on_signal(signal, received).await;
+        }
         let decoded = decode_request(text);
         let request = match decoded.request {
             Ok(r) => r,
@@ -259,8 +268,46 @@ impl Session {
                         .relay_seconds
                         .record(received.elapsed().as_secs_f64());
                 }
-                if let Reply::Fields(fields) = reply {
+                // A signal without `rid` is fire-and-forget: no `ok`.
+                let quiet = is_signal && rid.is_null();
+                if let (Reply::Fields(fields), false) = (reply, quiet) {
                     self.reply(ok_reply(rid, fields));
+                }
+            }
+            Err(e) => self.reply_error(rid, &e),
+        }
+    }
+
+    /// A signal read by the fast path: checked on the borrowed text, its
+    /// relayed frame built outside any lock, handed to the backend.
+    async fn on_signal(&self, signal: relay::Signal<'_>, received: Instant) {
+        let app = &self.app;
+        app.metrics.message_in(signal.kind.as_str());
+        let rid = signal.rid.as_ref().unwrap_or(&Value::Null);
+        if signal.kind != SignalKind::IceCandidate && self.sdp_bucket.check().is_err() {
+            app.metrics.rate_limited.increment(1);
+            let e = ProtoError::new(
+                ErrorCode::RateLimited,
+                format!("more than {SDP_PER_SECOND} offers and answers per second"),
+            );
+            return self.reply_error(rid, &e);
+        }
+        if let Err(e) = validate_signal(&app.cfg, &signal) {
+            return self.reply_error(rid, &e);
+        }
+        let frame = signal.event(&self.from_json);
+        match app
+            .backend
+            .relay(app, &self.who.player_id, &signal.to, frame)
+            .await
+        {
+            Ok(()) => {
+                app.metrics
+                    .relay_seconds
+                    .record(received.elapsed().as_secs_f64());
+                // Without `rid`, fire-and-forget: no `ok`.
+                if let Some(rid) = &signal.rid {
+                    self.reply(ok_reply(rid, json!({})));
                 }
             }
             Err(e) => self.reply_error(rid, &e),

@@ -241,8 +241,10 @@ test('signaling helpers send the protocol shapes, end-of-candidates as ""', asyn
   assert.deepEqual({ ...ws.last(), rid: 0 }, { type: 'offer', rid: 0, to: 'p_bob', sdp: 'v=0...' });
   client.sendIceCandidate('p_bob', { candidate: 'candidate:1 1 udp 2122260223 192.0.2.1 54321 typ host', sdpMid: '0', sdpMLineIndex: 0, usernameFragment: 'abcd' }).catch(() => {});
   assert.deepEqual(ws.last().candidate, { candidate: 'candidate:1 1 udp 2122260223 192.0.2.1 54321 typ host', sdpMid: '0', sdpMLineIndex: 0, usernameFragment: 'abcd' });
+  assert.equal('rid' in ws.last(), false, 'trickled candidates are fire-and-forget');
   client.sendIceCandidate('p_bob', null).catch(() => {});
   assert.equal(ws.last().candidate, '');
+  assert.equal('rid' in ws.last(), false);
   client.subscribeStats({ intervalMs: 1000 }).catch(() => {});
   assert.equal(ws.last().interval_ms, 1000);
   client.kick('p_bob').catch(() => {});

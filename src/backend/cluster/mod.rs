@@ -21,7 +21,7 @@ use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 use super::{Caller, Footprint, Presence, Registered, Registration, Reply};
 use crate::cluster::notice::RoomRec;
 use crate::cluster::{attrs_json, ops, Store, StoreError};
-use crate::protocol::{self, ErrorCode, Event, ProtoError, Request, RoomInfo, RoomStatus, Stats};
+use crate::protocol::{self, ErrorCode, ProtoError, Request, RoomInfo, RoomStatus, Stats};
 use crate::server::conns::ConnTable;
 use crate::server::App;
 
@@ -316,7 +316,8 @@ impl Cluster {
             }
             request @ (Request::Offer(_) | Request::Answer(_) | Request::IceCandidate(_)) => {
                 if let Some((to, event)) = super::signal_event(me, request) {
-                    return self.signal(me, &to, event).await;
+                    self.relay(me, &to, &event.to_json()).await?;
+                    return Ok(Reply::Fields(json!({})));
                 }
             }
             Request::Ping
@@ -330,15 +331,16 @@ impl Cluster {
         Ok(Reply::Sent)
     }
 
-    async fn signal(&self, me: &str, to: &str, event: Event) -> Result<Reply, ProtoError> {
+    /// Relays a ready signal frame from `me` to `to`.
+    pub async fn relay(&self, me: &str, to: &str, frame: &str) -> Result<(), ProtoError> {
         self.store
             .run(&ops::Signal {
                 p: me,
                 to,
-                event: &event.to_json(),
+                event: frame,
             })
             .await?;
-        Ok(Reply::Fields(json!({})))
+        Ok(())
     }
 
     /// Public rooms of a status, oldest first.
