@@ -4,9 +4,10 @@
 //! One borrowed parse reads the envelope and the fields together (strings
 //! borrowed from the frame, the payload kept as raw JSON), the SDP or
 //! candidate is checked on that borrowed text, and the relayed event is
-//! built by splicing the validated raw payload into a pre-rendered frame:
-//! `{"type":"ice_candidate","from":"<id>","candidate":<as sent>}`. No
-//! `Value` tree is built and nothing is re-serialized.
+//! built by splicing the validated text into a pre-rendered frame:
+//! `{"type":"offer","from":"<id>","sdp":<the JSON string as sent>}`, and
+//! for candidates the checked strings (copied as is when they had no
+//! escapes). No `Value` tree is built and nothing is parsed twice.
 //!
 //! Anything unusual (a field given twice, a wrong type, a bad `rid`, extra
 //! keys inside a candidate object) makes [`decode`] answer `None`, and the
@@ -67,11 +68,11 @@ pub struct CandidateRef<'a> {
     #[serde(borrow)]
     pub candidate: Cow<'a, str>,
     #[serde(rename = "sdpMid", borrow, default)]
-    pub sdp_mid: Option<Cow<'a, str>>,
+    pub sdp_mid: Option<Str<'a>>,
     #[serde(rename = "sdpMLineIndex", default)]
     pub sdp_m_line_index: Option<u16>,
     #[serde(rename = "usernameFragment", borrow, default)]
-    pub username_fragment: Option<Cow<'a, str>>,
+    pub username_fragment: Option<Str<'a>>,
 }
 
 /// A signal frame read in one pass.
@@ -82,8 +83,8 @@ pub struct Signal<'a> {
     pub rid: Option<Value>,
     pub to: Cow<'a, str>,
     pub payload: Payload<'a>,
-    /// The payload's JSON text as sent, spliced into the relayed frame.
-    raw: &'a RawValue,
+    /// An SDP's JSON string as sent, spliced into the relayed frame.
+    raw_sdp: Option<&'a RawValue>,
 }
 
 #[derive(Deserialize)]
@@ -93,16 +94,61 @@ struct Frame<'a> {
     #[serde(borrow, default)]
     rid: Option<&'a RawValue>,
     #[serde(borrow, default)]
-    to: Option<Cow<'a, str>>,
+    to: Option<Str<'a>>,
     #[serde(borrow, default)]
     sdp: Option<&'a RawValue>,
     #[serde(borrow, default)]
-    candidate: Option<&'a RawValue>,
+    candidate: Option<CandidateArg<'a>>,
 }
 
-/// A string JSON value, borrowed when it has no escapes.
-#[derive(Deserialize)]
-struct Str<'a>(#[serde(borrow)] Cow<'a, str>);
+/// The `candidate` field read in the same pass as the frame: a string, or
+/// an `RTCIceCandidateInit` object (unknown keys refused).
+enum CandidateArg<'a> {
+    Line(Cow<'a, str>),
+    Init(CandidateRef<'a>),
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for CandidateArg<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = CandidateArg<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a candidate string or RTCIceCandidateInit object")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(CandidateArg::Line(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(CandidateArg::Line(Cow::Owned(v.to_string())))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+                Ok(CandidateArg::Line(Cow::Owned(v)))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<Self::Value, A::Error> {
+                CandidateRef::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                    .map(CandidateArg::Init)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A JSON string, borrowed when it has no escapes. (serde borrows a
+/// `Cow<str>` field only when it is not inside an `Option`, hence the
+/// newtype.)
+#[derive(Debug, Deserialize)]
+pub struct Str<'a>(#[serde(borrow)] pub Cow<'a, str>);
+
+impl std::ops::Deref for Str<'_> {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
 
 /// Reads `text` as a well-formed signal; `None` for anything else (other
 /// requests, and signals the general path must judge).
@@ -123,30 +169,24 @@ pub fn decode(text: &str) -> Option<Signal<'_>> {
             Some(rid)
         }
     };
-    let to = frame.to?;
-    let (raw, payload) = match kind {
+    let to = frame.to?.0;
+    let (raw_sdp, payload) = match kind {
         SignalKind::Offer | SignalKind::Answer => {
             let raw = frame.sdp?;
             let Str(sdp) = serde_json::from_str(raw.get()).ok()?;
-            (raw, Payload::Sdp(sdp))
+            (Some(raw), Payload::Sdp(sdp))
         }
-        SignalKind::IceCandidate => {
-            let raw = frame.candidate?;
-            let payload = if raw.get().starts_with('"') {
-                let Str(line) = serde_json::from_str(raw.get()).ok()?;
-                Payload::CandidateLine(line)
-            } else {
-                Payload::Candidate(serde_json::from_str(raw.get()).ok()?)
-            };
-            (raw, payload)
-        }
+        SignalKind::IceCandidate => match frame.candidate? {
+            CandidateArg::Line(line) => (None, Payload::CandidateLine(line)),
+            CandidateArg::Init(init) => (None, Payload::Candidate(init)),
+        },
     };
     Some(Signal {
         kind,
         rid,
         to,
         payload,
-        raw,
+        raw_sdp,
     })
 }
 
@@ -155,25 +195,90 @@ impl Signal<'_> {
     /// text, rendered once per connection), the payload as sent, `to` and
     /// `rid` left out.
     pub fn event(&self, from_json: &str) -> Utf8Bytes {
-        render(self.kind, from_json, self.raw.get())
+        let mut out = String::with_capacity(96 + from_json.len() + self.payload_len());
+        out.push_str(r#"{"type":""#);
+        out.push_str(self.kind.as_str());
+        out.push_str(r#"","from":"#);
+        out.push_str(from_json);
+        match (&self.payload, self.raw_sdp) {
+            (_, Some(raw)) => {
+                out.push_str(r#","sdp":"#);
+                out.push_str(raw.get());
+            }
+            (Payload::Sdp(sdp), None) => {
+                out.push_str(r#","sdp":"#);
+                push_str(&mut out, sdp);
+            }
+            (Payload::CandidateLine(line), None) => {
+                out.push_str(r#","candidate":"#);
+                push_str(&mut out, line);
+            }
+            (Payload::Candidate(c), None) => {
+                // The general path's shape: all four keys, null when absent.
+                out.push_str(r#","candidate":{"candidate":"#);
+                push_str(&mut out, &c.candidate);
+                out.push_str(r#","sdpMid":"#);
+                push_opt_str(&mut out, c.sdp_mid.as_ref().map(|m| &m.0));
+                out.push_str(r#","sdpMLineIndex":"#);
+                match c.sdp_m_line_index {
+                    Some(i) => push_u16(&mut out, i),
+                    None => out.push_str("null"),
+                }
+                out.push_str(r#","usernameFragment":"#);
+                push_opt_str(&mut out, c.username_fragment.as_ref().map(|u| &u.0));
+                out.push('}');
+            }
+        }
+        out.push('}');
+        Utf8Bytes::from(out)
+    }
+
+    fn payload_len(&self) -> usize {
+        match &self.payload {
+            Payload::Sdp(s) | Payload::CandidateLine(s) => s.len(),
+            Payload::Candidate(c) => {
+                c.candidate.len()
+                    + c.sdp_mid.as_ref().map_or(0, |m| m.len())
+                    + c.username_fragment.as_ref().map_or(0, |u| u.len())
+            }
+        }
     }
 }
 
-/// `{"type":<kind>,"from":<from_json>,"sdp"|"candidate":<payload_json>}`.
-pub fn render(kind: SignalKind, from_json: &str, payload_json: &str) -> Utf8Bytes {
-    let (head, key) = match kind {
-        SignalKind::Offer => (r#"{"type":"offer","from":"#, r#","sdp":"#),
-        SignalKind::Answer => (r#"{"type":"answer","from":"#, r#","sdp":"#),
-        SignalKind::IceCandidate => (r#"{"type":"ice_candidate","from":"#, r#","candidate":"#),
-    };
-    let mut s =
-        String::with_capacity(head.len() + from_json.len() + key.len() + payload_json.len() + 1);
-    s.push_str(head);
-    s.push_str(from_json);
-    s.push_str(key);
-    s.push_str(payload_json);
-    s.push('}');
-    Utf8Bytes::from(s)
+/// A JSON string. Text borrowed from the frame had no escapes, so it holds
+/// no `"`, `\\` or control character and is copied as is; text that was
+/// unescaped is escaped again by serde_json.
+fn push_str(out: &mut String, s: &Cow<'_, str>) {
+    match s {
+        Cow::Borrowed(b) => {
+            out.push('"');
+            out.push_str(b);
+            out.push('"');
+        }
+        Cow::Owned(o) => out.push_str(&serde_json::to_string(o).unwrap_or_default()),
+    }
+}
+
+fn push_opt_str(out: &mut String, s: Option<&Cow<'_, str>>) {
+    match s {
+        Some(s) => push_str(out, s),
+        None => out.push_str("null"),
+    }
+}
+
+/// A `u16` as decimal text, without going through `fmt`.
+fn push_u16(out: &mut String, mut n: u16) {
+    let mut buf = [0u8; 5];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend(buf[i..].iter().map(|&b| char::from(b)));
 }
 
 #[cfg(test)]
@@ -219,6 +324,27 @@ mod tests {
         let s = decode(r#"{"type":"answer","rid":null,"to":"p","sdp":"x"}"#).unwrap();
         assert_eq!(s.rid, None, "a null rid is no rid");
         assert!(matches!(s.payload, Payload::Sdp(ref x) if x == "x"));
+    }
+
+    #[test]
+    fn plain_strings_are_borrowed_from_the_frame() {
+        let text = r#"{"type":"ice_candidate","to":"p2","candidate":{"candidate":"candidate:1 1 udp 1 1.2.3.4 5 typ host","sdpMid":"0","usernameFragment":"u"}}"#;
+        let s = decode(text).unwrap();
+        assert!(matches!(s.to, Cow::Borrowed(_)));
+        let Payload::Candidate(c) = &s.payload else {
+            panic!("{:?}", s.payload)
+        };
+        assert!(matches!(c.candidate, Cow::Borrowed(_)));
+        assert!(matches!(c.sdp_mid.as_ref().unwrap().0, Cow::Borrowed(_)));
+        assert!(matches!(
+            c.username_fragment.as_ref().unwrap().0,
+            Cow::Borrowed(_)
+        ));
+        // Escaped text is unescaped for the checks and escaped again.
+        let s = decode(r#"{"type":"ice_candidate","to":"p\"2","candidate":"a\\b"}"#).unwrap();
+        assert_eq!(s.to, "p\"2");
+        let v: Value = serde_json::from_str(&s.event("\"me\"")).unwrap();
+        assert_eq!(v["candidate"], "a\\b");
     }
 
     #[test]

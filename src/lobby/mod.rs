@@ -30,6 +30,8 @@ mod timers;
 mod validate;
 
 use std::collections::{BTreeMap, HashMap};
+
+use foldhash::HashMap as FastMap;
 use std::time::Duration;
 
 use uuid::Uuid;
@@ -106,9 +108,11 @@ pub struct Matched {
 #[derive(Debug)]
 pub struct Lobby {
     cfg: LobbyConfig,
-    rooms: HashMap<Uuid, Room>,
+    // foldhash: seeded per process (no collisions to aim for), and a
+    // fraction of SipHash's cost on the relay path's membership check.
+    rooms: FastMap<Uuid, Room>,
     codes: HashMap<String, Uuid>,
-    players: HashMap<String, Player>,
+    players: FastMap<String, Player>,
     /// Resume token to player id.
     tokens: HashMap<String, String>,
     index: MatchIndex,
@@ -138,9 +142,9 @@ impl Lobby {
     pub fn new(cfg: LobbyConfig) -> Self {
         Lobby {
             cfg,
-            rooms: HashMap::new(),
+            rooms: FastMap::default(),
             codes: HashMap::new(),
-            players: HashMap::new(),
+            players: FastMap::default(),
             tokens: HashMap::new(),
             index: MatchIndex::default(),
             listing: BTreeMap::new(),

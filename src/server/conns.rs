@@ -71,7 +71,8 @@ pub(crate) fn kicked_by_admin() -> Message {
 
 /// Live connections by player id, with their subscriptions.
 pub(crate) struct ConnTable {
-    pub conns: HashMap<String, Conn>,
+    /// foldhash (seeded per process): looked up for every relayed signal.
+    pub conns: foldhash::HashMap<String, Conn>,
     /// Subscribers of the room list, with their optional `mode`.
     pub room_subs: HashMap<String, Option<String>>,
     pub metrics: Arc<Metrics>,
@@ -80,7 +81,7 @@ pub(crate) struct ConnTable {
 impl ConnTable {
     pub fn new(metrics: Arc<Metrics>) -> Self {
         ConnTable {
-            conns: HashMap::new(),
+            conns: foldhash::HashMap::default(),
             room_subs: HashMap::new(),
             metrics,
         }

@@ -70,7 +70,8 @@ pub struct Metrics {
     #[allow(dead_code)]
     recorder: PrometheusRecorder,
     handle: PrometheusHandle,
-    messages_in: HashMap<&'static str, Counter>,
+    // Looked up per message: foldhash rather than SipHash.
+    messages_in: foldhash::HashMap<&'static str, Counter>,
     pub messages_out: Counter,
     errors: HashMap<ErrorCode, Counter>,
     pub signals_relayed: Counter,

@@ -95,7 +95,9 @@ pub fn validate_candidate(candidate: &str) -> Result<(), CandidateError> {
     let body = body
         .strip_prefix("candidate:")
         .ok_or(CandidateError::MissingPrefix)?;
-    let mut fields = body.split(' ').filter(|f| !f.is_empty());
+    // Control characters were refused above, so the only ASCII whitespace
+    // left is the space; this splitter skips repeated ones byte by byte.
+    let mut fields = body.split_ascii_whitespace();
     let mut next = |name: &'static str| fields.next().ok_or(CandidateError::Missing(name));
 
     let foundation = next("foundation")?;
