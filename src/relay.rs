@@ -248,6 +248,7 @@ impl Signal<'_> {
 /// A JSON string. Text borrowed from the frame had no escapes, so it holds
 /// no `"`, `\\` or control character and is copied as is; text that was
 /// unescaped is escaped again by serde_json.
+#[allow(clippy::ptr_arg)] // the variant is the point: Borrowed text had no escapes
 fn push_str(out: &mut String, s: &Cow<'_, str>) {
     match s {
         Cow::Borrowed(b) => {

@@ -17,8 +17,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
-use tokio::sync::mpsc;
-use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
+use tokio_tungstenite::tungstenite::Utf8Bytes;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::Identity;
@@ -30,7 +29,7 @@ use crate::server::App;
 /// A connection asking to be registered.
 pub(crate) struct Registration {
     pub conn_id: u64,
-    pub tx: mpsc::Sender<Message>,
+    pub tx: crate::server::outbox::Outbox,
     pub kill: CancellationToken,
     pub name: String,
     pub resume: Option<String>,
@@ -181,6 +180,10 @@ impl Backend {
         }
     }
 
+    // The cluster's futures (Redis round trips) are boxed: a session task
+    // holds the largest future it may await, and an idle socket should not
+    // pay for a Redis call's state machine it is not in.
+
     /// Waits (up to 2 s) until requests can be served, so a node whose
     /// Redis is there serves from its first request.
     pub async fn ready(&self) {
@@ -221,14 +224,14 @@ impl Backend {
     pub async fn register(&self, app: &App, reg: Registration) -> Result<Registered, ProtoError> {
         match self {
             Backend::Memory(m) => Ok(m.register(app, reg)),
-            Backend::Cluster(c) => c.register(app, reg).await,
+            Backend::Cluster(c) => Box::pin(c.register(app, reg)).await,
         }
     }
 
     pub async fn unregister(&self, app: &App, who: &Registered, conn_id: u64) {
         match self {
             Backend::Memory(m) => m.unregister(&who.player_id, conn_id),
-            Backend::Cluster(c) => c.unregister(app, who, conn_id).await,
+            Backend::Cluster(c) => Box::pin(c.unregister(app, who, conn_id)).await,
         }
     }
 
@@ -242,7 +245,7 @@ impl Backend {
     ) -> Result<Reply, ProtoError> {
         match self {
             Backend::Memory(m) => m.request(app, caller, rid, request),
-            Backend::Cluster(c) => c.request(app, caller, rid, request).await,
+            Backend::Cluster(c) => Box::pin(c.request(app, caller, rid, request)).await,
         }
     }
 
@@ -257,7 +260,7 @@ impl Backend {
     ) -> Result<(), ProtoError> {
         match self {
             Backend::Memory(m) => m.relay(app, me, to, &frame),
-            Backend::Cluster(c) => c.relay(me, to, frame.as_str()).await,
+            Backend::Cluster(c) => Box::pin(c.relay(me, to, frame.as_str())).await,
         }
     }
 
@@ -269,7 +272,7 @@ impl Backend {
     ) -> Result<Vec<RoomInfo>, StoreError> {
         match self {
             Backend::Memory(m) => Ok(m.list_rooms(status, mode, limit)),
-            Backend::Cluster(c) => c.list_rooms(status, mode, limit).await,
+            Backend::Cluster(c) => Box::pin(c.list_rooms(status, mode, limit)).await,
         }
     }
 
@@ -280,7 +283,7 @@ impl Backend {
     ) -> Result<Vec<RoomInfo>, StoreError> {
         match self {
             Backend::Memory(m) => Ok(m.subscribe_rooms(player_id, mode)),
-            Backend::Cluster(c) => c.subscribe_rooms(player_id, mode).await,
+            Backend::Cluster(c) => Box::pin(c.subscribe_rooms(player_id, mode)).await,
         }
     }
 
@@ -295,7 +298,7 @@ impl Backend {
     pub async fn stats(&self) -> Result<Stats, StoreError> {
         match self {
             Backend::Memory(m) => Ok(m.stats()),
-            Backend::Cluster(c) => c.stats().await,
+            Backend::Cluster(c) => Box::pin(c.stats()).await,
         }
     }
 
@@ -316,14 +319,14 @@ impl Backend {
     pub async fn room(&self, id: &str) -> Result<Option<RoomInfo>, StoreError> {
         match self {
             Backend::Memory(m) => Ok(m.room(id)),
-            Backend::Cluster(c) => c.room(id).await,
+            Backend::Cluster(c) => Box::pin(c.room(id)).await,
         }
     }
 
     pub async fn player(&self, id: &str) -> Result<Option<Presence>, StoreError> {
         match self {
             Backend::Memory(m) => Ok(m.player(id)),
-            Backend::Cluster(c) => c.player(id).await,
+            Backend::Cluster(c) => Box::pin(c.player(id)).await,
         }
     }
 
@@ -334,7 +337,7 @@ impl Backend {
                 m.announce(&Utf8Bytes::from(text.to_string()));
                 Ok(())
             }
-            Backend::Cluster(c) => c.announce(text).await,
+            Backend::Cluster(c) => Box::pin(c.announce(text)).await,
         }
     }
 
@@ -342,7 +345,7 @@ impl Backend {
     pub async fn close_room(&self, room_id: &str) -> Result<bool, StoreError> {
         match self {
             Backend::Memory(m) => Ok(m.close_room(room_id)),
-            Backend::Cluster(c) => c.close_room(room_id).await,
+            Backend::Cluster(c) => Box::pin(c.close_room(room_id)).await,
         }
     }
 
@@ -351,7 +354,7 @@ impl Backend {
     pub async fn disconnect_player(&self, player_id: &str) -> Result<bool, StoreError> {
         match self {
             Backend::Memory(m) => Ok(m.disconnect_player(player_id)),
-            Backend::Cluster(c) => c.disconnect_player(player_id).await,
+            Backend::Cluster(c) => Box::pin(c.disconnect_player(player_id)).await,
         }
     }
 
@@ -368,14 +371,14 @@ impl Backend {
     pub async fn check_invariants(&self) -> Result<(), String> {
         match self {
             Backend::Memory(m) => m.check_invariants(),
-            Backend::Cluster(c) => c.check_invariants().await,
+            Backend::Cluster(c) => Box::pin(c.check_invariants()).await,
         }
     }
 
     pub async fn footprint(&self) -> Result<Footprint, String> {
         match self {
             Backend::Memory(m) => Ok(m.footprint()),
-            Backend::Cluster(c) => c.footprint().await,
+            Backend::Cluster(c) => Box::pin(c.footprint()).await,
         }
     }
 }

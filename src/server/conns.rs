@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::mpsc;
+use super::outbox::Outbox;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
@@ -22,7 +22,7 @@ use super::metrics::Metrics;
 pub(crate) struct Conn {
     /// Tells a connection apart from a later one of the same player.
     pub id: u64,
-    pub tx: mpsc::Sender<Message>,
+    pub tx: Outbox,
     /// Cancelled to close the connection (slow client, takeover, shutdown).
     pub kill: CancellationToken,
     pub stats: Option<StatsSub>,
@@ -36,12 +36,7 @@ pub(crate) struct StatsSub {
 /// Queues a text frame on a connection. A queue that is full (a slow client)
 /// or closed (going away) must not hold anyone up: the connection is closed,
 /// and a slow client counted once.
-pub(crate) fn queue(
-    tx: &mpsc::Sender<Message>,
-    kill: &CancellationToken,
-    text: Utf8Bytes,
-    metrics: &Metrics,
-) {
+pub(crate) fn queue(tx: &Outbox, kill: &CancellationToken, text: Utf8Bytes, metrics: &Metrics) {
     if tx.try_send(Message::Text(text)).is_ok() {
         metrics.messages_out.increment(1);
     } else if !kill.is_cancelled() {
@@ -162,7 +157,7 @@ impl ConnTable {
     }
 
     /// Senders and kill switches of every connection (for shutdown).
-    pub fn handles(&self) -> Vec<(mpsc::Sender<Message>, CancellationToken)> {
+    pub fn handles(&self) -> Vec<(Outbox, CancellationToken)> {
         self.conns
             .values()
             .map(|c| (c.tx.clone(), c.kill.clone()))

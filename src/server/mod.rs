@@ -7,6 +7,7 @@ pub mod assets;
 pub(crate) mod conns;
 mod http;
 pub mod metrics;
+pub(crate) mod outbox;
 mod ratelimit;
 mod session;
 pub mod tls;

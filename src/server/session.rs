@@ -13,13 +13,14 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
-use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::Role;
 use tokio_tungstenite::tungstenite::{self, Message, Utf8Bytes};
 use tokio_tungstenite::WebSocketStream;
 use tokio_util::sync::CancellationToken;
 
 use super::conns::{close_frame, queue};
+use super::outbox::{outbox, Outbox};
 use super::ratelimit::{rid_of, sdp_bucket, Limit, RateLimit, SDP_PER_SECOND};
 use super::upgrade::Admission;
 use super::writer::{write_loop, CLOSE_LINGER};
@@ -38,7 +39,7 @@ struct Session {
     app: Arc<App>,
     who: Registered,
     conn_id: u64,
-    tx: mpsc::Sender<Message>,
+    tx: Outbox,
     kill: CancellationToken,
     /// JWT roles, for `join_room`'s access lists.
     roles: Vec<String>,
@@ -47,22 +48,75 @@ struct Session {
     from_json: String,
 }
 
-pub(super) async fn run(
-    app: Arc<App>,
-    ws: Ws,
-    name: String,
-    resume: Option<String>,
-    identity: Option<crate::auth::Identity>,
+/// What the handshake hands to a new session.
+pub(super) struct Start {
+    pub app: Arc<App>,
+    pub upgrade: hyper::upgrade::OnUpgrade,
+    pub name: String,
+    pub resume: Option<String>,
+    pub identity: Option<crate::auth::Identity>,
+    pub admission: Admission,
+}
+
+/// A registered session, with what its reader loop needs.
+struct Live {
+    session: Session,
+    stream: futures_util::stream::SplitStream<Ws>,
+    writer: tokio::task::JoinHandle<()>,
     admission: Admission,
-) {
+}
+
+/// The task of one connection, from the upgrade to the end. It takes one
+/// box and boxes its start and its end: a task's allocation is the size of
+/// its largest state, and the states an idle socket is in (the reader
+/// loop) should not pay for the arguments, the registration or the
+/// shutdown.
+pub(super) async fn run(start: Box<Start>) {
+    let Some(live) = Box::pin(open(start)).await else {
+        return;
+    };
+    let Live {
+        session,
+        stream,
+        writer,
+        admission,
+    } = live;
+    read_loop(&session, stream).await;
+    Box::pin(finish(session, writer, admission)).await;
+}
+
+/// Upgrades, registers and spawns the writer; `None` when the upgrade or
+/// the registration fails (the client was told).
+async fn open(start: Box<Start>) -> Option<Live> {
+    let Start {
+        app,
+        upgrade,
+        name,
+        resume,
+        identity,
+        admission,
+    } = *start;
+    let ws = match upgrade.await {
+        Ok(upgraded) => {
+            WebSocketStream::from_raw_socket(
+                TokioIo::new(upgraded),
+                Role::Server,
+                Some(app.ws_config),
+            )
+            .await
+        }
+        Err(e) => {
+            tracing::debug!("upgrade failed: {e}");
+            return None;
+        }
+    };
     // Room for a full queue of held events on resume on top of the normal
-    // bound (the channel allocates its slots lazily, so this costs nothing
-    // for an idle connection).
+    // bound (the queue allocates only for what it holds).
     let capacity = (app.cfg.max_queued_messages + app.cfg.resume_buffer + 1) as usize;
-    let (tx, rx) = mpsc::channel(capacity);
+    let (tx, rx) = outbox(capacity);
     let kill = CancellationToken::new();
     let conn_id = app.next_conn_id();
-    let (sink, mut stream) = ws.split();
+    let (sink, stream) = ws.split();
     let writer = tokio::spawn(write_loop(sink, rx, kill.clone()));
     let reg = Registration {
         conn_id,
@@ -84,21 +138,33 @@ pub(super) async fn run(
             drop(tx);
             let _ = tokio::time::timeout(CLOSE_LINGER, writer).await;
             kill.cancel();
-            return;
+            return None;
         }
     };
     let from_json = serde_json::to_string(&who.player_id).unwrap_or_default();
     let session = Session {
-        app: app.clone(),
+        app,
         from_json,
         who,
         conn_id,
         tx,
-        kill: kill.clone(),
+        kill,
         roles,
         sdp_bucket: sdp_bucket(),
     };
+    Some(Live {
+        session,
+        stream,
+        writer,
+        admission,
+    })
+}
 
+/// Reads frames until the client goes, the heartbeat times out or the
+/// connection is killed.
+async fn read_loop(session: &Session, mut stream: futures_util::stream::SplitStream<Ws>) {
+    let app = &session.app;
+    let kill = &session.kill;
     let heartbeat = Duration::from_millis(app.cfg.heartbeat_interval_ms);
     let timeout = Duration::from_millis(app.cfg.heartbeat_timeout_ms);
     let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + heartbeat, heartbeat);
@@ -160,6 +226,12 @@ pub(super) async fn run(
             _ = kill.cancelled() => break,
         }
     }
+}
+
+/// Unregisters and lets the writer flush its last frames.
+async fn finish(session: Session, writer: tokio::task::JoinHandle<()>, admission: Admission) {
+    let app = session.app.clone();
+    let kill = session.kill.clone();
     // The slot is free as soon as the player counts as gone (the socket
     // only lingers to flush its close).
     drop(admission);
@@ -206,6 +278,14 @@ impl Session {
         if let Some(signal) = relay::decode(text) {
             return self.on_signal(signal, received).await;
         }
+        // Boxed: the general path's state machine is large, and an idle
+        // session task should not carry it.
+        Box::pin(self.on_request(text, received)).await
+    }
+
+    /// Any request but a signal read by the fast path.
+    async fn on_request(&self, text: &str, received: Instant) {
+        let app = &self.app;
         let decoded = decode_request(text);
         let request = match decoded.request {
             Ok(r) => r,

@@ -11,10 +11,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use hyper::upgrade::OnUpgrade;
-use hyper_util::rt::TokioIo;
 use tokio_tungstenite::tungstenite;
-use tokio_tungstenite::tungstenite::protocol::Role;
-use tokio_tungstenite::WebSocketStream;
 use warp::http::{HeaderMap, StatusCode};
 use warp::{Filter, Reply};
 
@@ -167,20 +164,15 @@ fn handshake(
         .filter(|t| !t.is_empty() && t.len() <= 128)
         .cloned();
     tracing::debug!(?remote, "websocket upgrade");
-    tokio::spawn(async move {
-        match upgrade.await {
-            Ok(upgraded) => {
-                let ws = WebSocketStream::from_raw_socket(
-                    TokioIo::new(upgraded),
-                    Role::Server,
-                    Some(app.ws_config),
-                )
-                .await;
-                super::session::run(app, ws, name, resume, identity, admission).await;
-            }
-            Err(e) => tracing::debug!("upgrade failed: {e}"),
-        }
-    });
+    let start = super::session::Start {
+        app,
+        upgrade,
+        name,
+        resume,
+        identity,
+        admission,
+    };
+    tokio::spawn(super::session::run(Box::new(start)));
     let reply = warp::reply::with_status(warp::reply(), StatusCode::SWITCHING_PROTOCOLS);
     let reply = warp::reply::with_header(reply, "upgrade", "websocket");
     let reply = warp::reply::with_header(reply, "connection", "upgrade");

@@ -5,10 +5,10 @@
 use std::time::Duration;
 
 use futures_util::SinkExt;
-use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
+use super::outbox::Inbox;
 use super::session::Ws;
 
 /// How long the server waits for the client's answer to a close frame.
@@ -16,25 +16,24 @@ pub(super) const CLOSE_LINGER: Duration = Duration::from_millis(1000);
 
 pub(super) async fn write_loop(
     mut sink: futures_util::stream::SplitSink<Ws, Message>,
-    mut rx: mpsc::Receiver<Message>,
+    mut rx: Inbox,
     kill: CancellationToken,
 ) {
     loop {
-        let msg = tokio::select! {
-            m = rx.recv() => m,
+        let batch = tokio::select! {
+            b = rx.recv_all() => b,
             _ = kill.cancelled() => None,
         };
-        let Some(msg) = msg else { break };
-        let mut closing = matches!(msg, Message::Close(_));
-        if sink.feed(msg).await.is_err() {
-            return;
-        }
-        // Batch what is already queued into one flush.
-        while !closing {
-            let Ok(m) = rx.try_recv() else { break };
+        let Some(batch) = batch else { break };
+        // Everything queued goes out in one flush, up to a close frame.
+        let mut closing = false;
+        for m in batch {
             closing = matches!(m, Message::Close(_));
             if sink.feed(m).await.is_err() {
                 return;
+            }
+            if closing {
+                break;
             }
         }
         if sink.flush().await.is_err() {

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 use serde_json::{json, Value};
-use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
+use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use super::{Caller, Footprint, Presence, Registered, Registration, Reply};
 use crate::cluster::notice::RoomRec;
@@ -27,7 +27,7 @@ use crate::server::App;
 
 /// A connection waiting for its `hello` notice.
 pub(crate) struct Joining {
-    pub tx: tokio::sync::mpsc::Sender<Message>,
+    pub tx: crate::server::outbox::Outbox,
     pub kill: tokio_util::sync::CancellationToken,
     pub done: tokio::sync::oneshot::Sender<(String, u64)>,
 }

@@ -1,0 +1,171 @@
+//! The outgoing queue of one connection: many senders (the session, the
+//! backend delivering events), one receiver (the writer task), bounded.
+//!
+//! Why not `tokio::sync::mpsc`: its channel allocates its first block of
+//! 32 slots (about 2 KiB with tungstenite's `Message`) and its shared state
+//! up front, for every connection, idle or not; that was a third of an idle
+//! socket's memory. Here a queue is a `VecDeque` that holds nothing while
+//! empty, and the writer takes everything queued in one lock: one wake-up
+//! and one flush for a batch of frames.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use tokio::sync::Notify;
+use tokio_tungstenite::tungstenite::Message;
+
+struct Shared {
+    state: Mutex<State>,
+    /// Wakes the writer; `notify_one` keeps a permit when it is not
+    /// waiting, so no wake-up is lost between its check and its wait.
+    ready: Notify,
+    capacity: usize,
+}
+
+struct State {
+    frames: VecDeque<Message>,
+    senders: usize,
+    receiver_alive: bool,
+}
+
+/// The sending side; cloned for every holder.
+pub(crate) struct Outbox {
+    shared: Arc<Shared>,
+}
+
+/// The writer's side.
+pub(crate) struct Inbox {
+    shared: Arc<Shared>,
+}
+
+/// A queue of at most `capacity` frames.
+pub(crate) fn outbox(capacity: usize) -> (Outbox, Inbox) {
+    let shared = Arc::new(Shared {
+        state: Mutex::new(State {
+            frames: VecDeque::new(),
+            senders: 1,
+            receiver_alive: true,
+        }),
+        ready: Notify::new(),
+        capacity,
+    });
+    (
+        Outbox {
+            shared: shared.clone(),
+        },
+        Inbox { shared },
+    )
+}
+
+impl Outbox {
+    /// Queues a frame; gives it back when the queue is full or the writer
+    /// is gone.
+    pub fn try_send(&self, frame: Message) -> Result<(), Message> {
+        {
+            let mut st = self.shared.state.lock();
+            if !st.receiver_alive || st.frames.len() >= self.shared.capacity {
+                return Err(frame);
+            }
+            st.frames.push_back(frame);
+        }
+        self.shared.ready.notify_one();
+        Ok(())
+    }
+}
+
+impl Clone for Outbox {
+    fn clone(&self) -> Self {
+        self.shared.state.lock().senders += 1;
+        Outbox {
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl Drop for Outbox {
+    fn drop(&mut self) {
+        let last = {
+            let mut st = self.shared.state.lock();
+            st.senders -= 1;
+            st.senders == 0
+        };
+        if last {
+            self.shared.ready.notify_one();
+        }
+    }
+}
+
+impl Inbox {
+    /// Waits for frames and takes all that are queued, in order; `None`
+    /// once every sender is gone and nothing is left.
+    pub async fn recv_all(&mut self) -> Option<VecDeque<Message>> {
+        loop {
+            {
+                let mut st = self.shared.state.lock();
+                if !st.frames.is_empty() {
+                    // The queue starts over empty (no allocation until the
+                    // next frame): an idle connection keeps no buffer.
+                    return Some(std::mem::take(&mut st.frames));
+                }
+                if st.senders == 0 {
+                    return None;
+                }
+            }
+            self.shared.ready.notified().await;
+        }
+    }
+}
+
+impl Drop for Inbox {
+    fn drop(&mut self) {
+        let mut st = self.shared.state.lock();
+        st.receiver_alive = false;
+        st.frames.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(s: &str) -> Message {
+        Message::text(s.to_string())
+    }
+
+    #[tokio::test]
+    async fn frames_come_out_in_order_in_batches_then_none() {
+        let (tx, mut rx) = outbox(3);
+        let tx2 = tx.clone();
+        tx.try_send(text("a")).unwrap();
+        tx2.try_send(text("b")).unwrap();
+        tx.try_send(text("c")).unwrap();
+        assert!(tx.try_send(text("d")).is_err(), "bounded");
+        let batch: Vec<_> = rx.recv_all().await.unwrap().into_iter().collect();
+        assert_eq!(batch, vec![text("a"), text("b"), text("c")]);
+        tx.try_send(text("e")).unwrap();
+        drop(tx);
+        drop(tx2);
+        assert_eq!(
+            rx.recv_all().await.unwrap().len(),
+            1,
+            "what is queued still comes"
+        );
+        assert!(rx.recv_all().await.is_none(), "then the end");
+    }
+
+    #[tokio::test]
+    async fn a_waiting_writer_is_woken_and_a_gone_writer_refuses() {
+        let (tx, mut rx) = outbox(8);
+        let waiter = tokio::spawn(async move {
+            let got = rx.recv_all().await.unwrap();
+            (got.len(), rx)
+        });
+        tokio::task::yield_now().await;
+        tx.try_send(text("x")).unwrap();
+        let (n, rx) = waiter.await.unwrap();
+        assert_eq!(n, 1);
+        drop(rx);
+        assert!(tx.try_send(text("y")).is_err());
+    }
+}
