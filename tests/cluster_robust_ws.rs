@@ -338,3 +338,149 @@ async fn drops_and_resumes_while_events_flow_lose_nothing() {
     b.shutdown().await;
     a.shutdown().await;
 }
+
+/// `INFO commandstats` calls of one command.
+fn redis_calls(redis: &RedisServer, cmd: &str) -> u64 {
+    let client = redis::Client::open(redis.url()).expect("redis url");
+    let mut con = client.get_connection().expect("redis connection");
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query(&mut con)
+        .expect("INFO");
+    let key = format!("cmdstat_{cmd}:calls=");
+    info.lines()
+        .find_map(|l| l.strip_prefix(&key))
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+fn candidate(i: usize) -> Value {
+    json!({"candidate": "candidate:1 1 udp 2113937151 192.0.2.1 5000 typ host",
+           "sdpMid": "0", "sdpMLineIndex": 0, "usernameFragment": format!("u{i}")})
+}
+
+/// Reads `n` relayed candidates from `from`, checking their order.
+async fn expect_candidates(ws: &mut Ws, from: &str, n: usize) {
+    for i in 0..n {
+        let ev = until(ws, "ice_candidate").await;
+        assert_eq!(ev["from"], from);
+        assert_eq!(
+            ev["candidate"]["usernameFragment"],
+            format!("u{i}"),
+            "in order"
+        );
+    }
+}
+
+#[tokio::test]
+async fn signals_between_nodes_need_no_script_and_stay_in_order_and_in_the_room() {
+    let redis = RedisServer::start();
+    let rate = ["--rate-limit", "100000", "--rate-burst", "100000"];
+    let n1 = node(&redis, &rate).await;
+    let n2 = node(&redis, &rate).await;
+    let (mut ann, ann_w) = connect(&n1, "name=ann").await;
+    let (mut bob, bob_w) = connect(&n2, "name=bob").await;
+    let (mut cy, cy_w) = connect(&n1, "name=cy").await;
+    shared_room(&mut ann, &mut bob, 4).await;
+    let room_id = until(&mut bob, "chat_history").await["room_id"].clone();
+    let joined = request(&mut cy, 1, json!({"type": "join_room", "room_id": room_id})).await;
+    assert_eq!(joined["type"], "ok", "{joined}");
+    until(&mut ann, "player_joined").await;
+    until(&mut bob, "player_joined").await;
+    let (ann_id, bob_id, cy_id) = (
+        ann_w["player_id"].as_str().unwrap(),
+        bob_w["player_id"].as_str().unwrap(),
+        cy_w["player_id"].as_str().unwrap(),
+    );
+
+    // Fire-and-forget both ways across the nodes: all of them, in order,
+    // and the store runs (almost) no script meanwhile: the background
+    // beats and ticks only, far fewer than the signals.
+    let scripts_before = redis_calls(&redis, "evalsha");
+    for i in 0..300 {
+        let msg = json!({"type": "ice_candidate", "to": bob_id, "candidate": candidate(i)});
+        ann.send(Message::Text(msg.to_string().into()))
+            .await
+            .unwrap();
+    }
+    for i in 0..100 {
+        let msg = json!({"type": "ice_candidate", "to": ann_id, "candidate": candidate(i)});
+        bob.send(Message::Text(msg.to_string().into()))
+            .await
+            .unwrap();
+    }
+    expect_candidates(&mut bob, ann_id, 300).await;
+    expect_candidates(&mut ann, bob_id, 100).await;
+    let scripts = redis_calls(&redis, "evalsha") - scripts_before;
+    assert!(scripts < 40, "{scripts} script calls for 400 signals");
+    // A signal with rid still gets its `ok`, after the ones before it.
+    let ok = request(
+        &mut ann,
+        7,
+        json!({"type": "ice_candidate", "to": cy_id, "candidate": candidate(0)}),
+    )
+    .await;
+    assert_eq!(ok["type"], "ok", "{ok}");
+    expect_candidates(&mut cy, ann_id, 1).await;
+    // Counted once each, cluster-wide, once the nodes have added theirs.
+    n1.app.stats_async().await.unwrap();
+    n2.app.stats_async().await.unwrap();
+    let stats = n1.app.stats_async().await.unwrap();
+    assert_eq!(stats.signals_relayed, 401);
+
+    // A takeover on the other node: the route follows the connection
+    // (ann's node, which cy left, learns it from a `moved` notice).
+    let token = cy_w["resume_token"].as_str().unwrap();
+    let (mut cy2, w2) = connect(&n2, &format!("resume={token}")).await;
+    assert_eq!(w2["player_id"], cy_id);
+    assert_eq!(close_code(&mut cy).await, Some(CloseCode::Library(4001)));
+    // The `moved` notice reached n1 before the takeover's end; the next
+    // request of ann's (its reply a notice on n1's channel) proves n1
+    // processed everything before it.
+    request(&mut ann, 8, json!({"type": "ping"})).await;
+    for i in 0..20 {
+        let msg = json!({"type": "ice_candidate", "to": cy_id, "candidate": candidate(i)});
+        ann.send(Message::Text(msg.to_string().into()))
+            .await
+            .unwrap();
+    }
+    expect_candidates(&mut cy2, ann_id, 20).await;
+
+    // Kicked: bob is out of the room for his own node too, so his signals
+    // are refused (by the script) instead of going anywhere.
+    let kicked = request(&mut ann, 9, json!({"type": "kick", "player_id": bob_id})).await;
+    assert_eq!(kicked["type"], "ok", "{kicked}");
+    until(&mut bob, "kicked").await;
+    let msg = json!({"type": "ice_candidate", "to": ann_id, "candidate": candidate(0)});
+    bob.send(Message::Text(msg.to_string().into()))
+        .await
+        .unwrap();
+    let err = until(&mut bob, "error").await;
+    assert_eq!(
+        (err["code"].as_str(), &err["rid"]),
+        (Some("not_in_room"), &Value::Null)
+    );
+    let err = request(
+        &mut bob,
+        2,
+        json!({"type": "ice_candidate", "to": cy_id, "candidate": candidate(0)}),
+    )
+    .await;
+    assert_eq!(err["code"], "not_in_room");
+    // Nothing reached ann or cy from bob after the kick.
+    let ping = request(&mut ann, 10, json!({"type": "ping"})).await;
+    assert_eq!(ping["type"], "ok");
+
+    // Everyone leaves: the nodes keep no routes.
+    for (ws, rid) in [(&mut ann, 11), (&mut cy2, 3)] {
+        let left = request(ws, rid, json!({"type": "leave_room"})).await;
+        assert_eq!(left["type"], "ok", "{left}");
+    }
+    for n in [&n1, &n2] {
+        assert_eq!(n.app.footprint().await.unwrap().routes, 0);
+    }
+    drop((ann, bob, cy2));
+    n1.shutdown().await;
+    n2.shutdown().await;
+}

@@ -317,6 +317,7 @@ impl Memory {
             pending: st.pending.len(),
             conns: st.table.conns.len(),
             room_subs: st.table.room_subs.len(),
+            routes: 0,
         }
     }
 }

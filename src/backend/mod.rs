@@ -111,6 +111,8 @@ pub struct Footprint {
     pub pending: usize,
     pub conns: usize,
     pub room_subs: usize,
+    /// Cluster mode: the rooms and players a node keeps to route signals.
+    pub routes: usize,
 }
 
 impl Footprint {

@@ -483,10 +483,15 @@ function OPS.hello(a)
     if i then
       local f0, v0 = open(r)
       local was = r.pl[i].c
+      local moved = was and r.pl[i].n ~= ME
       r.pl[i].c = true
       r.pl[i].n = ME
       if not was then
         emit(members(r, pid), { k = 'player_reconnected', p = pid })
+      elseif moved then
+        -- No event for the players (the seat never went), but their nodes
+        -- route signals by the room's snapshot: tell them it moved.
+        emit(members(r, pid), { k = 'moved', p = pid })
       end
       commit(r, f0, v0, was)
     end

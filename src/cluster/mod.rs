@@ -294,7 +294,21 @@ impl Store {
         )
     }
 
-    /// Publishes a message on a channel (announcements).
+    /// Adds `n` to the lobby's `signals_relayed` (signals relayed by a node
+    /// without a script).
+    pub async fn add_signals(&self, n: u64) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        redis::cmd("HINCRBY")
+            .arg(format!("{PREFIX}stats"))
+            .arg("signals_relayed")
+            .arg(n)
+            .query_async::<i64>(&mut conn)
+            .await
+            .map(|_| ())
+            .map_err(|e| StoreError::Unavailable(e.to_string()))
+    }
+
+    /// Publishes a message on a channel (announcements, signals).
     pub async fn publish(&self, channel: &str, text: &str) -> Result<(), StoreError> {
         let mut conn = self.conn.clone();
         redis::cmd("PUBLISH")

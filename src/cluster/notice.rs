@@ -215,6 +215,12 @@ pub enum Notice {
         /// The event text, ready to send.
         #[serde(rename = "x")]
         event: String,
+        /// Set when a node relayed it without the script: the sender and
+        /// the room it was sent in, checked again by the target's node.
+        #[serde(rename = "f", default, skip_serializing_if = "Option::is_none")]
+        from: Option<String>,
+        #[serde(rename = "r", default, skip_serializing_if = "Option::is_none")]
+        room: Option<String>,
     },
 }
 
@@ -294,6 +300,9 @@ impl Spec {
                 data: parse_obj(&room.seat(self.player.as_deref()?)?.dt),
             },
             "kicked" => Event::Kicked { room_id },
+            // For nodes only: a member's connection moved to another node
+            // (its room snapshot updates their routes).
+            "moved" => return None,
             "chat_history" => Event::ChatHistory {
                 room_id,
                 messages: room

@@ -72,10 +72,12 @@ pub(super) async fn run_beats(app: Arc<App>, cl: Arc<Cluster>) {
                 node = %store.node,
                 "the store lost this node's state (Redis restarted empty, or the node was taken for dead); closing its connections so clients resume"
             );
-            cl.state.lock().table.close_all(close_frame(
+            let mut st = cl.state.lock();
+            st.table.close_all(close_frame(
                 CloseCode::Restart,
                 "lobby state was reset; reconnect",
             ));
+            st.routes.clear();
         }
         let _ = cl.stats().await;
     }

@@ -9,6 +9,7 @@
 
 mod liveness;
 mod notices;
+mod routes;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -41,6 +42,8 @@ pub(crate) struct State {
     /// store confirms their seat is held (then they go to the store's
     /// pending list).
     pub departed: HashMap<String, Vec<Utf8Bytes>>,
+    /// Rooms of this node's players, to relay signals without a script.
+    pub routes: routes::Routes,
 }
 
 pub(crate) struct Cluster {
@@ -49,6 +52,9 @@ pub(crate) struct Cluster {
     /// The last cluster-wide stats read (for `/metrics` and the cheap
     /// `App::stats`).
     cached: Mutex<Stats>,
+    /// Signals relayed without a script, not yet added to the store's
+    /// `signals_relayed` (added before every stats read and every beat).
+    unflushed_signals: std::sync::atomic::AtomicU64,
 }
 
 fn codes() -> Vec<String> {
@@ -75,7 +81,9 @@ impl Cluster {
                 table: ConnTable::new(metrics),
                 joining: HashMap::new(),
                 departed: HashMap::new(),
+                routes: routes::Routes::default(),
             }),
+            unflushed_signals: std::sync::atomic::AtomicU64::new(0),
             cached: Mutex::new(Stats::default()),
         }
     }
@@ -331,8 +339,29 @@ impl Cluster {
         Ok(Reply::Sent)
     }
 
-    /// Relays a ready signal frame from `me` to `to`.
+    /// Relays a ready signal frame from `me` to `to`. A target this node
+    /// knows as a connected member of the sender's room (see `routes`)
+    /// gets it by one `PUBLISH` to its node's channel, checked again there;
+    /// anything else goes through the script (exact refusals, held seats).
+    /// Both go out on the same connection, one after the other, so a
+    /// sender's signals stay in order whichever way each one takes.
     pub async fn relay(&self, me: &str, to: &str, frame: &str) -> Result<(), ProtoError> {
+        let hint = {
+            let st = self.state.lock();
+            st.routes
+                .route(me, to)
+                .map(|(room, node)| (room.to_string(), node.to_string()))
+        };
+        if let Some((room, node)) = hint {
+            // `Notice::Signal` as the script writes it, with its sender and
+            // room for the target's node to check.
+            let text = json!({"t": "signal", "to": to, "x": frame, "f": me, "r": room}).to_string();
+            let channel = format!("{}ch:{node}", crate::cluster::PREFIX);
+            self.store.publish(&channel, &text).await?;
+            self.unflushed_signals
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            return Ok(());
+        }
         self.store
             .run(&ops::Signal {
                 p: me,
@@ -341,6 +370,15 @@ impl Cluster {
             })
             .await?;
         Ok(())
+    }
+
+    /// Adds the signals relayed without a script to the store's count.
+    pub async fn flush_signal_count(&self) {
+        use std::sync::atomic::Ordering;
+        let n = self.unflushed_signals.swap(0, Ordering::Relaxed);
+        if n > 0 && self.store.add_signals(n).await.is_err() {
+            self.unflushed_signals.fetch_add(n, Ordering::Relaxed);
+        }
     }
 
     /// Public rooms of a status, oldest first.
@@ -397,6 +435,7 @@ impl Cluster {
 
     /// Exact cluster-wide stats (`connections` summed over live nodes).
     pub async fn stats(&self) -> Result<Stats, StoreError> {
+        self.flush_signal_count().await;
         let s = self.store.stats().await?;
         *self.cached.lock() = s.clone();
         Ok(s)
@@ -492,6 +531,7 @@ impl Cluster {
             pending: n("pending") + st.departed.len(),
             conns: st.table.conns.len() + st.joining.len(),
             room_subs: st.table.room_subs.len(),
+            routes: st.routes.len(),
         })
     }
 }

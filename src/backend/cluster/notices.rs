@@ -80,6 +80,7 @@ pub(super) async fn run_subscriber(app: Arc<App>, cl: Arc<Cluster>) {
                         "notices interrupted; reconnect",
                     ));
                     st.joining.clear();
+                    st.routes.clear();
                 } else {
                     tracing::warn!(node = %store.node, "notice subscription lost with the store; reconnecting");
                 }
@@ -130,12 +131,35 @@ fn on_message(app: &App, cl: &Cluster, channel: &str, payload: &[u8]) {
             room,
             events,
             reply,
-        } => on_change(&mut st, room.as_ref(), &events, reply.as_ref()),
-        Notice::Hello(hello) => on_hello(app, &mut st, &hello),
+        } => {
+            if let Some(r) = &room {
+                learn_routes(&mut st, r, &events, &cl.store.node);
+            }
+            on_change(&mut st, room.as_ref(), &events, reply.as_ref())
+        }
+        Notice::Hello(hello) => {
+            if let Some(r) = &hello.room {
+                st.routes.learn(r, &cl.store.node);
+            }
+            on_hello(app, &mut st, &hello)
+        }
         Notice::Replaced { player } => st.table.close_conn(&player, replaced()),
         Notice::Kill { player } => st.table.close_conn(&player, kicked_by_admin()),
         Notice::Gone { player } => on_gone(cl, &mut st, &player),
-        Notice::Signal { to, event } => {
+        Notice::Signal {
+            to,
+            event,
+            from,
+            room,
+        } => {
+            // Relayed without the script: only if this node, whose view of
+            // its own players' rooms is current, agrees.
+            if let (Some(from), Some(room)) = (&from, &room) {
+                if !st.routes.admits(from, &to, room) {
+                    tracing::debug!(to = %to, "signal dropped: sender and target no longer share a room");
+                    return;
+                }
+            }
             if send_local(&mut st, &to, &Utf8Bytes::from(event)) {
                 st.table.metrics.signals_relayed.increment(1);
             }
@@ -166,6 +190,28 @@ fn on_change(st: &mut State, room: Option<&RoomRec>, events: &[Spec], reply: Opt
             if let Some(t) = &text {
                 send_local(st, pid, t);
             }
+        }
+    }
+}
+
+/// Updates the signal routes from a change: the room's snapshot, then
+/// players of this node that the change takes out of it (a kicked player
+/// gets no later snapshot of the room it was kicked from).
+fn learn_routes(st: &mut State, room: &RoomRec, events: &[Spec], me: &str) {
+    st.routes.learn(room, me);
+    for spec in events {
+        match spec.kind.as_str() {
+            "kicked" => {
+                for pid in &spec.to {
+                    st.routes.forget_in(pid, &room.id);
+                }
+            }
+            "player_left" => {
+                if let Some(pid) = &spec.player {
+                    st.routes.forget_in(pid, &room.id);
+                }
+            }
+            _ => {}
         }
     }
 }
@@ -220,6 +266,11 @@ fn on_hello(app: &App, st: &mut State, hello: &Hello) {
 /// The store holds the seat of a player whose connection ended here: the
 /// events this node caught for it meanwhile join its pending list.
 fn on_gone(cl: &Cluster, st: &mut State, pid: &str) {
+    // Its connection here is over (unless it came back meanwhile): its
+    // route goes; a return brings a fresh snapshot.
+    if !st.table.conns.contains_key(pid) {
+        st.routes.forget(pid);
+    }
     let Some(caught) = st.departed.remove(pid) else {
         return;
     };
