@@ -124,6 +124,9 @@ fn on_message(app: &App, cl: &Cluster, channel: &str, payload: &[u8]) {
             return;
         }
     };
+    if let Notice::PeerJs { to, x, close } = notice {
+        return app.peerjs.on_notice(app, &to, x, close);
+    }
     let mut st = cl.state.lock();
     match notice {
         Notice::Change {
@@ -135,6 +138,7 @@ fn on_message(app: &App, cl: &Cluster, channel: &str, payload: &[u8]) {
         Notice::Replaced { player } => st.table.close_conn(&player, replaced()),
         Notice::Kill { player } => st.table.close_conn(&player, kicked_by_admin()),
         Notice::Gone { player } => on_gone(cl, &mut st, &player),
+        Notice::PeerJs { .. } => {}
         Notice::Signal { to, event } => {
             if send_local(&mut st, &to, &Utf8Bytes::from(event)) {
                 st.table.metrics.signals_relayed.increment(1);
