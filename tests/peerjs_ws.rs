@@ -143,6 +143,9 @@ async fn an_id_in_use_is_taken_unless_the_token_is_the_same() {
     let ts = TestServer::start().await;
     let addr = addr_of(&ts).await;
     let mut a = Peer::open(&addr, "alice").await;
+    let mut b = Peer::open(&addr, "bob").await;
+    a.send(offer("bob")).await;
+    assert_eq!(b.recv().await["src"], "alice");
     let mut thief = connect(&addr, "peerjs", "alice", "othertoken").await;
     let got = thief.recv().await;
     assert_eq!(got["type"], "ID-TAKEN", "{got}");
@@ -152,7 +155,8 @@ async fn an_id_in_use_is_taken_unless_the_token_is_the_same() {
     let mut again = connect(&addr, "peerjs", "alice", "tokalice").await;
     assert_eq!(again.recv().await["type"], "OPEN");
     assert!(a.closes().await, "the older socket is closed");
-    let mut b = Peer::open(&addr, "bob").await;
+    // Alice did not go: Bob gets no LEAVE.
+    b.quiet(Duration::from_millis(500)).await;
     b.send(offer("alice")).await;
     assert_eq!(again.recv().await["src"], "bob");
     ts.stop().await;
@@ -431,6 +435,12 @@ async fn two_cluster_nodes_route_by_peer_id() {
     // Bob's id is free again, cluster-wide.
     let mut b2 = connect(&a1, "peerjs", "bob", "new").await;
     assert_eq!(b2.recv().await["type"], "OPEN");
+    // Alice reconnects through node 2 with her token: node 1 lets go.
+    let mut a_again = connect(&a2, "peerjs", "alice", "tokalice").await;
+    assert_eq!(a_again.recv().await["type"], "OPEN");
+    assert!(a.closes().await, "the socket on node 1 is closed");
+    b2.send(offer("alice")).await;
+    assert_eq!(a_again.recv().await["src"], "bob");
     let (_, stats) = http_get(&format!("http://{a1}/api/stats")).await;
     assert!(stats["signals_relayed"].as_u64() >= Some(3), "{stats}");
     n1.shutdown().await;

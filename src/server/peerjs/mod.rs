@@ -26,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 use warp::http::StatusCode;
 use warp::{Filter, Reply};
 
-use super::conns::{close_frame, queue};
+use super::conns::{queue, replaced};
 use super::App;
 use crate::backend::Backend;
 
@@ -161,29 +161,29 @@ impl PeerJs {
             kill,
         };
         if let Some(old) = peers.insert(id.to_string(), peer) {
-            let _ = old.tx.try_send(close_frame(
-                tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode::Library(4001),
-                "replaced",
-            ));
+            let _ = old.tx.try_send(replaced());
         }
         Opened::Open
     }
 
-    /// The connection ended: its id is free again (unless a later
-    /// connection took it over).
-    async fn close(&self, app: &App, id: &str, token: &str, conn_id: u64) {
-        {
+    /// The connection ended: its id is free again, unless a later
+    /// connection took it over (then false: the peer did not go).
+    async fn close(&self, app: &App, id: &str, token: &str, conn_id: u64) -> bool {
+        let mine = {
             let mut peers = self.peers.lock();
-            if peers.get(id).is_some_and(|p| p.conn_id == conn_id) {
+            let mine = peers.get(id).is_some_and(|p| p.conn_id == conn_id);
+            if mine {
                 peers.remove(id);
             }
-        }
+            mine
+        };
         if let Backend::Cluster(c) = &app.backend {
             let holder = crate::cluster::peerjs::Holder::new(&c.store.node, conn_id, token);
             if let Err(e) = c.store.peerjs_release(id, &holder).await {
                 tracing::debug!("peerjs release failed: {e}");
             }
         }
+        mine
     }
 
     /// Cluster mode: keeps the claim of a live connection.
@@ -274,13 +274,16 @@ impl PeerJs {
 
     /// A notice of another node for a peer of this one.
     pub(crate) fn on_notice(&self, app: &App, to: &str, text: Option<String>, close: Option<u64>) {
-        let peers = self.peers.lock();
-        let Some(p) = peers.get(to) else { return };
+        let mut peers = self.peers.lock();
         if let Some(conn) = close {
-            if p.conn_id == conn {
-                p.kill.cancel();
+            // Taken over elsewhere: no longer this node's peer.
+            if peers.get(to).is_some_and(|p| p.conn_id == conn) {
+                if let Some(p) = peers.remove(to) {
+                    let _ = p.tx.try_send(replaced());
+                }
             }
         }
+        let Some(p) = peers.get(to) else { return };
         if let Some(text) = text {
             queue(&p.tx, &p.kill, text.into(), &app.metrics);
         }

@@ -259,10 +259,16 @@ async fn run(app: Arc<App>, ws: Ws, who: Admitted) {
     }
     drop(who.admission);
     app.metrics.peerjs.connections.decrement(1.0);
-    app.peerjs.close(&app, &who.id, &who.token, conn_id).await;
+    let gone = app.peerjs.close(&app, &who.id, &who.token, conn_id).await;
     // The peers it talked to learn it is gone (peerjs-server leaves this to
-    // the client, which cannot say it when its page just closed).
-    for other in std::mem::take(&mut conn.talked) {
+    // the client, which cannot say it when its page just closed); not when
+    // the same client reconnected and took its id over.
+    let talked = if gone {
+        std::mem::take(&mut conn.talked)
+    } else {
+        HashSet::new()
+    };
+    for other in talked {
         let text = Utf8Bytes::from(relayed("LEAVE", &who.id, &other, None));
         app.peerjs.send(&app, &other, &text).await;
     }
