@@ -6,6 +6,7 @@
 pub mod assets;
 pub(crate) mod conns;
 mod http;
+mod matchbox;
 pub mod metrics;
 mod peerjs;
 mod ratelimit;
@@ -39,7 +40,7 @@ pub(crate) use upgrade::new_player_id;
 pub(crate) const TICK: Duration = Duration::from_millis(100);
 
 /// `welcome.features`: what this server supports beyond protocol v1.
-pub const FEATURES: &[&str] = &["peerjs"];
+pub const FEATURES: &[&str] = &["peerjs", "matchbox"];
 
 /// The server state handed to every handler.
 pub struct App {
@@ -314,8 +315,10 @@ fn routes(
     };
     let api = http::routes(app.clone());
     let peerjs = peerjs::routes(app.clone());
+    let matchbox = matchbox::route(app.clone());
     let pages = assets::routes(app.cfg.web_dir.clone());
     ws.or(peerjs)
+        .or(matchbox)
         .or(api)
         .or(metrics_route)
         .or(pages)

@@ -39,7 +39,7 @@ pub(super) fn route(
         })
 }
 
-fn refuse(status: StatusCode, code: ErrorCode, message: &str) -> warp::reply::Response {
+pub(super) fn refuse(status: StatusCode, code: ErrorCode, message: &str) -> warp::reply::Response {
     let body = protocol::http_error_body(&ProtoError::new(code, message));
     warp::reply::with_status(warp::reply::json(&body), status).into_response()
 }
