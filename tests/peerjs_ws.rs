@@ -419,6 +419,11 @@ async fn two_cluster_nodes_route_by_peer_id() {
     b.send(json!({"type": "ANSWER", "dst": "alice", "payload": {"sdp": {"type": "answer", "sdp": OFFER}}}))
         .await;
     assert_eq!(a.recv().await["src"], "bob");
+    // Each node's stats count the PeerJS sockets of both.
+    for addr in [&a1, &a2] {
+        let (_, stats) = http_get(&format!("http://{addr}/api/stats")).await;
+        assert_eq!(stats["connections"], 2, "{addr}: {stats}");
+    }
     let mut thief = connect(&a2, "peerjs", "alice", "other").await;
     assert_eq!(thief.recv().await["type"], "ID-TAKEN");
     // Held on node 1 for a peer that opens on node 2.

@@ -8,6 +8,8 @@
 //! refreshes while its socket is alive, so the ids of a node that died free
 //! themselves. A message for a peer elsewhere is published on the holder
 //! node's own notice channel as a [`Notice::PeerJs`](super::notice::Notice).
+//! Each node also keeps its count of PeerJS connections in `rv:pjn:<node>`
+//! (same TTL) for the cluster's `connections`.
 
 use std::time::Duration;
 
@@ -164,6 +166,39 @@ impl Store {
                 return Ok(ids);
             }
         }
+    }
+
+    /// Publishes this node's count of PeerJS connections (for the
+    /// cluster's `connections`); it lapses with the node.
+    pub async fn peerjs_set_count(&self, n: u64) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        redis::cmd("SET")
+            .arg(format!("{PREFIX}pjn:{}", self.node))
+            .arg(n)
+            .arg("PX")
+            .arg(CLAIM_TTL.as_millis() as u64)
+            .query_async::<()>(&mut conn)
+            .await
+            .map_err(unavailable)
+    }
+
+    /// PeerJS connections of every live node.
+    pub async fn peerjs_count_all(&self) -> Result<u64, StoreError> {
+        let mut conn = self.conn.clone();
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("{PREFIX}pjn:*"))
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        if keys.is_empty() {
+            return Ok(0);
+        }
+        let counts: Vec<Option<u64>> = redis::cmd("MGET")
+            .arg(&keys)
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(counts.into_iter().flatten().sum())
     }
 
     /// Counts a relayed PeerJS message in the cluster's `signals_relayed`.

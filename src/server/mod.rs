@@ -130,7 +130,8 @@ impl App {
     /// Exact stats, cluster-wide in cluster mode.
     pub async fn stats_async(&self) -> Result<Stats, StoreError> {
         let mut s = self.backend.stats().await?;
-        self.add_dropins(&mut s);
+        s.connections += self.peerjs.connections_everywhere(self).await;
+        s.signals_relayed += self.peerjs.signals_here();
         s.uptime_s = self.started.elapsed().as_secs();
         Ok(s)
     }

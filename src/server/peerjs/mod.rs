@@ -113,6 +113,29 @@ impl PeerJs {
         self.peers.lock().len() as u64
     }
 
+    /// PeerJS connections of the whole cluster (of this server in memory).
+    pub(crate) async fn connections_everywhere(&self, app: &App) -> u64 {
+        match &app.backend {
+            Backend::Cluster(c) => c
+                .store
+                .peerjs_count_all()
+                .await
+                .unwrap_or_else(|_| self.connections()),
+            Backend::Memory(_) => self.connections(),
+        }
+    }
+
+    /// Cluster mode: publishes this node's count after a change (and from
+    /// the sweeper, so it does not lapse).
+    async fn publish_count(&self, app: &App) {
+        if let Backend::Cluster(c) = &app.backend {
+            let n = self.connections();
+            if let Err(e) = c.store.peerjs_set_count(n).await {
+                tracing::debug!("peerjs count not published: {e}");
+            }
+        }
+    }
+
     /// Relayed messages not counted in the lobby's `signals_relayed`.
     pub(crate) fn signals_here(&self) -> u64 {
         self.signals.load(Ordering::Relaxed)
@@ -150,19 +173,22 @@ impl PeerJs {
                 }
             }
         }
-        let mut peers = self.peers.lock();
-        if peers.get(id).is_some_and(|p| p.token != token) {
-            return Opened::Taken;
+        {
+            let mut peers = self.peers.lock();
+            if peers.get(id).is_some_and(|p| p.token != token) {
+                return Opened::Taken;
+            }
+            let peer = Peer {
+                conn_id,
+                token: token.to_string(),
+                tx,
+                kill,
+            };
+            if let Some(old) = peers.insert(id.to_string(), peer) {
+                let _ = old.tx.try_send(replaced());
+            }
         }
-        let peer = Peer {
-            conn_id,
-            token: token.to_string(),
-            tx,
-            kill,
-        };
-        if let Some(old) = peers.insert(id.to_string(), peer) {
-            let _ = old.tx.try_send(replaced());
-        }
+        self.publish_count(app).await;
         Opened::Open
     }
 
@@ -177,6 +203,7 @@ impl PeerJs {
             }
             mine
         };
+        self.publish_count(app).await;
         if let Backend::Cluster(c) = &app.backend {
             let holder = crate::cluster::peerjs::Holder::new(&c.store.node, conn_id, token);
             if let Err(e) = c.store.peerjs_release(id, &holder).await {
@@ -353,9 +380,16 @@ pub(super) fn spawn_sweeper(app: &Arc<App>) {
     tokio::spawn(async move {
         let mut interval = tokio::time::interval(SWEEP);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut ticks: u64 = 0;
         loop {
             tokio::select! {
-                _ = interval.tick() => app.peerjs.sweep(&app).await,
+                _ = interval.tick() => {
+                    app.peerjs.sweep(&app).await;
+                    ticks += 1;
+                    if ticks.is_multiple_of(40) {
+                        app.peerjs.publish_count(&app).await;
+                    }
+                }
                 _ = app.shutdown.cancelled() => break,
             }
         }
