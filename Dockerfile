@@ -7,9 +7,10 @@ COPY src ./src
 COPY web ./web
 COPY clients/js/rendezvous.js ./clients/js/rendezvous.js
 COPY benches ./benches
-# The load generator is a member of the workspace: cargo reads its manifest
-# even though only the server is built.
+# The load generator and the matchbox client tests are members of the
+# workspace: cargo reads their manifests even though only the server is built.
 COPY bench ./bench
+COPY tests-matchbox ./tests-matchbox
 RUN cargo build --release --bin rendezvous
 
 # Run stage: the binary (web pages included), nothing else. For HTTPS, mount

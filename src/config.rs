@@ -198,6 +198,16 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(300..=600_000))]
     pub node_ttl_ms: u64,
 
+    /// The API key PeerJS clients must give (`key` of `new Peer`) on the
+    /// PeerJS endpoint under `/peerjs`.
+    #[arg(long, env = "RENDEZVOUS_PEERJS_KEY", default_value = "peerjs")]
+    pub peerjs_key: String,
+
+    /// Lets PeerJS clients list every connected peer id
+    /// (`GET /peerjs/{key}/peers`, `allow_discovery` of the PeerJS server).
+    #[arg(long, env = "RENDEZVOUS_PEERJS_DISCOVERY")]
+    pub peerjs_discovery: bool,
+
     /// Log format on stderr.
     #[arg(long, env = "RENDEZVOUS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,

@@ -553,6 +553,9 @@ pub struct Welcome {
     pub server_time: String,
     #[serde(default, skip_serializing_if = "is_zero")]
     pub missed: u64,
+    /// What the server supports beyond protocol v1 (v1.1).
+    #[serde(default)]
+    pub features: Vec<String>,
 }
 
 fn is_zero(n: &u64) -> bool {

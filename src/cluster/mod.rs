@@ -15,6 +15,7 @@
 
 pub mod notice;
 pub mod ops;
+pub mod peerjs;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;

@@ -209,6 +209,15 @@ pub enum Notice {
         #[serde(rename = "p")]
         player: String,
     },
+    /// For the PeerJS peer `to` connected here: a message `x` to send, or
+    /// the end of its connection `close`, taken over on another node.
+    PeerJs {
+        to: String,
+        #[serde(default)]
+        x: Option<String>,
+        #[serde(default)]
+        close: Option<u64>,
+    },
     /// A relayed signal for a player connected here.
     Signal {
         to: String,

@@ -85,6 +85,17 @@ pub struct Metrics {
     players: Gauge,
     held_seats: Gauge,
     matches_started: Gauge,
+    /// The drop-in endpoints for other signaling clients.
+    pub peerjs: Endpoint,
+    pub matchbox: Endpoint,
+}
+
+/// The figures of one drop-in endpoint, labelled `endpoint="peerjs"`...
+/// Its connections and relays also count in the totals.
+pub struct Endpoint {
+    pub connections: Gauge,
+    pub messages_in: Counter,
+    pub signals_relayed: Counter,
 }
 
 impl Metrics {
@@ -148,8 +159,22 @@ impl Metrics {
             Some(Unit::Seconds),
             "Time from reading a signal to queueing it for its target".into(),
         );
+        describe(
+            "rendezvous_endpoint_messages_in_total",
+            None,
+            "Messages received on a drop-in endpoint (peerjs, matchbox)",
+        );
+        describe(
+            "rendezvous_endpoint_signals_relayed_total",
+            None,
+            "Signals relayed on a drop-in endpoint (peerjs, matchbox)",
+        );
         for (name, text) in [
             ("rendezvous_connections", "Open WebSocket connections"),
+            (
+                "rendezvous_endpoint_connections",
+                "Open connections of a drop-in endpoint (peerjs, matchbox)",
+            ),
             ("rendezvous_rooms", "Rooms, by status"),
             (
                 "rendezvous_players",
@@ -190,7 +215,26 @@ impl Metrics {
             .iter()
             .map(|c| (*c, labeled("rendezvous_errors_total", "code", c.as_str())))
             .collect();
+        let endpoint = |name: &'static str| {
+            let label = || vec![Label::new("endpoint", name)];
+            Endpoint {
+                connections: recorder.register_gauge(
+                    &Key::from_parts("rendezvous_endpoint_connections", label()),
+                    &META,
+                ),
+                messages_in: recorder.register_counter(
+                    &Key::from_parts("rendezvous_endpoint_messages_in_total", label()),
+                    &META,
+                ),
+                signals_relayed: recorder.register_counter(
+                    &Key::from_parts("rendezvous_endpoint_signals_relayed_total", label()),
+                    &META,
+                ),
+            }
+        };
         Metrics {
+            peerjs: endpoint("peerjs"),
+            matchbox: endpoint("matchbox"),
             messages_in,
             messages_out: counter("rendezvous_messages_out_total"),
             errors,

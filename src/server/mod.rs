@@ -6,8 +6,10 @@
 pub mod assets;
 pub(crate) mod conns;
 mod http;
+mod matchbox;
 pub mod metrics;
 pub(crate) mod outbox;
+mod peerjs;
 mod ratelimit;
 mod session;
 pub mod tls;
@@ -38,6 +40,9 @@ pub(crate) use upgrade::new_player_id;
 /// subscriptions are looked at.
 pub(crate) const TICK: Duration = Duration::from_millis(100);
 
+/// `welcome.features`: what this server supports beyond protocol v1.
+pub const FEATURES: &[&str] = &["peerjs", "matchbox"];
+
 /// The server state handed to every handler.
 pub struct App {
     pub cfg: Config,
@@ -55,6 +60,8 @@ pub struct App {
     pub(crate) conn_permits: Arc<tokio::sync::Semaphore>,
     /// Open WebSockets per client address: `--max-connections-per-ip`.
     pub(crate) per_ip: Mutex<HashMap<IpAddr, u64>>,
+    /// The PeerJS drop-in endpoint's peers.
+    pub(crate) peerjs: peerjs::PeerJs,
 }
 
 impl App {
@@ -95,6 +102,7 @@ impl App {
             auth,
             conn_permits: Arc::new(tokio::sync::Semaphore::new(permits)),
             per_ip: Mutex::new(HashMap::new()),
+            peerjs: peerjs::PeerJs::default(),
             cfg,
         })
     }
@@ -108,13 +116,23 @@ impl App {
     /// [`App::stats_async`] for exact ones.
     pub fn stats(&self) -> Stats {
         let mut s = self.backend.stats_now();
+        self.add_dropins(&mut s);
         s.uptime_s = self.started.elapsed().as_secs();
         s
+    }
+
+    /// Drop-in endpoints' connections (this node's) and relays (kept here
+    /// in memory; in Redis in cluster mode) in the lobby's stats.
+    fn add_dropins(&self, s: &mut Stats) {
+        s.connections += self.peerjs.connections();
+        s.signals_relayed += self.peerjs.signals_here();
     }
 
     /// Exact stats, cluster-wide in cluster mode.
     pub async fn stats_async(&self) -> Result<Stats, StoreError> {
         let mut s = self.backend.stats().await?;
+        s.connections += self.peerjs.connections_everywhere(self).await;
+        s.signals_relayed += self.peerjs.signals_here();
         s.uptime_s = self.started.elapsed().as_secs();
         Ok(s)
     }
@@ -154,6 +172,7 @@ impl App {
             },
             server_time: crate::protocol::ts(&chrono::Utc::now()),
             missed,
+            features: FEATURES.iter().map(|f| f.to_string()).collect(),
         }))
         .to_json()
     }
@@ -251,6 +270,7 @@ pub async fn start(cfg: Config) -> Result<RunningServer, StartError> {
     let app = App::new(cfg, auth, store);
     let routes = routes(app.clone());
     Backend::spawn_tasks(&app);
+    peerjs::spawn_sweeper(&app);
     app.backend.ready().await;
 
     let shutdown = app.shutdown.clone();
@@ -289,15 +309,19 @@ fn routes(
                 // `connections` is this node's own, so a sum over scraped
                 // nodes stays right.
                 let mut stats = app.stats_async().await.unwrap_or_else(|_| app.stats());
-                stats.connections = app.backend.connections_here();
+                stats.connections = app.backend.connections_here() + app.peerjs.connections();
                 let text = app.metrics.render(&stats);
                 warp::reply::with_header(text, "content-type", "text/plain; version=0.0.4")
             }
         })
     };
     let api = http::routes(app.clone());
+    let peerjs = peerjs::routes(app.clone());
+    let matchbox = matchbox::route(app.clone());
     let pages = assets::routes(app.cfg.web_dir.clone());
-    ws.or(api)
+    ws.or(peerjs)
+        .or(matchbox)
+        .or(api)
         .or(metrics_route)
         .or(pages)
         .recover(http::recover)

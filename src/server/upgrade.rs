@@ -11,7 +11,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use hyper::upgrade::OnUpgrade;
+use hyper_util::rt::TokioIo;
 use tokio_tungstenite::tungstenite;
+use tokio_tungstenite::tungstenite::protocol::Role;
+use tokio_tungstenite::WebSocketStream;
 use warp::http::{HeaderMap, StatusCode};
 use warp::{Filter, Reply};
 
@@ -36,7 +39,7 @@ pub(super) fn route(
         })
 }
 
-fn refuse(status: StatusCode, code: ErrorCode, message: &str) -> warp::reply::Response {
+pub(super) fn refuse(status: StatusCode, code: ErrorCode, message: &str) -> warp::reply::Response {
     let body = protocol::http_error_body(&ProtoError::new(code, message));
     warp::reply::with_status(warp::reply::json(&body), status).into_response()
 }
@@ -93,40 +96,10 @@ fn handshake(
             );
         }
     };
-    let key = headers
-        .get("sec-websocket-key")
-        .map(|k| k.as_bytes().to_vec());
-    let (Some(key), Some(upgrade)) = (key, upgrade) else {
-        return refuse(
-            StatusCode::BAD_REQUEST,
-            ErrorCode::BadRequest,
-            "GET /ws expects a WebSocket upgrade",
-        );
+    let (accept, upgrade) = match upgrade_parts(&headers, upgrade, "GET /ws") {
+        Ok(parts) => parts,
+        Err(refusal) => return refusal,
     };
-    if !header_has(&headers, "upgrade", "websocket")
-        || !header_has(&headers, "connection", "upgrade")
-    {
-        return refuse(
-            StatusCode::BAD_REQUEST,
-            ErrorCode::BadRequest,
-            "GET /ws expects a WebSocket upgrade",
-        );
-    }
-    if headers
-        .get("sec-websocket-version")
-        .is_none_or(|v| v.as_bytes() != b"13")
-    {
-        return warp::reply::with_header(
-            refuse(
-                StatusCode::UPGRADE_REQUIRED,
-                ErrorCode::BadRequest,
-                "only WebSocket version 13 is supported",
-            ),
-            "sec-websocket-version",
-            "13",
-        )
-        .into_response();
-    }
     let token_name = identity.as_ref().and_then(|i| i.name.clone());
     let name = match query.get("name").map(|n| n.trim()) {
         _ if token_name.is_some() => token_name.unwrap_or_default(),
@@ -158,12 +131,13 @@ fn handshake(
             return refused(status, code, msg);
         }
     };
-    let accept = tungstenite::handshake::derive_accept_key(&key);
     let resume = query
         .get("resume")
         .filter(|t| !t.is_empty() && t.len() <= 128)
         .cloned();
     tracing::debug!(?remote, "websocket upgrade");
+    // The session is spawned with its start boxed (see `session::run`):
+    // an idle socket's task is then only the reader loop.
     let start = super::session::Start {
         app,
         upgrade,
@@ -173,16 +147,99 @@ fn handshake(
         admission,
     };
     tokio::spawn(super::session::run(Box::new(start)));
+    switching_protocols(accept)
+}
+
+/// The 101 answer that hands the socket over.
+fn switching_protocols(accept: String) -> warp::reply::Response {
     let reply = warp::reply::with_status(warp::reply(), StatusCode::SWITCHING_PROTOCOLS);
     let reply = warp::reply::with_header(reply, "upgrade", "websocket");
     let reply = warp::reply::with_header(reply, "connection", "upgrade");
     warp::reply::with_header(reply, "sec-websocket-accept", accept).into_response()
 }
 
+/// The checks of a WebSocket upgrade request (`what` names the route in
+/// the refusal): the `Sec-WebSocket-Accept` value and the pending upgrade,
+/// or the HTTP refusal.
+// The refusal is the reply itself, built once per bad request: boxing it
+// would buy nothing.
+#[allow(clippy::result_large_err)]
+pub(super) fn upgrade_parts(
+    headers: &HeaderMap,
+    upgrade: Option<OnUpgrade>,
+    what: &str,
+) -> Result<(String, OnUpgrade), warp::reply::Response> {
+    let expects = format!("{what} expects a WebSocket upgrade");
+    let key = headers
+        .get("sec-websocket-key")
+        .map(|k| k.as_bytes().to_vec());
+    let (Some(key), Some(upgrade)) = (key, upgrade) else {
+        return Err(refuse(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::BadRequest,
+            &expects,
+        ));
+    };
+    if !header_has(headers, "upgrade", "websocket") || !header_has(headers, "connection", "upgrade")
+    {
+        return Err(refuse(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::BadRequest,
+            &expects,
+        ));
+    }
+    if headers
+        .get("sec-websocket-version")
+        .is_none_or(|v| v.as_bytes() != b"13")
+    {
+        return Err(warp::reply::with_header(
+            refuse(
+                StatusCode::UPGRADE_REQUIRED,
+                ErrorCode::BadRequest,
+                "only WebSocket version 13 is supported",
+            ),
+            "sec-websocket-version",
+            "13",
+        )
+        .into_response());
+    }
+    Ok((tungstenite::handshake::derive_accept_key(&key), upgrade))
+}
+
+/// Answers 101 and runs `session` on the socket once hyper hands it over,
+/// with the server's WebSocket limits.
+pub(super) fn switch<F, Fut>(
+    app: &Arc<App>,
+    accept: String,
+    upgrade: OnUpgrade,
+    session: F,
+) -> warp::reply::Response
+where
+    F: FnOnce(super::session::Ws) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let config = app.ws_config;
+    tokio::spawn(async move {
+        match upgrade.await {
+            Ok(upgraded) => {
+                let ws = WebSocketStream::from_raw_socket(
+                    TokioIo::new(upgraded),
+                    Role::Server,
+                    Some(config),
+                )
+                .await;
+                session(ws).await;
+            }
+            Err(e) => tracing::debug!("upgrade failed: {e}"),
+        }
+    });
+    switching_protocols(accept)
+}
+
 /// The default policy without `--allowed-origins`: a browser's Origin must
 /// name the host it connects to; a request without Origin (a native game,
 /// a server) passes.
-fn check_origin(allowed: &[String], headers: &HeaderMap) -> Result<(), String> {
+pub(super) fn check_origin(allowed: &[String], headers: &HeaderMap) -> Result<(), String> {
     let Some(origin) = headers.get("origin") else {
         return Ok(());
     };
@@ -219,7 +276,7 @@ pub(super) struct Admission {
 }
 
 impl Admission {
-    fn take(
+    pub(super) fn take(
         app: &Arc<App>,
         ip: Option<std::net::IpAddr>,
     ) -> Result<Admission, (StatusCode, &'static str)> {

@@ -5,11 +5,8 @@
 // cluster-wide stats.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
-import net from 'node:net';
 import {
-  DESKTOP, enterLobby, launchBrowser, openPage, shot, startServer,
+  DESKTOP, enterLobby, launchBrowser, openPage, shot, startRedis, startServer,
   waitAttr, waitCount, waitPeersOpen, waitStat, waitText,
 } from './harness.mjs';
 
@@ -17,50 +14,6 @@ let redis;
 let nodeA;
 let nodeB;
 let browser;
-
-/** A TCP port free on 127.0.0.1 right now. */
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address();
-      srv.close(() => resolve(port));
-    });
-  });
-}
-
-/** Starts Debian's redis-server without persistence; resolves once it accepts connections. */
-async function startRedis() {
-  const bin = '/usr/bin/redis-server';
-  if (!existsSync(bin)) throw new Error('redis-server is missing: scripts/test installs it');
-  const port = await freePort();
-  const child = spawn(bin, ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], {
-    stdio: 'ignore',
-  });
-  const deadline = Date.now() + 10_000;
-  for (;;) {
-    const ok = await new Promise((resolve) => {
-      const s = net.connect(port, '127.0.0.1');
-      s.once('connect', () => { s.write('PING\r\n'); });
-      s.once('data', (d) => { s.destroy(); resolve(String(d).startsWith('+PONG')); });
-      s.once('error', () => resolve(false));
-    });
-    if (ok) break;
-    if (Date.now() > deadline) throw new Error('redis-server did not start');
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  return {
-    url: `redis://127.0.0.1:${port}/`,
-    async stop() {
-      if (child.exitCode === null && child.signalCode === null) {
-        const exited = new Promise((resolve) => child.once('exit', resolve));
-        child.kill('SIGKILL');
-        await exited;
-      }
-    },
-  };
-}
 
 before(async () => {
   redis = await startRedis();

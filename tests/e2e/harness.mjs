@@ -2,6 +2,7 @@
 // Debian's headless Chromium through playwright-core, open player pages, wait
 // for conditions and save screenshots. Traffic goes to 127.0.0.1 only.
 import { spawn } from 'node:child_process';
+import net from 'node:net';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -173,4 +174,48 @@ export async function enterLobby(page, name, players = 2) {
 /** Waits until the demo page shows an open DataChannel to every other room member. */
 export async function waitPeersOpen(page, peers) {
   await waitCount(page, '#peer-state li[data-pc-state="connected"][data-dc-state="open"]', peers);
+}
+
+/** A TCP port free on 127.0.0.1 right now. */
+export function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+/** Starts Debian's redis-server without persistence; resolves once it accepts connections. */
+export async function startRedis() {
+  const bin = '/usr/bin/redis-server';
+  if (!existsSync(bin)) throw new Error('redis-server is missing: scripts/test installs it');
+  const port = await freePort();
+  const child = spawn(bin, ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], {
+    stdio: 'ignore',
+  });
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    const ok = await new Promise((resolve) => {
+      const s = net.connect(port, '127.0.0.1');
+      s.once('connect', () => { s.write('PING\r\n'); });
+      s.once('data', (d) => { s.destroy(); resolve(String(d).startsWith('+PONG')); });
+      s.once('error', () => resolve(false));
+    });
+    if (ok) break;
+    if (Date.now() > deadline) throw new Error('redis-server did not start');
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return {
+    url: `redis://127.0.0.1:${port}/`,
+    async stop() {
+      if (child.exitCode === null && child.signalCode === null) {
+        const exited = new Promise((resolve) => child.once('exit', resolve));
+        child.kill('SIGKILL');
+        await exited;
+      }
+    },
+  };
 }

@@ -125,6 +125,9 @@ fn on_message(app: &App, cl: &Cluster, channel: &str, payload: &[u8]) {
             return;
         }
     };
+    if let Notice::PeerJs { to, x, close } = notice {
+        return app.peerjs.on_notice(app, &to, x, close);
+    }
     let mut st = cl.state.lock();
     match notice {
         Notice::Change {
@@ -146,6 +149,7 @@ fn on_message(app: &App, cl: &Cluster, channel: &str, payload: &[u8]) {
         Notice::Replaced { player } => st.table.close_conn(&player, replaced()),
         Notice::Kill { player } => st.table.close_conn(&player, kicked_by_admin()),
         Notice::Gone { player } => on_gone(cl, &mut st, &player),
+        Notice::PeerJs { .. } => {}
         Notice::Signal {
             to,
             event,
