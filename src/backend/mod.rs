@@ -252,17 +252,20 @@ impl Backend {
     }
 
     /// Relays a signal frame built by the fast path (`crate::relay`) from
-    /// `me` to `to`, a member of the same room.
+    /// `me` to `to`, a member of the same room. `confirm`: the sender waits
+    /// for an `ok` (it gave a `rid`), so the relay must be done, not only
+    /// queued (cluster mode batches the others).
     pub async fn relay(
         &self,
         app: &App,
         me: &str,
         to: &str,
         frame: Utf8Bytes,
+        confirm: bool,
     ) -> Result<(), ProtoError> {
         match self {
             Backend::Memory(m) => m.relay(app, me, to, &frame),
-            Backend::Cluster(c) => Box::pin(c.relay(me, to, frame.as_str())).await,
+            Backend::Cluster(c) => Box::pin(c.relay(me, to, frame.as_str(), confirm)).await,
         }
     }
 

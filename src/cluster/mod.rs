@@ -295,6 +295,14 @@ impl Store {
         )
     }
 
+    /// Runs a pipeline of plain commands (the batched signals).
+    pub async fn pipeline(&self, pipe: &redis::Pipeline) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        pipe.query_async::<()>(&mut conn)
+            .await
+            .map_err(|e| StoreError::Unavailable(e.to_string()))
+    }
+
     /// Adds `n` to the lobby's `signals_relayed` (signals relayed by a node
     /// without a script).
     pub async fn add_signals(&self, n: u64) -> Result<(), StoreError> {

@@ -224,12 +224,6 @@ pub enum Notice {
         /// The event text, ready to send.
         #[serde(rename = "x")]
         event: String,
-        /// Set when a node relayed it without the script: the sender and
-        /// the room it was sent in, checked again by the target's node.
-        #[serde(rename = "f", default, skip_serializing_if = "Option::is_none")]
-        from: Option<String>,
-        #[serde(rename = "r", default, skip_serializing_if = "Option::is_none")]
-        room: Option<String>,
     },
 }
 

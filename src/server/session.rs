@@ -378,7 +378,13 @@ impl Session {
         let frame = signal.event(&self.from_json);
         match app
             .backend
-            .relay(app, &self.who.player_id, &signal.to, frame)
+            .relay(
+                app,
+                &self.who.player_id,
+                &signal.to,
+                frame,
+                signal.rid.is_some(),
+            )
             .await
         {
             Ok(()) => {

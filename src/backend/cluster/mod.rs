@@ -9,6 +9,7 @@
 
 mod liveness;
 mod notices;
+mod relay;
 mod routes;
 
 use std::collections::HashMap;
@@ -54,7 +55,9 @@ pub(crate) struct Cluster {
     cached: Mutex<Stats>,
     /// Signals relayed without a script, not yet added to the store's
     /// `signals_relayed` (added before every stats read and every beat).
-    unflushed_signals: std::sync::atomic::AtomicU64,
+    unflushed_signals: Arc<std::sync::atomic::AtomicU64>,
+    /// Publishes routed signals in batches (started with the tasks).
+    publisher: std::sync::OnceLock<relay::Publisher>,
 }
 
 fn codes() -> Vec<String> {
@@ -83,7 +86,8 @@ impl Cluster {
                 departed: HashMap::new(),
                 routes: routes::Routes::default(),
             }),
-            unflushed_signals: std::sync::atomic::AtomicU64::new(0),
+            unflushed_signals: Arc::default(),
+            publisher: std::sync::OnceLock::new(),
             cached: Mutex::new(Stats::default()),
         }
     }
@@ -98,6 +102,12 @@ impl Cluster {
 
     /// Starts the notice subscription, the liveness beats and the timers.
     pub fn spawn_tasks(app: &Arc<App>, this: &Arc<Cluster>) {
+        let unflushed = this.unflushed_signals.clone();
+        let _ = this
+            .publisher
+            .set(relay::Publisher::start(this.store.clone(), move |n| {
+                unflushed.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+            }));
         tokio::spawn(notices::run_subscriber(app.clone(), this.clone()));
         tokio::spawn(liveness::run_beats(app.clone(), this.clone()));
         tokio::spawn(liveness::run_ticks(app.clone(), this.clone()));
@@ -206,6 +216,8 @@ impl Cluster {
         let cfg = &app.cfg;
         let rid = || rid.to_string();
         let store = &self.store;
+        // After the signals this node queued before it (see `relay`).
+        self.barrier().await;
         match request {
             Request::FindMatch(req) => {
                 let max = req.max_players.unwrap_or(2);
@@ -324,7 +336,7 @@ impl Cluster {
             }
             request @ (Request::Offer(_) | Request::Answer(_) | Request::IceCandidate(_)) => {
                 if let Some((to, event)) = super::signal_event(me, request) {
-                    self.relay(me, &to, &event.to_json()).await?;
+                    self.relay(me, &to, &event.to_json(), true).await?;
                     return Ok(Reply::Fields(json!({})));
                 }
             }
@@ -345,7 +357,13 @@ impl Cluster {
     /// anything else goes through the script (exact refusals, held seats).
     /// Both go out on the same connection, one after the other, so a
     /// sender's signals stay in order whichever way each one takes.
-    pub async fn relay(&self, me: &str, to: &str, frame: &str) -> Result<(), ProtoError> {
+    pub async fn relay(
+        &self,
+        me: &str,
+        to: &str,
+        frame: &str,
+        confirm: bool,
+    ) -> Result<(), ProtoError> {
         let hint = {
             let st = self.state.lock();
             st.routes
@@ -353,15 +371,19 @@ impl Cluster {
                 .map(|(room, node)| (room.to_string(), node.to_string()))
         };
         if let Some((room, node)) = hint {
-            // `Notice::Signal` as the script writes it, with its sender and
-            // room for the target's node to check.
-            let text = json!({"t": "signal", "to": to, "x": frame, "f": me, "r": room}).to_string();
-            let channel = format!("{}ch:{node}", crate::cluster::PREFIX);
-            self.store.publish(&channel, &text).await?;
-            self.unflushed_signals
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let entry = relay::entry(to, me, &room, frame);
+            match self.publisher.get() {
+                Some(p) => p.send(node, entry, confirm).await?,
+                None => {
+                    let channel = format!("{}ch:{node}", crate::cluster::PREFIX);
+                    self.store.publish(&channel, &format!("S{entry}")).await?;
+                    self.unflushed_signals
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
             return Ok(());
         }
+        self.barrier().await;
         self.store
             .run(&ops::Signal {
                 p: me,
@@ -370,6 +392,14 @@ impl Cluster {
             })
             .await?;
         Ok(())
+    }
+
+    /// Waits for the signals this node queued so far to be published: a
+    /// script call after them must not overtake them.
+    async fn barrier(&self) {
+        if let Some(p) = self.publisher.get() {
+            p.barrier().await;
+        }
     }
 
     /// Adds the signals relayed without a script to the store's count.

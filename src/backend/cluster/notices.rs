@@ -118,6 +118,9 @@ fn on_message(app: &App, cl: &Cluster, channel: &str, payload: &[u8]) {
         }
         return;
     }
+    if let Some(batch) = text.strip_prefix('S') {
+        return on_signals(cl, batch);
+    }
     let notice: Notice = match serde_json::from_str(text) {
         Ok(n) => n,
         Err(e) => {
@@ -150,25 +153,35 @@ fn on_message(app: &App, cl: &Cluster, channel: &str, payload: &[u8]) {
         Notice::Kill { player } => st.table.close_conn(&player, kicked_by_admin()),
         Notice::Gone { player } => on_gone(cl, &mut st, &player),
         Notice::PeerJs { .. } => {}
-        Notice::Signal {
-            to,
-            event,
-            from,
-            room,
-        } => {
-            // Relayed without the script: only if this node, whose view of
-            // its own players' rooms is current, agrees.
-            if let (Some(from), Some(room)) = (&from, &room) {
-                if !st.routes.admits(from, &to, room) {
-                    tracing::debug!(to = %to, "signal dropped: sender and target no longer share a room");
-                    return;
-                }
-            }
+        // Checked by the script.
+        Notice::Signal { to, event } => {
             if send_local(&mut st, &to, &Utf8Bytes::from(event)) {
                 st.table.metrics.signals_relayed.increment(1);
             }
         }
     }
+}
+
+/// A batch of signals routed by other nodes (see `super::relay`): each
+/// delivered only if this node, whose view of its own players' rooms is
+/// current, agrees that sender and target share the room.
+fn on_signals(cl: &Cluster, batch: &str) {
+    let Some(entries) = super::relay::entries(batch) else {
+        tracing::warn!("bad signal batch");
+        return;
+    };
+    let mut st = cl.state.lock();
+    let mut relayed = 0;
+    for e in entries {
+        if !st.routes.admits(e.from, e.to, e.room) {
+            tracing::debug!(to = %e.to, "signal dropped: sender and target no longer share a room");
+            continue;
+        }
+        if send_local(&mut st, e.to, &Utf8Bytes::from(e.frame.to_string())) {
+            relayed += 1;
+        }
+    }
+    st.table.metrics.signals_relayed.increment(relayed);
 }
 
 /// A change: the requester's reply (if it is here) ahead of the events.
