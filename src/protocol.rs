@@ -673,6 +673,27 @@ pub fn ok_reply(rid: &Value, fields: Value) -> String {
     Value::Object(obj).to_string()
 }
 
+/// Builds `{"type":"ok","rid":...,"room":...}` (and `created` for
+/// `find_match`) straight from the room view, without a `Value` tree.
+pub fn ok_room_reply(rid: &Value, room: &RoomInfo, created: Option<bool>) -> String {
+    #[derive(Serialize)]
+    struct OkRoom<'a> {
+        #[serde(rename = "type")]
+        kind: &'static str,
+        rid: &'a Value,
+        room: &'a RoomInfo,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        created: Option<bool>,
+    }
+    serde_json::to_string(&OkRoom {
+        kind: "ok",
+        rid,
+        room,
+        created,
+    })
+    .unwrap_or_else(|_| String::from("{}"))
+}
+
 /// Builds `{"type":"error","rid":...,"code":...,"message":...}`.
 pub fn error_reply(rid: &Value, err: &ProtoError) -> String {
     serde_json::json!({

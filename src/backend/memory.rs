@@ -16,7 +16,9 @@ use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
 use super::{Caller, Footprint, Presence, Registered, Registration, Reply};
 use crate::lobby::{Delivery, Lobby};
-use crate::protocol::{ok_reply, Event, ProtoError, Request, RoomInfo, RoomStatus, Stats};
+use crate::protocol::{
+    ok_reply, ok_room_reply, Event, ProtoError, Request, RoomInfo, RoomStatus, Stats,
+};
 use crate::server::conns::{kicked_by_admin, replaced, Conn, ConnTable};
 use crate::server::App;
 
@@ -191,9 +193,13 @@ impl Memory {
         let st = &mut *guard;
         let mut out = Vec::new();
         let fields = apply(app, st, caller, request, &mut out)?;
-        if let Some(fields) = fields {
-            st.table
-                .send(caller.player_id, &ok_reply(rid, fields).into());
+        let text = match fields {
+            Some(Fields::Room(room, created)) => ok_room_reply(rid, &room, created),
+            Some(Fields::Other(fields)) => ok_reply(rid, fields),
+            None => String::new(),
+        };
+        if !text.is_empty() {
+            st.table.send(caller.player_id, &text.into());
         }
         st.deliver(out);
         Ok(Reply::Sent)
@@ -322,6 +328,13 @@ impl Memory {
     }
 }
 
+/// The fields of an `ok`: most replies carry a room, serialized straight
+/// from the view (no `Value` tree).
+enum Fields {
+    Room(RoomInfo, Option<bool>),
+    Other(Value),
+}
+
 /// One request against the lobby: the reply's fields, or `None` when it
 /// sends nothing back (no request, today), or the refusal.
 fn apply(
@@ -330,47 +343,51 @@ fn apply(
     caller: &Caller<'_>,
     request: Request,
     out: &mut Vec<Delivery>,
-) -> Result<Option<Value>, ProtoError> {
+) -> Result<Option<Fields>, ProtoError> {
     let me = caller.player_id;
     let now = Instant::now();
     let lobby = &mut st.lobby;
     let fields = match request {
         Request::FindMatch(req) => {
             let m = lobby.find_match(me, req, now, out)?;
-            json!({"room": m.room, "created": m.created})
+            return Ok(Some(Fields::Room(m.room, Some(m.created))));
         }
-        Request::CreateRoom(req) => json!({ "room": lobby.create_room(me, req, now, out)? }),
+        Request::CreateRoom(req) => Fields::Room(lobby.create_room(me, req, now, out)?, None),
         Request::JoinRoom(req) => {
             let room = lobby.join_room(me, req.room_id.as_deref(), req.code.as_deref(), out)?;
-            json!({ "room": room })
+            Fields::Room(room, None)
         }
         Request::LeaveRoom => {
             lobby.leave_room(me, out)?;
-            json!({})
+            Fields::Other(json!({}))
         }
         Request::ListRooms(req) => {
             let status = req.status.unwrap_or(RoomStatus::Waiting);
             let limit = req.limit.unwrap_or(crate::lobby::DEFAULT_LIST_LIMIT);
-            json!({ "rooms": lobby.list_rooms(status, req.mode.as_deref(), limit) })
+            Fields::Other(json!({ "rooms": lobby.list_rooms(status, req.mode.as_deref(), limit) }))
         }
-        Request::StartGame => json!({ "room": lobby.start_game(me, out)? }),
-        Request::FinishGame(req) => json!({ "room": lobby.finish_game(me, req.result, now, out)? }),
-        Request::SetRoomData(req) => json!({ "room": lobby.set_room_data(me, req.data, out)? }),
-        Request::SetPlayerData(req) => json!({ "room": lobby.set_player_data(me, req.data, out)? }),
+        Request::StartGame => Fields::Room(lobby.start_game(me, out)?, None),
+        Request::FinishGame(req) => {
+            Fields::Room(lobby.finish_game(me, req.result, now, out)?, None)
+        }
+        Request::SetRoomData(req) => Fields::Room(lobby.set_room_data(me, req.data, out)?, None),
+        Request::SetPlayerData(req) => {
+            Fields::Room(lobby.set_player_data(me, req.data, out)?, None)
+        }
         Request::Kick(req) => {
             lobby.kick(me, &req.player_id, out)?;
-            json!({})
+            Fields::Other(json!({}))
         }
         Request::Chat(req) => {
             lobby.chat(me, &req.text, out)?;
-            json!({})
+            Fields::Other(json!({}))
         }
         request @ (Request::Offer(_) | Request::Answer(_) | Request::IceCandidate(_)) => {
             let Some((to, event)) = super::signal_event(me, request) else {
                 return Ok(None);
             };
             relay_locked(app, st, me, &to, &Utf8Bytes::from(event.to_json()))?;
-            json!({})
+            Fields::Other(json!({}))
         }
         Request::Ping
         | Request::SubscribeStats(_)
@@ -378,7 +395,7 @@ fn apply(
         | Request::SubscribeRooms(_)
         | Request::UnsubscribeRooms => {
             unreachable_session_request()?;
-            json!({})
+            Fields::Other(json!({}))
         }
     };
     Ok(Some(fields))
