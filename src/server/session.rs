@@ -72,7 +72,7 @@ struct Live {
 /// loop) should not pay for the arguments, the registration or the
 /// shutdown.
 pub(super) async fn run(start: Box<Start>) {
-    let Some(live) = Box::pin(open(start)).await else {
+    let Some(live) = boxed_open(start).await else {
         return;
     };
     let Live {
@@ -82,7 +82,24 @@ pub(super) async fn run(start: Box<Start>) {
         admission,
     } = live;
     read_loop(&session, stream).await;
-    Box::pin(finish(session, writer, admission)).await;
+    boxed_finish(session, writer, admission).await;
+}
+
+// The boxes are made in plain functions: a `Box::pin(fut)` written inside
+// `run` would build `fut` in `run`'s own state first (rustc keeps such a
+// temporary), which is what boxing is meant to avoid.
+type Boxed<T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send>>;
+
+fn boxed_open(start: Box<Start>) -> Boxed<Option<Live>> {
+    Box::pin(open(start))
+}
+
+fn boxed_finish(
+    session: Session,
+    writer: tokio::task::JoinHandle<()>,
+    admission: Admission,
+) -> Boxed<()> {
+    Box::pin(finish(session, writer, admission))
 }
 
 /// Upgrades, registers and spawns the writer; `None` when the upgrade or
@@ -171,49 +188,16 @@ async fn read_loop(session: &Session, mut stream: futures_util::stream::SplitStr
     let mut last_heard = Instant::now();
     let mut limiter = RateLimit::new(app.cfg.rate_limit, app.cfg.rate_burst);
     loop {
-        tokio::select! {
+        // Only the text of a frame stays alive across the request's await
+        // (the select's output and tungstenite's error type are large, and
+        // an idle task is sized by its largest state).
+        let text = tokio::select! {
             frame = stream.next() => {
                 last_heard = Instant::now();
-                let is_data = matches!(frame, Some(Ok(Message::Text(_) | Message::Binary(_))));
-                if is_data {
-                    match limiter.check() {
-                        Limit::Pass => {}
-                        Limit::Refuse => {
-                            app.metrics.rate_limited.increment(1);
-                            let rid = match &frame {
-                                Some(Ok(Message::Text(t))) => rid_of(t),
-                                _ => Value::Null,
-                            };
-                            session.reply_error(&rid, &ProtoError::new(
-                                ErrorCode::RateLimited,
-                                format!("more than {} messages per second", app.cfg.rate_limit),
-                            ));
-                            continue;
-                        }
-                        Limit::Close => {
-                            app.metrics.rate_limited.increment(1);
-                            session.close(CloseCode::Policy, "rate limit exceeded");
-                            break;
-                        }
-                    }
-                }
-                match frame {
-                    Some(Ok(Message::Text(text))) => session.on_text(&text).await,
-                    Some(Ok(Message::Binary(_))) => session.reply_error(
-                        &Value::Null,
-                        &ProtoError::bad_request("binary frames are not part of protocol v1; send JSON text"),
-                    ),
-                    Some(Ok(Message::Close(_))) | None => break,
-                    Some(Ok(_)) => {} // ping (answered by tungstenite), pong
-                    Some(Err(tungstenite::Error::Capacity(e))) => {
-                        tracing::debug!(player_id = %session.who.player_id, "frame too large: {e}");
-                        session.close(CloseCode::Size, "message too large");
-                        break;
-                    }
-                    Some(Err(e)) => {
-                        tracing::debug!(player_id = %session.who.player_id, "read error: {e}");
-                        break;
-                    }
+                match on_frame(session, &mut limiter, frame) {
+                    Next::Text(text) => text,
+                    Next::Continue => continue,
+                    Next::Stop => break,
                 }
             }
             _ = ping.tick() => {
@@ -222,8 +206,75 @@ async fn read_loop(session: &Session, mut stream: futures_util::stream::SplitStr
                     break;
                 }
                 let _ = session.tx.try_send(Message::Ping(Default::default()));
+                continue;
             }
             _ = kill.cancelled() => break,
+        };
+        session.on_text(&text).await;
+    }
+}
+
+/// What the reader does after a frame.
+enum Next {
+    Text(Utf8Bytes),
+    Continue,
+    Stop,
+}
+
+/// A frame from the socket: rate-limited, refused, or a text to handle.
+fn on_frame(
+    session: &Session,
+    limiter: &mut RateLimit,
+    frame: Option<Result<Message, tungstenite::Error>>,
+) -> Next {
+    let app = &session.app;
+    let is_data = matches!(frame, Some(Ok(Message::Text(_) | Message::Binary(_))));
+    if is_data {
+        match limiter.check() {
+            Limit::Pass => {}
+            Limit::Refuse => {
+                app.metrics.rate_limited.increment(1);
+                let rid = match &frame {
+                    Some(Ok(Message::Text(t))) => rid_of(t),
+                    _ => Value::Null,
+                };
+                session.reply_error(
+                    &rid,
+                    &ProtoError::new(
+                        ErrorCode::RateLimited,
+                        format!("more than {} messages per second", app.cfg.rate_limit),
+                    ),
+                );
+                return Next::Continue;
+            }
+            Limit::Close => {
+                app.metrics.rate_limited.increment(1);
+                session.close(CloseCode::Policy, "rate limit exceeded");
+                return Next::Stop;
+            }
+        }
+    }
+    match frame {
+        Some(Ok(Message::Text(text))) => Next::Text(text),
+        Some(Ok(Message::Binary(_))) => {
+            session.reply_error(
+                &Value::Null,
+                &ProtoError::bad_request(
+                    "binary frames are not part of protocol v1; send JSON text",
+                ),
+            );
+            Next::Continue
+        }
+        Some(Ok(Message::Close(_))) | None => Next::Stop,
+        Some(Ok(_)) => Next::Continue, // ping (answered by tungstenite), pong
+        Some(Err(tungstenite::Error::Capacity(e))) => {
+            tracing::debug!(player_id = %session.who.player_id, "frame too large: {e}");
+            session.close(CloseCode::Size, "message too large");
+            Next::Stop
+        }
+        Some(Err(e)) => {
+            tracing::debug!(player_id = %session.who.player_id, "read error: {e}");
+            Next::Stop
         }
     }
 }
@@ -275,8 +326,8 @@ impl Session {
             return self.reply_error(&Value::Null, &err);
         }
         let received = Instant::now();
-        if let Some(signal) = relay::decode(text) {
-            return self.on_signal(signal, received).await;
+        if self.on_signal(text, received).await {
+            return;
         }
         // Boxed: the general path's state machine is large, and an idle
         // session task should not carry it.
@@ -360,7 +411,41 @@ impl Session {
 
     /// A signal read by the fast path: checked on the borrowed text, its
     /// relayed frame built outside any lock, handed to the backend.
-    async fn on_signal(&self, signal: relay::Signal<'_>, received: Instant) {
+    async fn on_signal(&self, text: &str, received: Instant) -> bool {
+        let Some(signal) = relay::decode(text) else {
+            return false;
+        };
+        // Synchronous up to the backend's await, so that only the frame,
+        // the target and the rid live across it.
+        let Some((frame, to, rid)) = self.prepare_signal(signal) else {
+            return true;
+        };
+        let app = &self.app;
+        match app
+            .backend
+            .relay(app, &self.who.player_id, &to, frame, rid.is_some())
+            .await
+        {
+            Ok(()) => {
+                app.metrics
+                    .relay_seconds
+                    .record(received.elapsed().as_secs_f64());
+                // Without `rid`, fire-and-forget: no `ok`.
+                if let Some(rid) = &rid {
+                    self.reply(ok_reply(rid, json!({})));
+                }
+            }
+            Err(e) => self.reply_error(rid.as_ref().unwrap_or(&Value::Null), &e),
+        }
+        true
+    }
+
+    /// The checks of a signal and its relayed frame; `None` when it was
+    /// refused (the error is queued).
+    fn prepare_signal<'t>(
+        &self,
+        signal: relay::Signal<'t>,
+    ) -> Option<(Utf8Bytes, std::borrow::Cow<'t, str>, Option<Value>)> {
         let app = &self.app;
         app.metrics.message_in(signal.kind.as_str());
         let rid = signal.rid.as_ref().unwrap_or(&Value::Null);
@@ -370,34 +455,15 @@ impl Session {
                 ErrorCode::RateLimited,
                 format!("more than {SDP_PER_SECOND} offers and answers per second"),
             );
-            return self.reply_error(rid, &e);
+            self.reply_error(rid, &e);
+            return None;
         }
         if let Err(e) = validate_signal(&app.cfg, &signal) {
-            return self.reply_error(rid, &e);
+            self.reply_error(rid, &e);
+            return None;
         }
         let frame = signal.event(&self.from_json);
-        match app
-            .backend
-            .relay(
-                app,
-                &self.who.player_id,
-                &signal.to,
-                frame,
-                signal.rid.is_some(),
-            )
-            .await
-        {
-            Ok(()) => {
-                app.metrics
-                    .relay_seconds
-                    .record(received.elapsed().as_secs_f64());
-                // Without `rid`, fire-and-forget: no `ok`.
-                if let Some(rid) = &signal.rid {
-                    self.reply(ok_reply(rid, json!({})));
-                }
-            }
-            Err(e) => self.reply_error(rid, &e),
-        }
+        Some((frame, signal.to, signal.rid))
     }
 
     async fn subscribe_stats(&self, interval_ms: Option<u64>) -> Result<Reply, ProtoError> {
