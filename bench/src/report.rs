@@ -601,9 +601,9 @@ fn cluster_section(s: &mut String, r: &Results) {
          nodes pointed at it (`--node-id bench-a`, `bench-b`), and stops them by pid at the \
          end. **cross-node**: each of {} pairs meets in a room of 2 created on node A and \
          joined by `room_id` on node B, so every `ice_candidate` goes from one node to the \
-         other: the sender's node runs the signal script in Redis (membership check, \
-         `PUBLISH` to the receiver's node channel), the receiver's node gets it from its \
-         subscription and writes it out; the sender still gets its `ok`. **same-node**: both \
+         other: the sender's node routes it on the room it learned from notices (no script), \
+         queues it, and publishes its queued signals in batches, one `PUBLISH` per target \
+         node; the receiver's node checks it and writes it out (signals without `rid`, no `ok`). **same-node**: both \
          players on node A of a fresh cluster (Redis still in the path). **single**: one \
          Rendezvous without Redis, as in the relay section. Each setup: max rate (at most {} \
          in flight per sender, {} s warm-up, {} s measured), then half of that setup's own \
@@ -1030,8 +1030,9 @@ fn profile_section(s: &mut String, r: &Results) {
     let _ = writeln!(
         s,
         "Rendezvous under `{}` while relaying {} signals ({} payload, {} pairs, max rate): \
-         **{} user-space instructions per relayed signal** (the `ok` reply and the event \
-         included; kernel time in socket syscalls is not counted by callgrind). Self cost \
+         **{} user-space instructions per relayed signal** (reading, checking and relaying \
+         it; the generator sends signals without `rid`, so there is no `ok` reply; kernel \
+         time in socket syscalls is not counted by callgrind). Self cost \
          grouped by what the code does:\n",
         p["tool"].as_str().unwrap_or("callgrind"),
         p["signals_relayed"],
