@@ -31,7 +31,7 @@ use warp::Filter;
 use super::conns::close_frame;
 use super::ratelimit::{sdp_bucket, Limit, RateLimit};
 use super::session::Ws;
-use super::upgrade::{check_origin, refuse, switch, upgrade_parts, Admission};
+use super::upgrade::{first_checks, refuse, switch, upgrade_parts, Admission};
 use super::writer::{write_loop, CLOSE_LINGER};
 use super::App;
 use crate::backend::validate::validate;
@@ -105,15 +105,8 @@ fn handshake(
         app.metrics.handshakes_refused.increment(1);
         refuse(status, code, message)
     };
-    if app.draining.is_cancelled() || app.shutdown.is_cancelled() || !app.backend.available() {
-        return refused(
-            StatusCode::SERVICE_UNAVAILABLE,
-            ErrorCode::Internal,
-            "the server is unavailable; try again shortly",
-        );
-    }
-    if let Err(msg) = check_origin(&app.cfg.allowed_origins, &headers) {
-        return refused(StatusCode::FORBIDDEN, ErrorCode::Forbidden, &msg);
+    if let Some(refusal) = first_checks(&app, &headers) {
+        return refusal;
     }
     if !valid_room(&room) {
         return refused(

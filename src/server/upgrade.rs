@@ -66,22 +66,8 @@ fn handshake(
         app.metrics.handshakes_refused.increment(1);
         refuse(status, code, message)
     };
-    if app.draining.is_cancelled() || app.shutdown.is_cancelled() {
-        return refused(
-            StatusCode::SERVICE_UNAVAILABLE,
-            ErrorCode::Internal,
-            "the server is shutting down",
-        );
-    }
-    if !app.backend.available() {
-        return refused(
-            StatusCode::SERVICE_UNAVAILABLE,
-            ErrorCode::Internal,
-            "the store is unavailable; try again shortly",
-        );
-    }
-    if let Err(msg) = check_origin(&app.cfg.allowed_origins, &headers) {
-        return refused(StatusCode::FORBIDDEN, ErrorCode::Forbidden, &msg);
+    if let Some(refusal) = first_checks(&app, &headers) {
+        return refusal;
     }
     let identity = match app.auth.check(query.get("token").map(String::as_str)) {
         Ok(identity) => identity,
@@ -234,6 +220,34 @@ where
         }
     });
     switching_protocols(accept)
+}
+
+/// The checks every WebSocket endpoint makes first (counted as refused
+/// handshakes): the server is draining, the store is unreachable, or the
+/// browser's origin is not allowed.
+pub(super) fn first_checks(app: &App, headers: &HeaderMap) -> Option<warp::reply::Response> {
+    let refused = |status, code, message: &str| {
+        app.metrics.handshakes_refused.increment(1);
+        Some(refuse(status, code, message))
+    };
+    if app.draining.is_cancelled() || app.shutdown.is_cancelled() {
+        return refused(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::Internal,
+            "the server is shutting down",
+        );
+    }
+    if !app.backend.available() {
+        return refused(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::Internal,
+            "the store is unavailable; try again shortly",
+        );
+    }
+    if let Err(msg) = check_origin(&app.cfg.allowed_origins, headers) {
+        return refused(StatusCode::FORBIDDEN, ErrorCode::Forbidden, &msg);
+    }
+    None
 }
 
 /// The default policy without `--allowed-origins`: a browser's Origin must
