@@ -23,13 +23,14 @@ use futures_util::StreamExt;
 use hyper::upgrade::OnUpgrade;
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::{self, Message};
+use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 use warp::http::{HeaderMap, StatusCode};
 use warp::Filter;
 
 use super::conns::close_frame;
-use super::ratelimit::{sdp_bucket, Limit, RateLimit};
+use super::incoming::{classify, Incoming};
+use super::ratelimit::{sdp_bucket, RateLimit};
 use super::session::Ws;
 use super::upgrade::{first_checks, refuse, switch, upgrade_parts, Admission};
 use super::writer::{write_loop, CLOSE_LINGER};
@@ -237,29 +238,15 @@ async fn serve(
         tokio::select! {
             frame = stream.next() => {
                 last_heard = Instant::now();
-                if matches!(frame, Some(Ok(Message::Text(_) | Message::Binary(_)))) {
-                    match limiter.check() {
-                        Limit::Pass => {}
-                        Limit::Refuse => {
-                            app.metrics.rate_limited.increment(1);
-                            continue;
-                        }
-                        Limit::Close => {
-                            app.metrics.rate_limited.increment(1);
-                            conn.close(CloseCode::Policy, "rate limit exceeded");
-                            break;
-                        }
-                    }
-                }
-                match frame {
-                    Some(Ok(Message::Text(text))) => conn.on_text(&text).await,
-                    Some(Ok(Message::Close(_))) | None => break,
-                    Some(Ok(_)) => {} // binary (not matchbox's), ping, pong
-                    Some(Err(tungstenite::Error::Capacity(_))) => {
-                        conn.close(CloseCode::Size, "message too large");
+                // matchbox has no error message: refusals are silent.
+                match classify(frame, &mut limiter, &app.metrics, &conn.me) {
+                    Incoming::Text(text) => conn.on_text(&text).await,
+                    Incoming::Close(code, reason) => {
+                        conn.close(code, reason);
                         break;
                     }
-                    Some(Err(_)) => break,
+                    Incoming::End => break,
+                    Incoming::RateLimited(_) | Incoming::Binary | Incoming::Control => {}
                 }
             }
             batch = lobby_rx.recv_all() => {

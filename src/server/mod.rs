@@ -6,6 +6,7 @@
 pub mod assets;
 pub(crate) mod conns;
 mod http;
+mod incoming;
 mod matchbox;
 pub mod metrics;
 pub(crate) mod outbox;

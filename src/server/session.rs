@@ -20,8 +20,9 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_util::sync::CancellationToken;
 
 use super::conns::{close_frame, queue};
+use super::incoming::{classify, Incoming};
 use super::outbox::{outbox, Outbox};
-use super::ratelimit::{rid_of, sdp_bucket, Limit, RateLimit, SDP_PER_SECOND};
+use super::ratelimit::{rid_of, sdp_bucket, RateLimit, SDP_PER_SECOND};
 use super::upgrade::Admission;
 use super::writer::{write_loop, CLOSE_LINGER};
 use super::App;
@@ -228,35 +229,20 @@ fn on_frame(
     frame: Option<Result<Message, tungstenite::Error>>,
 ) -> Next {
     let app = &session.app;
-    let is_data = matches!(frame, Some(Ok(Message::Text(_) | Message::Binary(_))));
-    if is_data {
-        match limiter.check() {
-            Limit::Pass => {}
-            Limit::Refuse => {
-                app.metrics.rate_limited.increment(1);
-                let rid = match &frame {
-                    Some(Ok(Message::Text(t))) => rid_of(t),
-                    _ => Value::Null,
-                };
-                session.reply_error(
-                    &rid,
-                    &ProtoError::new(
-                        ErrorCode::RateLimited,
-                        format!("more than {} messages per second", app.cfg.rate_limit),
-                    ),
-                );
-                return Next::Continue;
-            }
-            Limit::Close => {
-                app.metrics.rate_limited.increment(1);
-                session.close(CloseCode::Policy, "rate limit exceeded");
-                return Next::Stop;
-            }
+    match classify(frame, limiter, &app.metrics, &session.who.player_id) {
+        Incoming::Text(text) => Next::Text(text),
+        Incoming::RateLimited(text) => {
+            let rid = text.as_deref().map_or(Value::Null, rid_of);
+            session.reply_error(
+                &rid,
+                &ProtoError::new(
+                    ErrorCode::RateLimited,
+                    format!("more than {} messages per second", app.cfg.rate_limit),
+                ),
+            );
+            Next::Continue
         }
-    }
-    match frame {
-        Some(Ok(Message::Text(text))) => Next::Text(text),
-        Some(Ok(Message::Binary(_))) => {
+        Incoming::Binary => {
             session.reply_error(
                 &Value::Null,
                 &ProtoError::bad_request(
@@ -265,17 +251,12 @@ fn on_frame(
             );
             Next::Continue
         }
-        Some(Ok(Message::Close(_))) | None => Next::Stop,
-        Some(Ok(_)) => Next::Continue, // ping (answered by tungstenite), pong
-        Some(Err(tungstenite::Error::Capacity(e))) => {
-            tracing::debug!(player_id = %session.who.player_id, "frame too large: {e}");
-            session.close(CloseCode::Size, "message too large");
+        Incoming::Close(code, reason) => {
+            session.close(code, reason);
             Next::Stop
         }
-        Some(Err(e)) => {
-            tracing::debug!(player_id = %session.who.player_id, "read error: {e}");
-            Next::Stop
-        }
+        Incoming::End => Next::Stop,
+        Incoming::Control => Next::Continue,
     }
 }
 

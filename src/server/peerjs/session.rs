@@ -23,7 +23,8 @@ use warp::http::{HeaderMap, StatusCode};
 use warp::{Filter, Reply};
 
 use super::super::conns::{close_frame, queue};
-use super::super::ratelimit::{sdp_bucket, Limit, RateLimit};
+use super::super::incoming::{classify, Incoming};
+use super::super::ratelimit::{sdp_bucket, RateLimit};
 use super::super::session::Ws;
 use super::super::upgrade::{check_origin, switch, upgrade_parts, Admission};
 use super::super::writer::{write_loop, CLOSE_LINGER};
@@ -210,35 +211,20 @@ async fn run(app: Arc<App>, ws: Ws, who: Admitted) {
         tokio::select! {
             frame = stream.next() => {
                 last_heard = Instant::now();
-                if matches!(frame, Some(Ok(Message::Text(_) | Message::Binary(_)))) {
-                    match limiter.check() {
-                        Limit::Pass => {}
-                        Limit::Refuse => {
-                            app.metrics.rate_limited.increment(1);
-                            conn.error("rate limited: too many messages per second");
-                            continue;
-                        }
-                        Limit::Close => {
-                            app.metrics.rate_limited.increment(1);
-                            let _ = conn.tx.try_send(close_frame(CloseCode::Policy, "rate limit exceeded"));
-                            break;
-                        }
-                    }
-                }
-                match frame {
-                    Some(Ok(Message::Text(text))) => {
+                match classify(frame, &mut limiter, &app.metrics, &who.id) {
+                    Incoming::Text(text) => {
                         if !conn.on_text(&text).await {
                             break;
                         }
                     }
-                    Some(Ok(Message::Binary(_))) => conn.error("binary frames are not part of the PeerJS protocol"),
-                    Some(Ok(Message::Close(_))) | None => break,
-                    Some(Ok(_)) => {}
-                    Some(Err(tungstenite::Error::Capacity(_))) => {
-                        let _ = conn.tx.try_send(close_frame(CloseCode::Size, "message too large"));
+                    Incoming::RateLimited(_) => conn.error("rate limited: too many messages per second"),
+                    Incoming::Binary => conn.error("binary frames are not part of the PeerJS protocol"),
+                    Incoming::Close(code, reason) => {
+                        let _ = conn.tx.try_send(close_frame(code, reason));
                         break;
                     }
-                    Some(Err(_)) => break,
+                    Incoming::End => break,
+                    Incoming::Control => {}
                 }
             }
             _ = check.tick() => {
