@@ -352,11 +352,11 @@ impl Cluster {
     }
 
     /// Relays a ready signal frame from `me` to `to`. A target this node
-    /// knows as a connected member of the sender's room (see `routes`)
-    /// gets it by one `PUBLISH` to its node's channel, checked again there;
-    /// anything else goes through the script (exact refusals, held seats).
-    /// Both go out on the same connection, one after the other, so a
-    /// sender's signals stay in order whichever way each one takes.
+    /// knows as a connected member of the sender's room (see `routes`) gets
+    /// it through the batching publisher (`relay`), checked again by its
+    /// node; anything else goes through the script (exact refusals, held
+    /// seats), after the signals queued before it, so a sender's signals
+    /// stay in order whichever way each one takes.
     pub async fn relay(
         &self,
         me: &str,
@@ -364,24 +364,19 @@ impl Cluster {
         frame: &str,
         confirm: bool,
     ) -> Result<(), ProtoError> {
-        let hint = {
-            let st = self.state.lock();
-            st.routes
-                .route(me, to)
-                .map(|(room, node)| (room.to_string(), node.to_string()))
-        };
-        if let Some((room, node)) = hint {
-            let entry = relay::entry(to, me, &room, frame);
-            match self.publisher.get() {
-                Some(p) => p.send(node, entry, confirm).await?,
-                None => {
-                    let channel = format!("{}ch:{node}", crate::cluster::PREFIX);
-                    self.store.publish(&channel, &format!("S{entry}")).await?;
-                    self.unflushed_signals
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                }
+        // The publisher starts with the node's tasks, before any session.
+        if let Some(publisher) = self.publisher.get() {
+            let hint = {
+                let st = self.state.lock();
+                st.routes
+                    .route(me, to)
+                    .map(|(room, node)| (room.to_string(), node.to_string()))
+            };
+            if let Some((room, node)) = hint {
+                let entry = relay::entry(to, me, &room, frame);
+                publisher.send(node, entry, confirm).await?;
+                return Ok(());
             }
-            return Ok(());
         }
         self.barrier().await;
         self.store
