@@ -2,6 +2,8 @@
 //! around the crate's own client.
 #![allow(dead_code)]
 
+pub mod hooks;
+
 use std::time::Duration;
 
 use clap::Parser;
