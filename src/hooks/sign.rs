@@ -20,10 +20,7 @@ mod tests {
 
     #[test]
     fn matches_a_reference_hmac() {
-        // RFC 4231 test case 2 ("Jefe"), message "what do ya want for
-        // nothing?" split as "<t>.<body>" with t = "what do ya want for"
-        // would not parse as a number; so check the composition instead:
-        // the MAC of "<t>.<body>" computed in one go.
+        // The header is the MAC of "<t>.<body>" computed in one go...
         let one_go = {
             let mut mac = Hmac::<Sha256>::new_from_slice(b"key").unwrap();
             mac.update(b"1764489600.{\"a\":1}");
@@ -33,7 +30,7 @@ mod tests {
             signature(b"key", 1_764_489_600, br#"{"a":1}"#),
             format!("t=1764489600,v1={one_go}")
         );
-        // RFC 4231 case 2 pins the primitive itself.
+        // ...and the primitive is HMAC-SHA256 (RFC 4231, test case 2).
         let mut mac = Hmac::<Sha256>::new_from_slice(b"Jefe").unwrap();
         mac.update(b"what do ya want for nothing?");
         assert_eq!(
