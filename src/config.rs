@@ -208,6 +208,51 @@ pub struct Config {
     #[arg(long, env = "RENDEZVOUS_PEERJS_DISCOVERY")]
     pub peerjs_discovery: bool,
 
+    /// Webhook receivers: every lobby event of `--webhook-events` is POSTed,
+    /// signed, to each of these URLs (http or https).
+    #[arg(long, env = "RENDEZVOUS_WEBHOOK_URL", value_delimiter = ',')]
+    pub webhook_url: Vec<String>,
+
+    /// The HMAC-SHA256 key of `Rendezvous-Signature` (webhooks and the
+    /// allocation hook); required with `--webhook-url` or `--allocator-url`.
+    #[arg(long, env = "RENDEZVOUS_WEBHOOK_SECRET", hide_env_values = true)]
+    pub webhook_secret: Option<String>,
+
+    /// Event types to send (`room.created`, `player.joined`, `player.left`,
+    /// `match.started`, `room.finished`, `room.closed`); default all.
+    #[arg(long, env = "RENDEZVOUS_WEBHOOK_EVENTS", value_delimiter = ',')]
+    pub webhook_events: Vec<String>,
+
+    /// How long an undelivered event is retried before it is dropped.
+    #[arg(
+        long,
+        env = "RENDEZVOUS_WEBHOOK_RETRY_FOR_MS",
+        default_value_t = 3_600_000
+    )]
+    pub webhook_retry_for_ms: u64,
+
+    /// How long one webhook POST may take (connect, send, answer).
+    #[arg(long, env = "RENDEZVOUS_WEBHOOK_TIMEOUT_MS", default_value_t = 5_000,
+          value_parser = clap::value_parser!(u64).range(1..=600_000))]
+    pub webhook_timeout_ms: u64,
+
+    /// Most webhook events waiting on this node; beyond, new events are
+    /// dropped and counted (`rendezvous_webhook_dropped_total`).
+    #[arg(long, env = "RENDEZVOUS_WEBHOOK_QUEUE", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    pub webhook_queue: u64,
+
+    /// The allocation hook: asked (`match.allocate`) for a dedicated game
+    /// server each time a room becomes active; its answer rides in
+    /// `game_start` as `allocation`.
+    #[arg(long, env = "RENDEZVOUS_ALLOCATOR_URL")]
+    pub allocator_url: Option<String>,
+
+    /// How long `game_start` waits for the allocator.
+    #[arg(long, env = "RENDEZVOUS_ALLOCATOR_TIMEOUT_MS", default_value_t = 3_000,
+          value_parser = clap::value_parser!(u64).range(1..=600_000))]
+    pub allocator_timeout_ms: u64,
+
     /// Log format on stderr.
     #[arg(long, env = "RENDEZVOUS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -225,6 +270,8 @@ impl Config {
             &mut self.stun_urls,
             &mut self.turn_urls,
             &mut self.allowed_origins,
+            &mut self.webhook_url,
+            &mut self.webhook_events,
         ] {
             list.retain(|u| !u.trim().is_empty());
             for u in list.iter_mut() {

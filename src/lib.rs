@@ -21,6 +21,7 @@ pub mod backend;
 pub mod client;
 pub mod cluster;
 pub mod config;
+pub mod hooks;
 pub mod lobby;
 pub mod protocol;
 pub mod relay;

@@ -558,6 +558,34 @@ pub struct Welcome {
     pub features: Vec<String>,
 }
 
+/// A field that is present (even as `null`) is `Some`.
+fn present<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    T::deserialize(d).map(Some)
+}
+
+/// What the allocation hook gave for a room (`game_start`'s `allocation`
+/// and `allocation_error`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Allocation {
+    pub allocation: Option<JsonObject>,
+    pub allocation_error: Option<String>,
+}
+
+impl Event {
+    /// `game_start` for `room`; with an allocation when the allocator ran.
+    pub fn game_start(room: RoomInfo, alloc: Option<&Allocation>) -> Event {
+        Event::GameStart {
+            room,
+            allocation: alloc.map(|a| a.allocation.clone()),
+            allocation_error: alloc.and_then(|a| a.allocation_error.clone()),
+        }
+    }
+}
+
 fn is_zero(n: &u64) -> bool {
     *n == 0
 }
@@ -596,6 +624,16 @@ pub enum Event {
     },
     GameStart {
         room: RoomInfo,
+        /// With `--allocator-url`: the allocator's answer, or `null` when
+        /// it failed (see `allocation_error`); absent without an allocator.
+        #[serde(
+            default,
+            skip_serializing_if = "Option::is_none",
+            deserialize_with = "present"
+        )]
+        allocation: Option<Option<JsonObject>>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        allocation_error: Option<String>,
     },
     RoomData {
         room_id: String,

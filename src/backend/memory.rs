@@ -12,9 +12,12 @@ use std::time::Instant;
 
 use parking_lot::Mutex;
 use serde_json::{json, Value};
+use tokio::sync::Notify;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
+use uuid::Uuid;
 
-use super::{Caller, Footprint, Presence, Registered, Registration, Reply};
+use super::{Backend, Caller, Footprint, Presence, Registered, Registration, Reply};
+use crate::hooks::Hooks;
 use crate::lobby::{Delivery, Lobby};
 use crate::protocol::{
     ok_reply, ok_room_reply, Event, ProtoError, Request, RoomInfo, RoomStatus, Stats,
@@ -36,10 +39,15 @@ pub(crate) struct State {
     pub table: ConnTable,
     pending: HashMap<String, Pending>,
     resume_buffer: usize,
+    hooks: Arc<Hooks>,
+    /// Rooms that started and wait for the allocator before `game_start`.
+    starts: Vec<(Uuid, RoomInfo)>,
 }
 
 pub(crate) struct Memory {
     state: Mutex<State>,
+    /// Wakes the allocation task when `starts` has rooms.
+    starts_ready: Notify,
 }
 
 impl State {
@@ -83,6 +91,14 @@ impl State {
             self.pending
                 .retain(|pid, _| lobby.player(pid).is_some_and(|p| !p.connected));
         }
+        for event in self.lobby.take_hooks() {
+            self.hooks.send(&event);
+        }
+        for id in self.lobby.take_starts() {
+            if let Some(room) = self.lobby.room(&id) {
+                self.starts.push((id, room.info(true)));
+            }
+        }
     }
 
     fn watch_listing(&mut self) {
@@ -95,14 +111,57 @@ impl Memory {
     pub fn new(
         app_cfg: &crate::config::Config,
         metrics: Arc<crate::server::metrics::Metrics>,
+        hooks: Arc<Hooks>,
     ) -> Self {
+        let mut lobby = Lobby::new(app_cfg.lobby());
+        lobby.record_hooks(hooks.webhooks_on());
+        lobby.hold_starts(hooks.allocator_on());
         Memory {
             state: Mutex::new(State {
-                lobby: Lobby::new(app_cfg.lobby()),
+                lobby,
                 table: ConnTable::new(metrics),
                 pending: HashMap::new(),
                 resume_buffer: app_cfg.resume_buffer as usize,
+                hooks,
+                starts: Vec::new(),
             }),
+            starts_ready: Notify::new(),
+        }
+    }
+
+    /// Delivers the changes of one locked operation, and wakes the
+    /// allocation task when rooms started.
+    fn finish(&self, st: &mut State, out: Vec<Delivery>) {
+        st.deliver(out);
+        if !st.starts.is_empty() {
+            self.starts_ready.notify_one();
+        }
+    }
+
+    /// The allocation hook's task: asks the allocator for every room that
+    /// started, each in its own task, then sends its `game_start`.
+    pub async fn run_allocations(app: Arc<App>) {
+        let Backend::Memory(m) = &app.backend else {
+            return;
+        };
+        loop {
+            tokio::select! {
+                _ = m.starts_ready.notified() => {}
+                _ = app.shutdown.cancelled() => return,
+            }
+            let starts = std::mem::take(&mut m.state.lock().starts);
+            for (id, room) in starts {
+                let app = app.clone();
+                tokio::spawn(async move {
+                    let alloc = app.hooks.allocate(&room).await;
+                    if let Backend::Memory(m) = &app.backend {
+                        let mut guard = m.state.lock();
+                        let mut out = Vec::new();
+                        guard.lobby.announce_start(id, &alloc, &mut out);
+                        m.finish(&mut guard, out);
+                    }
+                });
+            }
         }
     }
 
@@ -158,7 +217,7 @@ impl Memory {
                 stats: None,
             },
         );
-        st.deliver(out);
+        self.finish(st, out);
         Registered {
             player_id,
             epoch: 0,
@@ -177,7 +236,7 @@ impl Memory {
         st.watch_listing();
         let mut out = Vec::new();
         st.lobby.disconnect(player_id, Instant::now(), &mut out);
-        st.deliver(out);
+        self.finish(&mut st, out);
     }
 
     /// Runs one validated lobby request. Success replies are queued here,
@@ -201,7 +260,7 @@ impl Memory {
         if !text.is_empty() {
             st.table.send(caller.player_id, &text.into());
         }
-        st.deliver(out);
+        self.finish(st, out);
         Ok(Reply::Sent)
     }
 
@@ -266,7 +325,7 @@ impl Memory {
         };
         let mut out = Vec::new();
         st.lobby.close_room(id, &mut out);
-        st.deliver(out);
+        self.finish(&mut st, out);
         true
     }
 
@@ -280,7 +339,7 @@ impl Memory {
         st.table.close_conn(player_id, kicked_by_admin());
         st.watch_listing();
         st.pending.remove(player_id);
-        st.deliver(out);
+        self.finish(st, out);
         true
     }
 
@@ -291,7 +350,7 @@ impl Memory {
         let st = &mut *guard;
         let mut out = Vec::new();
         st.lobby.tick(now, &mut out);
-        st.deliver(out);
+        self.finish(st, out);
         let due = st.table.stats_due(now);
         if due.is_empty() {
             return;

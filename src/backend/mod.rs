@@ -158,9 +158,10 @@ impl Backend {
         cfg: &crate::config::Config,
         store: Option<Arc<crate::cluster::Store>>,
         metrics: Arc<crate::server::metrics::Metrics>,
+        hooks: Arc<crate::hooks::Hooks>,
     ) -> Backend {
         match store {
-            None => Backend::Memory(memory::Memory::new(cfg, metrics)),
+            None => Backend::Memory(memory::Memory::new(cfg, metrics, hooks)),
             Some(store) => Backend::Cluster(Arc::new(cluster::Cluster::new(store, metrics))),
         }
     }
@@ -203,6 +204,9 @@ impl Backend {
     pub fn spawn_tasks(app: &Arc<App>) {
         match &app.backend {
             Backend::Memory(_) => {
+                if app.hooks.allocator_on() {
+                    tokio::spawn(memory::Memory::run_allocations(app.clone()));
+                }
                 let app = app.clone();
                 tokio::spawn(async move {
                     let mut interval = tokio::time::interval(crate::server::TICK);

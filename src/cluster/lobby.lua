@@ -216,6 +216,42 @@ local function pending_limit()
   return LIMIT
 end
 
+-- Webhooks: the event types to record (cfg 'hooks', space separated, written
+-- by each beat; empty: off) and the stream's bound (cfg 'hookcap'). An
+-- event is an entry of the stream rv:hooks, appended in the same call as
+-- the change it tells of; one node at a time delivers them (src/backend/
+-- cluster/hooks.rs). Room snapshots travel as the stored room record.
+local HOOKS = nil
+local function hooks_want(kind)
+  if HOOKS == nil then
+    local v = redis.call('HMGET', P .. 'cfg', 'hooks', 'hookcap', 'alloc')
+    HOOKS = { list = ' ' .. (v[1] or '') .. ' ', cap = tonumber(v[2] or '10000'), alloc = v[3] == '1' }
+  end
+  return string.find(HOOKS.list, ' ' .. kind .. ' ', 1, true) ~= nil
+end
+
+local function hook(kind, fields)
+  if not hooks_want(kind) then return end
+  if redis.call('XLEN', P .. 'hooks') >= HOOKS.cap then
+    redis.call('INCR', P .. 'hooks:dropped')
+    return
+  end
+  local args = { 'XADD', P .. 'hooks', '*', 't', kind, 'at', tostring(now()) }
+  for k, v in pairs(fields) do
+    args[#args + 1] = k
+    args[#args + 1] = v
+  end
+  redis.call(unpack(args))
+end
+
+-- The allocation hook (cfg 'alloc' = '1'): a room that starts holds its
+-- game_start; the calling node asks the allocator, then `announce`s it.
+local STARTED = {}
+local function alloc_on()
+  hooks_want('')
+  return HOOKS.alloc
+end
+
 -- Sends the accumulated events (and the reply, if any) with a snapshot of
 -- the room: once to every node with a connected recipient, into the
 -- pending list of every recipient whose seat is held.
@@ -275,6 +311,7 @@ local function commit(r, f0, v0, quiet)
     publish_listing('updated', r, r.mode, r.id)
   end
   if empty then
+    hook('room.closed', { rid = r.id })
     redis.call('DEL', P .. 'room:' .. r.id, P .. 'code:' .. r.code)
     redis.call('ZREM', P .. 'timer', 'i:' .. r.id, 'f:' .. r.id)
   else
@@ -303,6 +340,7 @@ local function leave_with(pid, reason)
   local f0, v0 = open(r)
   local i = seat_index(r, pid)
   if not i then return true end
+  hook('player.left', { rid = r.id, p = pid, reason = reason })
   table.remove(r.pl, i)
   local rest = members(r)
   emit(rest, { k = 'player_left', p = pid, reason = reason })
@@ -321,8 +359,13 @@ local function start(r)
   redis.call('ZREM', P .. 'timer', 'i:' .. r.id)
   local all = members(r)
   emit(all, { k = 'room_status', status = 'active' })
-  emit(all, { k = 'game_start' })
+  if alloc_on() then
+    STARTED[#STARTED + 1] = r.id
+  else
+    emit(all, { k = 'game_start' })
+  end
   redis.call('HINCRBY', P .. 'stats', 'matches_started', 1)
+  hook('match.started', { room = cjson.encode(r) })
 end
 
 -- Seats a player whose eligibility was checked.
@@ -332,6 +375,8 @@ local function seat(r, p)
   emit(others, { k = 'player_joined', p = p.id })
   emit({ p.id }, { k = 'chat_history' })
   redis.call('HSET', P .. 'pl:' .. p.id, 'room', r.id)
+  if #r.pl == 1 then hook('room.created', { room = cjson.encode(r) }) end
+  hook('player.joined', { room = cjson.encode(r), p = p.id })
   if #r.pl >= r.max then start(r) end
 end
 
@@ -391,6 +436,7 @@ end
 
 local function ok(v)
   if v == nil then v = true end
+  if #STARTED > 0 then return cjson.encode({ ok = v, s = STARTED }) end
   return cjson.encode({ ok = v })
 end
 
@@ -400,6 +446,7 @@ local function close_room(r)
   local all = members(r)
   for _, pid in ipairs(all) do
     emit(all, { k = 'player_left', p = pid, reason = 'closed' })
+    hook('player.left', { rid = r.id, p = pid, reason = 'closed' })
   end
   flush(r)
   for _, pid in ipairs(all) do
@@ -688,6 +735,7 @@ function OPS.finish(a)
   if type(a.result) == 'string' then spec.result = a.result end
   REPLY = { p = p.id, rid = a.rid, kind = 'room' }
   emit(members(r), spec)
+  hook('room.finished', { room = cjson.encode(r), result = a.result or '' })
   redis.call('ZADD', P .. 'timer', now() + a.ttl_ms, 'f:' .. r.id)
   commit(r, f0, v0)
   flush(r)
@@ -784,6 +832,20 @@ function OPS.close(a)
   return ok(true)
 end
 
+-- The allocation hook answered for room a.id (a.alloc: raw JSON object or
+-- nil, a.aerr: the reason it failed): game_start to the members as they
+-- are now, if the room is still active.
+function OPS.announce(a)
+  local r = load_room(a.id)
+  if not r or r.st ~= 'active' then return ok(false) end
+  local spec = { k = 'game_start', al = true }
+  if type(a.alloc) == 'string' then spec.alloc = a.alloc end
+  if type(a.aerr) == 'string' then spec.aerr = a.aerr end
+  emit(members(r), spec)
+  flush(r)
+  return ok(true)
+end
+
 -- Admin: gives up player a.p's seat now (closed) and forgets the player.
 function OPS.remove(a)
   local p = player(a.p)
@@ -848,7 +910,8 @@ function OPS.beat(a)
     redis.call('HDEL', P .. 'conns', ME)
   end
   local ttl = a.ttl_ms
-  redis.call('HSET', P .. 'cfg', 'pending', a.pending, 'ttl', ttl)
+  redis.call('HSET', P .. 'cfg', 'pending', a.pending, 'ttl', ttl, 'hooks', a.hooks,
+    'hookcap', a.hookcap, 'alloc', a.alloc and '1' or '0')
   -- Liveness: the time of each node's last beat (Redis's clock). A node is
   -- reaped only by a node that was itself beating in time: after Redis was
   -- frozen or away, every beat looks old, and the nodes must first beat

@@ -65,6 +65,10 @@ pub struct Store {
     up: AtomicBool,
     /// The notice subscription is live.
     pub(crate) subscribed: AtomicBool,
+    /// Rooms this node's calls started while the allocation hook is on:
+    /// their `game_start` waits for the allocator (see `announce`).
+    pub(crate) starts: parking_lot::Mutex<Vec<String>>,
+    pub(crate) starts_ready: tokio::sync::Notify,
 }
 
 #[derive(Deserialize)]
@@ -75,6 +79,9 @@ struct ScriptReply {
     e: Option<String>,
     #[serde(default)]
     m: Option<String>,
+    /// Rooms the call started (allocation hook on).
+    #[serde(default, deserialize_with = "notice::list")]
+    s: Vec<String>,
 }
 
 /// What `beat` reports.
@@ -126,6 +133,8 @@ impl Store {
             script: redis::Script::new(SCRIPT),
             up: AtomicBool::new(false),
             subscribed: AtomicBool::new(false),
+            starts: parking_lot::Mutex::new(Vec::new()),
+            starts_ready: tokio::sync::Notify::new(),
         })
     }
 
@@ -194,6 +203,10 @@ impl Store {
                 format!("bad store reply to {op}: {e}"),
             ))
         })?;
+        if !reply.s.is_empty() {
+            self.starts.lock().extend(reply.s);
+            self.starts_ready.notify_one();
+        }
         match (reply.ok, reply.e) {
             (_, Some(code)) => {
                 let code = ErrorCode::from_wire(&code).unwrap_or(ErrorCode::Internal);
@@ -226,6 +239,12 @@ impl Store {
     /// Sizes of the lobby's keys (for tests: it scans every key).
     pub async fn footprint(&self) -> Result<Value, StoreError> {
         self.run(&ops::Footprint {}).await
+    }
+
+    /// The connection, for the hooks' stream reader (never a blocking
+    /// command on it: it is shared with every other call).
+    pub(crate) fn conn(&self) -> ConnectionManager {
+        self.conn.clone()
     }
 
     /// One room record, if it exists.

@@ -18,7 +18,7 @@ use crate::protocol::{
 };
 
 /// cjson writes an empty array as `{}`: accept both for lists.
-fn list<'de, D, T>(d: D) -> Result<Vec<T>, D::Error>
+pub(crate) fn list<'de, D, T>(d: D) -> Result<Vec<T>, D::Error>
 where
     D: Deserializer<'de>,
     T: serde::de::DeserializeOwned,
@@ -137,6 +137,23 @@ pub struct Spec {
     /// A ready event text (chat, relayed signals).
     #[serde(rename = "x", default)]
     pub raw: Option<String>,
+    /// `game_start` after the allocation hook: `alloc` (raw JSON object)
+    /// or `aerr` (why there is none).
+    #[serde(default)]
+    pub al: bool,
+    #[serde(default)]
+    pub alloc: Option<String>,
+    #[serde(default)]
+    pub aerr: Option<String>,
+}
+
+impl Spec {
+    fn allocation(&self) -> Option<crate::protocol::Allocation> {
+        self.al.then(|| crate::protocol::Allocation {
+            allocation: self.alloc.as_deref().map(parse_obj),
+            allocation_error: self.aerr.clone(),
+        })
+    }
 }
 
 /// The reply to the request that made the change.
@@ -290,9 +307,7 @@ impl Spec {
                 status: self.status.unwrap_or(room.st),
                 result: self.result.as_deref().map(parse_obj),
             },
-            "game_start" => Event::GameStart {
-                room: room.info(true),
-            },
+            "game_start" => Event::game_start(room.info(true), self.allocation().as_ref()),
             "room_data" => Event::RoomData {
                 room_id,
                 data: parse_obj(&room.data),

@@ -33,6 +33,7 @@ ops! {
     Chat<'_> => "chat",
     Signal<'_> => "signal",
     Close<'_> => "close",
+    Announce<'_> => "announce",
     Remove<'_> => "remove",
     Tick => "tick",
     Beat<'_> => "beat",
@@ -191,6 +192,17 @@ pub struct Close<'a> {
     pub id: &'a str,
 }
 
+/// `game_start` of a room after the allocation hook.
+#[derive(Serialize)]
+pub struct Announce<'a> {
+    pub id: &'a str,
+    /// The allocator's JSON object, as text.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub alloc: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub aerr: Option<&'a str>,
+}
+
 #[derive(Serialize)]
 pub struct Remove<'a> {
     pub p: &'a str,
@@ -210,6 +222,10 @@ pub struct Beat<'a> {
     pub generation: &'a str,
     pub first: bool,
     pub pending: u64,
+    /// Webhook event types recorded (space separated; empty: off).
+    pub hooks: String,
+    pub hookcap: u64,
+    pub alloc: bool,
 }
 
 #[derive(Serialize)]

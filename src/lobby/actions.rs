@@ -47,8 +47,9 @@ impl Lobby {
                 "a game needs at least 2 players",
             ));
         }
-        self.update_room(id, |room| Self::start(room, out));
-        self.matches_started += 1;
+        let hold = self.hold_starts;
+        self.update_room(id, |room| Self::start(room, hold, out));
+        self.started(id);
         Ok(self.rooms[&id].info(true))
     }
 
@@ -70,6 +71,7 @@ impl Lobby {
                 format!("the room is {}", room.status.as_str()),
             ));
         }
+        let hook_result = result.clone();
         self.update_room(id, |room| {
             room.status = RoomStatus::Finished;
             out.push(Delivery {
@@ -80,6 +82,12 @@ impl Lobby {
                     result,
                 },
             });
+        });
+        self.hook(|l| {
+            Some(crate::hooks::HookEvent::RoomFinished {
+                room: l.hook_room(id)?,
+                result: hook_result,
+            })
         });
         self.arm_room_timer(
             id,

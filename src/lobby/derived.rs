@@ -180,6 +180,11 @@ impl Lobby {
             self.cancel_room_timer(room_id);
             let room = self.rooms.remove(&room_id).expect("room present");
             self.codes.remove(&room.code);
+            self.hook(|_| {
+                Some(crate::hooks::HookEvent::RoomClosed {
+                    room_id: room_id.to_string(),
+                })
+            });
             for seat in &room.seats {
                 self.release(&seat.player_id);
             }

@@ -20,6 +20,7 @@
 mod actions;
 mod codes;
 mod derived;
+mod hooks;
 pub mod index;
 mod players;
 pub mod room;
@@ -128,6 +129,11 @@ pub struct Lobby {
     watch_listing: bool,
     listing_changes: Vec<ListingChange>,
     code_source: CodeSource,
+    /// Hook events of the current change, while webhooks are on.
+    hooks: Option<Vec<crate::hooks::HookEvent>>,
+    /// An allocator is asked before `game_start` (see `hooks.rs`).
+    hold_starts: bool,
+    starts: Vec<Uuid>,
 }
 
 /// A change of the public list of waiting rooms (`room_listed`,
@@ -156,6 +162,9 @@ impl Lobby {
             watch_listing: false,
             listing_changes: Vec::new(),
             code_source: CodeSource::default(),
+            hooks: None,
+            hold_starts: false,
+            starts: Vec::new(),
         }
     }
 

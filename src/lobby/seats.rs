@@ -10,6 +10,7 @@ use uuid::Uuid;
 use super::timers::Timer;
 use super::validate::{check_allowed, check_data, check_filters, check_max_players, check_mode};
 use super::{err, not_in_room, Delivery, Footprint, Lobby, Matched, Room, Seat};
+use crate::hooks::HookEvent;
 use crate::protocol::{
     CreateRoom, ErrorCode, Event, FindMatch, JsonObject, LeaveReason, ProtoError, RoomInfo,
     RoomStatus,
@@ -104,7 +105,9 @@ impl Lobby {
             .get(player_id)
             .map(|p| p.name.clone())
             .unwrap_or_default();
+        let hold = self.hold_starts;
         let mut started = false;
+        let mut created = false;
         self.update_room(room_id, |room| {
             let seat = Seat {
                 player_id: player_id.to_string(),
@@ -114,6 +117,7 @@ impl Lobby {
                 connected: true,
             };
             let others = room.member_ids();
+            created = others.is_empty();
             if !others.is_empty() {
                 out.push(Delivery {
                     to: others,
@@ -132,21 +136,44 @@ impl Lobby {
                 },
             ));
             if room.is_full() {
-                Self::start(room, out);
+                Self::start(room, hold, out);
                 started = true;
             }
         });
-        if started {
-            self.matches_started += 1;
-        }
         if let Some(p) = self.players.get_mut(player_id) {
             p.room = Some(room_id);
+        }
+        if created {
+            // The room as it was made: its creator seated, still waiting.
+            self.hook(|l| {
+                let mut room = l.hook_room(room_id)?;
+                if started {
+                    room.status = RoomStatus::Waiting;
+                }
+                Some(HookEvent::RoomCreated { room })
+            });
+        }
+        self.hook(|l| {
+            let mut room = l.hook_room(room_id)?;
+            if started {
+                room.status = RoomStatus::Waiting;
+            }
+            let player = room
+                .players
+                .iter()
+                .find(|p| p.player_id == player_id)?
+                .clone();
+            Some(HookEvent::PlayerJoined { room, player })
+        });
+        if started {
+            self.started(room_id);
         }
         self.rooms[&room_id].info(true)
     }
 
-    /// Waiting to active, with `room_status` and `game_start` to every member.
-    pub(super) fn start(room: &mut Room, out: &mut Vec<Delivery>) {
+    /// Waiting to active, with `room_status` and `game_start` to every
+    /// member (`game_start` held back for the allocator with `hold`).
+    pub(super) fn start(room: &mut Room, hold: bool, out: &mut Vec<Delivery>) {
         room.status = RoomStatus::Active;
         let members = room.member_ids();
         out.push(Delivery {
@@ -157,12 +184,26 @@ impl Lobby {
                 result: None,
             },
         });
-        out.push(Delivery {
-            to: members,
-            event: Event::GameStart {
-                room: room.info(true),
-            },
+        if !hold {
+            out.push(Delivery {
+                to: members,
+                event: Event::game_start(room.info(true), None),
+            });
+        }
+    }
+
+    /// Counts a start, tells the hooks, and queues the room for the
+    /// allocator when `game_start` is held.
+    pub(super) fn started(&mut self, room_id: Uuid) {
+        self.matches_started += 1;
+        self.hook(|l| {
+            Some(HookEvent::MatchStarted {
+                room: l.hook_room(room_id)?,
+            })
         });
+        if self.hold_starts {
+            self.starts.push(room_id);
+        }
     }
 
     pub fn create_room(
@@ -301,6 +342,14 @@ impl Lobby {
         let Some(room_id) = self.players.get(player_id).and_then(|p| p.room) else {
             return;
         };
+        self.hook(|l| {
+            l.rooms.get(&room_id)?.seat_index(player_id)?;
+            Some(HookEvent::PlayerLeft {
+                room_id: room_id.to_string(),
+                player_id: player_id.to_string(),
+                reason,
+            })
+        });
         self.update_room(room_id, |room| {
             let Some(i) = room.seat_index(player_id) else {
                 return;
@@ -338,6 +387,18 @@ impl Lobby {
             return false;
         };
         let members = room.member_ids();
+        if self.hooks.is_some() {
+            for pid in &members {
+                self.hook(|_| {
+                    Some(HookEvent::PlayerLeft {
+                        room_id: room_id.to_string(),
+                        player_id: pid.clone(),
+                        reason: LeaveReason::Closed,
+                    })
+                });
+            }
+        }
+        let room = &self.rooms[&room_id];
         for pid in &members {
             out.push(Delivery {
                 to: members.clone(),

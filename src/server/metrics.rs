@@ -88,6 +88,39 @@ pub struct Metrics {
     /// The drop-in endpoints for other signaling clients.
     pub peerjs: Endpoint,
     pub matchbox: Endpoint,
+    pub webhook: std::sync::Arc<WebhookMetrics>,
+}
+
+/// The webhook and allocation figures (`rendezvous_webhook_*`).
+pub struct WebhookMetrics {
+    pub delivered: Counter,
+    pub attempts: Counter,
+    pub failures: Counter,
+    pub dropped_overflow: Counter,
+    pub dropped_expired: Counter,
+    /// Events waiting for delivery on this node.
+    pub queue: Gauge,
+    /// From the event's making to its 2xx.
+    pub delivery_seconds: Histogram,
+    pub allocations: Counter,
+    pub allocation_failures: Counter,
+}
+
+impl WebhookMetrics {
+    /// Handles that record nowhere (hooks switched off, unit tests).
+    pub fn detached() -> Self {
+        WebhookMetrics {
+            delivered: Counter::noop(),
+            attempts: Counter::noop(),
+            failures: Counter::noop(),
+            dropped_overflow: Counter::noop(),
+            dropped_expired: Counter::noop(),
+            queue: Gauge::noop(),
+            delivery_seconds: Histogram::noop(),
+            allocations: Counter::noop(),
+            allocation_failures: Counter::noop(),
+        }
+    }
 }
 
 /// The figures of one drop-in endpoint, labelled `endpoint="peerjs"`...
@@ -107,6 +140,11 @@ impl Metrics {
                     0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002, 0.005,
                     0.01,
                 ],
+            )
+            .expect("static bucket list is not empty")
+            .set_buckets_for_metric(
+                Matcher::Full("rendezvous_webhook_delivery_seconds".into()),
+                &[0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 15.0, 60.0, 300.0],
             )
             .expect("static bucket list is not empty")
             .build_recorder();
@@ -170,6 +208,43 @@ impl Metrics {
             "Signals relayed on a drop-in endpoint (peerjs, matchbox)",
         );
         for (name, text) in [
+            (
+                "rendezvous_webhook_delivered_total",
+                "Webhook events delivered (2xx), per URL",
+            ),
+            (
+                "rendezvous_webhook_attempts_total",
+                "Webhook POSTs made, retries included",
+            ),
+            (
+                "rendezvous_webhook_failures_total",
+                "Webhook POSTs that failed (non-2xx, timeout, no connection)",
+            ),
+            (
+                "rendezvous_webhook_dropped_total",
+                "Webhook events given up: queue overflow or --webhook-retry-for-ms expired",
+            ),
+            (
+                "rendezvous_allocations_total",
+                "Allocation hook calls (match.allocate)",
+            ),
+            (
+                "rendezvous_allocation_failures_total",
+                "Allocation hook calls without a usable answer",
+            ),
+        ] {
+            describe(name, None, text);
+        }
+        recorder.describe_histogram(
+            "rendezvous_webhook_delivery_seconds".into(),
+            Some(Unit::Seconds),
+            "Time from a webhook event's making to its delivery".into(),
+        );
+        for (name, text) in [
+            (
+                "rendezvous_webhook_queue",
+                "Webhook events waiting for delivery on this node",
+            ),
             ("rendezvous_connections", "Open WebSocket connections"),
             (
                 "rendezvous_endpoint_connections",
@@ -232,7 +307,22 @@ impl Metrics {
                 ),
             }
         };
+        let webhook = WebhookMetrics {
+            delivered: counter("rendezvous_webhook_delivered_total"),
+            attempts: counter("rendezvous_webhook_attempts_total"),
+            failures: counter("rendezvous_webhook_failures_total"),
+            dropped_overflow: labeled("rendezvous_webhook_dropped_total", "reason", "overflow"),
+            dropped_expired: labeled("rendezvous_webhook_dropped_total", "reason", "expired"),
+            queue: gauge("rendezvous_webhook_queue"),
+            delivery_seconds: recorder.register_histogram(
+                &Key::from_static_name("rendezvous_webhook_delivery_seconds"),
+                &META,
+            ),
+            allocations: counter("rendezvous_allocations_total"),
+            allocation_failures: counter("rendezvous_allocation_failures_total"),
+        };
         Metrics {
+            webhook: std::sync::Arc::new(webhook),
             peerjs: endpoint("peerjs"),
             matchbox: endpoint("matchbox"),
             messages_in,

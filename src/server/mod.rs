@@ -42,7 +42,7 @@ pub(crate) use upgrade::new_player_id;
 pub(crate) const TICK: Duration = Duration::from_millis(100);
 
 /// `welcome.features`: what this server supports beyond protocol v1.
-pub const FEATURES: &[&str] = &["peerjs", "matchbox"];
+pub const FEATURES: &[&str] = &["peerjs", "matchbox", "webhooks"];
 
 /// The server state handed to every handler.
 pub struct App {
@@ -63,6 +63,8 @@ pub struct App {
     pub(crate) per_ip: Mutex<HashMap<IpAddr, u64>>,
     /// The PeerJS drop-in endpoint's peers.
     pub(crate) peerjs: peerjs::PeerJs,
+    /// Webhooks and the allocation hook.
+    pub hooks: Arc<crate::hooks::Hooks>,
 }
 
 impl App {
@@ -71,7 +73,7 @@ impl App {
         auth: crate::auth::Authenticator,
         // The Redis store of cluster mode (`--redis-url`); `None`: in memory.
         store: Option<Arc<crate::cluster::Store>>,
-    ) -> Arc<Self> {
+    ) -> Result<Arc<Self>, String> {
         let cfg = cfg.normalized();
         let max_msg = cfg.max_message_bytes as usize;
         let mut ws_config = WebSocketConfig::default();
@@ -88,15 +90,22 @@ impl App {
         ws_config.max_message_size = Some(4 * max_msg);
         ws_config.max_frame_size = Some(4 * max_msg);
         let metrics = Arc::new(metrics::Metrics::new());
-        let backend = Backend::new(&cfg, store, metrics.clone());
+        let shutdown = CancellationToken::new();
+        let hooks = Arc::new(crate::hooks::Hooks::new(
+            &cfg,
+            metrics.webhook.clone(),
+            shutdown.clone(),
+        )?);
+        let backend = Backend::new(&cfg, store, metrics.clone(), hooks.clone());
         let permits = cfg
             .max_connections
             .min(tokio::sync::Semaphore::MAX_PERMITS as u64) as usize;
-        Arc::new(App {
+        Ok(Arc::new(App {
             backend,
+            hooks,
             started: Instant::now(),
             draining: CancellationToken::new(),
-            shutdown: CancellationToken::new(),
+            shutdown,
             conn_seq: AtomicU64::new(1),
             ws_config,
             metrics,
@@ -105,7 +114,7 @@ impl App {
             per_ip: Mutex::new(HashMap::new()),
             peerjs: peerjs::PeerJs::default(),
             cfg,
-        })
+        }))
     }
 
     pub(crate) fn next_conn_id(&self) -> u64 {
@@ -268,7 +277,7 @@ pub async fn start(cfg: Config) -> Result<RunningServer, StartError> {
     }
     let addr = listener.local_addr().map_err(bind_err)?;
     let store = crate::backend::open_store(&cfg).map_err(StartError::Config)?;
-    let app = App::new(cfg, auth, store);
+    let app = App::new(cfg, auth, store).map_err(StartError::Config)?;
     let routes = routes(app.clone());
     Backend::spawn_tasks(&app);
     peerjs::spawn_sweeper(&app);

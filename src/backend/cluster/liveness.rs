@@ -43,6 +43,13 @@ pub(super) async fn run_beats(app: Arc<App>, cl: Arc<Cluster>) {
                 generation: &proposal,
                 first: gen.is_none(),
                 pending: app.cfg.resume_buffer,
+                hooks: if app.hooks.webhooks_on() {
+                    app.hooks.events.join(" ")
+                } else {
+                    String::new()
+                },
+                hookcap: app.cfg.webhook_queue,
+                alloc: app.hooks.allocator_on(),
             })
             .await;
         let beat: crate::cluster::Beat = match r.map(serde_json::from_value) {

@@ -7,6 +7,7 @@
 //! the lobby changed, and `notices` renders them one at a time into the
 //! connections' queues, under this backend's lock.
 
+mod hooks;
 mod liveness;
 mod notices;
 mod relay;
@@ -111,6 +112,12 @@ impl Cluster {
         tokio::spawn(notices::run_subscriber(app.clone(), this.clone()));
         tokio::spawn(liveness::run_beats(app.clone(), this.clone()));
         tokio::spawn(liveness::run_ticks(app.clone(), this.clone()));
+        if app.hooks.webhooks_on() {
+            tokio::spawn(hooks::run_webhooks(app.clone(), this.clone()));
+        }
+        if app.hooks.allocator_on() {
+            tokio::spawn(hooks::run_allocations(app.clone(), this.clone()));
+        }
     }
 
     /// Registers a new connection through the store: the player id (fresh,
