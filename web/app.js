@@ -44,6 +44,7 @@ const els = {
   chatForm: $('#p2p-chat-form'),
   chatInput: $('#p2p-chat-input'),
   toast: $('#toast'),
+  allocation: $('#allocation'),
 };
 
 const WS_URL = (() => {
@@ -216,7 +217,10 @@ function wire(c) {
   c.on('room', (room, cause) => {
     if (c === client) onRoom(room, cause);
   });
-  c.on('game_start', () => startP2P());
+  c.on('game_start', (m) => {
+    showAllocation(m);
+    startP2P();
+  });
   c.on('player_joined', (m) => toast(`${m.player.name} joined`));
   c.on('player_left', (m) => {
     const why = { kicked: 'was removed', timeout: 'lost connection', closed: 'left' }[m.reason] || 'left';
@@ -374,6 +378,33 @@ function startP2P() {
   renderGame();
 }
 
+/**
+ * With the server's allocation hook, game_start says where the game runs: a
+ * dedicated server (the allocator's answer, shown by its `address`, else as
+ * compact JSON) or, when the allocator failed, peer to peer and why.
+ * Without the hook game_start has neither field and nothing is shown.
+ */
+function showAllocation(m) {
+  const box = els.allocation;
+  if (m.allocation && typeof m.allocation === 'object') {
+    const a = m.allocation;
+    let where = typeof a.address === 'string' ? a.address : JSON.stringify(a);
+    if (where.length > 160) where = `${where.slice(0, 157)}…`;
+    box.replaceChildren('Dedicated server: ', el('code', { text: where }));
+    box.dataset.state = 'dedicated';
+    box.title = JSON.stringify(a);
+  } else if ('allocation_error' in m || 'allocation' in m) {
+    box.textContent = `No dedicated server (${m.allocation_error || 'no answer'}): peer to peer`;
+    box.dataset.state = 'p2p';
+    box.title = '';
+  } else {
+    box.dataset.state = '';
+    show(box, false);
+    return;
+  }
+  show(box, true);
+}
+
 function stopP2P() {
   if (mesh) mesh.close();
   mesh = null;
@@ -381,6 +412,8 @@ function stopP2P() {
   game = null;
   peerStates.clear();
   show(els.game, false);
+  show(els.allocation, false);
+  els.allocation.dataset.state = '';
   show(els.peersCard, false);
   $('#room-grid').classList.remove('playing');
   els.peerState.replaceChildren();
