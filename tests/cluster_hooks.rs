@@ -139,15 +139,15 @@ async fn each_event_reaches_each_url_once_from_one_node() {
             solo.push(c.create_room(json!({})).await.unwrap().room_id);
             c.leave_room().await.unwrap();
         }
-        // 7 + 3 + 3 events.
+        // 7 + 4 + 4 events.
         for rx in [&r1, &r2] {
-            rx.wait_delivered(13, LIMIT).await;
+            rx.wait_delivered(15, LIMIT).await;
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
         let (h1, h2) = (r1.hits(), r2.hits());
         for hits in [&h1, &h2] {
             assert_once_each(hits);
-            assert_eq!(first_deliveries(hits).len(), 13, "\n{}", summary(hits));
+            assert_eq!(first_deliveries(hits).len(), 15, "\n{}", summary(hits));
             assert_eq!(room_kinds(hits, &cross.room_id), LIFE_2);
             for room in &solo {
                 assert_eq!(
