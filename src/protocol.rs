@@ -157,6 +157,8 @@ pub struct FindMatch {
     pub max_players: Option<u64>,
     pub mode: Option<String>,
     pub filters: Option<JsonObject>,
+    /// 1.1: the room it creates is refilled when a player leaves it active.
+    pub backfill: bool,
 }
 
 /// Fields of `create_room`.
@@ -169,6 +171,9 @@ pub struct CreateRoom {
     pub data: Option<JsonObject>,
     pub allowed_players: Vec<String>,
     pub allowed_roles: Vec<String>,
+    /// 1.1: refill the room through matchmaking when a player leaves it
+    /// active.
+    pub backfill: bool,
 }
 
 /// Fields of `join_room`: one of the two.
@@ -502,6 +507,13 @@ pub struct RoomInfo {
     pub created_at: DateTime<Utc>,
     pub data: JsonObject,
     pub players: Vec<PlayerInfo>,
+    /// 1.1: shown (true) only for rooms made with `backfill`.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub backfill: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 /// Lobby statistics (`GET /api/stats`, `subscribe_stats`).

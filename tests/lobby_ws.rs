@@ -799,3 +799,51 @@ async fn no_events_leak_to_other_rooms() {
     expect_no_event(&outsider, SHORT).await;
     ts.stop().await;
 }
+
+/// Backfill (1.1): an active room made with `backfill` that loses a player
+/// is offered to `find_match` before waiting rooms, even older ones; the
+/// newcomer gets the active room, the members `player_joined`, and nobody a
+/// second `game_start`. A room without `backfill` is never refilled.
+#[tokio::test]
+async fn backfill_refills_an_active_room_before_waiting_ones() {
+    let ts = TestServer::start().await;
+    let names = ["ann", "bob", "cat", "dan", "eve", "fay"];
+    let c: Vec<_> = futures_util::future::join_all(names.map(|n| ts.client(n))).await;
+    let create = |i: usize, backfill: bool| {
+        c[i].create_room(json!({"max_players": 2, "mode": "bf", "backfill": backfill}))
+    };
+    // dan's waiting room is the oldest.
+    let waiting = create(3, false).await.unwrap();
+    // ann and bob: a game made with backfill, started.
+    let game = create(0, true).await.unwrap();
+    assert!(game.backfill);
+    c[1].join_room(&game.room_id).await.unwrap();
+    c[0].wait_for("game_start").await.unwrap();
+    // cat and fay: a plain game, started; fay leaves it.
+    let plain = create(2, false).await.unwrap();
+    assert!(!plain.backfill);
+    c[5].join_room(&plain.room_id).await.unwrap();
+    c[2].wait_for("game_start").await.unwrap();
+    c[5].leave_room().await.unwrap();
+    // bob leaves the backfill game.
+    c[1].leave_room().await.unwrap();
+    c[0].wait_for("player_left").await.unwrap();
+
+    // eve is placed in the active backfill game.
+    let r = c[4]
+        .request("find_match", json!({"max_players": 2, "mode": "bf"}))
+        .await
+        .unwrap();
+    assert_eq!(r["created"], false);
+    assert_eq!(r["room"]["room_id"], game.room_id);
+    assert_eq!(r["room"]["status"], "active");
+    assert_eq!(r["room"]["backfill"], true);
+    let joined = c[0].wait_for("player_joined").await.unwrap();
+    assert_eq!(joined["player"]["player_id"], c[4].player_id());
+    expect_no_event(&c[0], SHORT).await;
+    // Full again, and the plain game is not refilled: fay gets dan's room.
+    let (room, created) = c[5].find_match(2, "bf", json!({})).await.unwrap();
+    assert!(!created);
+    assert_eq!(room.room_id, waiting.room_id);
+    ts.server.app.check_invariants().await.unwrap();
+}

@@ -19,7 +19,8 @@
 -- their pending list instead, for their return on any node.
 --
 -- Keys (all under "rv:"): room:<id> (JSON), code:<CODE>, pl:<player> (hash),
--- tok:<token>, mm:<bucket> (zset, seq), list:<w|a>[:<mode>] (zset, seq),
+-- tok:<token>, mm:<bucket> (zset, seq), bf:<bucket> (zset, seq: active
+-- backfill rooms with a free seat), list:<w|a>[:<mode>] (zset, seq),
 -- stats (hash), seq, grace (zset, deadline), timer (zset, deadline),
 -- pend:<player> (list), pendx:<player>, nodes (set), beats (zset), conns (hash), cfg (hash),
 -- nodepl:<node> (set), gen, listwatch (set of nodes).
@@ -120,9 +121,15 @@ local function footprint(r)
     if not s.c then held = held + 1 end
   end
   local restricted = #r.ap > 0 or #r.ar > 0
+  -- The index a room is in: mm (waiting) or bf (active, backfill), or none.
+  local matchable = false
+  if (not r.priv) and #r.pl < r.max and not restricted then
+    if r.st == 'waiting' then matchable = 'mm'
+    elseif r.st == 'active' and r.bf then matchable = 'bf' end
+  end
   return {
     st = r.st, seats = #r.pl, held = held, seq = r.seq, mode = r.mode, id = r.id,
-    matchable = (not r.priv) and r.st == 'waiting' and #r.pl < r.max and not restricted,
+    matchable = matchable,
     listed = (not r.priv) and r.st ~= 'finished',
     bk = table.concat(r.bk, '\n'), bkl = r.bk,
   }
@@ -142,9 +149,10 @@ local function apply(f, sign)
   if f.held ~= 0 then redis.call('HINCRBY', S, 'held', sign * f.held) end
   if f.st == 'waiting' then redis.call('HINCRBY', S, 'seats_waiting', sign * f.seats) end
   if f.matchable then
+    local prefix = P .. f.matchable .. ':'
     for _, k in ipairs(f.bkl) do
-      if sign > 0 then redis.call('ZADD', P .. 'mm:' .. k, f.seq, f.id)
-      else redis.call('ZREM', P .. 'mm:' .. k, f.id) end
+      if sign > 0 then redis.call('ZADD', prefix .. k, f.seq, f.id)
+      else redis.call('ZREM', prefix .. k, f.id) end
     end
   end
   if f.listed then
@@ -377,7 +385,8 @@ local function seat(r, p)
   redis.call('HSET', P .. 'pl:' .. p.id, 'room', r.id)
   if #r.pl == 1 then hook('room.created', { room = cjson.encode(r) }) end
   hook('player.joined', { room = cjson.encode(r), p = p.id })
-  if #r.pl >= r.max then start(r) end
+  -- A backfill room refilled while active is already started.
+  if #r.pl >= r.max and r.st == 'waiting' then start(r) end
 end
 
 -- The matchmaking buckets of a room: (mode, size) first, then one per
@@ -400,7 +409,7 @@ local function free_player(pid)
 end
 
 -- A new room with the first free code among the candidates.
-local function new_room(id, codes, priv, mode, max, data, ap, ar, bk, max_rooms, idle_ms)
+local function new_room(id, codes, priv, mode, max, data, ap, ar, bk, max_rooms, idle_ms, bf)
   local s = redis.call('HMGET', P .. 'stats', 'waiting', 'active', 'finished')
   local total = tonumber(s[1] or '0') + tonumber(s[2] or '0') + tonumber(s[3] or '0')
   if total >= max_rooms then
@@ -419,7 +428,7 @@ local function new_room(id, codes, priv, mode, max, data, ap, ar, bk, max_rooms,
   return {
     id = id, code = code, priv = priv, mode = mode, max = max, st = 'waiting',
     ca = A.now, seq = seq, data = data, pl = {}, kk = {}, ap = ap, ar = ar,
-    chat = {}, bk = bk, act = now(),
+    chat = {}, bk = bk, act = now(), bf = bf and true or false,
   }, nil
 end
 
@@ -599,7 +608,7 @@ function OPS.create(a)
   if e then return e end
   local r
   r, e = new_room(a.room_id, a.codes, a.private, a.mode, a.max, a.data, a.allowed_players,
-    a.allowed_roles, buckets(a.mode, a.max, a.attrs), a.max_rooms, a.idle_ms)
+    a.allowed_roles, buckets(a.mode, a.max, a.attrs), a.max_rooms, a.idle_ms, a.backfill)
   if e then return e end
   seat(r, p)
   commit(r, nil, false)
@@ -645,43 +654,47 @@ function OPS.join(a)
   return ok()
 end
 
--- a: p, attrs (one per filter), data (raw filters: the new room's data),
--- room_id (of a new room), codes, max_rooms, idle_ms, mode, max, rid, now
-function OPS.match(a)
-  local p, e = free_player(a.p)
-  if e then return e end
-  local bks = buckets(a.mode, a.max, a.attrs)
+-- The oldest room of index `prefix` (mm: waiting, bf: active backfill)
+-- that is in every bucket of `bks` and admits player p.
+local function find_in(prefix, bks, p, status)
   -- Walk the smallest bucket; a matching room is in all of them.
   local best, best_n = nil, nil
   for _, b in ipairs(bks) do
-    local n = redis.call('ZCARD', P .. 'mm:' .. b)
+    local n = redis.call('ZCARD', P .. prefix .. b)
     if best_n == nil or n < best_n then best, best_n = b, n end
   end
-  local found = nil
   local from, batch = 0, 1
-  while found == nil and best_n > 0 and from < best_n do
+  while best_n > 0 and from < best_n do
     -- Usually the first room fits: read one, then wider batches.
-    local ids = redis.call('ZRANGE', P .. 'mm:' .. best, from, from + batch - 1)
+    local ids = redis.call('ZRANGE', P .. prefix .. best, from, from + batch - 1)
     if #ids == 0 then break end
     for _, id in ipairs(ids) do
       local all = true
       for _, b in ipairs(bks) do
-        if b ~= best and not redis.call('ZSCORE', P .. 'mm:' .. b, id) then
+        if b ~= best and not redis.call('ZSCORE', P .. prefix .. b, id) then
           all = false
           break
         end
       end
       if all then
         local r = load_room(id)
-        if r and not r.kk[p.id] and r.st == 'waiting' and #r.pl < r.max then
-          found = r
-          break
-        end
+        if r and not r.kk[p.id] and r.st == status and #r.pl < r.max then return r end
       end
     end
     from = from + batch
     batch = math.min(batch * 8, 512)
   end
+  return nil
+end
+
+-- a: p, attrs (one per filter), data (raw filters: the new room's data),
+-- room_id (of a new room), codes, max_rooms, idle_ms, mode, max, backfill,
+-- rid, now. Active games missing a player first, then waiting rooms.
+function OPS.match(a)
+  local p, e = free_player(a.p)
+  if e then return e end
+  local bks = buckets(a.mode, a.max, a.attrs)
+  local found = find_in('bf:', bks, p, 'active') or find_in('mm:', bks, p, 'waiting')
   local created = false
   local f0, v0 = nil, false
   local r = found
@@ -689,7 +702,7 @@ function OPS.match(a)
     f0, v0 = open(r)
   else
     r, e = new_room(a.room_id, a.codes, false, a.mode, a.max, a.data, {}, {}, bks,
-      a.max_rooms, a.idle_ms)
+      a.max_rooms, a.idle_ms, a.backfill)
     if e then return e end
     created = true
   end
@@ -1008,7 +1021,7 @@ function OPS.recount(_)
     players[pid] = player(pid)
   end
   local want = { waiting = 0, active = 0, finished = 0, seats = 0, held = 0, seats_waiting = 0 }
-  local mm, lists, seated = {}, {}, {}
+  local mm, bf, lists, seated = {}, {}, {}, {}
   local function add(set, key, id)
     set[key] = set[key] or {}
     set[key][id] = true
@@ -1034,7 +1047,8 @@ function OPS.recount(_)
     want.held = want.held + f.held
     if f.st == 'waiting' then want.seats_waiting = want.seats_waiting + f.seats end
     if f.matchable then
-      for _, b in ipairs(f.bkl) do add(mm, b, id) end
+      local sets = (f.matchable == 'bf') and bf or mm
+      for _, b in ipairs(f.bkl) do add(sets, b, id) end
     end
     if f.listed then
       local l = (f.st == 'waiting') and 'w' or 'a'
@@ -1079,7 +1093,7 @@ function OPS.recount(_)
     end
     return nil
   end
-  local bad = same_sets('mm:', mm) or same_sets('list:', lists)
+  local bad = same_sets('mm:', mm) or same_sets('bf:', bf) or same_sets('list:', lists)
   if bad then return fail('internal', bad) end
   local conns = {}
   for pid, p in pairs(players) do
@@ -1126,7 +1140,7 @@ end
 function OPS.footprint(_)
   local function n(pattern) return #redis.call('KEYS', P .. pattern) end
   return ok({
-    rooms = n('room:*'), codes = n('code:*'), players = n('pl:*'), index_buckets = n('mm:*'),
+    rooms = n('room:*'), codes = n('code:*'), players = n('pl:*'), index_buckets = n('mm:*') + n('bf:*'),
     listed = redis.call('ZCARD', P .. 'list:w') + redis.call('ZCARD', P .. 'list:a'),
     tokens = n('tok:*'),
     timers = redis.call('ZCARD', P .. 'timer') + redis.call('ZCARD', P .. 'grace'),

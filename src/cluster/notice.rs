@@ -51,6 +51,9 @@ pub struct RoomRec {
     pub data: String,
     #[serde(default, deserialize_with = "list")]
     pub pl: Vec<SeatRec>,
+    /// Refilled through matchmaking while active (`backfill`).
+    #[serde(default)]
+    pub bf: bool,
     /// Raw `chat` event texts, oldest first.
     #[serde(default, deserialize_with = "list")]
     pub chat: Vec<String>,
@@ -108,6 +111,7 @@ impl RoomRec {
             created_at: parse_ts(&self.ca),
             data: parse_obj(&self.data),
             players: self.pl.iter().map(SeatRec::info).collect(),
+            backfill: self.bf,
         }
     }
 

@@ -91,6 +91,7 @@ pub struct Create<'a> {
     pub data: String,
     pub allowed_players: &'a [String],
     pub allowed_roles: &'a [String],
+    pub backfill: bool,
     pub attrs: Vec<String>,
     pub max_rooms: u64,
     pub idle_ms: u64,
@@ -124,6 +125,7 @@ pub struct Match<'a> {
     pub idle_ms: u64,
     pub mode: &'a str,
     pub max: u64,
+    pub backfill: bool,
     pub rid: String,
     pub now: String,
 }

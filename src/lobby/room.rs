@@ -41,6 +41,8 @@ pub struct Room {
     pub kicked: HashSet<String>,
     pub allowed_players: Vec<String>,
     pub allowed_roles: Vec<String>,
+    /// Refilled through matchmaking while active with a free seat.
+    pub backfill: bool,
     pub chat: VecDeque<ChatMessage>,
     /// Bumped on every change a member or a listing can see; idle timers
     /// compare it to know whether the room moved since they were set.
@@ -68,10 +70,19 @@ impl Room {
         !self.allowed_players.is_empty() || !self.allowed_roles.is_empty()
     }
 
-    /// Whether `find_match` may place players here: public, waiting, a free
-    /// seat, and open to anyone.
+    /// Whether `find_match` may place players here: public, a free seat,
+    /// open to anyone, and waiting (or active, for a backfill room).
     pub fn matchable(&self) -> bool {
-        !self.private && self.status == RoomStatus::Waiting && !self.is_full() && !self.restricted()
+        !self.private && !self.is_full() && !self.restricted() && self.matchable_status()
+    }
+
+    fn matchable_status(&self) -> bool {
+        self.status == RoomStatus::Waiting || self.refillable()
+    }
+
+    /// An active backfill room: offered before waiting rooms.
+    pub fn refillable(&self) -> bool {
+        self.backfill && self.status == RoomStatus::Active
     }
 
     /// Whether the room shows in `list_rooms`, `/api/rooms` and room listings.
@@ -136,6 +147,7 @@ impl Room {
             created_at: self.created_at,
             data: self.data.clone(),
             players: self.seats.iter().map(Seat::info).collect(),
+            backfill: self.backfill,
         }
     }
 

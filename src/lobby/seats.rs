@@ -41,6 +41,7 @@ impl Lobby {
         data: JsonObject,
         allowed_players: Vec<String>,
         allowed_roles: Vec<String>,
+        backfill: bool,
         now: Instant,
     ) -> Result<Uuid, ProtoError> {
         if self.rooms.len() >= self.cfg.max_rooms {
@@ -70,6 +71,7 @@ impl Lobby {
             kicked: HashSet::new(),
             allowed_players,
             allowed_roles,
+            backfill,
             chat: VecDeque::new(),
             activity: 0,
             last_activity: now,
@@ -135,7 +137,8 @@ impl Lobby {
                     messages: room.chat.iter().cloned().collect(),
                 },
             ));
-            if room.is_full() {
+            // A backfill room refilled while active is already started.
+            if room.is_full() && room.status == RoomStatus::Waiting {
                 Self::start(room, hold, out);
                 started = true;
             }
@@ -226,6 +229,7 @@ impl Lobby {
             data,
             req.allowed_players,
             req.allowed_roles,
+            req.backfill,
             now,
         )?;
         Ok(self.seat(id, player_id, out))
@@ -299,18 +303,34 @@ impl Lobby {
         let mode = check_mode(req.mode.as_deref())?;
         let filters = req.filters.unwrap_or_default();
         check_filters(&filters)?;
+        // Active games missing a player first, then waiting rooms.
+        let fits = |id: &Uuid| {
+            self.rooms
+                .get(id)
+                .is_some_and(|r| r.matches_filters(&filters) && !r.kicked.contains(player_id))
+        };
         let found = self
             .index
-            .candidates(&mode, max_players, &filters)
-            .find(|id| {
-                self.rooms
-                    .get(id)
-                    .is_some_and(|r| r.matches_filters(&filters) && !r.kicked.contains(player_id))
+            .candidates(&mode, max_players, &filters, true)
+            .find(fits)
+            .or_else(|| {
+                self.index
+                    .candidates(&mode, max_players, &filters, false)
+                    .find(fits)
             });
         let (id, created) = match found {
             Some(id) => (id, false),
             None => (
-                self.insert_room(false, mode, max_players, filters, vec![], vec![], now)?,
+                self.insert_room(
+                    false,
+                    mode,
+                    max_players,
+                    filters,
+                    vec![],
+                    vec![],
+                    req.backfill,
+                    now,
+                )?,
                 true,
             ),
         };

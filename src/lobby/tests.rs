@@ -27,6 +27,7 @@ fn find(l: &mut Lobby, pid: &str, now: Instant) -> super::Matched {
         max_players: Some(2),
         mode: Some("churn".into()),
         filters: None,
+        backfill: false,
     };
     l.find_match(pid, req, now, &mut out).expect("find_match")
 }

@@ -34,6 +34,7 @@ fn find(max: Option<&'static str>, filters: Option<&'static str>) -> Req {
         max,
         mode: None,
         filters,
+        backfill: None,
     }
 }
 
@@ -44,6 +45,7 @@ fn create(max: Option<&'static str>, data: Option<&'static str>) -> Req {
         mode: None,
         data,
         allowed: None,
+        backfill: None,
     }
 }
 
@@ -418,4 +420,42 @@ async fn kicks_host_changes_and_admin_calls_alike() {
         Step::Resume(2),
     ];
     check(3, steps).await;
+}
+
+// ----- backfill -----
+
+fn find_backfill(filters: Option<&'static str>) -> Req {
+    Req::FindMatch {
+        max: Some("2"),
+        mode: None,
+        filters,
+        backfill: Some("true"),
+    }
+}
+
+/// A backfill room that loses a player mid-game is offered first, before
+/// an older waiting room; filters and kicks still apply; a refilled full
+/// room does not start again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backfill_rooms_are_refilled_first() {
+    check(
+        5,
+        vec![
+            // An older waiting room (player 4 alone in it).
+            Send(4, find(Some("2"), None)),
+            Send(0, create(Some("3"), None)),
+            Send(0, Req::Leave),
+            // A backfill game of 2, started.
+            Send(0, find_backfill(Some("{\"map\":\"a\"}"))),
+            Send(1, find_backfill(Some("{\"map\":\"a\"}"))),
+            Send(1, Req::Leave),
+            // Another filter does not fit it; the same one does, before
+            // player 4's waiting room.
+            Send(2, find(Some("2"), Some("{\"map\":\"b\"}"))),
+            Send(3, find(Some("2"), Some("{\"map\":\"a\"}"))),
+            Send(3, Req::Leave),
+            Send(1, find(Some("2"), None)),
+        ],
+    )
+    .await;
 }

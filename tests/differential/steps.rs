@@ -38,6 +38,7 @@ pub enum Req {
         max: Option<&'static str>,
         mode: Option<&'static str>,
         filters: Option<&'static str>,
+        backfill: Option<&'static str>,
     },
     CreateRoom {
         private: Option<&'static str>,
@@ -45,6 +46,7 @@ pub enum Req {
         mode: Option<&'static str>,
         data: Option<&'static str>,
         allowed: Option<PlayerRef>,
+        backfill: Option<&'static str>,
     },
     JoinById(RoomRef),
     JoinByCode(CodeRef),
@@ -184,23 +186,37 @@ const DATA: &[&str] = &[
     "\"text\"",
 ];
 
+/// `backfill`: mostly on, so rooms that lose a player mid-game are
+/// offered again; sometimes of the wrong type.
+const BACKFILL: &[&str] = &["true", "true", "false", "1"];
+
 fn req() -> impl Strategy<Value = Req> {
-    let find = (opt(MAX), opt(MODE), opt(FILTERS))
-        .prop_map(|(max, mode, filters)| Req::FindMatch { max, mode, filters });
+    let find = (opt(MAX), opt(MODE), opt(FILTERS), opt(BACKFILL)).prop_map(
+        |(max, mode, filters, backfill)| Req::FindMatch {
+            max,
+            mode,
+            filters,
+            backfill,
+        },
+    );
     let create = (
         opt(&["true", "false", "\"yes\""]),
         opt(MAX),
         opt(MODE),
         opt(DATA),
         proptest::option::weighted(0.2, player_ref()),
+        opt(BACKFILL),
     )
-        .prop_map(|(private, max, mode, data, allowed)| Req::CreateRoom {
-            private,
-            max,
-            mode,
-            data,
-            allowed,
-        });
+        .prop_map(
+            |(private, max, mode, data, allowed, backfill)| Req::CreateRoom {
+                private,
+                max,
+                mode,
+                data,
+                allowed,
+                backfill,
+            },
+        );
     let list = (
         opt(&["\"waiting\"", "\"active\"", "\"finished\"", "\"bogus\""]),
         opt(MODE),

@@ -24,10 +24,16 @@ pub fn render(req: &Req, seq: u64, ids: &impl Resolve) -> (Message, bool) {
         }
     };
     let kind = match req {
-        Req::FindMatch { max, mode, filters } => {
+        Req::FindMatch {
+            max,
+            mode,
+            filters,
+            backfill,
+        } => {
             put("max_players", *max);
             put("mode", *mode);
             put("filters", *filters);
+            put("backfill", *backfill);
             "find_match"
         }
         Req::CreateRoom {
@@ -36,8 +42,10 @@ pub fn render(req: &Req, seq: u64, ids: &impl Resolve) -> (Message, bool) {
             mode,
             data,
             allowed,
+            backfill,
         } => {
             put("private", *private);
+            put("backfill", *backfill);
             put("max_players", *max);
             put("mode", *mode);
             put("data", *data);

@@ -241,6 +241,7 @@ impl Cluster {
                         idle_ms: cfg.room_idle_timeout_ms,
                         mode,
                         max,
+                        backfill: req.backfill,
                         rid: rid(),
                         now: now(),
                     })
@@ -259,6 +260,7 @@ impl Cluster {
                         data: raw(&data),
                         allowed_players: &req.allowed_players,
                         allowed_roles: &req.allowed_roles,
+                        backfill: req.backfill,
                         attrs: attrs(&data),
                         max_rooms: cfg.max_rooms,
                         idle_ms: cfg.room_idle_timeout_ms,
