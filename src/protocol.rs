@@ -174,6 +174,8 @@ pub struct CreateRoom {
     /// 1.1: refill the room through matchmaking when a player leaves it
     /// active.
     pub backfill: bool,
+    /// 1.1: places for spectators (default 0).
+    pub max_spectators: Option<u64>,
 }
 
 /// Fields of `join_room`: one of the two.
@@ -182,6 +184,15 @@ pub struct CreateRoom {
 pub struct JoinRoom {
     pub room_id: Option<String>,
     pub code: Option<String>,
+    /// 1.1: `"player"` (default) or `"spectator"`.
+    #[serde(rename = "as")]
+    pub role: Option<String>,
+}
+
+impl JoinRoom {
+    pub fn as_spectator(&self) -> bool {
+        self.role.as_deref() == Some("spectator")
+    }
 }
 
 /// Fields of `list_rooms`.
@@ -510,6 +521,13 @@ pub struct RoomInfo {
     /// 1.1: shown (true) only for rooms made with `backfill`.
     #[serde(default, skip_serializing_if = "is_false")]
     pub backfill: bool,
+    /// 1.1: shown only for rooms with places for spectators.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub max_spectators: u64,
+    /// 1.1: who watches without a seat, in join order (shown with
+    /// `max_spectators`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub spectators: Vec<PlayerInfo>,
 }
 
 fn is_false(b: &bool) -> bool {
@@ -658,6 +676,17 @@ pub enum Event {
     },
     Kicked {
         room_id: String,
+    },
+    /// 1.1: someone started watching the room.
+    SpectatorJoined {
+        room_id: String,
+        player: PlayerInfo,
+    },
+    /// 1.1: a spectator left (`left`, `kicked`, `timeout`, `closed`).
+    SpectatorLeft {
+        room_id: String,
+        player_id: String,
+        reason: LeaveReason,
     },
     Offer {
         from: String,

@@ -6,7 +6,8 @@
 
 use crate::config::Config;
 use crate::lobby::{
-    check_allowed, check_chat_text, check_data, check_filters, check_max_players, check_mode,
+    check_allowed, check_chat_text, check_data, check_filters, check_join_role, check_max_players,
+    check_max_spectators, check_mode,
 };
 use crate::protocol::{self, ErrorCode, ProtoError, Request, RoomStatus};
 use crate::signaling;
@@ -34,20 +35,24 @@ pub fn validate(cfg: &Config, request: &Request) -> Result<(), ProtoError> {
             if let Some(data) = &req.data {
                 check_data(data, "data")?;
             }
-            check_allowed(&req.allowed_players, &req.allowed_roles)
+            check_allowed(&req.allowed_players, &req.allowed_roles)?;
+            check_max_spectators(req.max_spectators).map(|_| ())
         }
-        Request::JoinRoom(req) => match (&req.room_id, &req.code) {
-            (Some(id), _) if id.chars().count() > MAX_ID_CHARS => Err(ProtoError::new(
-                ErrorCode::RoomNotFound,
-                format!("no room {id:?}"),
-            )),
-            (None, Some(code)) if code.chars().count() > MAX_ID_CHARS => Err(ProtoError::new(
-                ErrorCode::RoomNotFound,
-                format!("no room with code {code:?}"),
-            )),
-            (None, None) => Err(ProtoError::bad_request("join_room needs room_id or code")),
-            _ => Ok(()),
-        },
+        Request::JoinRoom(req) => {
+            check_join_role(req.role.as_deref())?;
+            match (&req.room_id, &req.code) {
+                (Some(id), _) if id.chars().count() > MAX_ID_CHARS => Err(ProtoError::new(
+                    ErrorCode::RoomNotFound,
+                    format!("no room {id:?}"),
+                )),
+                (None, Some(code)) if code.chars().count() > MAX_ID_CHARS => Err(ProtoError::new(
+                    ErrorCode::RoomNotFound,
+                    format!("no room with code {code:?}"),
+                )),
+                (None, None) => Err(ProtoError::bad_request("join_room needs room_id or code")),
+                _ => Ok(()),
+            }
+        }
         Request::ListRooms(req) => {
             if req.status == Some(RoomStatus::Finished) {
                 return Err(ProtoError::bad_request("status must be waiting or active"));

@@ -95,7 +95,7 @@ local function load_room(id)
   local r = cjson.decode(s)
   -- cjson turns empty JSON arrays and objects alike into empty tables.
   r.pl = r.pl or {}; r.kk = r.kk or {}; r.ap = r.ap or {}; r.ar = r.ar or {}
-  r.chat = r.chat or {}; r.bk = r.bk or {}
+  r.chat = r.chat or {}; r.bk = r.bk or {}; r.sp = r.sp or {}
   return r
 end
 
@@ -106,9 +106,21 @@ local function seat_index(r, pid)
   return nil
 end
 
+-- Spectators (1.1) watch without a seat: r.sp, in join order.
+local function spectator_index(r, pid)
+  for i, s in ipairs(r.sp) do
+    if s.id == pid then return i end
+  end
+  return nil
+end
+
+-- Everyone who hears the room's events: the seats, then the spectators.
 local function members(r, except)
   local out = {}
   for _, s in ipairs(r.pl) do
+    if s.id ~= except then out[#out + 1] = s.id end
+  end
+  for _, s in ipairs(r.sp) do
     if s.id ~= except then out[#out + 1] = s.id end
   end
   return out
@@ -174,6 +186,10 @@ local function view(r)
   local parts = { r.st, r.mode, tostring(r.max), r.data }
   for _, s in ipairs(r.pl) do
     parts[#parts + 1] = table.concat({ s.id, s.nm, s.dt, s.ja, tostring(s.c) }, '\31')
+  end
+  parts[#parts + 1] = '\29'
+  for _, s in ipairs(r.sp) do
+    parts[#parts + 1] = table.concat({ s.id, s.nm, s.ja, tostring(s.c) }, '\31')
   end
   return table.concat(parts, '\30')
 end
@@ -319,6 +335,14 @@ local function commit(r, f0, v0, quiet)
     publish_listing('updated', r, r.mode, r.id)
   end
   if empty then
+    -- Spectators of a room that closed are out of it (told by the caller).
+    for _, sp in ipairs(r.sp) do
+      local q = player(sp.id)
+      if q then
+        redis.call('HSET', P .. 'pl:' .. sp.id, 'room', '', 'sp', '0')
+        if not q.conn then forget(sp.id) end
+      end
+    end
     hook('room.closed', { rid = r.id })
     redis.call('DEL', P .. 'room:' .. r.id, P .. 'code:' .. r.code)
     redis.call('ZREM', P .. 'timer', 'i:' .. r.id, 'f:' .. r.id)
@@ -336,23 +360,43 @@ end
 
 -- ------------------------------------------------------------- operations
 
+-- A closing room tells its spectators: spectator_left (closed) for each of
+-- them, to all of them (`commit` of the emptied room releases them).
+local function dismiss_spectators(r)
+  local watching = {}
+  for _, s in ipairs(r.sp) do watching[#watching + 1] = s.id end
+  for _, pid in ipairs(watching) do
+    emit(watching, { k = 'spectator_left', p = pid, reason = 'closed' })
+  end
+end
+
 -- The player gives up its seat (left, kicked, timeout, closed); the others
 -- learn it, and of a new host when the host went.
 local function leave_with(pid, reason)
   local p = player(pid)
   if not p or p.room == '' then return false end
   local r = load_room(p.room)
-  redis.call('HSET', P .. 'pl:' .. pid, 'room', '')
+  redis.call('HSET', P .. 'pl:' .. pid, 'room', '', 'sp', '0')
   if not p.conn then forget(pid) end
   if not r then return true end
   local f0, v0 = open(r)
+  local j = spectator_index(r, pid)
+  if j then
+    table.remove(r.sp, j)
+    emit(members(r), { k = 'spectator_left', p = pid, reason = reason })
+    commit(r, f0, v0)
+    flush(r)
+    return true
+  end
   local i = seat_index(r, pid)
   if not i then return true end
   hook('player.left', { rid = r.id, p = pid, reason = reason })
   table.remove(r.pl, i)
   local rest = members(r)
   emit(rest, { k = 'player_left', p = pid, reason = reason })
-  if i == 1 and #rest > 0 then
+  if #r.pl == 0 then
+    dismiss_spectators(r)
+  elseif i == 1 then
     emit(rest, { k = 'host_changed', p = r.pl[1].id })
   end
   commit(r, f0, v0)
@@ -409,7 +453,7 @@ local function free_player(pid)
 end
 
 -- A new room with the first free code among the candidates.
-local function new_room(id, codes, priv, mode, max, data, ap, ar, bk, max_rooms, idle_ms, bf)
+local function new_room(id, codes, priv, mode, max, data, ap, ar, bk, max_rooms, idle_ms, bf, msp)
   local s = redis.call('HMGET', P .. 'stats', 'waiting', 'active', 'finished')
   local total = tonumber(s[1] or '0') + tonumber(s[2] or '0') + tonumber(s[3] or '0')
   if total >= max_rooms then
@@ -428,7 +472,7 @@ local function new_room(id, codes, priv, mode, max, data, ap, ar, bk, max_rooms,
   return {
     id = id, code = code, priv = priv, mode = mode, max = max, st = 'waiting',
     ca = A.now, seq = seq, data = data, pl = {}, kk = {}, ap = ap, ar = ar,
-    chat = {}, bk = bk, act = now(), bf = bf and true or false,
+    chat = {}, bk = bk, act = now(), bf = bf and true or false, sp = {}, msp = msp or 0,
   }, nil
 end
 
@@ -453,12 +497,15 @@ end
 local function close_room(r)
   local f0, v0 = open(r)
   local all = members(r)
-  for _, pid in ipairs(all) do
+  local seated = {}
+  for _, s in ipairs(r.pl) do seated[#seated + 1] = s.id end
+  for _, pid in ipairs(seated) do
     emit(all, { k = 'player_left', p = pid, reason = 'closed' })
     hook('player.left', { rid = r.id, p = pid, reason = 'closed' })
   end
+  dismiss_spectators(r)
   flush(r)
-  for _, pid in ipairs(all) do
+  for _, pid in ipairs(seated) do
     local p = player(pid)
     if p then
       redis.call('HSET', P .. 'pl:' .. pid, 'room', '')
@@ -479,6 +526,15 @@ local function hold(pid, grace_ms)
   redis.call('ZADD', P .. 'grace', now() + grace_ms, pid)
   local r = load_room(p.room)
   if not r then return end
+  local j = spectator_index(r, pid)
+  if j then
+    -- A spectator's drop is silent; its place is held the same.
+    local f0, v0 = open(r)
+    r.sp[j].c = false
+    commit(r, f0, v0)
+    flush(r)
+    return
+  end
   local i = seat_index(r, pid)
   if not i then return end
   local f0, v0 = open(r)
@@ -535,6 +591,16 @@ function OPS.hello(a)
   local r = nil
   if p and p.room ~= '' then
     r = load_room(p.room)
+    local j = r and spectator_index(r, pid)
+    if j then
+      local f0, v0 = open(r)
+      local was = r.sp[j].c
+      local moved = was and r.sp[j].n ~= ME
+      r.sp[j].c = true
+      r.sp[j].n = ME
+      if moved then emit(members(r, pid), { k = 'moved', p = pid }) end
+      commit(r, f0, v0, was)
+    end
     local i = r and seat_index(r, pid)
     if i then
       local f0, v0 = open(r)
@@ -608,7 +674,8 @@ function OPS.create(a)
   if e then return e end
   local r
   r, e = new_room(a.room_id, a.codes, a.private, a.mode, a.max, a.data, a.allowed_players,
-    a.allowed_roles, buckets(a.mode, a.max, a.attrs), a.max_rooms, a.idle_ms, a.backfill)
+    a.allowed_roles, buckets(a.mode, a.max, a.attrs), a.max_rooms, a.idle_ms, a.backfill,
+    a.max_spectators)
   if e then return e end
   seat(r, p)
   commit(r, nil, false)
@@ -617,7 +684,7 @@ function OPS.create(a)
   return ok()
 end
 
--- a: p, room_id ('' when by code), code, roles, rid (raw), now
+-- a: p, room_id ('' when by code), code, roles, spectator, rid (raw), now
 function OPS.join(a)
   local p, e = free_player(a.p)
   if e then return e end
@@ -641,6 +708,21 @@ function OPS.join(a)
   if not admits then
     if r.kk[p.id] then return fail('forbidden', 'you were kicked from this room') end
     return fail('forbidden', 'this room is restricted to other players')
+  end
+  if a.spectator then
+    local msp = r.msp or 0
+    if #r.sp >= msp then
+      return fail('room_full', 'room ' .. r.id .. ' has ' .. #r.sp .. ' of ' .. msp .. ' spectators')
+    end
+    local f0, v0 = open(r)
+    emit(members(r), { k = 'spectator_joined', p = p.id })
+    r.sp[#r.sp + 1] = { id = p.id, nm = p.name, dt = '{}', ja = A.now, c = true, n = ME }
+    emit({ p.id }, { k = 'chat_history' })
+    redis.call('HSET', P .. 'pl:' .. p.id, 'room', r.id, 'sp', '1')
+    commit(r, f0, v0)
+    REPLY = { p = p.id, rid = a.rid, kind = 'room' }
+    flush(r)
+    return ok()
   end
   if #r.pl >= r.max then
     return fail('room_full', 'room ' .. r.id .. ' has ' .. #r.pl .. ' of ' .. r.max .. ' players')
@@ -775,7 +857,7 @@ function OPS.player_data(a)
   if e then return e end
   local f0, v0 = open(r)
   local i = seat_index(r, p.id)
-  if not i then return fail('not_in_room', 'you are not in a room') end
+  if not i then return fail('forbidden', 'spectators have no player data') end
   r.pl[i].dt = a.data
   REPLY = { p = p.id, rid = a.rid, kind = 'room' }
   emit(members(r), { k = 'player_data', p = p.id })
@@ -790,7 +872,7 @@ function OPS.kick(a)
   if e then return e end
   local target = a.target
   if target == p.id then return fail('bad_request', 'the host cannot kick itself; use leave_room') end
-  if not seat_index(r, target) then
+  if not seat_index(r, target) and not spectator_index(r, target) then
     return fail('peer_not_found', 'no player ' .. q(target) .. ' in your room')
   end
   local f0, v0 = open(r)
@@ -821,11 +903,15 @@ end
 
 -- a: p, to, event (raw, `from` set)
 function OPS.signal(a)
-  local room = redis.call('HGET', P .. 'pl:' .. a.p, 'room')
+  local me = redis.call('HMGET', P .. 'pl:' .. a.p, 'room', 'sp')
+  local room = me[1]
   if not room or room == '' then return fail('not_in_room', 'you are not in a room') end
-  local v = redis.call('HMGET', P .. 'pl:' .. a.to, 'room', 'node', 'conn')
+  local v = redis.call('HMGET', P .. 'pl:' .. a.to, 'room', 'node', 'conn', 'sp')
   if a.to == a.p or v[1] ~= room then
     return fail('peer_not_found', 'no player ' .. q(a.to) .. ' in your room')
+  end
+  if me[2] == '1' and v[4] == '1' then
+    return fail('forbidden', 'spectators exchange signals with players only')
   end
   if v[3] == '1' then
     redis.call('PUBLISH', P .. 'ch:' .. v[2], cjson.encode({ t = 'signal', to = a.to, x = a.event }))
@@ -1040,6 +1126,16 @@ function OPS.recount(_)
         return fail('internal', 'player ' .. s.id .. ' disagrees with its seat')
       end
       if p.conn ~= s.c then return fail('internal', 'player ' .. s.id .. ' connection flag differs') end
+    end
+    if #r.sp > (r.msp or 0) then return fail('internal', 'room ' .. id .. ' over its spectator places') end
+    for _, s in ipairs(r.sp) do
+      if seated[s.id] then return fail('internal', 'player ' .. s.id .. ' is in two places') end
+      seated[s.id] = id
+      local p = players[s.id]
+      if not p or p.room ~= id or redis.call('HGET', P .. 'pl:' .. s.id, 'sp') ~= '1' then
+        return fail('internal', 'spectator ' .. s.id .. ' disagrees with its place')
+      end
+      if p.conn ~= s.c then return fail('internal', 'spectator ' .. s.id .. ' connection flag differs') end
     end
     local f = footprint(r)
     want[f.st] = want[f.st] + 1

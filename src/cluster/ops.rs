@@ -92,6 +92,7 @@ pub struct Create<'a> {
     pub allowed_players: &'a [String],
     pub allowed_roles: &'a [String],
     pub backfill: bool,
+    pub max_spectators: u64,
     pub attrs: Vec<String>,
     pub max_rooms: u64,
     pub idle_ms: u64,
@@ -109,6 +110,8 @@ pub struct Join<'a> {
     pub code: String,
     pub code_given: &'a str,
     pub roles: &'a [String],
+    /// `"as": "spectator"`.
+    pub spectator: bool,
     pub rid: String,
     pub now: String,
 }

@@ -38,6 +38,10 @@ pub struct Room {
     pub seq: u64,
     pub data: JsonObject,
     pub seats: Vec<Seat>,
+    /// Who watches without a seat (1.1), in join order; never counted as
+    /// players, never host.
+    pub spectators: Vec<Seat>,
+    pub max_spectators: u64,
     pub kicked: HashSet<String>,
     pub allowed_players: Vec<String>,
     pub allowed_roles: Vec<String>,
@@ -60,6 +64,12 @@ impl Room {
 
     pub fn seat_index(&self, player_id: &str) -> Option<usize> {
         self.seats.iter().position(|s| s.player_id == player_id)
+    }
+
+    pub fn spectator_index(&self, player_id: &str) -> Option<usize> {
+        self.spectators
+            .iter()
+            .position(|s| s.player_id == player_id)
     }
 
     pub fn is_full(&self) -> bool {
@@ -114,16 +124,28 @@ impl Room {
             || self.allowed_roles.iter().any(|r| roles.contains(r))
     }
 
+    /// Everyone who hears the room's events: the seated players, then the
+    /// spectators.
     pub fn member_ids(&self) -> Vec<String> {
-        self.seats.iter().map(|s| s.player_id.clone()).collect()
+        self.seats
+            .iter()
+            .chain(&self.spectators)
+            .map(|s| s.player_id.clone())
+            .collect()
     }
 
     pub fn member_ids_except(&self, player_id: &str) -> Vec<String> {
         self.seats
             .iter()
+            .chain(&self.spectators)
             .filter(|s| s.player_id != player_id)
             .map(|s| s.player_id.clone())
             .collect()
+    }
+
+    /// The seated players only.
+    pub fn seat_ids(&self) -> Vec<String> {
+        self.seats.iter().map(|s| s.player_id.clone()).collect()
     }
 
     pub fn held_seats(&self) -> u64 {
@@ -148,6 +170,8 @@ impl Room {
             data: self.data.clone(),
             players: self.seats.iter().map(Seat::info).collect(),
             backfill: self.backfill,
+            max_spectators: self.max_spectators,
+            spectators: self.spectators.iter().map(Seat::info).collect(),
         }
     }
 

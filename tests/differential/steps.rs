@@ -47,8 +47,11 @@ pub enum Req {
         data: Option<&'static str>,
         allowed: Option<PlayerRef>,
         backfill: Option<&'static str>,
+        max_spectators: Option<&'static str>,
     },
     JoinById(RoomRef),
+    /// `join_room` by id with `as` (`"spectator"` mostly).
+    JoinAs(RoomRef, &'static str),
     JoinByCode(CodeRef),
     JoinNeither,
     Leave,
@@ -206,15 +209,17 @@ fn req() -> impl Strategy<Value = Req> {
         opt(DATA),
         proptest::option::weighted(0.2, player_ref()),
         opt(BACKFILL),
+        opt(&["2", "2", "1", "0", "101", "-1"]),
     )
         .prop_map(
-            |(private, max, mode, data, allowed, backfill)| Req::CreateRoom {
+            |(private, max, mode, data, allowed, backfill, max_spectators)| Req::CreateRoom {
                 private,
                 max,
                 mode,
                 data,
                 allowed,
                 backfill,
+                max_spectators,
             },
         );
     let list = (
@@ -267,6 +272,11 @@ fn req() -> impl Strategy<Value = Req> {
         6 => find,
         5 => create,
         3 => room_ref().prop_map(Req::JoinById),
+        3 => (
+            room_ref(),
+            proptest::sample::select(&["\"spectator\"", "\"spectator\"", "\"player\"", "\"ghost\"", "1"][..])
+        )
+            .prop_map(|(r, role)| Req::JoinAs(r, role)),
         3 => code_ref().prop_map(Req::JoinByCode),
         1 => Just(Req::JoinNeither),
         3 => Just(Req::Leave),

@@ -43,9 +43,11 @@ pub fn render(req: &Req, seq: u64, ids: &impl Resolve) -> (Message, bool) {
             data,
             allowed,
             backfill,
+            max_spectators,
         } => {
             put("private", *private);
             put("backfill", *backfill);
+            put("max_spectators", *max_spectators);
             put("max_players", *max);
             put("mode", *mode);
             put("data", *data);
@@ -55,6 +57,11 @@ pub fn render(req: &Req, seq: u64, ids: &impl Resolve) -> (Message, bool) {
         }
         Req::JoinById(r) => {
             put("room_id", Some(&s(&ids.room(*r))));
+            "join_room"
+        }
+        Req::JoinAs(r, role) => {
+            put("room_id", Some(&s(&ids.room(*r))));
+            put("as", Some(role));
             "join_room"
         }
         Req::JoinByCode(c) => {
