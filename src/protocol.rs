@@ -834,4 +834,90 @@ mod tests {
         assert_eq!(d.rid, serde_json::json!(3));
         assert_eq!(d.request.unwrap_err().code, ErrorCode::UnknownType);
     }
+
+    fn room() -> RoomInfo {
+        RoomInfo {
+            room_id: "r1".into(),
+            code: Some("ABCDEF".into()),
+            visibility: Visibility::Public,
+            mode: "duel".into(),
+            max_players: 2,
+            status: RoomStatus::Waiting,
+            host: Some("p1".into()),
+            created_at: DateTime::parse_from_rfc3339("2026-11-30T09:00:00.123Z")
+                .unwrap()
+                .with_timezone(&Utc),
+            data: JsonObject::new(),
+            players: Vec::new(),
+            backfill: false,
+            max_spectators: 0,
+            spectators: Vec::new(),
+        }
+    }
+
+    fn parsed(text: &str) -> Value {
+        serde_json::from_str(text).unwrap_or_else(|e| panic!("{text:?} is not JSON: {e}"))
+    }
+
+    /// The frames every reply and event is built with, field by field: the
+    /// integration suites see them through a socket, these without one.
+    #[test]
+    fn replies_and_events_have_their_wire_shape() {
+        let rid = serde_json::json!(7);
+        assert_eq!(
+            parsed(&ok_reply(&rid, serde_json::json!({}))),
+            serde_json::json!({"type": "ok", "rid": 7})
+        );
+        assert_eq!(
+            parsed(&ok_reply(&rid, serde_json::json!({"rooms": []}))),
+            serde_json::json!({"type": "ok", "rid": 7, "rooms": []})
+        );
+        let v = parsed(&ok_room_reply(&rid, &room(), Some(true)));
+        assert_eq!(v["type"], "ok");
+        assert_eq!(v["rid"], 7);
+        assert_eq!(v["created"], true);
+        assert_eq!(v["room"]["room_id"], "r1");
+        assert_eq!(v["room"]["status"], "waiting");
+        assert_eq!(v["room"]["created_at"], "2026-11-30T09:00:00.123Z");
+        assert!(parsed(&ok_room_reply(&rid, &room(), None))
+            .get("created")
+            .is_none());
+        let err = ProtoError::new(ErrorCode::RoomFull, "full");
+        assert_eq!(
+            parsed(&error_reply(&rid, &err)),
+            serde_json::json!({"type": "error", "rid": 7, "code": "room_full", "message": "full"})
+        );
+        assert_eq!(
+            http_error_body(&err),
+            serde_json::json!({"error": {"code": "room_full", "message": "full"}})
+        );
+        let ev = Event::RoomStatus {
+            room_id: "r1".into(),
+            status: RoomStatus::Finished,
+            result: None,
+        };
+        assert_eq!(
+            parsed(&ev.to_json()),
+            serde_json::json!({"type": "room_status", "room_id": "r1", "status": "finished"})
+        );
+    }
+
+    #[test]
+    fn statuses_have_one_wire_name() {
+        for s in [
+            RoomStatus::Waiting,
+            RoomStatus::Active,
+            RoomStatus::Finished,
+        ] {
+            assert_eq!(serde_json::json!(s), Value::String(s.as_str().into()));
+        }
+        assert_eq!(RoomStatus::Active.as_str(), "active");
+    }
+
+    /// `welcome.missed` shows only when events were lost.
+    #[test]
+    fn zero_counts_are_left_out() {
+        assert!(is_zero(&0));
+        assert!(!is_zero(&3));
+    }
 }

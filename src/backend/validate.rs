@@ -152,3 +152,135 @@ fn check_candidate(line: &str, mid: Option<&str>, ufrag: Option<&str>) -> Result
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+    use serde_json::json;
+
+    use super::*;
+    use crate::protocol::decode_request;
+
+    fn cfg() -> Config {
+        Config::parse_from(["rendezvous", "--max-players", "8"])
+    }
+
+    /// The code (and the message's start) each refusal gives, for a frame
+    /// sent as is: one line per check, in the order they run.
+    #[test]
+    fn every_request_is_checked_before_an_engine_runs() {
+        let cfg = cfg();
+        let cases = [
+            (
+                json!({"type": "find_match", "max_players": 9}),
+                "max_players must be 2 to 8",
+            ),
+            (json!({"type": "find_match", "mode": ""}), "mode"),
+            (
+                json!({"type": "find_match", "filters": {"a": [1]}}),
+                "filter",
+            ),
+            (
+                json!({"type": "create_room", "max_players": 1}),
+                "max_players must be 2 to 8",
+            ),
+            (
+                json!({"type": "create_room", "data": {"x": "y".repeat(20_000)}}),
+                "data",
+            ),
+            (
+                json!({"type": "create_room", "max_spectators": 101}),
+                "max_spectators must be 0 to 100",
+            ),
+            (
+                json!({"type": "join_room"}),
+                "join_room needs room_id or code",
+            ),
+            (
+                json!({"type": "join_room", "room_id": "r", "as": "ghost"}),
+                "as must be",
+            ),
+            (
+                json!({"type": "list_rooms", "status": "finished"}),
+                "status must be waiting or active",
+            ),
+            (json!({"type": "list_rooms", "mode": ""}), "mode"),
+            (json!({"type": "subscribe_rooms", "mode": ""}), "mode"),
+            (
+                json!({"type": "finish_game", "result": {"x": "y".repeat(20_000)}}),
+                "result",
+            ),
+            (
+                json!({"type": "set_room_data", "data": {"x": "y".repeat(20_000)}}),
+                "data",
+            ),
+            (
+                json!({"type": "set_player_data", "data": {"x": "y".repeat(20_000)}}),
+                "data",
+            ),
+            (
+                json!({"type": "kick", "player_id": "p".repeat(MAX_PLAYER_ID_CHARS + 1)}),
+                "player ids are at most",
+            ),
+            (
+                json!({"type": "offer", "to": "p".repeat(MAX_PLAYER_ID_CHARS + 1), "sdp": "v=0"}),
+                "player ids are at most",
+            ),
+            (json!({"type": "chat", "text": "   "}), ""),
+            (
+                json!({"type": "subscribe_stats", "interval_ms": 100}),
+                "interval_ms must be 250 to 60000",
+            ),
+            (
+                json!({"type": "subscribe_stats", "interval_ms": 60_001}),
+                "interval_ms must be 250 to 60000",
+            ),
+            (json!({"type": "offer", "to": "p", "sdp": "v=0"}), ""),
+            (
+                json!({"type": "ice_candidate", "to": "p", "candidate": "nonsense"}),
+                "",
+            ),
+        ];
+        for (frame, message) in cases {
+            let request = decode_request(&frame.to_string())
+                .request
+                .unwrap_or_else(|e| panic!("{frame} does not decode: {e:?}"));
+            let err = validate(&cfg, &request).expect_err(&frame.to_string());
+            assert!(
+                err.message.contains(message),
+                "{frame}: {:?} lacks {message:?}",
+                err.message
+            );
+        }
+    }
+
+    #[test]
+    fn long_ids_are_unknown_rooms_and_sane_requests_pass() {
+        let cfg = cfg();
+        let long = "x".repeat(MAX_ID_CHARS + 1);
+        for frame in [
+            json!({"type": "join_room", "room_id": long}),
+            json!({"type": "join_room", "code": long}),
+        ] {
+            let request = decode_request(&frame.to_string()).request.unwrap();
+            assert_eq!(
+                validate(&cfg, &request).unwrap_err().code,
+                ErrorCode::RoomNotFound
+            );
+        }
+        for frame in [
+            json!({"type": "find_match", "max_players": 8, "filters": {"map": "a"}}),
+            json!({"type": "create_room", "max_spectators": 100, "backfill": true}),
+            json!({"type": "join_room", "code": "ABCDEF", "as": "spectator"}),
+            json!({"type": "join_room", "room_id": "r", "as": "player"}),
+            json!({"type": "list_rooms", "status": "active"}),
+            json!({"type": "subscribe_stats", "interval_ms": 250}),
+            json!({"type": "chat", "text": "hi"}),
+            json!({"type": "kick", "player_id": "p_1"}),
+            json!({"type": "leave_room"}),
+        ] {
+            let request = decode_request(&frame.to_string()).request.unwrap();
+            assert_eq!(validate(&cfg, &request), Ok(()), "{frame}");
+        }
+    }
+}
