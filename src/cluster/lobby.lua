@@ -591,24 +591,18 @@ function OPS.hello(a)
   local r = nil
   if p and p.room ~= '' then
     r = load_room(p.room)
-    local j = r and spectator_index(r, pid)
-    if j then
-      local f0, v0 = open(r)
-      local was = r.sp[j].c
-      local moved = was and r.sp[j].n ~= ME
-      r.sp[j].c = true
-      r.sp[j].n = ME
-      if moved then emit(members(r, pid), { k = 'moved', p = pid }) end
-      commit(r, f0, v0, was)
-    end
+    -- The seat (or spectator's place) comes back to this connection; a
+    -- spectator's return is silent.
     local i = r and seat_index(r, pid)
-    if i then
+    local j = r and not i and spectator_index(r, pid)
+    local place = (i and r.pl[i]) or (j and r.sp[j])
+    if place then
       local f0, v0 = open(r)
-      local was = r.pl[i].c
-      local moved = was and r.pl[i].n ~= ME
-      r.pl[i].c = true
-      r.pl[i].n = ME
-      if not was then
+      local was = place.c
+      local moved = was and place.n ~= ME
+      place.c = true
+      place.n = ME
+      if i and not was then
         emit(members(r, pid), { k = 'player_reconnected', p = pid })
       elseif moved then
         -- No event for the players (the seat never went), but their nodes
