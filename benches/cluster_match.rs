@@ -85,6 +85,7 @@ async fn preload(store: &Store, rooms: usize) {
                     allowed_players: &[],
                     allowed_roles: &[],
                     backfill: false,
+                    max_spectators: 0,
                     attrs: Vec::new(),
                     max_rooms: 10_000_000,
                     idle_ms: 3_600_000,
