@@ -268,7 +268,13 @@ mod tests {
                 ErrorCode::RoomNotFound
             );
         }
+        // The limits themselves are allowed.
+        let longest = "x".repeat(MAX_ID_CHARS);
+        let longest_player = "p".repeat(MAX_PLAYER_ID_CHARS);
         for frame in [
+            json!({"type": "join_room", "room_id": longest}),
+            json!({"type": "join_room", "code": longest}),
+            json!({"type": "kick", "player_id": longest_player}),
             json!({"type": "find_match", "max_players": 8, "filters": {"map": "a"}}),
             json!({"type": "create_room", "max_spectators": 100, "backfill": true}),
             json!({"type": "join_room", "code": "ABCDEF", "as": "spectator"}),
