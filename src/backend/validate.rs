@@ -289,4 +289,49 @@ mod tests {
             assert_eq!(validate(&cfg, &request), Ok(()), "{frame}");
         }
     }
+
+    const OFFER: &str = include_str!("../../tests/fixtures/sdp/chromium-offer-datachannel.sdp");
+    const LINE: &str = "candidate:1 1 udp 2122260223 192.168.1.2 54321 typ host generation 0";
+
+    fn check_frame(frame: serde_json::Value) -> Result<(), ProtoError> {
+        let text = frame.to_string();
+        // The fast path and the general path run the same checks.
+        let fast = crate::relay::decode(&text).map(|sig| validate_signal(&cfg(), &sig));
+        let general = validate(&cfg(), &decode_request(&text).request.unwrap());
+        if let Some(fast) = fast {
+            assert_eq!(fast, general, "{text}");
+        }
+        general
+    }
+
+    #[test]
+    fn signals_are_checked_alike_on_both_paths() {
+        let ok = |f| assert_eq!(check_frame(f), Ok(()));
+        let refused = |f: serde_json::Value, code| {
+            assert_eq!(check_frame(f.clone()).unwrap_err().code, code, "{f}")
+        };
+        ok(json!({"type": "offer", "to": "p_1", "sdp": OFFER}));
+        ok(json!({"type": "ice_candidate", "to": "p_1", "candidate": LINE}));
+        let init = |ufrag: &str| {
+            json!({"type": "ice_candidate", "to": "p_1",
+                   "candidate": {"candidate": LINE, "sdpMid": "0", "usernameFragment": ufrag}})
+        };
+        ok(init(&"u".repeat(256)));
+        refused(init(&"u".repeat(257)), ErrorCode::InvalidCandidate);
+        refused(init("a\u{1}b"), ErrorCode::InvalidCandidate);
+        refused(
+            json!({"type": "ice_candidate", "to": "p_1",
+                   "candidate": {"candidate": LINE, "sdpMid": "a\nb"}}),
+            ErrorCode::InvalidCandidate,
+        );
+        refused(
+            json!({"type": "offer", "to": "p_1", "sdp": "v=0 nonsense"}),
+            ErrorCode::InvalidSdp,
+        );
+        refused(
+            json!({"type": "answer", "to": "p".repeat(MAX_PLAYER_ID_CHARS + 1), "sdp": OFFER}),
+            ErrorCode::BadRequest,
+        );
+        ok(json!({"type": "answer", "to": "p".repeat(MAX_PLAYER_ID_CHARS), "sdp": OFFER}));
+    }
 }
