@@ -84,6 +84,8 @@ async fn preload(store: &Store, rooms: usize) {
                     data: "{}".into(),
                     allowed_players: &[],
                     allowed_roles: &[],
+                    backfill: false,
+                    max_spectators: 0,
                     attrs: Vec::new(),
                     max_rooms: 10_000_000,
                     idle_ms: 3_600_000,
@@ -122,6 +124,7 @@ fn bench(c: &mut Criterion) {
                             idle_ms: 3_600_000,
                             mode: "m",
                             max: 3,
+                            backfill: false,
                             rid: "1".into(),
                             now: NOW.into(),
                         })

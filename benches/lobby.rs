@@ -54,6 +54,7 @@ fn match_and_leave(lobby: &mut Lobby, filters: Option<serde_json::Map<String, se
                 max_players: Some(4),
                 mode: Some("m".into()),
                 filters,
+                backfill: false,
             },
             Instant::now(),
             &mut out,

@@ -442,6 +442,15 @@ impl Client {
         Self::room_of(&self.request("join_room", json!({"code": code})).await?)
     }
 
+    /// `join_room` as a spectator (1.1): by room id.
+    pub async fn spectate(&self, room_id: &str) -> Result<RoomInfo, ClientError> {
+        Self::room_of(
+            &self
+                .request("join_room", json!({"room_id": room_id, "as": "spectator"}))
+                .await?,
+        )
+    }
+
     pub async fn leave_room(&self) -> Result<(), ClientError> {
         self.request("leave_room", json!({})).await.map(|_| ())
     }

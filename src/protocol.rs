@@ -157,6 +157,8 @@ pub struct FindMatch {
     pub max_players: Option<u64>,
     pub mode: Option<String>,
     pub filters: Option<JsonObject>,
+    /// 1.1: the room it creates is refilled when a player leaves it active.
+    pub backfill: bool,
 }
 
 /// Fields of `create_room`.
@@ -169,6 +171,11 @@ pub struct CreateRoom {
     pub data: Option<JsonObject>,
     pub allowed_players: Vec<String>,
     pub allowed_roles: Vec<String>,
+    /// 1.1: refill the room through matchmaking when a player leaves it
+    /// active.
+    pub backfill: bool,
+    /// 1.1: places for spectators (default 0).
+    pub max_spectators: Option<u64>,
 }
 
 /// Fields of `join_room`: one of the two.
@@ -177,6 +184,15 @@ pub struct CreateRoom {
 pub struct JoinRoom {
     pub room_id: Option<String>,
     pub code: Option<String>,
+    /// 1.1: `"player"` (default) or `"spectator"`.
+    #[serde(rename = "as")]
+    pub role: Option<String>,
+}
+
+impl JoinRoom {
+    pub fn as_spectator(&self) -> bool {
+        self.role.as_deref() == Some("spectator")
+    }
 }
 
 /// Fields of `list_rooms`.
@@ -502,6 +518,20 @@ pub struct RoomInfo {
     pub created_at: DateTime<Utc>,
     pub data: JsonObject,
     pub players: Vec<PlayerInfo>,
+    /// 1.1: shown (true) only for rooms made with `backfill`.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub backfill: bool,
+    /// 1.1: shown only for rooms with places for spectators.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub max_spectators: u64,
+    /// 1.1: who watches without a seat, in join order (shown with
+    /// `max_spectators`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub spectators: Vec<PlayerInfo>,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 /// Lobby statistics (`GET /api/stats`, `subscribe_stats`).
@@ -646,6 +676,17 @@ pub enum Event {
     },
     Kicked {
         room_id: String,
+    },
+    /// 1.1: someone started watching the room.
+    SpectatorJoined {
+        room_id: String,
+        player: PlayerInfo,
+    },
+    /// 1.1: a spectator left (`left`, `kicked`, `timeout`, `closed`).
+    SpectatorLeft {
+        room_id: String,
+        player_id: String,
+        reason: LeaveReason,
     },
     Offer {
         from: String,
@@ -792,5 +833,91 @@ mod tests {
         let d = decode_request(r#"{"type":"teleport","rid":3}"#);
         assert_eq!(d.rid, serde_json::json!(3));
         assert_eq!(d.request.unwrap_err().code, ErrorCode::UnknownType);
+    }
+
+    fn room() -> RoomInfo {
+        RoomInfo {
+            room_id: "r1".into(),
+            code: Some("ABCDEF".into()),
+            visibility: Visibility::Public,
+            mode: "duel".into(),
+            max_players: 2,
+            status: RoomStatus::Waiting,
+            host: Some("p1".into()),
+            created_at: DateTime::parse_from_rfc3339("2026-11-30T09:00:00.123Z")
+                .unwrap()
+                .with_timezone(&Utc),
+            data: JsonObject::new(),
+            players: Vec::new(),
+            backfill: false,
+            max_spectators: 0,
+            spectators: Vec::new(),
+        }
+    }
+
+    fn parsed(text: &str) -> Value {
+        serde_json::from_str(text).unwrap_or_else(|e| panic!("{text:?} is not JSON: {e}"))
+    }
+
+    /// The frames every reply and event is built with, field by field: the
+    /// integration suites see them through a socket, these without one.
+    #[test]
+    fn replies_and_events_have_their_wire_shape() {
+        let rid = serde_json::json!(7);
+        assert_eq!(
+            parsed(&ok_reply(&rid, serde_json::json!({}))),
+            serde_json::json!({"type": "ok", "rid": 7})
+        );
+        assert_eq!(
+            parsed(&ok_reply(&rid, serde_json::json!({"rooms": []}))),
+            serde_json::json!({"type": "ok", "rid": 7, "rooms": []})
+        );
+        let v = parsed(&ok_room_reply(&rid, &room(), Some(true)));
+        assert_eq!(v["type"], "ok");
+        assert_eq!(v["rid"], 7);
+        assert_eq!(v["created"], true);
+        assert_eq!(v["room"]["room_id"], "r1");
+        assert_eq!(v["room"]["status"], "waiting");
+        assert_eq!(v["room"]["created_at"], "2026-11-30T09:00:00.123Z");
+        assert!(parsed(&ok_room_reply(&rid, &room(), None))
+            .get("created")
+            .is_none());
+        let err = ProtoError::new(ErrorCode::RoomFull, "full");
+        assert_eq!(
+            parsed(&error_reply(&rid, &err)),
+            serde_json::json!({"type": "error", "rid": 7, "code": "room_full", "message": "full"})
+        );
+        assert_eq!(
+            http_error_body(&err),
+            serde_json::json!({"error": {"code": "room_full", "message": "full"}})
+        );
+        let ev = Event::RoomStatus {
+            room_id: "r1".into(),
+            status: RoomStatus::Finished,
+            result: None,
+        };
+        assert_eq!(
+            parsed(&ev.to_json()),
+            serde_json::json!({"type": "room_status", "room_id": "r1", "status": "finished"})
+        );
+    }
+
+    #[test]
+    fn statuses_have_one_wire_name() {
+        for s in [
+            RoomStatus::Waiting,
+            RoomStatus::Active,
+            RoomStatus::Finished,
+        ] {
+            assert_eq!(serde_json::json!(s), Value::String(s.as_str().into()));
+        }
+        assert_eq!(RoomStatus::Active.as_str(), "active");
+    }
+
+    /// `welcome.missed` shows only when events were lost.
+    #[test]
+    fn zero_counts_are_left_out() {
+        assert!(is_zero(&0));
+        assert!(!is_zero(&3));
     }
 }

@@ -799,3 +799,160 @@ async fn no_events_leak_to_other_rooms() {
     expect_no_event(&outsider, SHORT).await;
     ts.stop().await;
 }
+
+/// Backfill (1.1): an active room made with `backfill` that loses a player
+/// is offered to `find_match` before waiting rooms, even older ones; the
+/// newcomer gets the active room, the members `player_joined`, and nobody a
+/// second `game_start`. A room without `backfill` is never refilled.
+#[tokio::test]
+async fn backfill_refills_an_active_room_before_waiting_ones() {
+    let ts = TestServer::start().await;
+    let names = ["ann", "bob", "cat", "dan", "eve", "fay"];
+    let c: Vec<_> = futures_util::future::join_all(names.map(|n| ts.client(n))).await;
+    let create = |i: usize, backfill: bool| {
+        c[i].create_room(json!({"max_players": 2, "mode": "bf", "backfill": backfill}))
+    };
+    // dan's waiting room is the oldest.
+    let waiting = create(3, false).await.unwrap();
+    // ann and bob: a game made with backfill, started.
+    let game = create(0, true).await.unwrap();
+    assert!(game.backfill);
+    c[1].join_room(&game.room_id).await.unwrap();
+    c[0].wait_for("game_start").await.unwrap();
+    // cat and fay: a plain game, started; fay leaves it.
+    let plain = create(2, false).await.unwrap();
+    assert!(!plain.backfill);
+    c[5].join_room(&plain.room_id).await.unwrap();
+    c[2].wait_for("game_start").await.unwrap();
+    c[5].leave_room().await.unwrap();
+    // bob leaves the backfill game.
+    c[1].leave_room().await.unwrap();
+    c[0].wait_for("player_left").await.unwrap();
+
+    // eve is placed in the active backfill game.
+    let r = c[4]
+        .request("find_match", json!({"max_players": 2, "mode": "bf"}))
+        .await
+        .unwrap();
+    assert_eq!(r["created"], false);
+    assert_eq!(r["room"]["room_id"], game.room_id);
+    assert_eq!(r["room"]["status"], "active");
+    assert_eq!(r["room"]["backfill"], true);
+    let joined = c[0].wait_for("player_joined").await.unwrap();
+    assert_eq!(joined["player"]["player_id"], c[4].player_id());
+    expect_no_event(&c[0], SHORT).await;
+    // Full again, and the plain game is not refilled: fay gets dan's room.
+    let (room, created) = c[5].find_match(2, "bf", json!({})).await.unwrap();
+    assert!(!created);
+    assert_eq!(room.room_id, waiting.room_id);
+    ts.server.app.check_invariants().await.unwrap();
+}
+
+/// Spectators (1.1): a place without a seat. They hear the room's events
+/// and chat, signal players (not each other), never count as players,
+/// have no player data, can be kicked, and are dismissed when the last
+/// player leaves.
+#[tokio::test]
+async fn spectators_watch_without_a_seat() {
+    const OFFER: &str = include_str!("fixtures/sdp/chromium-offer-datachannel.sdp");
+    let ts = TestServer::start().await;
+    let names = ["ann", "bob", "sam", "sue", "tom"];
+    let c: Vec<_> = futures_util::future::join_all(names.map(|n| ts.client(n))).await;
+    let (ann, bob, sam, sue, tom) = (&c[0], &c[1], &c[2], &c[3], &c[4]);
+    let room = ann
+        .create_room(json!({"max_players": 2, "max_spectators": 2}))
+        .await
+        .unwrap();
+    assert_eq!(room.max_spectators, 2);
+    async fn watch(
+        who: &rendezvous::client::Client,
+        room_id: &str,
+    ) -> Result<Value, rendezvous::client::ClientError> {
+        let fields = json!({"room_id": room_id, "as": "spectator"});
+        who.request("join_room", fields).await
+    }
+    let spectate = |who| watch(who, &room.room_id);
+    let r = spectate(sam).await.unwrap();
+    assert_eq!(r["room"]["spectators"][0]["player_id"], sam.player_id());
+    assert_eq!(r["room"]["players"].as_array().unwrap().len(), 1);
+    let joined = ann.wait_for("spectator_joined").await.unwrap();
+    assert_eq!(joined["player"]["player_id"], sam.player_id());
+    spectate(sue).await.unwrap();
+    assert_code(spectate(tom).await, "room_full");
+    assert_code(
+        tom.request(
+            "join_room",
+            json!({"room_id": room.room_id, "as": "referee"}),
+        )
+        .await,
+        "bad_request",
+    );
+
+    // A player fills the room: spectators see it start, and stay out of
+    // the player counts.
+    bob.join_room(&room.room_id).await.unwrap();
+    assert_eq!(
+        sam.wait_for("player_joined").await.unwrap()["player"]["player_id"],
+        bob.player_id()
+    );
+    let start = sam.wait_for("game_start").await.unwrap();
+    assert_eq!(start["room"]["players"].as_array().unwrap().len(), 2);
+    assert_eq!(start["room"]["spectators"].as_array().unwrap().len(), 2);
+    let stats = wait_stats(&ts, |s| s["total_players"] == 2).await;
+    assert_eq!(stats["active_rooms"], 1);
+
+    // Chat both ways; signals between players and spectators only.
+    sam.request("chat", json!({"text": "go ann"}))
+        .await
+        .unwrap();
+    assert_eq!(ann.wait_for("chat").await.unwrap()["from"], sam.player_id());
+    sam.request("offer", json!({"to": ann.player_id(), "sdp": OFFER}))
+        .await
+        .unwrap();
+    assert_eq!(
+        ann.wait_for("offer").await.unwrap()["from"],
+        sam.player_id()
+    );
+    ann.request("offer", json!({"to": sam.player_id(), "sdp": OFFER}))
+        .await
+        .unwrap();
+    assert_eq!(
+        sam.wait_for("offer").await.unwrap()["from"],
+        ann.player_id()
+    );
+    assert_code(
+        sam.request("offer", json!({"to": sue.player_id(), "sdp": OFFER}))
+            .await,
+        "forbidden",
+    );
+    assert_code(
+        sam.request("set_player_data", json!({"data": {"x": 1}}))
+            .await,
+        "forbidden",
+    );
+    assert_code(sam.request("start_game", json!({})).await, "not_host");
+    assert_code(
+        sam.request("find_match", json!({"max_players": 2})).await,
+        "already_in_room",
+    );
+
+    // The host kicks a spectator; the others hear it.
+    ann.request("kick", json!({"player_id": sue.player_id()}))
+        .await
+        .unwrap();
+    sue.wait_for("kicked").await.unwrap();
+    let left = sam.wait_for("spectator_left").await.unwrap();
+    assert_eq!(left["player_id"], sue.player_id());
+    assert_eq!(left["reason"], "kicked");
+    assert_code(spectate(sue).await, "forbidden");
+
+    // The players leave: the room closes under its last spectator.
+    bob.leave_room().await.unwrap();
+    ann.leave_room().await.unwrap();
+    let closed = sam.wait_for("spectator_left").await.unwrap();
+    assert_eq!(closed["player_id"], sam.player_id());
+    assert_eq!(closed["reason"], "closed");
+    let (_, created) = sam.find_match(2, "default", json!({})).await.unwrap();
+    assert!(created, "the spectator is free again");
+    ts.server.app.check_invariants().await.unwrap();
+}

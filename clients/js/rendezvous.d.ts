@@ -493,6 +493,8 @@ export class Client extends Emitter<ClientEvents> {
   }): Promise<{ room: Room }>;
   /** By join code (4 to 8 letters or digits) or room id; the object form may join as a spectator (1.1). */
   joinRoom(target: string | { roomId: string; as?: 'player' | 'spectator' } | { code: string; as?: 'player' | 'spectator' }): Promise<{ room: Room }>;
+  /** 1.1 `spectators`: joins by room id or join code without a seat. */
+  spectate(target: string): Promise<{ room: Room }>;
   leaveRoom(): Promise<{}>;
   listRooms(options?: { status?: 'waiting' | 'active'; mode?: string; limit?: number }): Promise<{ rooms: Room[] }>;
   startGame(): Promise<{ room: Room }>;

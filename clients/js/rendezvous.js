@@ -417,6 +417,18 @@ export class Client extends Emitter {
     return this.request('join_room', toWire(target));
   }
 
+  /**
+   * Joins a room as a spectator (1.1): no seat; the room's events, chat,
+   * and signals with its players.
+   * @param {string} target room id or join code
+   * @returns {Promise<{room: object}>}
+   */
+  spectate(target) {
+    const t = String(target).trim();
+    const isCode = /^[A-Za-z0-9]{4,8}$/.test(t);
+    return this.request('join_room', isCode ? { code: t.toUpperCase(), as: 'spectator' } : { room_id: t, as: 'spectator' });
+  }
+
   /** Leaves the current room. @returns {Promise<{}>} */
   leaveRoom() {
     return this.request('leave_room');

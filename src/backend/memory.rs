@@ -413,7 +413,12 @@ fn apply(
         }
         Request::CreateRoom(req) => Fields::Room(lobby.create_room(me, req, now, out)?, None),
         Request::JoinRoom(req) => {
-            let room = lobby.join_room(me, req.room_id.as_deref(), req.code.as_deref(), out)?;
+            let (id, code) = (req.room_id.as_deref(), req.code.as_deref());
+            let room = if req.as_spectator() {
+                lobby.spectate(me, id, code, out)?
+            } else {
+                lobby.join_room(me, id, code, out)?
+            };
             Fields::Room(room, None)
         }
         Request::LeaveRoom => {

@@ -6,7 +6,8 @@
 
 use crate::config::Config;
 use crate::lobby::{
-    check_allowed, check_chat_text, check_data, check_filters, check_max_players, check_mode,
+    check_allowed, check_chat_text, check_data, check_filters, check_join_role, check_max_players,
+    check_max_spectators, check_mode,
 };
 use crate::protocol::{self, ErrorCode, ProtoError, Request, RoomStatus};
 use crate::signaling;
@@ -34,20 +35,24 @@ pub fn validate(cfg: &Config, request: &Request) -> Result<(), ProtoError> {
             if let Some(data) = &req.data {
                 check_data(data, "data")?;
             }
-            check_allowed(&req.allowed_players, &req.allowed_roles)
+            check_allowed(&req.allowed_players, &req.allowed_roles)?;
+            check_max_spectators(req.max_spectators).map(|_| ())
         }
-        Request::JoinRoom(req) => match (&req.room_id, &req.code) {
-            (Some(id), _) if id.chars().count() > MAX_ID_CHARS => Err(ProtoError::new(
-                ErrorCode::RoomNotFound,
-                format!("no room {id:?}"),
-            )),
-            (None, Some(code)) if code.chars().count() > MAX_ID_CHARS => Err(ProtoError::new(
-                ErrorCode::RoomNotFound,
-                format!("no room with code {code:?}"),
-            )),
-            (None, None) => Err(ProtoError::bad_request("join_room needs room_id or code")),
-            _ => Ok(()),
-        },
+        Request::JoinRoom(req) => {
+            check_join_role(req.role.as_deref())?;
+            match (&req.room_id, &req.code) {
+                (Some(id), _) if id.chars().count() > MAX_ID_CHARS => Err(ProtoError::new(
+                    ErrorCode::RoomNotFound,
+                    format!("no room {id:?}"),
+                )),
+                (None, Some(code)) if code.chars().count() > MAX_ID_CHARS => Err(ProtoError::new(
+                    ErrorCode::RoomNotFound,
+                    format!("no room with code {code:?}"),
+                )),
+                (None, None) => Err(ProtoError::bad_request("join_room needs room_id or code")),
+                _ => Ok(()),
+            }
+        }
         Request::ListRooms(req) => {
             if req.status == Some(RoomStatus::Finished) {
                 return Err(ProtoError::bad_request("status must be waiting or active"));
@@ -146,4 +151,187 @@ fn check_candidate(line: &str, mid: Option<&str>, ufrag: Option<&str>) -> Result
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+    use serde_json::json;
+
+    use super::*;
+    use crate::protocol::decode_request;
+
+    fn cfg() -> Config {
+        Config::parse_from(["rendezvous", "--max-players", "8"])
+    }
+
+    /// The code (and the message's start) each refusal gives, for a frame
+    /// sent as is: one line per check, in the order they run.
+    #[test]
+    fn every_request_is_checked_before_an_engine_runs() {
+        let cfg = cfg();
+        let cases = [
+            (
+                json!({"type": "find_match", "max_players": 9}),
+                "max_players must be 2 to 8",
+            ),
+            (json!({"type": "find_match", "mode": ""}), "mode"),
+            (
+                json!({"type": "find_match", "filters": {"a": [1]}}),
+                "filter",
+            ),
+            (
+                json!({"type": "create_room", "max_players": 1}),
+                "max_players must be 2 to 8",
+            ),
+            (
+                json!({"type": "create_room", "data": {"x": "y".repeat(20_000)}}),
+                "data",
+            ),
+            (
+                json!({"type": "create_room", "max_spectators": 101}),
+                "max_spectators must be 0 to 100",
+            ),
+            (
+                json!({"type": "join_room"}),
+                "join_room needs room_id or code",
+            ),
+            (
+                json!({"type": "join_room", "room_id": "r", "as": "ghost"}),
+                "as must be",
+            ),
+            (
+                json!({"type": "list_rooms", "status": "finished"}),
+                "status must be waiting or active",
+            ),
+            (json!({"type": "list_rooms", "mode": ""}), "mode"),
+            (json!({"type": "subscribe_rooms", "mode": ""}), "mode"),
+            (
+                json!({"type": "finish_game", "result": {"x": "y".repeat(20_000)}}),
+                "result",
+            ),
+            (
+                json!({"type": "set_room_data", "data": {"x": "y".repeat(20_000)}}),
+                "data",
+            ),
+            (
+                json!({"type": "set_player_data", "data": {"x": "y".repeat(20_000)}}),
+                "data",
+            ),
+            (
+                json!({"type": "kick", "player_id": "p".repeat(MAX_PLAYER_ID_CHARS + 1)}),
+                "player ids are at most",
+            ),
+            (
+                json!({"type": "offer", "to": "p".repeat(MAX_PLAYER_ID_CHARS + 1), "sdp": "v=0"}),
+                "player ids are at most",
+            ),
+            (json!({"type": "chat", "text": "   "}), ""),
+            (
+                json!({"type": "subscribe_stats", "interval_ms": 100}),
+                "interval_ms must be 250 to 60000",
+            ),
+            (
+                json!({"type": "subscribe_stats", "interval_ms": 60_001}),
+                "interval_ms must be 250 to 60000",
+            ),
+            (json!({"type": "offer", "to": "p", "sdp": "v=0"}), ""),
+            (
+                json!({"type": "ice_candidate", "to": "p", "candidate": "nonsense"}),
+                "",
+            ),
+        ];
+        for (frame, message) in cases {
+            let request = decode_request(&frame.to_string())
+                .request
+                .unwrap_or_else(|e| panic!("{frame} does not decode: {e:?}"));
+            let err = validate(&cfg, &request).expect_err(&frame.to_string());
+            assert!(
+                err.message.contains(message),
+                "{frame}: {:?} lacks {message:?}",
+                err.message
+            );
+        }
+    }
+
+    #[test]
+    fn long_ids_are_unknown_rooms_and_sane_requests_pass() {
+        let cfg = cfg();
+        let long = "x".repeat(MAX_ID_CHARS + 1);
+        for frame in [
+            json!({"type": "join_room", "room_id": long}),
+            json!({"type": "join_room", "code": long}),
+        ] {
+            let request = decode_request(&frame.to_string()).request.unwrap();
+            assert_eq!(
+                validate(&cfg, &request).unwrap_err().code,
+                ErrorCode::RoomNotFound
+            );
+        }
+        // The limits themselves are allowed.
+        let longest = "x".repeat(MAX_ID_CHARS);
+        let longest_player = "p".repeat(MAX_PLAYER_ID_CHARS);
+        for frame in [
+            json!({"type": "join_room", "room_id": longest}),
+            json!({"type": "join_room", "code": longest}),
+            json!({"type": "kick", "player_id": longest_player}),
+            json!({"type": "find_match", "max_players": 8, "filters": {"map": "a"}}),
+            json!({"type": "create_room", "max_spectators": 100, "backfill": true}),
+            json!({"type": "join_room", "code": "ABCDEF", "as": "spectator"}),
+            json!({"type": "join_room", "room_id": "r", "as": "player"}),
+            json!({"type": "list_rooms", "status": "active"}),
+            json!({"type": "subscribe_stats", "interval_ms": 250}),
+            json!({"type": "chat", "text": "hi"}),
+            json!({"type": "kick", "player_id": "p_1"}),
+            json!({"type": "leave_room"}),
+        ] {
+            let request = decode_request(&frame.to_string()).request.unwrap();
+            assert_eq!(validate(&cfg, &request), Ok(()), "{frame}");
+        }
+    }
+
+    const OFFER: &str = include_str!("../../tests/fixtures/sdp/chromium-offer-datachannel.sdp");
+    const LINE: &str = "candidate:1 1 udp 2122260223 192.168.1.2 54321 typ host generation 0";
+
+    fn check_frame(frame: serde_json::Value) -> Result<(), ProtoError> {
+        let text = frame.to_string();
+        // The fast path and the general path run the same checks.
+        let fast = crate::relay::decode(&text).map(|sig| validate_signal(&cfg(), &sig));
+        let general = validate(&cfg(), &decode_request(&text).request.unwrap());
+        if let Some(fast) = fast {
+            assert_eq!(fast, general, "{text}");
+        }
+        general
+    }
+
+    #[test]
+    fn signals_are_checked_alike_on_both_paths() {
+        let ok = |f| assert_eq!(check_frame(f), Ok(()));
+        let refused = |f: serde_json::Value, code| {
+            assert_eq!(check_frame(f.clone()).unwrap_err().code, code, "{f}")
+        };
+        ok(json!({"type": "offer", "to": "p_1", "sdp": OFFER}));
+        ok(json!({"type": "ice_candidate", "to": "p_1", "candidate": LINE}));
+        let init = |ufrag: &str| {
+            json!({"type": "ice_candidate", "to": "p_1",
+                   "candidate": {"candidate": LINE, "sdpMid": "0", "usernameFragment": ufrag}})
+        };
+        ok(init(&"u".repeat(256)));
+        refused(init(&"u".repeat(257)), ErrorCode::InvalidCandidate);
+        refused(init("a\u{1}b"), ErrorCode::InvalidCandidate);
+        refused(
+            json!({"type": "ice_candidate", "to": "p_1",
+                   "candidate": {"candidate": LINE, "sdpMid": "a\nb"}}),
+            ErrorCode::InvalidCandidate,
+        );
+        refused(
+            json!({"type": "offer", "to": "p_1", "sdp": "v=0 nonsense"}),
+            ErrorCode::InvalidSdp,
+        );
+        refused(
+            json!({"type": "answer", "to": "p".repeat(MAX_PLAYER_ID_CHARS + 1), "sdp": OFFER}),
+            ErrorCode::BadRequest,
+        );
+        ok(json!({"type": "answer", "to": "p".repeat(MAX_PLAYER_ID_CHARS), "sdp": OFFER}));
+    }
 }

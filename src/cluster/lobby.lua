@@ -19,7 +19,8 @@
 -- their pending list instead, for their return on any node.
 --
 -- Keys (all under "rv:"): room:<id> (JSON), code:<CODE>, pl:<player> (hash),
--- tok:<token>, mm:<bucket> (zset, seq), list:<w|a>[:<mode>] (zset, seq),
+-- tok:<token>, mm:<bucket> (zset, seq), bf:<bucket> (zset, seq: active
+-- backfill rooms with a free seat), list:<w|a>[:<mode>] (zset, seq),
 -- stats (hash), seq, grace (zset, deadline), timer (zset, deadline),
 -- pend:<player> (list), pendx:<player>, nodes (set), beats (zset), conns (hash), cfg (hash),
 -- nodepl:<node> (set), gen, listwatch (set of nodes).
@@ -94,7 +95,7 @@ local function load_room(id)
   local r = cjson.decode(s)
   -- cjson turns empty JSON arrays and objects alike into empty tables.
   r.pl = r.pl or {}; r.kk = r.kk or {}; r.ap = r.ap or {}; r.ar = r.ar or {}
-  r.chat = r.chat or {}; r.bk = r.bk or {}
+  r.chat = r.chat or {}; r.bk = r.bk or {}; r.sp = r.sp or {}
   return r
 end
 
@@ -105,9 +106,21 @@ local function seat_index(r, pid)
   return nil
 end
 
+-- Spectators (1.1) watch without a seat: r.sp, in join order.
+local function spectator_index(r, pid)
+  for i, s in ipairs(r.sp) do
+    if s.id == pid then return i end
+  end
+  return nil
+end
+
+-- Everyone who hears the room's events: the seats, then the spectators.
 local function members(r, except)
   local out = {}
   for _, s in ipairs(r.pl) do
+    if s.id ~= except then out[#out + 1] = s.id end
+  end
+  for _, s in ipairs(r.sp) do
     if s.id ~= except then out[#out + 1] = s.id end
   end
   return out
@@ -120,9 +133,15 @@ local function footprint(r)
     if not s.c then held = held + 1 end
   end
   local restricted = #r.ap > 0 or #r.ar > 0
+  -- The index a room is in: mm (waiting) or bf (active, backfill), or none.
+  local matchable = false
+  if (not r.priv) and #r.pl < r.max and not restricted then
+    if r.st == 'waiting' then matchable = 'mm'
+    elseif r.st == 'active' and r.bf then matchable = 'bf' end
+  end
   return {
     st = r.st, seats = #r.pl, held = held, seq = r.seq, mode = r.mode, id = r.id,
-    matchable = (not r.priv) and r.st == 'waiting' and #r.pl < r.max and not restricted,
+    matchable = matchable,
     listed = (not r.priv) and r.st ~= 'finished',
     bk = table.concat(r.bk, '\n'), bkl = r.bk,
   }
@@ -142,9 +161,10 @@ local function apply(f, sign)
   if f.held ~= 0 then redis.call('HINCRBY', S, 'held', sign * f.held) end
   if f.st == 'waiting' then redis.call('HINCRBY', S, 'seats_waiting', sign * f.seats) end
   if f.matchable then
+    local prefix = P .. f.matchable .. ':'
     for _, k in ipairs(f.bkl) do
-      if sign > 0 then redis.call('ZADD', P .. 'mm:' .. k, f.seq, f.id)
-      else redis.call('ZREM', P .. 'mm:' .. k, f.id) end
+      if sign > 0 then redis.call('ZADD', prefix .. k, f.seq, f.id)
+      else redis.call('ZREM', prefix .. k, f.id) end
     end
   end
   if f.listed then
@@ -166,6 +186,10 @@ local function view(r)
   local parts = { r.st, r.mode, tostring(r.max), r.data }
   for _, s in ipairs(r.pl) do
     parts[#parts + 1] = table.concat({ s.id, s.nm, s.dt, s.ja, tostring(s.c) }, '\31')
+  end
+  parts[#parts + 1] = '\29'
+  for _, s in ipairs(r.sp) do
+    parts[#parts + 1] = table.concat({ s.id, s.nm, s.ja, tostring(s.c) }, '\31')
   end
   return table.concat(parts, '\30')
 end
@@ -311,6 +335,14 @@ local function commit(r, f0, v0, quiet)
     publish_listing('updated', r, r.mode, r.id)
   end
   if empty then
+    -- Spectators of a room that closed are out of it (told by the caller).
+    for _, sp in ipairs(r.sp) do
+      local q = player(sp.id)
+      if q then
+        redis.call('HSET', P .. 'pl:' .. sp.id, 'room', '', 'sp', '0')
+        if not q.conn then forget(sp.id) end
+      end
+    end
     hook('room.closed', { rid = r.id })
     redis.call('DEL', P .. 'room:' .. r.id, P .. 'code:' .. r.code)
     redis.call('ZREM', P .. 'timer', 'i:' .. r.id, 'f:' .. r.id)
@@ -328,23 +360,43 @@ end
 
 -- ------------------------------------------------------------- operations
 
+-- A closing room tells its spectators: spectator_left (closed) for each of
+-- them, to all of them (`commit` of the emptied room releases them).
+local function dismiss_spectators(r)
+  local watching = {}
+  for _, s in ipairs(r.sp) do watching[#watching + 1] = s.id end
+  for _, pid in ipairs(watching) do
+    emit(watching, { k = 'spectator_left', p = pid, reason = 'closed' })
+  end
+end
+
 -- The player gives up its seat (left, kicked, timeout, closed); the others
 -- learn it, and of a new host when the host went.
 local function leave_with(pid, reason)
   local p = player(pid)
   if not p or p.room == '' then return false end
   local r = load_room(p.room)
-  redis.call('HSET', P .. 'pl:' .. pid, 'room', '')
+  redis.call('HSET', P .. 'pl:' .. pid, 'room', '', 'sp', '0')
   if not p.conn then forget(pid) end
   if not r then return true end
   local f0, v0 = open(r)
+  local j = spectator_index(r, pid)
+  if j then
+    table.remove(r.sp, j)
+    emit(members(r), { k = 'spectator_left', p = pid, reason = reason })
+    commit(r, f0, v0)
+    flush(r)
+    return true
+  end
   local i = seat_index(r, pid)
   if not i then return true end
   hook('player.left', { rid = r.id, p = pid, reason = reason })
   table.remove(r.pl, i)
   local rest = members(r)
   emit(rest, { k = 'player_left', p = pid, reason = reason })
-  if i == 1 and #rest > 0 then
+  if #r.pl == 0 then
+    dismiss_spectators(r)
+  elseif i == 1 then
     emit(rest, { k = 'host_changed', p = r.pl[1].id })
   end
   commit(r, f0, v0)
@@ -377,7 +429,8 @@ local function seat(r, p)
   redis.call('HSET', P .. 'pl:' .. p.id, 'room', r.id)
   if #r.pl == 1 then hook('room.created', { room = cjson.encode(r) }) end
   hook('player.joined', { room = cjson.encode(r), p = p.id })
-  if #r.pl >= r.max then start(r) end
+  -- A backfill room refilled while active is already started.
+  if #r.pl >= r.max and r.st == 'waiting' then start(r) end
 end
 
 -- The matchmaking buckets of a room: (mode, size) first, then one per
@@ -400,7 +453,7 @@ local function free_player(pid)
 end
 
 -- A new room with the first free code among the candidates.
-local function new_room(id, codes, priv, mode, max, data, ap, ar, bk, max_rooms, idle_ms)
+local function new_room(id, codes, priv, mode, max, data, ap, ar, bk, max_rooms, idle_ms, bf, msp)
   local s = redis.call('HMGET', P .. 'stats', 'waiting', 'active', 'finished')
   local total = tonumber(s[1] or '0') + tonumber(s[2] or '0') + tonumber(s[3] or '0')
   if total >= max_rooms then
@@ -419,7 +472,7 @@ local function new_room(id, codes, priv, mode, max, data, ap, ar, bk, max_rooms,
   return {
     id = id, code = code, priv = priv, mode = mode, max = max, st = 'waiting',
     ca = A.now, seq = seq, data = data, pl = {}, kk = {}, ap = ap, ar = ar,
-    chat = {}, bk = bk, act = now(),
+    chat = {}, bk = bk, act = now(), bf = bf and true or false, sp = {}, msp = msp or 0,
   }, nil
 end
 
@@ -444,12 +497,15 @@ end
 local function close_room(r)
   local f0, v0 = open(r)
   local all = members(r)
-  for _, pid in ipairs(all) do
+  local seated = {}
+  for _, s in ipairs(r.pl) do seated[#seated + 1] = s.id end
+  for _, pid in ipairs(seated) do
     emit(all, { k = 'player_left', p = pid, reason = 'closed' })
     hook('player.left', { rid = r.id, p = pid, reason = 'closed' })
   end
+  dismiss_spectators(r)
   flush(r)
-  for _, pid in ipairs(all) do
+  for _, pid in ipairs(seated) do
     local p = player(pid)
     if p then
       redis.call('HSET', P .. 'pl:' .. pid, 'room', '')
@@ -470,6 +526,15 @@ local function hold(pid, grace_ms)
   redis.call('ZADD', P .. 'grace', now() + grace_ms, pid)
   local r = load_room(p.room)
   if not r then return end
+  local j = spectator_index(r, pid)
+  if j then
+    -- A spectator's drop is silent; its place is held the same.
+    local f0, v0 = open(r)
+    r.sp[j].c = false
+    commit(r, f0, v0)
+    flush(r)
+    return
+  end
   local i = seat_index(r, pid)
   if not i then return end
   local f0, v0 = open(r)
@@ -526,14 +591,18 @@ function OPS.hello(a)
   local r = nil
   if p and p.room ~= '' then
     r = load_room(p.room)
+    -- The seat (or spectator's place) comes back to this connection; a
+    -- spectator's return is silent.
     local i = r and seat_index(r, pid)
-    if i then
+    local j = r and not i and spectator_index(r, pid)
+    local place = (i and r.pl[i]) or (j and r.sp[j])
+    if place then
       local f0, v0 = open(r)
-      local was = r.pl[i].c
-      local moved = was and r.pl[i].n ~= ME
-      r.pl[i].c = true
-      r.pl[i].n = ME
-      if not was then
+      local was = place.c
+      local moved = was and place.n ~= ME
+      place.c = true
+      place.n = ME
+      if i and not was then
         emit(members(r, pid), { k = 'player_reconnected', p = pid })
       elseif moved then
         -- No event for the players (the seat never went), but their nodes
@@ -599,7 +668,8 @@ function OPS.create(a)
   if e then return e end
   local r
   r, e = new_room(a.room_id, a.codes, a.private, a.mode, a.max, a.data, a.allowed_players,
-    a.allowed_roles, buckets(a.mode, a.max, a.attrs), a.max_rooms, a.idle_ms)
+    a.allowed_roles, buckets(a.mode, a.max, a.attrs), a.max_rooms, a.idle_ms, a.backfill,
+    a.max_spectators)
   if e then return e end
   seat(r, p)
   commit(r, nil, false)
@@ -608,7 +678,7 @@ function OPS.create(a)
   return ok()
 end
 
--- a: p, room_id ('' when by code), code, roles, rid (raw), now
+-- a: p, room_id ('' when by code), code, roles, spectator, rid (raw), now
 function OPS.join(a)
   local p, e = free_player(a.p)
   if e then return e end
@@ -633,6 +703,21 @@ function OPS.join(a)
     if r.kk[p.id] then return fail('forbidden', 'you were kicked from this room') end
     return fail('forbidden', 'this room is restricted to other players')
   end
+  if a.spectator then
+    local msp = r.msp or 0
+    if #r.sp >= msp then
+      return fail('room_full', 'room ' .. r.id .. ' has ' .. #r.sp .. ' of ' .. msp .. ' spectators')
+    end
+    local f0, v0 = open(r)
+    emit(members(r), { k = 'spectator_joined', p = p.id })
+    r.sp[#r.sp + 1] = { id = p.id, nm = p.name, dt = '{}', ja = A.now, c = true, n = ME }
+    emit({ p.id }, { k = 'chat_history' })
+    redis.call('HSET', P .. 'pl:' .. p.id, 'room', r.id, 'sp', '1')
+    commit(r, f0, v0)
+    REPLY = { p = p.id, rid = a.rid, kind = 'room' }
+    flush(r)
+    return ok()
+  end
   if #r.pl >= r.max then
     return fail('room_full', 'room ' .. r.id .. ' has ' .. #r.pl .. ' of ' .. r.max .. ' players')
   end
@@ -645,43 +730,47 @@ function OPS.join(a)
   return ok()
 end
 
--- a: p, attrs (one per filter), data (raw filters: the new room's data),
--- room_id (of a new room), codes, max_rooms, idle_ms, mode, max, rid, now
-function OPS.match(a)
-  local p, e = free_player(a.p)
-  if e then return e end
-  local bks = buckets(a.mode, a.max, a.attrs)
+-- The oldest room of index `prefix` (mm: waiting, bf: active backfill)
+-- that is in every bucket of `bks` and admits player p.
+local function find_in(prefix, bks, p, status)
   -- Walk the smallest bucket; a matching room is in all of them.
   local best, best_n = nil, nil
   for _, b in ipairs(bks) do
-    local n = redis.call('ZCARD', P .. 'mm:' .. b)
+    local n = redis.call('ZCARD', P .. prefix .. b)
     if best_n == nil or n < best_n then best, best_n = b, n end
   end
-  local found = nil
   local from, batch = 0, 1
-  while found == nil and best_n > 0 and from < best_n do
+  while best_n > 0 and from < best_n do
     -- Usually the first room fits: read one, then wider batches.
-    local ids = redis.call('ZRANGE', P .. 'mm:' .. best, from, from + batch - 1)
+    local ids = redis.call('ZRANGE', P .. prefix .. best, from, from + batch - 1)
     if #ids == 0 then break end
     for _, id in ipairs(ids) do
       local all = true
       for _, b in ipairs(bks) do
-        if b ~= best and not redis.call('ZSCORE', P .. 'mm:' .. b, id) then
+        if b ~= best and not redis.call('ZSCORE', P .. prefix .. b, id) then
           all = false
           break
         end
       end
       if all then
         local r = load_room(id)
-        if r and not r.kk[p.id] and r.st == 'waiting' and #r.pl < r.max then
-          found = r
-          break
-        end
+        if r and not r.kk[p.id] and r.st == status and #r.pl < r.max then return r end
       end
     end
     from = from + batch
     batch = math.min(batch * 8, 512)
   end
+  return nil
+end
+
+-- a: p, attrs (one per filter), data (raw filters: the new room's data),
+-- room_id (of a new room), codes, max_rooms, idle_ms, mode, max, backfill,
+-- rid, now. Active games missing a player first, then waiting rooms.
+function OPS.match(a)
+  local p, e = free_player(a.p)
+  if e then return e end
+  local bks = buckets(a.mode, a.max, a.attrs)
+  local found = find_in('bf:', bks, p, 'active') or find_in('mm:', bks, p, 'waiting')
   local created = false
   local f0, v0 = nil, false
   local r = found
@@ -689,7 +778,7 @@ function OPS.match(a)
     f0, v0 = open(r)
   else
     r, e = new_room(a.room_id, a.codes, false, a.mode, a.max, a.data, {}, {}, bks,
-      a.max_rooms, a.idle_ms)
+      a.max_rooms, a.idle_ms, a.backfill)
     if e then return e end
     created = true
   end
@@ -762,7 +851,7 @@ function OPS.player_data(a)
   if e then return e end
   local f0, v0 = open(r)
   local i = seat_index(r, p.id)
-  if not i then return fail('not_in_room', 'you are not in a room') end
+  if not i then return fail('forbidden', 'spectators have no player data') end
   r.pl[i].dt = a.data
   REPLY = { p = p.id, rid = a.rid, kind = 'room' }
   emit(members(r), { k = 'player_data', p = p.id })
@@ -777,7 +866,7 @@ function OPS.kick(a)
   if e then return e end
   local target = a.target
   if target == p.id then return fail('bad_request', 'the host cannot kick itself; use leave_room') end
-  if not seat_index(r, target) then
+  if not seat_index(r, target) and not spectator_index(r, target) then
     return fail('peer_not_found', 'no player ' .. q(target) .. ' in your room')
   end
   local f0, v0 = open(r)
@@ -808,11 +897,15 @@ end
 
 -- a: p, to, event (raw, `from` set)
 function OPS.signal(a)
-  local room = redis.call('HGET', P .. 'pl:' .. a.p, 'room')
+  local me = redis.call('HMGET', P .. 'pl:' .. a.p, 'room', 'sp')
+  local room = me[1]
   if not room or room == '' then return fail('not_in_room', 'you are not in a room') end
-  local v = redis.call('HMGET', P .. 'pl:' .. a.to, 'room', 'node', 'conn')
+  local v = redis.call('HMGET', P .. 'pl:' .. a.to, 'room', 'node', 'conn', 'sp')
   if a.to == a.p or v[1] ~= room then
     return fail('peer_not_found', 'no player ' .. q(a.to) .. ' in your room')
+  end
+  if me[2] == '1' and v[4] == '1' then
+    return fail('forbidden', 'spectators exchange signals with players only')
   end
   if v[3] == '1' then
     redis.call('PUBLISH', P .. 'ch:' .. v[2], cjson.encode({ t = 'signal', to = a.to, x = a.event }))
@@ -1008,7 +1101,7 @@ function OPS.recount(_)
     players[pid] = player(pid)
   end
   local want = { waiting = 0, active = 0, finished = 0, seats = 0, held = 0, seats_waiting = 0 }
-  local mm, lists, seated = {}, {}, {}
+  local mm, bf, lists, seated = {}, {}, {}, {}
   local function add(set, key, id)
     set[key] = set[key] or {}
     set[key][id] = true
@@ -1028,13 +1121,24 @@ function OPS.recount(_)
       end
       if p.conn ~= s.c then return fail('internal', 'player ' .. s.id .. ' connection flag differs') end
     end
+    if #r.sp > (r.msp or 0) then return fail('internal', 'room ' .. id .. ' over its spectator places') end
+    for _, s in ipairs(r.sp) do
+      if seated[s.id] then return fail('internal', 'player ' .. s.id .. ' is in two places') end
+      seated[s.id] = id
+      local p = players[s.id]
+      if not p or p.room ~= id or redis.call('HGET', P .. 'pl:' .. s.id, 'sp') ~= '1' then
+        return fail('internal', 'spectator ' .. s.id .. ' disagrees with its place')
+      end
+      if p.conn ~= s.c then return fail('internal', 'spectator ' .. s.id .. ' connection flag differs') end
+    end
     local f = footprint(r)
     want[f.st] = want[f.st] + 1
     want.seats = want.seats + f.seats
     want.held = want.held + f.held
     if f.st == 'waiting' then want.seats_waiting = want.seats_waiting + f.seats end
     if f.matchable then
-      for _, b in ipairs(f.bkl) do add(mm, b, id) end
+      local sets = (f.matchable == 'bf') and bf or mm
+      for _, b in ipairs(f.bkl) do add(sets, b, id) end
     end
     if f.listed then
       local l = (f.st == 'waiting') and 'w' or 'a'
@@ -1079,7 +1183,7 @@ function OPS.recount(_)
     end
     return nil
   end
-  local bad = same_sets('mm:', mm) or same_sets('list:', lists)
+  local bad = same_sets('mm:', mm) or same_sets('bf:', bf) or same_sets('list:', lists)
   if bad then return fail('internal', bad) end
   local conns = {}
   for pid, p in pairs(players) do
@@ -1126,7 +1230,7 @@ end
 function OPS.footprint(_)
   local function n(pattern) return #redis.call('KEYS', P .. pattern) end
   return ok({
-    rooms = n('room:*'), codes = n('code:*'), players = n('pl:*'), index_buckets = n('mm:*'),
+    rooms = n('room:*'), codes = n('code:*'), players = n('pl:*'), index_buckets = n('mm:*') + n('bf:*'),
     listed = redis.call('ZCARD', P .. 'list:w') + redis.call('ZCARD', P .. 'list:a'),
     tokens = n('tok:*'),
     timers = redis.call('ZCARD', P .. 'timer') + redis.call('ZCARD', P .. 'grace'),

@@ -51,6 +51,14 @@ pub struct RoomRec {
     pub data: String,
     #[serde(default, deserialize_with = "list")]
     pub pl: Vec<SeatRec>,
+    /// Refilled through matchmaking while active (`backfill`).
+    #[serde(default)]
+    pub bf: bool,
+    /// Spectators (1.1), in join order, and their places.
+    #[serde(default, deserialize_with = "list")]
+    pub sp: Vec<SeatRec>,
+    #[serde(default)]
+    pub msp: u64,
     /// Raw `chat` event texts, oldest first.
     #[serde(default, deserialize_with = "list")]
     pub chat: Vec<String>,
@@ -108,6 +116,9 @@ impl RoomRec {
             created_at: parse_ts(&self.ca),
             data: parse_obj(&self.data),
             players: self.pl.iter().map(SeatRec::info).collect(),
+            backfill: self.bf,
+            max_spectators: self.msp,
+            spectators: self.sp.iter().map(SeatRec::info).collect(),
         }
     }
 
@@ -318,6 +329,19 @@ impl Spec {
                 data: parse_obj(&room.seat(self.player.as_deref()?)?.dt),
             },
             "kicked" => Event::Kicked { room_id },
+            "spectator_joined" => Event::SpectatorJoined {
+                room_id,
+                player: room
+                    .sp
+                    .iter()
+                    .find(|s| Some(&s.id) == self.player.as_ref())?
+                    .info(),
+            },
+            "spectator_left" => Event::SpectatorLeft {
+                room_id,
+                player_id: pid(),
+                reason: self.reason.unwrap_or(LeaveReason::Left),
+            },
             // For nodes only: a member's connection moved to another node
             // (its room snapshot updates their routes).
             "moved" => return None,

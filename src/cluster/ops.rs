@@ -91,6 +91,8 @@ pub struct Create<'a> {
     pub data: String,
     pub allowed_players: &'a [String],
     pub allowed_roles: &'a [String],
+    pub backfill: bool,
+    pub max_spectators: u64,
     pub attrs: Vec<String>,
     pub max_rooms: u64,
     pub idle_ms: u64,
@@ -108,6 +110,8 @@ pub struct Join<'a> {
     pub code: String,
     pub code_given: &'a str,
     pub roles: &'a [String],
+    /// `"as": "spectator"`.
+    pub spectator: bool,
     pub rid: String,
     pub now: String,
 }
@@ -124,6 +128,7 @@ pub struct Match<'a> {
     pub idle_ms: u64,
     pub mode: &'a str,
     pub max: u64,
+    pub backfill: bool,
     pub rid: String,
     pub now: String,
 }

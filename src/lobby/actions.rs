@@ -126,6 +126,9 @@ impl Lobby {
     ) -> Result<RoomInfo, ProtoError> {
         let (id, _) = self.my_room(player_id)?;
         check_data(&data, "data")?;
+        if self.rooms[&id].seat_index(player_id).is_none() {
+            return Err(err(ErrorCode::Forbidden, "spectators have no player data"));
+        }
         self.update_room(id, |room| {
             if let Some(i) = room.seat_index(player_id) {
                 room.seats[i].data = data;
@@ -154,7 +157,8 @@ impl Lobby {
                 "the host cannot kick itself; use leave_room",
             ));
         }
-        if self.rooms[&id].seat_index(target).is_none() {
+        let room = &self.rooms[&id];
+        if room.seat_index(target).is_none() && room.spectator_index(target).is_none() {
             return Err(err(
                 ErrorCode::PeerNotFound,
                 format!("no player {target:?} in your room"),
@@ -203,13 +207,21 @@ impl Lobby {
     }
 
     /// Checks that a signal may go from `from` to `to`: both in the same
-    /// room. Returns the target's room id.
+    /// room, and at least one of them seated (spectators signal players,
+    /// not each other). Returns the target's room id.
     pub fn check_signal(&self, from: &str, to: &str) -> Result<Uuid, ProtoError> {
         let room = self.room_of(from).ok_or_else(not_in_room)?;
-        if to == from || room.seat_index(to).is_none() {
+        let seated = room.seat_index(to).is_some();
+        if to == from || !(seated || room.spectator_index(to).is_some()) {
             return Err(err(
                 ErrorCode::PeerNotFound,
                 format!("no player {to:?} in your room"),
+            ));
+        }
+        if !seated && room.seat_index(from).is_none() {
+            return Err(err(
+                ErrorCode::Forbidden,
+                "spectators exchange signals with players only",
             ));
         }
         Ok(room.id)

@@ -185,7 +185,7 @@ impl Lobby {
                     room_id: room_id.to_string(),
                 })
             });
-            for seat in &room.seats {
+            for seat in room.seats.iter().chain(&room.spectators) {
                 self.release(&seat.player_id);
             }
         }
@@ -276,14 +276,29 @@ impl Lobby {
                     _ => return Err(format!("player {} disagrees with its seat", seat.player_id)),
                 }
             }
+            if room.spectators.len() as u64 > room.max_spectators {
+                return Err(format!("room {id} over its spectator places"));
+            }
+            for s in &room.spectators {
+                if !seen_players.insert(s.player_id.clone()) {
+                    return Err(format!("player {} is in two places", s.player_id));
+                }
+                match self.players.get(&s.player_id) {
+                    Some(p) if p.room == Some(*id) && p.connected == s.connected => {}
+                    _ => {
+                        return Err(format!(
+                            "spectator {} disagrees with its place",
+                            s.player_id
+                        ))
+                    }
+                }
+            }
         }
         for (pid, p) in &self.players {
             if let Some(r) = p.room {
-                if self
-                    .rooms
-                    .get(&r)
-                    .is_none_or(|room| room.seat_index(pid).is_none())
-                {
+                if self.rooms.get(&r).is_none_or(|room| {
+                    room.seat_index(pid).is_none() && room.spectator_index(pid).is_none()
+                }) {
                     return Err(format!("player {pid} points at a room without its seat"));
                 }
             }

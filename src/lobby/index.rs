@@ -24,32 +24,37 @@ pub struct MatchKey {
     /// `None` for the bucket of all rooms of the mode and size; else a data
     /// key and the JSON text of its value (so `1` and `"1"` stay apart).
     pub attr: Option<(String, String)>,
+    /// The buckets of active backfill rooms, apart from waiting rooms'.
+    pub refill: bool,
 }
 
 impl MatchKey {
-    fn base(mode: &str, max_players: u64) -> Self {
+    fn base(mode: &str, max_players: u64, refill: bool) -> Self {
         MatchKey {
             mode: mode.to_string(),
             max_players,
             attr: None,
+            refill,
         }
     }
 
-    fn attr(mode: &str, max_players: u64, key: &str, value: &Value) -> Self {
+    fn attr(mode: &str, max_players: u64, key: &str, value: &Value, refill: bool) -> Self {
         MatchKey {
             mode: mode.to_string(),
             max_players,
             attr: Some((key.to_string(), value.to_string())),
+            refill,
         }
     }
 }
 
 /// The keys a room is filed under while matchable.
 pub fn keys_of(room: &Room) -> Vec<MatchKey> {
-    let mut keys = vec![MatchKey::base(&room.mode, room.max_players)];
+    let refill = room.refillable();
+    let mut keys = vec![MatchKey::base(&room.mode, room.max_players, refill)];
     keys.extend(
         room.filterable()
-            .map(|(k, v)| MatchKey::attr(&room.mode, room.max_players, k, v)),
+            .map(|(k, v)| MatchKey::attr(&room.mode, room.max_players, k, v, refill)),
     );
     keys
 }
@@ -79,16 +84,20 @@ impl MatchIndex {
     }
 
     /// Candidate rooms for a request, oldest first: the smallest bucket that
-    /// every matching room must be in. The caller checks the other filters.
+    /// every matching room must be in (of active backfill rooms with
+    /// `refill`, else of waiting rooms). The caller checks the other filters.
     pub fn candidates<'a>(
         &'a self,
         mode: &str,
         max_players: u64,
         filters: &JsonObject,
+        refill: bool,
     ) -> impl Iterator<Item = Uuid> + 'a {
-        let mut best = self.buckets.get(&MatchKey::base(mode, max_players));
+        let mut best = self.buckets.get(&MatchKey::base(mode, max_players, refill));
         for (k, v) in filters {
-            let bucket = self.buckets.get(&MatchKey::attr(mode, max_players, k, v));
+            let bucket = self
+                .buckets
+                .get(&MatchKey::attr(mode, max_players, k, v, refill));
             match bucket {
                 // A filter no matchable room satisfies: nothing can match.
                 None => {

@@ -61,6 +61,10 @@ impl Lobby {
                 self.cancel_seat_timer(player_id);
                 let room_id = room_id?;
                 self.update_room(room_id, |room| {
+                    // A spectator's return is silent.
+                    if let Some(i) = room.spectator_index(player_id) {
+                        room.spectators[i].connected = true;
+                    }
                     if let Some(i) = room.seat_index(player_id) {
                         if !room.seats[i].connected {
                             room.seats[i].connected = true;
@@ -111,6 +115,10 @@ impl Lobby {
             return;
         };
         self.update_room(room_id, |room| {
+            // A spectator's drop is silent; its place is held the same.
+            if let Some(i) = room.spectator_index(player_id) {
+                room.spectators[i].connected = false;
+            }
             if let Some(i) = room.seat_index(player_id) {
                 room.seats[i].connected = false;
                 emit(

@@ -38,9 +38,15 @@ pub struct Room {
     pub seq: u64,
     pub data: JsonObject,
     pub seats: Vec<Seat>,
+    /// Who watches without a seat (1.1), in join order; never counted as
+    /// players, never host.
+    pub spectators: Vec<Seat>,
+    pub max_spectators: u64,
     pub kicked: HashSet<String>,
     pub allowed_players: Vec<String>,
     pub allowed_roles: Vec<String>,
+    /// Refilled through matchmaking while active with a free seat.
+    pub backfill: bool,
     pub chat: VecDeque<ChatMessage>,
     /// Bumped on every change a member or a listing can see; idle timers
     /// compare it to know whether the room moved since they were set.
@@ -60,6 +66,12 @@ impl Room {
         self.seats.iter().position(|s| s.player_id == player_id)
     }
 
+    pub fn spectator_index(&self, player_id: &str) -> Option<usize> {
+        self.spectators
+            .iter()
+            .position(|s| s.player_id == player_id)
+    }
+
     pub fn is_full(&self) -> bool {
         self.seats.len() as u64 >= self.max_players
     }
@@ -68,10 +80,19 @@ impl Room {
         !self.allowed_players.is_empty() || !self.allowed_roles.is_empty()
     }
 
-    /// Whether `find_match` may place players here: public, waiting, a free
-    /// seat, and open to anyone.
+    /// Whether `find_match` may place players here: public, a free seat,
+    /// open to anyone, and waiting (or active, for a backfill room).
     pub fn matchable(&self) -> bool {
-        !self.private && self.status == RoomStatus::Waiting && !self.is_full() && !self.restricted()
+        !self.private && !self.is_full() && !self.restricted() && self.matchable_status()
+    }
+
+    fn matchable_status(&self) -> bool {
+        self.status == RoomStatus::Waiting || self.refillable()
+    }
+
+    /// An active backfill room: offered before waiting rooms.
+    pub fn refillable(&self) -> bool {
+        self.backfill && self.status == RoomStatus::Active
     }
 
     /// Whether the room shows in `list_rooms`, `/api/rooms` and room listings.
@@ -103,16 +124,28 @@ impl Room {
             || self.allowed_roles.iter().any(|r| roles.contains(r))
     }
 
+    /// Everyone who hears the room's events: the seated players, then the
+    /// spectators.
     pub fn member_ids(&self) -> Vec<String> {
-        self.seats.iter().map(|s| s.player_id.clone()).collect()
+        self.seats
+            .iter()
+            .chain(&self.spectators)
+            .map(|s| s.player_id.clone())
+            .collect()
     }
 
     pub fn member_ids_except(&self, player_id: &str) -> Vec<String> {
         self.seats
             .iter()
+            .chain(&self.spectators)
             .filter(|s| s.player_id != player_id)
             .map(|s| s.player_id.clone())
             .collect()
+    }
+
+    /// The seated players only.
+    pub fn seat_ids(&self) -> Vec<String> {
+        self.seats.iter().map(|s| s.player_id.clone()).collect()
     }
 
     pub fn held_seats(&self) -> u64 {
@@ -136,6 +169,9 @@ impl Room {
             created_at: self.created_at,
             data: self.data.clone(),
             players: self.seats.iter().map(Seat::info).collect(),
+            backfill: self.backfill,
+            max_spectators: self.max_spectators,
+            spectators: self.spectators.iter().map(Seat::info).collect(),
         }
     }
 

@@ -8,8 +8,10 @@ use chrono::Utc;
 use uuid::Uuid;
 
 use super::timers::Timer;
-use super::validate::{check_allowed, check_data, check_filters, check_max_players, check_mode};
-use super::{err, not_in_room, Delivery, Footprint, Lobby, Matched, Room, Seat};
+use super::validate::{
+    check_allowed, check_data, check_filters, check_max_players, check_max_spectators, check_mode,
+};
+use super::{emit, err, not_in_room, Delivery, Footprint, Lobby, Matched, Room, Seat};
 use crate::hooks::HookEvent;
 use crate::protocol::{
     CreateRoom, ErrorCode, Event, FindMatch, JsonObject, LeaveReason, ProtoError, RoomInfo,
@@ -41,6 +43,7 @@ impl Lobby {
         data: JsonObject,
         allowed_players: Vec<String>,
         allowed_roles: Vec<String>,
+        backfill: bool,
         now: Instant,
     ) -> Result<Uuid, ProtoError> {
         if self.rooms.len() >= self.cfg.max_rooms {
@@ -67,9 +70,12 @@ impl Lobby {
             seq,
             data,
             seats: Vec::new(),
+            spectators: Vec::new(),
+            max_spectators: 0,
             kicked: HashSet::new(),
             allowed_players,
             allowed_roles,
+            backfill,
             chat: VecDeque::new(),
             activity: 0,
             last_activity: now,
@@ -117,7 +123,7 @@ impl Lobby {
                 connected: true,
             };
             let others = room.member_ids();
-            created = others.is_empty();
+            created = room.seats.is_empty();
             if !others.is_empty() {
                 out.push(Delivery {
                     to: others,
@@ -135,7 +141,8 @@ impl Lobby {
                     messages: room.chat.iter().cloned().collect(),
                 },
             ));
-            if room.is_full() {
+            // A backfill room refilled while active is already started.
+            if room.is_full() && room.status == RoomStatus::Waiting {
                 Self::start(room, hold, out);
                 started = true;
             }
@@ -219,6 +226,7 @@ impl Lobby {
         let data = req.data.unwrap_or_default();
         check_data(&data, "data")?;
         check_allowed(&req.allowed_players, &req.allowed_roles)?;
+        let max_spectators = check_max_spectators(req.max_spectators)?;
         let id = self.insert_room(
             req.private,
             mode,
@@ -226,8 +234,12 @@ impl Lobby {
             data,
             req.allowed_players,
             req.allowed_roles,
+            req.backfill,
             now,
         )?;
+        if let Some(room) = self.rooms.get_mut(&id) {
+            room.max_spectators = max_spectators;
+        }
         Ok(self.seat(id, player_id, out))
     }
 
@@ -238,6 +250,92 @@ impl Lobby {
         code: Option<&str>,
         out: &mut Vec<Delivery>,
     ) -> Result<RoomInfo, ProtoError> {
+        let id = self.room_to_join(player_id, room_id, code)?;
+        let room = &self.rooms[&id];
+        // A full room is reported as full even though filling it also
+        // started it: that is the more useful reason for the joiner.
+        if room.is_full() {
+            return Err(err(
+                ErrorCode::RoomFull,
+                format!(
+                    "room {} has {} of {} players",
+                    room.id_str,
+                    room.seats.len(),
+                    room.max_players
+                ),
+            ));
+        }
+        if room.status != RoomStatus::Waiting {
+            return Err(err(
+                ErrorCode::RoomNotWaiting,
+                format!("room {} is {}", room.id_str, room.status.as_str()),
+            ));
+        }
+        Ok(self.seat(id, player_id, out))
+    }
+
+    /// `join_room` with `"as": "spectator"`: a place among the spectators,
+    /// whatever the room's status; `room_full` when none is left.
+    pub fn spectate(
+        &mut self,
+        player_id: &str,
+        room_id: Option<&str>,
+        code: Option<&str>,
+        out: &mut Vec<Delivery>,
+    ) -> Result<RoomInfo, ProtoError> {
+        let id = self.room_to_join(player_id, room_id, code)?;
+        let room = &self.rooms[&id];
+        if room.spectators.len() as u64 >= room.max_spectators {
+            return Err(err(
+                ErrorCode::RoomFull,
+                format!(
+                    "room {} has {} of {} spectators",
+                    room.id_str,
+                    room.spectators.len(),
+                    room.max_spectators
+                ),
+            ));
+        }
+        let name = self.players[player_id].name.clone();
+        self.update_room(id, |room| {
+            let seat = Seat {
+                player_id: player_id.to_string(),
+                name,
+                data: JsonObject::new(),
+                joined_at: Utc::now(),
+                connected: true,
+            };
+            emit(
+                out,
+                room.member_ids(),
+                Event::SpectatorJoined {
+                    room_id: room.id_str.clone(),
+                    player: seat.info(),
+                },
+            );
+            room.spectators.push(seat);
+            out.push(Delivery::one(
+                player_id,
+                Event::ChatHistory {
+                    room_id: room.id_str.clone(),
+                    messages: room.chat.iter().cloned().collect(),
+                },
+            ));
+        });
+        if let Some(p) = self.players.get_mut(player_id) {
+            p.room = Some(id);
+        }
+        Ok(self.rooms[&id].info(true))
+    }
+
+    /// The room a `join_room` names (by id or code), checked for the
+    /// player: free, admitted (not kicked, not restricted out).
+    fn room_to_join(
+        &self,
+        player_id: &str,
+        room_id: Option<&str>,
+        code: Option<&str>,
+    ) -> Result<Uuid, ProtoError> {
         self.check_free(player_id)?;
         let id = match (room_id, code) {
             (Some(id), _) => Uuid::parse_str(id)
@@ -265,26 +363,7 @@ impl Lobby {
             };
             return Err(err(ErrorCode::Forbidden, why));
         }
-        // A full room is reported as full even though filling it also
-        // started it: that is the more useful reason for the joiner.
-        if room.is_full() {
-            return Err(err(
-                ErrorCode::RoomFull,
-                format!(
-                    "room {} has {} of {} players",
-                    room.id_str,
-                    room.seats.len(),
-                    room.max_players
-                ),
-            ));
-        }
-        if room.status != RoomStatus::Waiting {
-            return Err(err(
-                ErrorCode::RoomNotWaiting,
-                format!("room {} is {}", room.id_str, room.status.as_str()),
-            ));
-        }
-        Ok(self.seat(id, player_id, out))
+        Ok(id)
     }
 
     pub fn find_match(
@@ -299,18 +378,34 @@ impl Lobby {
         let mode = check_mode(req.mode.as_deref())?;
         let filters = req.filters.unwrap_or_default();
         check_filters(&filters)?;
+        // Active games missing a player first, then waiting rooms.
+        let fits = |id: &Uuid| {
+            self.rooms
+                .get(id)
+                .is_some_and(|r| r.matches_filters(&filters) && !r.kicked.contains(player_id))
+        };
         let found = self
             .index
-            .candidates(&mode, max_players, &filters)
-            .find(|id| {
-                self.rooms
-                    .get(id)
-                    .is_some_and(|r| r.matches_filters(&filters) && !r.kicked.contains(player_id))
+            .candidates(&mode, max_players, &filters, true)
+            .find(fits)
+            .or_else(|| {
+                self.index
+                    .candidates(&mode, max_players, &filters, false)
+                    .find(fits)
             });
         let (id, created) = match found {
             Some(id) => (id, false),
             None => (
-                self.insert_room(false, mode, max_players, filters, vec![], vec![], now)?,
+                self.insert_room(
+                    false,
+                    mode,
+                    max_players,
+                    filters,
+                    vec![],
+                    vec![],
+                    req.backfill,
+                    now,
+                )?,
                 true,
             ),
         };
@@ -351,6 +446,19 @@ impl Lobby {
             })
         });
         self.update_room(room_id, |room| {
+            if let Some(i) = room.spectator_index(player_id) {
+                room.spectators.remove(i);
+                emit(
+                    out,
+                    room.member_ids(),
+                    Event::SpectatorLeft {
+                        room_id: room.id_str.clone(),
+                        player_id: player_id.to_string(),
+                        reason,
+                    },
+                );
+                return;
+            }
             let Some(i) = room.seat_index(player_id) else {
                 return;
             };
@@ -367,6 +475,12 @@ impl Lobby {
                     reason,
                 },
             });
+            if room.seats.is_empty() {
+                // The last player left: the room closes under its
+                // spectators (`drop_room` releases them).
+                Self::dismiss_spectators(room, out);
+                return;
+            }
             if i == 0 {
                 out.push(Delivery {
                     to: rest,
@@ -387,8 +501,9 @@ impl Lobby {
             return false;
         };
         let members = room.member_ids();
+        let seated = room.seat_ids();
         if self.hooks.is_some() {
-            for pid in &members {
+            for pid in &seated {
                 self.hook(|_| {
                     Some(HookEvent::PlayerLeft {
                         room_id: room_id.to_string(),
@@ -399,7 +514,7 @@ impl Lobby {
             }
         }
         let room = &self.rooms[&room_id];
-        for pid in &members {
+        for pid in &seated {
             out.push(Delivery {
                 to: members.clone(),
                 event: Event::PlayerLeft {
@@ -409,7 +524,28 @@ impl Lobby {
                 },
             });
         }
+        Self::dismiss_spectators(room, out);
         self.drop_room(room_id);
         true
+    }
+
+    /// A closing room tells its spectators: `spectator_left` (closed) for
+    /// each of them, to all of them.
+    fn dismiss_spectators(room: &Room, out: &mut Vec<Delivery>) {
+        let watching: Vec<String> = room
+            .spectators
+            .iter()
+            .map(|s| s.player_id.clone())
+            .collect();
+        for pid in &watching {
+            out.push(Delivery {
+                to: watching.clone(),
+                event: Event::SpectatorLeft {
+                    room_id: room.id_str.clone(),
+                    player_id: pid.clone(),
+                    reason: LeaveReason::Closed,
+                },
+            });
+        }
     }
 }

@@ -27,6 +27,7 @@ fn find(l: &mut Lobby, pid: &str, now: Instant) -> super::Matched {
         max_players: Some(2),
         mode: Some("churn".into()),
         filters: None,
+        backfill: false,
     };
     l.find_match(pid, req, now, &mut out).expect("find_match")
 }
@@ -207,4 +208,17 @@ fn a_printed_player_never_shows_its_resume_token() {
     let shown = format!("{:?}", lobby.player("p1").unwrap());
     assert!(!shown.contains(&token), "{shown}");
     assert!(shown.contains("<redacted>"), "{shown}");
+}
+
+/// The engine keeps the limits it was built with (the backends read them).
+#[test]
+fn the_config_is_the_one_given() {
+    let cfg = LobbyConfig {
+        max_players: 5,
+        reconnect_grace: Duration::from_millis(1234),
+        ..LobbyConfig::default()
+    };
+    let l = Lobby::new(cfg);
+    assert_eq!(l.config().max_players, 5);
+    assert_eq!(l.config().reconnect_grace, Duration::from_millis(1234));
 }

@@ -61,6 +61,30 @@ pub(crate) fn check_max_players(limit: u64, n: Option<u64>) -> Result<u64, Proto
     Ok(n)
 }
 
+/// Most spectator places a room may have.
+pub const MAX_SPECTATORS: u64 = 100;
+
+/// `max_spectators` of `create_room` (default 0).
+pub(crate) fn check_max_spectators(n: Option<u64>) -> Result<u64, ProtoError> {
+    let n = n.unwrap_or(0);
+    if n > MAX_SPECTATORS {
+        return Err(ProtoError::bad_request(format!(
+            "max_spectators must be 0 to {MAX_SPECTATORS}, got {n}"
+        )));
+    }
+    Ok(n)
+}
+
+/// `join_room`'s `as`: `player` (the default) or `spectator`.
+pub(crate) fn check_join_role(role: Option<&str>) -> Result<(), ProtoError> {
+    match role {
+        None | Some("player") | Some("spectator") => Ok(()),
+        Some(other) => Err(ProtoError::bad_request(format!(
+            "as must be \"player\" or \"spectator\", got {other:?}"
+        ))),
+    }
+}
+
 /// `find_match` filters: few, scalar, and small.
 pub(crate) fn check_filters(filters: &JsonObject) -> Result<(), ProtoError> {
     if filters.len() > MAX_FILTERS {

@@ -302,6 +302,7 @@ impl Conn {
             max_players: Some(next.unwrap_or(self.app.cfg.max_players)),
             mode: Some(format!("matchbox:{room}")),
             filters: None,
+            backfill: false,
         });
         if let Err(e) = validate(&self.app.cfg, &request) {
             tracing::debug!("matchbox find_match refused: {}", e.message);

@@ -34,6 +34,7 @@ fn find(max: Option<&'static str>, filters: Option<&'static str>) -> Req {
         max,
         mode: None,
         filters,
+        backfill: None,
     }
 }
 
@@ -44,6 +45,8 @@ fn create(max: Option<&'static str>, data: Option<&'static str>) -> Req {
         mode: None,
         data,
         allowed: None,
+        backfill: None,
+        max_spectators: None,
     }
 }
 
@@ -418,4 +421,128 @@ async fn kicks_host_changes_and_admin_calls_alike() {
         Step::Resume(2),
     ];
     check(3, steps).await;
+}
+
+// ----- backfill -----
+
+fn find_backfill(filters: Option<&'static str>) -> Req {
+    Req::FindMatch {
+        max: Some("2"),
+        mode: None,
+        filters,
+        backfill: Some("true"),
+    }
+}
+
+/// A backfill room that loses a player mid-game is offered first, before
+/// an older waiting room; filters and kicks still apply; a refilled full
+/// room does not start again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backfill_rooms_are_refilled_first() {
+    check(
+        5,
+        vec![
+            // An older waiting room (player 4 alone in it).
+            Send(4, find(Some("2"), None)),
+            Send(0, create(Some("3"), None)),
+            Send(0, Req::Leave),
+            // A backfill game of 2, started.
+            Send(0, find_backfill(Some("{\"map\":\"a\"}"))),
+            Send(1, find_backfill(Some("{\"map\":\"a\"}"))),
+            Send(1, Req::Leave),
+            // Another filter does not fit it; the same one does, before
+            // player 4's waiting room.
+            Send(2, find(Some("2"), Some("{\"map\":\"b\"}"))),
+            Send(3, find(Some("2"), Some("{\"map\":\"a\"}"))),
+            Send(3, Req::Leave),
+            Send(1, find(Some("2"), None)),
+        ],
+    )
+    .await;
+}
+
+// ----- spectators -----
+
+fn create_watched(max: &'static str, places: &'static str) -> Req {
+    Req::CreateRoom {
+        private: None,
+        max: Some(max),
+        mode: None,
+        data: None,
+        allowed: None,
+        backfill: None,
+        max_spectators: Some(places),
+    }
+}
+
+fn spectate(room: usize) -> Req {
+    Req::JoinAs(RoomRef::Known(room), "\"spectator\"")
+}
+
+fn offer(to: usize) -> Req {
+    Req::Signal {
+        kind: "offer",
+        to: PlayerRef::Slot(to),
+        payload: Payload::Sdp("chromium-offer-datachannel.sdp"),
+        rid: true,
+    }
+}
+
+/// A watched game: spectators join before and after players, hear the
+/// events and chat, signal players (not each other), have no player data,
+/// can be kicked, drop and come back silently, and are dismissed when the
+/// last player leaves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spectators_watch_a_game() {
+    check(
+        4,
+        vec![
+            Send(0, create_watched("2", "2")),
+            Send(2, spectate(0)),
+            Send(1, Req::JoinAs(RoomRef::Known(0), "\"player\"")),
+            Send(3, spectate(0)),
+            Send(3, Req::Chat("\"hello from the stands\"")),
+            Send(3, Req::SetPlayerData(Some("{\"x\":1}"))),
+            Send(2, offer(0)),
+            Send(0, offer(2)),
+            Send(2, offer(3)),
+            Send(1, spectate(0)),
+            Send(0, Req::Kick(PlayerRef::Slot(3))),
+            Send(3, spectate(0)),
+            Step::Drop(2),
+            Step::Resume(2),
+            Send(0, Req::Finish(Some("{\"winner\":\"ann\"}"))),
+            Send(1, Req::Leave),
+            Send(0, Req::Leave),
+            Send(2, Req::Leave),
+        ],
+    )
+    .await;
+}
+
+/// Places run out (`room_full`), rooms without places refuse, `as` must
+/// be player or spectator, a spectator's grace runs out like a seat's, and
+/// an admin close dismisses the spectators too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spectator_places_graces_and_closes() {
+    check(
+        5,
+        vec![
+            Send(0, create_watched("3", "1")),
+            Send(1, spectate(0)),
+            Send(2, spectate(0)),
+            Send(2, Req::JoinAs(RoomRef::Known(0), "\"ghost\"")),
+            Send(2, Req::JoinAs(RoomRef::Known(0), "1")),
+            Send(3, create(Some("2"), None)),
+            Send(2, spectate(1)),
+            Send(4, Req::JoinById(RoomRef::Known(0))),
+            Step::Drop(1),
+            Step::WaitTimers,
+            Send(2, spectate(0)),
+            Send(4, Req::Chat("\"ok\"")),
+            Step::AdminCloseRoom(RoomRef::Known(0)),
+            Send(2, Req::Leave),
+        ],
+    )
+    .await;
 }

@@ -38,6 +38,7 @@ pub enum Req {
         max: Option<&'static str>,
         mode: Option<&'static str>,
         filters: Option<&'static str>,
+        backfill: Option<&'static str>,
     },
     CreateRoom {
         private: Option<&'static str>,
@@ -45,8 +46,12 @@ pub enum Req {
         mode: Option<&'static str>,
         data: Option<&'static str>,
         allowed: Option<PlayerRef>,
+        backfill: Option<&'static str>,
+        max_spectators: Option<&'static str>,
     },
     JoinById(RoomRef),
+    /// `join_room` by id with `as` (`"spectator"` mostly).
+    JoinAs(RoomRef, &'static str),
     JoinByCode(CodeRef),
     JoinNeither,
     Leave,
@@ -184,23 +189,39 @@ const DATA: &[&str] = &[
     "\"text\"",
 ];
 
+/// `backfill`: mostly on, so rooms that lose a player mid-game are
+/// offered again; sometimes of the wrong type.
+const BACKFILL: &[&str] = &["true", "true", "false", "1"];
+
 fn req() -> impl Strategy<Value = Req> {
-    let find = (opt(MAX), opt(MODE), opt(FILTERS))
-        .prop_map(|(max, mode, filters)| Req::FindMatch { max, mode, filters });
+    let find = (opt(MAX), opt(MODE), opt(FILTERS), opt(BACKFILL)).prop_map(
+        |(max, mode, filters, backfill)| Req::FindMatch {
+            max,
+            mode,
+            filters,
+            backfill,
+        },
+    );
     let create = (
         opt(&["true", "false", "\"yes\""]),
         opt(MAX),
         opt(MODE),
         opt(DATA),
         proptest::option::weighted(0.2, player_ref()),
+        opt(BACKFILL),
+        opt(&["2", "2", "1", "0", "101", "-1"]),
     )
-        .prop_map(|(private, max, mode, data, allowed)| Req::CreateRoom {
-            private,
-            max,
-            mode,
-            data,
-            allowed,
-        });
+        .prop_map(
+            |(private, max, mode, data, allowed, backfill, max_spectators)| Req::CreateRoom {
+                private,
+                max,
+                mode,
+                data,
+                allowed,
+                backfill,
+                max_spectators,
+            },
+        );
     let list = (
         opt(&["\"waiting\"", "\"active\"", "\"finished\"", "\"bogus\""]),
         opt(MODE),
@@ -251,6 +272,11 @@ fn req() -> impl Strategy<Value = Req> {
         6 => find,
         5 => create,
         3 => room_ref().prop_map(Req::JoinById),
+        3 => (
+            room_ref(),
+            proptest::sample::select(&["\"spectator\"", "\"spectator\"", "\"player\"", "\"ghost\"", "1"][..])
+        )
+            .prop_map(|(r, role)| Req::JoinAs(r, role)),
         3 => code_ref().prop_map(Req::JoinByCode),
         1 => Just(Req::JoinNeither),
         3 => Just(Req::Leave),

@@ -24,10 +24,16 @@ pub fn render(req: &Req, seq: u64, ids: &impl Resolve) -> (Message, bool) {
         }
     };
     let kind = match req {
-        Req::FindMatch { max, mode, filters } => {
+        Req::FindMatch {
+            max,
+            mode,
+            filters,
+            backfill,
+        } => {
             put("max_players", *max);
             put("mode", *mode);
             put("filters", *filters);
+            put("backfill", *backfill);
             "find_match"
         }
         Req::CreateRoom {
@@ -36,8 +42,12 @@ pub fn render(req: &Req, seq: u64, ids: &impl Resolve) -> (Message, bool) {
             mode,
             data,
             allowed,
+            backfill,
+            max_spectators,
         } => {
             put("private", *private);
+            put("backfill", *backfill);
+            put("max_spectators", *max_spectators);
             put("max_players", *max);
             put("mode", *mode);
             put("data", *data);
@@ -47,6 +57,11 @@ pub fn render(req: &Req, seq: u64, ids: &impl Resolve) -> (Message, bool) {
         }
         Req::JoinById(r) => {
             put("room_id", Some(&s(&ids.room(*r))));
+            "join_room"
+        }
+        Req::JoinAs(r, role) => {
+            put("room_id", Some(&s(&ids.room(*r))));
+            put("as", Some(role));
             "join_room"
         }
         Req::JoinByCode(c) => {

@@ -227,6 +227,9 @@ impl World {
                     max_players: Some(max),
                     mode: Some(format!("m{mode}")),
                     filters: filters(f),
+                    // The model has no backfill rooms (the differential
+                    // test and lobby_ws cover them).
+                    backfill: false,
                 };
                 let got = self.lobby.find_match(&pid(i), req, self.now, &mut out);
                 let want = self.free(i).and_then(|()| {

@@ -34,6 +34,12 @@ const POLL: Duration = Duration::from_millis(200);
 const GROUP: &str = "d";
 const BATCH: usize = 256;
 
+/// Gives the lease up at shutdown (only this node's), so the next node need
+/// not wait for it to lapse.
+const RELEASE: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0";
+
 /// Renews (1) or takes (2) the lease for this node; 0 when another holds it.
 const LEASE: &str = r"
 if redis.call('GET', KEYS[1]) == ARGV[1] then
@@ -58,7 +64,18 @@ pub(super) async fn run_webhooks(app: Arc<App>, cl: Arc<Cluster>) {
     loop {
         tokio::select! {
             _ = tokio::time::sleep(POLL) => {}
-            _ = app.shutdown.cancelled() => return,
+            _ = app.shutdown.cancelled() => {
+                let mut conn = cl.store.conn();
+                flush_acks(&mut conn, &acks).await;
+                if leading {
+                    let _: redis::RedisResult<i64> = redis::Script::new(RELEASE)
+                        .key(format!("{PREFIX}hooks:lead"))
+                        .arg(&cl.store.node)
+                        .invoke_async(&mut conn)
+                        .await;
+                }
+                return;
+            }
         }
         let mut conn = cl.store.conn();
         flush_acks(&mut conn, &acks).await;

@@ -241,6 +241,7 @@ impl Cluster {
                         idle_ms: cfg.room_idle_timeout_ms,
                         mode,
                         max,
+                        backfill: req.backfill,
                         rid: rid(),
                         now: now(),
                     })
@@ -259,6 +260,8 @@ impl Cluster {
                         data: raw(&data),
                         allowed_players: &req.allowed_players,
                         allowed_roles: &req.allowed_roles,
+                        backfill: req.backfill,
+                        max_spectators: req.max_spectators.unwrap_or(0),
                         attrs: attrs(&data),
                         max_rooms: cfg.max_rooms,
                         idle_ms: cfg.room_idle_timeout_ms,
@@ -276,6 +279,7 @@ impl Cluster {
                         code: given.trim().to_ascii_uppercase(),
                         code_given: given,
                         roles: caller.roles,
+                        spectator: req.as_spectator(),
                         rid: rid(),
                         now: now(),
                     })

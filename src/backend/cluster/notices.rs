@@ -223,7 +223,7 @@ fn learn_routes(st: &mut State, room: &RoomRec, events: &[Spec], me: &str) {
                     st.routes.forget_in(pid, &room.id);
                 }
             }
-            "player_left" => {
+            "player_left" | "spectator_left" => {
                 if let Some(pid) = &spec.player {
                     st.routes.forget_in(pid, &room.id);
                 }

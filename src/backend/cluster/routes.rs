@@ -17,11 +17,15 @@ use std::collections::HashMap;
 
 use crate::cluster::notice::RoomRec;
 
+/// A member of a room: id, node, connected, and whether it only watches
+/// (spectators signal players, not each other).
+type Member = (String, String, bool, bool);
+
 /// A room as this node last saw it.
 #[derive(Default)]
 struct RoomRoute {
-    /// Every member: id, node, connected.
-    seats: Vec<(String, String, bool)>,
+    /// Every member: seats and spectators.
+    seats: Vec<Member>,
     /// Members connected here.
     locals: Vec<String>,
 }
@@ -36,15 +40,20 @@ pub(crate) struct Routes {
 impl Routes {
     /// Takes in a room snapshot (`me`: this node's id).
     pub fn learn(&mut self, room: &RoomRec, me: &str) {
-        let seats: Vec<(String, String, bool)> = room
+        let seats: Vec<Member> = room
             .pl
             .iter()
-            .map(|s| (s.id.clone(), s.n.clone(), s.c))
+            .map(|s| (s.id.clone(), s.n.clone(), s.c, false))
+            .chain(
+                room.sp
+                    .iter()
+                    .map(|s| (s.id.clone(), s.n.clone(), s.c, true)),
+            )
             .collect();
         let here: Vec<String> = seats
             .iter()
-            .filter(|(_, node, c)| *c && node == me)
-            .map(|(id, _, _)| id.clone())
+            .filter(|(_, node, c, _)| *c && node == me)
+            .map(|(id, _, _, _)| id.clone())
             .collect();
         let before = self
             .rooms
@@ -108,20 +117,30 @@ impl Routes {
             return None;
         }
         let r = self.rooms.get(room)?;
+        let watches = |who: &str| r.seats.iter().any(|(id, _, _, w)| *w && id == who);
+        if watches(from) && watches(to) {
+            return None; // refused by the script, with its reason
+        }
         r.seats
             .iter()
-            .find(|(id, _, c)| *c && id == to)
-            .map(|(_, node, _)| (room.as_str(), node.as_str()))
+            .find(|(id, _, c, _)| *c && id == to)
+            .map(|(_, node, _, _)| (room.as_str(), node.as_str()))
     }
 
     /// The target's node's check: `to` is here in `room`, and `from` is a
     /// member of it.
     pub fn admits(&self, from: &str, to: &str, room: &str) -> bool {
-        self.room_of.get(to).is_some_and(|r| r == room)
-            && self
-                .rooms
-                .get(room)
-                .is_some_and(|r| r.seats.iter().any(|(id, _, _)| id == from))
+        if self.room_of.get(to).is_none_or(|r| r != room) {
+            return false;
+        }
+        let Some(r) = self.rooms.get(room) else {
+            return false;
+        };
+        let kind = |who: &str| r.seats.iter().find(|m| m.0 == who).map(|m| m.3);
+        match (kind(from), kind(to)) {
+            (Some(from_watches), Some(to_watches)) => !(from_watches && to_watches),
+            _ => false,
+        }
     }
 
     /// Forgets everything (the store's state was lost or cut off).
