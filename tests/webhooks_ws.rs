@@ -437,8 +437,8 @@ async fn a_receiver_answering_500_gets_the_same_event_until_it_takes_it() {
     );
     let first_retry = created[1].at - created[0].at;
     assert!(
-        first_retry <= Duration::from_millis(1500),
-        "first retry within 1 s (+ slack): {first_retry:?}"
+        first_retry <= Duration::from_millis(2000),
+        "first retry within 1 s (+ slack for a busy machine): {first_retry:?}"
     );
     assert_eq!(
         delivered.len(),
@@ -500,7 +500,7 @@ async fn an_answer_slower_than_the_timeout_is_retried_under_the_same_id() {
         "the server waited for its 300 ms timeout before retrying: {gap:?}"
     );
     assert!(
-        gap <= Duration::from_millis(2500),
+        gap <= Duration::from_millis(3000),
         "then retried soon: {gap:?}"
     );
     // The join came after the creation was acknowledged in time (attempt 3),
