@@ -12,8 +12,10 @@
 //! API. After each step both servers are brought to rest (see world.rs) and
 //! their observable state is compared, normalized: every frame each player
 //! received, the public room listings, the stats and each player's
-//! presence. On a difference the test prints the step list (shrunk by
-//! proptest) and both records side by side.
+//! presence. At the end of each case (every timer fired) the webhook
+//! events each server POSTed to its own receiver are compared too, room by
+//! room in delivery order. On a difference the test prints the step list
+//! (shrunk by proptest) and both records side by side.
 //!
 //! `RENDEZVOUS_DIFF_CASES` (default 24), `RENDEZVOUS_DIFF_STEPS` (default
 //! 40) and `RENDEZVOUS_DIFF_SHRINK` (shrink iterations, default 48) size
@@ -130,7 +132,14 @@ impl Pair {
             }
             self.compare(format!("{step:?}"), a, b)?;
         }
-        Ok(())
+        // Both engines told their webhook receivers the same story (once
+        // every pending timer fired, so none fires while they settle).
+        self.settle_timers(true).await?;
+        if self.inconclusive {
+            return Ok(());
+        }
+        let (a, b) = tokio::join!(self.mem.hook_record(), self.clu.hook_record());
+        self.compare("webhook events at the end".into(), a, b)
     }
 
     /// Waits out the timers that could fire soon (all of them when `all`),

@@ -28,11 +28,13 @@ use super::norm::Norm;
 use super::steps::{CodeRef, PlayerRef, Req, RoomRef, Step};
 use super::wire::{urlenc, Resolve};
 use crate::support::dechunk;
+use crate::support::hooks::Receiver;
 use crate::support::RedisServer;
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 pub const ADMIN: &str = "diff-admin-token";
+const HOOK_SECRET: &str = "diff-hook-secret";
 pub const GRACE_MS: u64 = 600;
 pub const FINISHED_TTL_MS: u64 = 500;
 /// How long one read may wait for a frame the server owes.
@@ -67,12 +69,17 @@ pub struct World {
     pub deadlines: Vec<Deadline>,
     pub resumed: Vec<String>,
     admin_status: Option<u16>,
+    /// The webhook receiver of this server: both engines must report the
+    /// same events, room by room.
+    pub hooks: Receiver,
 }
 
 impl World {
     pub async fn start(cluster: bool, n: usize, extra: &[&str]) -> World {
         let web = concat!(env!("CARGO_MANIFEST_DIR"), "/web");
         let (grace, ttl) = (GRACE_MS.to_string(), FINISHED_TTL_MS.to_string());
+        let hooks = Receiver::start(HOOK_SECRET).await;
+        let hook_url = hooks.url();
         let mut argv = vec![
             "rendezvous",
             "--listen",
@@ -97,6 +104,10 @@ impl World {
             "300",
             "--stun-urls",
             "stun:stun.example.org:3478",
+            "--webhook-url",
+            &hook_url,
+            "--webhook-secret",
+            HOOK_SECRET,
         ];
         if !extra.contains(&"--room-idle-timeout-ms") {
             argv.extend_from_slice(&["--room-idle-timeout-ms", "600000"]);
@@ -118,7 +129,68 @@ impl World {
             deadlines: Vec::new(),
             resumed: Vec::new(),
             admin_status: None,
+            hooks,
         }
+    }
+
+    /// Whether every webhook event made so far was delivered: nothing held
+    /// by the server's outbox and, in cluster mode, nothing left in the
+    /// Redis stream.
+    async fn hooks_settled(&self) -> bool {
+        let app = &self.server.as_ref().expect("running").app;
+        if app.hooks.outbox.as_ref().is_some_and(|o| o.held() > 0) {
+            return false;
+        }
+        let Some(redis) = &self._redis else {
+            return true;
+        };
+        let Ok(client) = redis::Client::open(redis.url()) else {
+            return false;
+        };
+        let Ok(mut conn) = client.get_multiplexed_async_connection().await else {
+            return false;
+        };
+        let len: redis::RedisResult<u64> = redis::cmd("XLEN")
+            .arg("rv:hooks")
+            .query_async(&mut conn)
+            .await;
+        len == Ok(0)
+    }
+
+    /// The webhook events delivered, normalized (ids of events dropped),
+    /// by room in delivery order, once the server has delivered them all
+    /// and nothing more arrives for a moment.
+    pub async fn hook_record(&mut self) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        let mut last = usize::MAX;
+        loop {
+            let settled = self.hooks_settled().await;
+            let n = self.hooks.hits().len();
+            if settled && n == last {
+                break;
+            }
+            if Instant::now() > deadline {
+                panic!("webhooks did not settle within 15 s ({n} received)");
+            }
+            last = if settled { n } else { usize::MAX };
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        let mut rooms: std::collections::BTreeMap<String, Vec<Value>> = Default::default();
+        for hit in self.hooks.delivered() {
+            let mut body = hit.json.clone();
+            if let Some(m) = body.as_object_mut() {
+                m.remove("id");
+            }
+            let body = self.norm.normalize(&body);
+            let d = &body["data"];
+            let room = d["room"]["room_id"]
+                .as_str()
+                .or_else(|| d["room_id"].as_str())
+                .unwrap_or("")
+                .to_string();
+            rooms.entry(room).or_default().push(body);
+        }
+        json!(rooms)
     }
 
     pub async fn stop(mut self) {
