@@ -222,3 +222,80 @@ fn the_config_is_the_one_given() {
     assert_eq!(l.config().max_players, 5);
     assert_eq!(l.config().reconnect_grace, Duration::from_millis(1234));
 }
+
+/// Random join codes: six characters of the alphabet, spread over it (a
+/// constant or truncated code would pass a uniqueness check only by luck).
+#[test]
+fn codes_are_six_characters_of_the_alphabet_and_vary() {
+    let codes: std::collections::HashSet<String> =
+        (0..200).map(|_| super::new_code_text()).collect();
+    assert!(codes.len() > 190, "random codes repeat: {}", codes.len());
+    let mut seen = std::collections::HashSet::new();
+    for c in &codes {
+        assert_eq!(c.len(), super::CODE_LEN, "{c}");
+        for b in c.bytes() {
+            assert!(super::CODE_ALPHABET.contains(&b), "{c}");
+            seen.insert(b);
+        }
+    }
+    // 1200 draws over 31 letters meet nearly all of them.
+    assert!(seen.len() > 25, "only {} letters used", seen.len());
+}
+
+/// Who may signal whom, and what the stats count.
+#[test]
+fn signals_need_a_fellow_member_and_are_counted() {
+    let mut l = lobby();
+    let mut out = Vec::new();
+    let now = Instant::now();
+    for p in ["a", "b", "c"] {
+        l.connect(p, p, vec![], &mut out);
+    }
+    let code = crate::protocol::ErrorCode::NotInRoom;
+    assert_eq!(l.check_signal("a", "b").unwrap_err().code, code);
+    let room = create(&mut l, "a", now);
+    l.join_room("b", Some(&room.room_id), None, &mut out)
+        .unwrap();
+    let id = l.room_by_id_str(&room.room_id).unwrap().id;
+    assert_eq!(l.check_signal("a", "b"), Ok(id));
+    assert_eq!(l.check_signal("b", "a"), Ok(id));
+    for (from, to) in [("a", "a"), ("a", "c"), ("a", "nobody")] {
+        assert_eq!(
+            l.check_signal(from, to).unwrap_err().code,
+            crate::protocol::ErrorCode::PeerNotFound,
+            "{from} -> {to}"
+        );
+    }
+    assert_eq!(l.stats().signals_relayed, 0);
+    l.count_signal();
+    l.count_signal();
+    assert_eq!(l.stats().signals_relayed, 2);
+}
+
+/// Every start counts once; the chat keeps the last lines only.
+#[test]
+fn starts_are_counted_and_chat_history_is_bounded() {
+    let mut l = lobby();
+    let mut out = Vec::new();
+    let now = Instant::now();
+    for p in ["a", "b", "c", "d"] {
+        l.connect(p, p, vec![], &mut out);
+    }
+    for (host, guest) in [("a", "b"), ("c", "d")] {
+        let room = create(&mut l, host, now);
+        l.join_room(guest, Some(&room.room_id), None, &mut out)
+            .unwrap();
+        l.start_game(host, &mut out).unwrap();
+    }
+    assert_eq!(l.stats().matches_started, 2);
+    for i in 0..super::CHAT_HISTORY + 5 {
+        l.chat("a", &format!("line {i}"), &mut out).unwrap();
+    }
+    let chat = &l.room_of("a").unwrap().chat;
+    assert_eq!(chat.len(), super::CHAT_HISTORY);
+    assert_eq!(chat.front().unwrap().text, "line 5");
+    assert_eq!(
+        chat.back().unwrap().text,
+        format!("line {}", super::CHAT_HISTORY + 4)
+    );
+}
