@@ -209,7 +209,11 @@ fn req() -> impl Strategy<Value = Req> {
         opt(DATA),
         proptest::option::weighted(0.2, player_ref()),
         opt(BACKFILL),
-        opt(&["2", "2", "1", "0", "101", "-1"]),
+        // Mostly places for spectators, so `JoinAs` finds some.
+        prop_oneof![
+            1 => Just(None),
+            4 => proptest::sample::select(&["2", "2", "1", "0", "101", "-1"][..]).prop_map(Some),
+        ],
     )
         .prop_map(
             |(private, max, mode, data, allowed, backfill, max_spectators)| Req::CreateRoom {
@@ -272,7 +276,7 @@ fn req() -> impl Strategy<Value = Req> {
         6 => find,
         5 => create,
         3 => room_ref().prop_map(Req::JoinById),
-        3 => (
+        5 => (
             room_ref(),
             proptest::sample::select(&["\"spectator\"", "\"spectator\"", "\"player\"", "\"ghost\"", "1"][..])
         )
