@@ -246,17 +246,18 @@ end
 -- the change it tells of; one node at a time delivers them (src/backend/
 -- cluster/hooks.rs). Room snapshots travel as the stored room record.
 local HOOKS = nil
-local function hooks_want(kind)
+local function hook_cfg()
   if HOOKS == nil then
     local v = redis.call('HMGET', P .. 'cfg', 'hooks', 'hookcap', 'alloc')
     HOOKS = { list = ' ' .. (v[1] or '') .. ' ', cap = tonumber(v[2] or '10000'), alloc = v[3] == '1' }
   end
-  return string.find(HOOKS.list, ' ' .. kind .. ' ', 1, true) ~= nil
+  return HOOKS
 end
 
 local function hook(kind, fields)
-  if not hooks_want(kind) then return end
-  if redis.call('XLEN', P .. 'hooks') >= HOOKS.cap then
+  local cfg = hook_cfg()
+  if not string.find(cfg.list, ' ' .. kind .. ' ', 1, true) then return end
+  if redis.call('XLEN', P .. 'hooks') >= cfg.cap then
     redis.call('INCR', P .. 'hooks:dropped')
     return
   end
@@ -272,8 +273,7 @@ end
 -- game_start; the calling node asks the allocator, then `announce`s it.
 local STARTED = {}
 local function alloc_on()
-  hooks_want('')
-  return HOOKS.alloc
+  return hook_cfg().alloc
 end
 
 -- Sends the accumulated events (and the reply, if any) with a snapshot of

@@ -90,18 +90,6 @@ impl Hooks {
         })
     }
 
-    /// No hooks at all (the lobby records nothing).
-    pub fn disabled() -> Hooks {
-        Hooks {
-            outbox: None,
-            events: Vec::new(),
-            allocator: None,
-            allocator_timeout_ms: 0,
-            poster: None,
-            metrics: Arc::new(WebhookMetrics::detached()),
-        }
-    }
-
     /// Whether webhooks are sent at all.
     pub fn webhooks_on(&self) -> bool {
         self.outbox.is_some()
@@ -122,14 +110,12 @@ impl Hooks {
         if !self.wants(event.kind()) {
             return;
         }
-        let id = uuid::Uuid::new_v4().simple().to_string();
-        let created_at = crate::protocol::ts(&chrono::Utc::now());
-        let text = body(&id, event.kind(), &created_at, &event.data());
+        let (id, body) = envelope(event.kind(), &event.data());
         outbox.push(Outgoing {
             id,
             kind: event.kind(),
             room_id: event.room_id().to_string(),
-            body: Bytes::from(text),
+            body,
             made: Instant::now(),
             done: None,
         });
@@ -142,23 +128,10 @@ impl Hooks {
         let (Some(url), Some(poster)) = (&self.allocator, &self.poster) else {
             return Allocation::failed("no allocator configured");
         };
-        let id = uuid::Uuid::new_v4().simple().to_string();
-        let created_at = crate::protocol::ts(&chrono::Utc::now());
-        let text = body(
-            &id,
-            "match.allocate",
-            &created_at,
-            &serde_json::json!({ "room": room }),
-        );
+        let (id, body) = envelope("match.allocate", &serde_json::json!({ "room": room }));
         self.metrics.allocations.increment(1);
         let answer = poster
-            .post(
-                url,
-                "match.allocate",
-                &id,
-                &Bytes::from(text),
-                self.allocator_timeout_ms,
-            )
+            .post(url, "match.allocate", &id, &body, self.allocator_timeout_ms)
             .await;
         let result = match answer {
             Ok(bytes) => match serde_json::from_slice::<Value>(&bytes) {
@@ -178,6 +151,14 @@ impl Hooks {
             }
         }
     }
+}
+
+/// A new event made on this server: a fresh id and the body, stamped now.
+fn envelope(kind: &str, data: &Value) -> (String, Bytes) {
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    let created_at = crate::protocol::ts(&chrono::Utc::now());
+    let text = body(&id, kind, &created_at, data);
+    (id, Bytes::from(text))
 }
 
 impl Allocation {

@@ -65,7 +65,7 @@ pub struct Outbox {
     lanes: Vec<Arc<Lane>>,
     poster: Poster,
     /// Events held (each counted once, however many URLs).
-    held: Arc<AtomicUsize>,
+    held: AtomicUsize,
     cap: usize,
     retry_for: Duration,
     timeout_ms: u64,
@@ -95,7 +95,7 @@ impl Outbox {
                 })
                 .collect(),
             poster,
-            held: Arc::new(AtomicUsize::new(0)),
+            held: AtomicUsize::new(0),
             cap,
             retry_for,
             timeout_ms,
@@ -109,9 +109,9 @@ impl Outbox {
         self.held.load(Ordering::Relaxed)
     }
 
-    /// Room for `n` more events?
-    pub fn has_room(&self, n: usize) -> bool {
-        self.held() + n <= self.cap
+    /// How many more events fit.
+    pub fn room_left(&self) -> usize {
+        self.cap.saturating_sub(self.held())
     }
 
     /// Queues an event on every lane; false (dropped, counted) when the

@@ -150,28 +150,29 @@ impl Lobby {
         if let Some(p) = self.players.get_mut(player_id) {
             p.room = Some(room_id);
         }
-        if created {
-            // The room as it was made: its creator seated, still waiting.
-            self.hook(|l| {
-                let mut room = l.hook_room(room_id)?;
-                if started {
-                    room.status = RoomStatus::Waiting;
-                }
-                Some(HookEvent::RoomCreated { room })
-            });
-        }
-        self.hook(|l| {
-            let mut room = l.hook_room(room_id)?;
+        // The room as the join left it: still waiting when the join is what
+        // starts it (`match.started` follows).
+        let snapshot = self
+            .hooks
+            .is_some()
+            .then(|| self.hook_room(room_id))
+            .flatten();
+        if let Some(mut room) = snapshot {
             if started {
                 room.status = RoomStatus::Waiting;
             }
-            let player = room
-                .players
-                .iter()
-                .find(|p| p.player_id == player_id)?
-                .clone();
-            Some(HookEvent::PlayerJoined { room, player })
-        });
+            if created {
+                self.hook(|_| Some(HookEvent::RoomCreated { room: room.clone() }));
+            }
+            self.hook(|_| {
+                let player = room
+                    .players
+                    .iter()
+                    .find(|p| p.player_id == player_id)?
+                    .clone();
+                Some(HookEvent::PlayerJoined { room, player })
+            });
+        }
         if started {
             self.started(room_id);
         }
@@ -502,16 +503,14 @@ impl Lobby {
         };
         let members = room.member_ids();
         let seated = room.seat_ids();
-        if self.hooks.is_some() {
-            for pid in &seated {
-                self.hook(|_| {
-                    Some(HookEvent::PlayerLeft {
-                        room_id: room_id.to_string(),
-                        player_id: pid.clone(),
-                        reason: LeaveReason::Closed,
-                    })
-                });
-            }
+        for pid in &seated {
+            self.hook(|_| {
+                Some(HookEvent::PlayerLeft {
+                    room_id: room_id.to_string(),
+                    player_id: pid.clone(),
+                    reason: LeaveReason::Closed,
+                })
+            });
         }
         let room = &self.rooms[&room_id];
         for pid in &seated {

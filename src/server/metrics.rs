@@ -106,23 +106,6 @@ pub struct WebhookMetrics {
     pub allocation_failures: Counter,
 }
 
-impl WebhookMetrics {
-    /// Handles that record nowhere (hooks switched off, unit tests).
-    pub fn detached() -> Self {
-        WebhookMetrics {
-            delivered: Counter::noop(),
-            attempts: Counter::noop(),
-            failures: Counter::noop(),
-            dropped_overflow: Counter::noop(),
-            dropped_expired: Counter::noop(),
-            queue: Gauge::noop(),
-            delivery_seconds: Histogram::noop(),
-            allocations: Counter::noop(),
-            allocation_failures: Counter::noop(),
-        }
-    }
-}
-
 /// The figures of one drop-in endpoint, labelled `endpoint="peerjs"`...
 /// Its connections and relays also count in the totals.
 pub struct Endpoint {

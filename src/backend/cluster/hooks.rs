@@ -112,8 +112,7 @@ pub(super) async fn run_webhooks(app: Arc<App>, cl: Arc<Cluster>) {
         count_dropped(&app, &mut conn).await;
         // Read while the outbox has room; a full batch means more waits.
         loop {
-            let room =
-                BATCH.min(app.cfg.webhook_queue.saturating_sub(outbox.held() as u64) as usize);
+            let room = BATCH.min(outbox.room_left());
             if room == 0 {
                 break;
             }
