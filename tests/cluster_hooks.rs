@@ -12,7 +12,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use serde_json::json;
-use support::hooks::{summary, Hit, Receiver};
+use support::hooks::{first_deliveries, summary, Hit, Receiver};
 use support::*;
 use tokio::time::Instant;
 
@@ -77,15 +77,6 @@ fn hook_args(urls: &str) -> Vec<&str> {
         "--reconnect-grace-ms",
         "60000",
     ]
-}
-
-/// Each event once (first delivery), in delivery order.
-fn first_deliveries(hits: &[Hit]) -> Vec<Hit> {
-    let mut seen = std::collections::HashSet::new();
-    hits.iter()
-        .filter(|h| h.delivered() && seen.insert(h.id().to_string()))
-        .cloned()
-        .collect()
 }
 
 fn room_kinds(hits: &[Hit], room_id: &str) -> Vec<String> {

@@ -258,15 +258,6 @@ async fn a_silent_client_is_dropped_by_heartbeat_and_its_seat_held() {
     ts.stop().await;
 }
 
-/// The value of an unlabeled (or first labeled) sample of `name`.
-fn metric(text: &str, name: &str) -> f64 {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
 #[tokio::test]
 async fn metrics_are_described_and_move() {
     let ts = TestServer::start().await;

@@ -6,12 +6,12 @@
 
 mod support;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::time::Duration;
 
 use rendezvous::client::Client;
 use serde_json::{json, Value};
-use support::hooks::{post_json, sign, summary, Hit, Receiver};
+use support::hooks::{first_deliveries, post_json, sign, summary, Hit, Receiver};
 use support::*;
 use tokio::time::Instant;
 
@@ -41,15 +41,6 @@ async fn hooked(receivers: &[&Receiver], extra: &[&str]) -> TestServer {
     ];
     args.extend_from_slice(extra);
     TestServer::with_args(&args).await
-}
-
-/// Each event once (its first delivery), in delivery order.
-fn first_deliveries(hits: &[Hit]) -> Vec<Hit> {
-    let mut seen = HashSet::new();
-    hits.iter()
-        .filter(|h| h.delivered() && seen.insert(h.id().to_string()))
-        .cloned()
-        .collect()
 }
 
 /// The delivered events of `room_id`, each once, in delivery order.
@@ -89,15 +80,6 @@ fn assert_once_each(hits: &[Hit]) {
 
 async fn metrics(ts: &TestServer) -> String {
     http_raw("GET", &ts.http("/metrics"), &[]).await.1
-}
-
-/// The sum of the samples of `name` (every label set), 0 when absent.
-fn metric(text: &str, name: &str) -> f64 {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
 }
 
 /// The sample of `name` whose labels contain `label` (e.g. `"expired"`).

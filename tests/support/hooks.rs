@@ -490,3 +490,12 @@ pub fn sign(secret: &str, t: &str, body: &[u8]) -> String {
         .map(|b| format!("{b:02x}"))
         .collect()
 }
+
+/// Each event once (its first delivery), in delivery order.
+pub fn first_deliveries(hits: &[Hit]) -> Vec<Hit> {
+    let mut seen = HashSet::new();
+    hits.iter()
+        .filter(|h| h.delivered() && seen.insert(h.id().to_string()))
+        .cloned()
+        .collect()
+}

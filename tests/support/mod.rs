@@ -533,3 +533,13 @@ pub fn no_reconnect() -> rendezvous::client::ClientOptions {
         ..Default::default()
     }
 }
+
+/// The sum of the samples of metric `name` in a Prometheus text (every
+/// label set), 0 when absent.
+pub fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
