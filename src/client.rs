@@ -19,7 +19,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-use crate::protocol::{ErrorCode, RoomInfo, Welcome};
+use crate::protocol::{ErrorCode, RoomInfo, TicketInfo, Welcome};
 
 type Sink = SplitSink<WebSocketStream<MaybeTlsStream<TcpStream>>, Message>;
 type Waiters = Arc<Mutex<HashMap<u64, oneshot::Sender<Value>>>>;
@@ -449,6 +449,19 @@ impl Client {
                 .request("join_room", json!({"room_id": room_id, "as": "spectator"}))
                 .await?,
         )
+    }
+
+    /// `queue_match` (1.1) with any of its fields: the queued ticket. The
+    /// room comes later, as a `game_start` event carrying its `ticket_id`.
+    pub async fn queue_match(&self, fields: Value) -> Result<TicketInfo, ClientError> {
+        let r = self.request("queue_match", fields).await?;
+        serde_json::from_value(r["ticket"].clone())
+            .map_err(|e| ClientError::Protocol(e.to_string()))
+    }
+
+    /// `cancel_match` (1.1): the ticket leaves the queue.
+    pub async fn cancel_match(&self) -> Result<(), ClientError> {
+        self.request("cancel_match", json!({})).await.map(|_| ())
     }
 
     pub async fn leave_room(&self) -> Result<(), ClientError> {

@@ -75,6 +75,18 @@ pub struct Config {
     )]
     pub room_idle_timeout_ms: u64,
 
+    /// A `queue_match` ticket that formed no room for this long expires
+    /// (`ticket_expired`).
+    #[arg(long, env = "RENDEZVOUS_TICKET_TTL_MS", default_value_t = 120_000,
+          value_parser = clap::value_parser!(u64).range(1_000..=86_400_000))]
+    pub ticket_ttl_ms: u64,
+
+    /// A ticket room smaller than `max_players` (at least every ticket's
+    /// `min_players`) forms once its oldest ticket waited this long.
+    #[arg(long, env = "RENDEZVOUS_TICKET_FILL_AFTER_MS", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u64).range(0..=86_400_000))]
+    pub ticket_fill_after_ms: u64,
+
     /// Events and signals kept per held seat for the player's return; when
     /// more arrive the oldest go, and `welcome.missed` says how many.
     #[arg(long, env = "RENDEZVOUS_RESUME_BUFFER", default_value_t = 256,
@@ -309,6 +321,8 @@ impl Config {
             reconnect_grace: Duration::from_millis(self.reconnect_grace_ms),
             finished_room_ttl: Duration::from_millis(self.finished_room_ttl_ms),
             room_idle_timeout: Duration::from_millis(self.room_idle_timeout_ms),
+            ticket_ttl: Duration::from_millis(self.ticket_ttl_ms),
+            ticket_fill_after: Duration::from_millis(self.ticket_fill_after_ms),
         }
     }
 }

@@ -45,6 +45,10 @@ pub enum ErrorCode {
     PlayerNotFound,
     InvalidSdp,
     InvalidCandidate,
+    /// 1.1: `queue_match` while the player already has a ticket.
+    AlreadyQueued,
+    /// 1.1: `cancel_match` without a ticket.
+    NotQueued,
     Internal,
     /// HTTP only: no such route.
     NotFound,
@@ -71,6 +75,8 @@ impl ErrorCode {
             ErrorCode::RoomNotActive => "room_not_active",
             ErrorCode::NotInRoom => "not_in_room",
             ErrorCode::AlreadyInRoom => "already_in_room",
+            ErrorCode::AlreadyQueued => "already_queued",
+            ErrorCode::NotQueued => "not_queued",
             ErrorCode::NotHost => "not_host",
             ErrorCode::NotEnoughPlayers => "not_enough_players",
             ErrorCode::PeerNotFound => "peer_not_found",
@@ -159,6 +165,34 @@ pub struct FindMatch {
     pub filters: Option<JsonObject>,
     /// 1.1: the room it creates is refilled when a player leaves it active.
     pub backfill: bool,
+}
+
+/// Fields of `queue_match` (1.1), as sent; defaults are applied by
+/// [`crate::lobby::TicketSpec::from_request`].
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct QueueMatch {
+    pub mode: Option<String>,
+    pub max_players: Option<u64>,
+    pub min_players: Option<u64>,
+    pub skill: Option<f64>,
+    pub skill_window: Option<f64>,
+    pub skill_widen_per_s: Option<f64>,
+    pub skill_window_max: Option<f64>,
+    /// Region name to the round-trip time in ms the client measured.
+    pub regions: Option<std::collections::BTreeMap<String, f64>>,
+    pub max_rtt_ms: Option<f64>,
+    pub filters: Option<JsonObject>,
+    pub backfill: bool,
+}
+
+/// A queued ticket as the wire shows it (`queue_match`'s reply).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TicketInfo {
+    pub ticket_id: String,
+    pub players: Vec<String>,
+    #[serde(with = "ts_millis")]
+    pub queued_at: DateTime<Utc>,
 }
 
 /// Fields of `create_room`.
@@ -297,6 +331,8 @@ pub enum Request {
     JoinRoom(JoinRoom),
     LeaveRoom,
     ListRooms(ListRooms),
+    QueueMatch(QueueMatch),
+    CancelMatch,
     StartGame,
     FinishGame(FinishGame),
     SetRoomData(SetData),
@@ -322,6 +358,8 @@ impl Request {
             Request::JoinRoom(_) => "join_room",
             Request::LeaveRoom => "leave_room",
             Request::ListRooms(_) => "list_rooms",
+            Request::QueueMatch(_) => "queue_match",
+            Request::CancelMatch => "cancel_match",
             Request::StartGame => "start_game",
             Request::FinishGame(_) => "finish_game",
             Request::SetRoomData(_) => "set_room_data",
@@ -427,6 +465,8 @@ pub fn decode_request(text: &str) -> Decoded {
         "join_room" => fields(text, &kind).map(Request::JoinRoom),
         "leave_room" => Ok(Request::LeaveRoom),
         "list_rooms" => fields(text, &kind).map(Request::ListRooms),
+        "queue_match" => fields(text, &kind).map(Request::QueueMatch),
+        "cancel_match" => Ok(Request::CancelMatch),
         "start_game" => Ok(Request::StartGame),
         "finish_game" => fields(text, &kind).map(Request::FinishGame),
         "set_room_data" => fields(text, &kind).map(Request::SetRoomData),
@@ -547,6 +587,9 @@ pub struct Stats {
     pub held_seats: u64,
     pub matches_started: u64,
     pub signals_relayed: u64,
+    /// 1.1: tickets waiting in `queue_match`'s queue (one per party).
+    #[serde(default)]
+    pub tickets_queued: u64,
     pub uptime_s: u64,
 }
 
@@ -612,6 +655,7 @@ impl Event {
             room,
             allocation: alloc.map(|a| a.allocation.clone()),
             allocation_error: alloc.and_then(|a| a.allocation_error.clone()),
+            ticket_id: None,
         }
     }
 }
@@ -664,6 +708,14 @@ pub enum Event {
         allocation: Option<Option<JsonObject>>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         allocation_error: Option<String>,
+        /// 1.1: the ticket that seated this player, for rooms formed by
+        /// `queue_match`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ticket_id: Option<String>,
+    },
+    /// 1.1: a ticket waited `--ticket-ttl-ms` without forming a room.
+    TicketExpired {
+        ticket_id: String,
     },
     RoomData {
         room_id: String,

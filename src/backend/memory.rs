@@ -57,11 +57,9 @@ impl State {
         if self.table.send(player_id, text) {
             return true;
         }
-        if self
-            .lobby
-            .player(player_id)
-            .is_some_and(|p| !p.connected && p.room.is_some())
-        {
+        // A held seat, or a held player with a ticket (its
+        // `ticket_expired`), as the cluster store keeps them.
+        if self.lobby.player(player_id).is_some_and(|p| !p.connected) {
             let p = self.pending.entry(player_id.to_string()).or_default();
             if p.queue.len() >= self.resume_buffer {
                 p.queue.pop_front();
@@ -383,6 +381,7 @@ impl Memory {
             conns: st.table.conns.len(),
             room_subs: st.table.room_subs.len(),
             routes: 0,
+            tickets: f.tickets,
         }
     }
 }
@@ -423,6 +422,14 @@ fn apply(
         }
         Request::LeaveRoom => {
             lobby.leave_room(me, out)?;
+            Fields::Other(json!({}))
+        }
+        Request::QueueMatch(req) => {
+            let ticket = lobby.queue_match(me, req, now, out)?;
+            Fields::Other(json!({ "ticket": ticket }))
+        }
+        Request::CancelMatch => {
+            lobby.cancel_match(me)?;
             Fields::Other(json!({}))
         }
         Request::ListRooms(req) => {

@@ -113,6 +113,8 @@ pub struct Footprint {
     pub room_subs: usize,
     /// Cluster mode: the rooms and players a node keeps to route signals.
     pub routes: usize,
+    /// Queued `queue_match` tickets.
+    pub tickets: usize,
 }
 
 impl Footprint {

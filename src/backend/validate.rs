@@ -29,6 +29,9 @@ pub fn validate(cfg: &Config, request: &Request) -> Result<(), ProtoError> {
             }
             Ok(())
         }
+        Request::QueueMatch(req) => {
+            crate::lobby::TicketSpec::from_request(req, cfg.max_players).map(|_| ())
+        }
         Request::CreateRoom(req) => {
             check_max_players(cfg.max_players, req.max_players)?;
             check_mode(req.mode.as_deref())?;
@@ -90,6 +93,7 @@ pub fn validate(cfg: &Config, request: &Request) -> Result<(), ProtoError> {
             }
         }
         Request::LeaveRoom
+        | Request::CancelMatch
         | Request::StartGame
         | Request::Ping
         | Request::UnsubscribeStats

@@ -23,7 +23,10 @@
 -- backfill rooms with a free seat), list:<w|a>[:<mode>] (zset, seq),
 -- stats (hash), seq, grace (zset, deadline), timer (zset, deadline),
 -- pend:<player> (list), pendx:<player>, nodes (set), beats (zset), conns (hash), cfg (hash),
--- nodepl:<node> (set), gen, listwatch (set of nodes).
+-- nodepl:<node> (set), gen, listwatch (set of nodes); tickets of
+-- queue_match (1.1): tk:<id> (hash), tqs:<pool> (zset, skill), tqa:<pool>
+-- (zset, seq), tqt (zset, queued ms), tqp (set of pools), tqlast,
+-- tqwoken (set), tqrefill (set); see "tickets" below.
 -- The script computes key names itself, so it needs a single Redis (or a
 -- primary with replicas), not Redis Cluster.
 
@@ -65,10 +68,10 @@ end
 -- ---------------------------------------------------------------- players
 
 local function player(pid)
-  local v = redis.call('HMGET', P .. 'pl:' .. pid, 'name', 'room', 'node', 'conn', 'epoch', 'tok')
+  local v = redis.call('HMGET', P .. 'pl:' .. pid, 'name', 'room', 'node', 'conn', 'epoch', 'tok', 'tk')
   if not v[1] then return nil end
   return { id = pid, name = v[1], room = v[2] or '', node = v[3] or '', conn = v[4] == '1',
-           epoch = tonumber(v[5] or '0'), tok = v[6] or '' }
+           epoch = tonumber(v[5] or '0'), tok = v[6] or '', tk = v[7] or '' }
 end
 
 -- Live connections per node (hash conns: node -> count), changed with the
@@ -77,9 +80,66 @@ local function count_conn(node, delta)
   if node ~= nil and node ~= '' then redis.call('HINCRBY', P .. 'conns', node, delta) end
 end
 
+-- ------------------------------------------------------ ticket storage
+-- A queued ticket (queue_match): hash tk:<id> with its players (pl, JSON
+-- list), its request (spec: the JSON text Rust built, decoded here, never
+-- re-encoded: cjson writes numbers rounded), seq, q (queued, ms), qa
+-- (queued_at text), pool, away (players whose connection is gone). It is
+-- indexed in its pool by skill (tqs, members "<16-digit seq>:<id>" so equal
+-- skills sort by age) and by age (tqa), and by time in tqt; its expiry is
+-- timer t:<id>. A player's hash names its ticket (tk).
+
+local function num(x) return string.format('%.17g', x) end
+
+local function tmember(t) return string.format('%016d', t.seq) .. ':' .. t.id end
+
+local function load_ticket(id)
+  if id == nil or id == '' then return nil end
+  local v = redis.call('HMGET', P .. 'tk:' .. id, 'pl', 'spec', 'seq', 'q', 'qa', 'pool', 'away')
+  if not v[1] then return nil end
+  local t = cjson.decode(v[2])
+  t.id = id
+  t.pl = cjson.decode(v[1])
+  t.seq = tonumber(v[3])
+  t.q = tonumber(v[4])
+  t.qa = v[5]
+  t.pool = v[6]
+  t.away = tonumber(v[7] or '0')
+  return t
+end
+
+local function add_ticket(t, spec_raw, ttl_ms)
+  redis.call('HSET', P .. 'tk:' .. t.id, 'pl', cjson.encode(t.pl), 'spec', spec_raw, 'seq', t.seq,
+    'q', t.q, 'qa', t.qa, 'pool', t.pool, 'away', 0)
+  redis.call('ZADD', P .. 'tqs:' .. t.pool, num(t.skill or 0), tmember(t))
+  redis.call('ZADD', P .. 'tqa:' .. t.pool, t.seq, t.id)
+  redis.call('ZADD', P .. 'tqt', t.q, t.id)
+  redis.call('SADD', P .. 'tqp', t.pool)
+  redis.call('ZADD', P .. 'timer', t.q + ttl_ms, 't:' .. t.id)
+  for _, pid in ipairs(t.pl) do redis.call('HSET', P .. 'pl:' .. pid, 'tk', t.id) end
+  redis.call('HINCRBY', P .. 'stats', 'tickets_queued', 1)
+end
+
+-- Takes a queued ticket out of the queue (formed, cancelled, expired).
+local function drop_ticket(t)
+  if redis.call('DEL', P .. 'tk:' .. t.id) == 0 then return end
+  redis.call('ZREM', P .. 'tqs:' .. t.pool, tmember(t))
+  redis.call('ZREM', P .. 'tqa:' .. t.pool, t.id)
+  if redis.call('ZCARD', P .. 'tqa:' .. t.pool) == 0 then redis.call('SREM', P .. 'tqp', t.pool) end
+  redis.call('ZREM', P .. 'tqt', t.id)
+  redis.call('ZREM', P .. 'timer', 't:' .. t.id)
+  redis.call('SREM', P .. 'tqwoken', t.id)
+  for _, pid in ipairs(t.pl) do redis.call('HDEL', P .. 'pl:' .. pid, 'tk') end
+  redis.call('HINCRBY', P .. 'stats', 'tickets_queued', -1)
+end
+
 local function forget(pid)
   local p = player(pid)
   if not p then return end
+  if p.tk ~= '' then
+    local t = load_ticket(p.tk)
+    if t then drop_ticket(t) end
+  end
   if p.tok ~= '' then redis.call('DEL', P .. 'tok:' .. p.tok) end
   if p.node ~= '' then redis.call('SREM', P .. 'nodepl:' .. p.node, pid) end
   redis.call('DEL', P .. 'pl:' .. pid, P .. 'pend:' .. pid, P .. 'pendx:' .. pid)
@@ -95,7 +155,7 @@ local function load_room(id)
   local r = cjson.decode(s)
   -- cjson turns empty JSON arrays and objects alike into empty tables.
   r.pl = r.pl or {}; r.kk = r.kk or {}; r.ap = r.ap or {}; r.ar = r.ar or {}
-  r.chat = r.chat or {}; r.bk = r.bk or {}; r.sp = r.sp or {}
+  r.chat = r.chat or {}; r.bk = r.bk or {}; r.sp = r.sp or {}; r.tx = r.tx or {}
   return r
 end
 
@@ -401,6 +461,11 @@ local function leave_with(pid, reason)
   end
   commit(r, f0, v0)
   flush(r)
+  -- A backfill seat opened: offered to queued tickets on the next pass.
+  if #r.pl > 0 and r.bf and r.st == 'active'
+    and tonumber(redis.call('HGET', P .. 'stats', 'tickets_queued') or '0') > 0 then
+    redis.call('SADD', P .. 'tqrefill', r.id)
+  end
   return true
 end
 
@@ -423,7 +488,9 @@ end
 -- Seats a player whose eligibility was checked.
 local function seat(r, p)
   local others = members(r)
-  r.pl[#r.pl + 1] = { id = p.id, nm = p.name, dt = '{}', ja = A.now, c = true, n = ME }
+  local node = ME
+  if p.node ~= '' then node = p.node end
+  r.pl[#r.pl + 1] = { id = p.id, nm = p.name, dt = '{}', ja = A.now, c = true, n = node }
   emit(others, { k = 'player_joined', p = p.id })
   emit({ p.id }, { k = 'chat_history' })
   redis.call('HSET', P .. 'pl:' .. p.id, 'room', r.id)
@@ -448,6 +515,9 @@ local function free_player(pid)
   if not p then return nil, fail('internal', 'unknown player; reconnect') end
   if p.room ~= '' then
     return nil, fail('already_in_room', 'you are already in a room; leave it first')
+  end
+  if p.tk ~= '' then
+    return nil, fail('already_queued', 'you have a ticket in the queue; cancel_match first')
   end
   return p, nil
 end
@@ -520,7 +590,11 @@ end
 local function hold(pid, grace_ms)
   local p = player(pid)
   if not p then return end
-  if p.conn then count_conn(p.node, -1) end
+  if p.conn then
+    count_conn(p.node, -1)
+    -- A queued ticket is not matched while its player is away.
+    if p.tk ~= '' then redis.call('HINCRBY', P .. 'tk:' .. p.tk, 'away', 1) end
+  end
   redis.call('HSET', P .. 'pl:' .. pid, 'conn', '0', 'seen', now())
   if p.node ~= '' then redis.call('SREM', P .. 'nodepl:' .. p.node, pid) end
   redis.call('ZADD', P .. 'grace', now() + grace_ms, pid)
@@ -576,6 +650,12 @@ function OPS.hello(a)
       end
     end
     if p.node ~= '' and p.node ~= ME then redis.call('SREM', P .. 'nodepl:' .. p.node, pid) end
+    if not p.conn and p.tk ~= '' and redis.call('EXISTS', P .. 'tk:' .. p.tk) == 1 then
+      -- Back: the ticket may be matched again (looked at on the next pass).
+      if redis.call('HINCRBY', P .. 'tk:' .. p.tk, 'away', -1) <= 0 then
+        redis.call('SADD', P .. 'tqwoken', p.tk)
+      end
+    end
     name = p.name
   end
   local epoch = redis.call('HINCRBY', P .. 'pl:' .. pid, 'epoch', 1)
@@ -731,8 +811,8 @@ function OPS.join(a)
 end
 
 -- The oldest room of index `prefix` (mm: waiting, bf: active backfill)
--- that is in every bucket of `bks` and admits player p.
-local function find_in(prefix, bks, p, status)
+-- that is in every bucket of `bks` and `fits`.
+local function find_in(prefix, bks, fits)
   -- Walk the smallest bucket; a matching room is in all of them.
   local best, best_n = nil, nil
   for _, b in ipairs(bks) do
@@ -754,7 +834,7 @@ local function find_in(prefix, bks, p, status)
       end
       if all then
         local r = load_room(id)
-        if r and not r.kk[p.id] and r.st == status and #r.pl < r.max then return r end
+        if r and fits(r) then return r end
       end
     end
     from = from + batch
@@ -770,7 +850,10 @@ function OPS.match(a)
   local p, e = free_player(a.p)
   if e then return e end
   local bks = buckets(a.mode, a.max, a.attrs)
-  local found = find_in('bf:', bks, p, 'active') or find_in('mm:', bks, p, 'waiting')
+  local function admits(status)
+    return function(r) return not r.kk[p.id] and r.st == status and #r.pl < r.max end
+  end
+  local found = find_in('bf:', bks, admits('active')) or find_in('mm:', bks, admits('waiting'))
   local created = false
   local f0, v0 = nil, false
   local r = found
@@ -787,6 +870,354 @@ function OPS.match(a)
   REPLY = { p = p.id, rid = a.rid, kind = 'match', created = created }
   flush(r)
   return ok()
+end
+
+-- ----------------------------------------------------------------- tickets
+-- queue_match (1.1): the same rule as the in-memory engine
+-- (src/lobby/tickets.rs and queue.rs), on the keys described at "ticket
+-- storage". A ticket is looked at (as the anchor of a group) when it
+-- arrives, when its player comes back, when it passes the fill delay and
+-- when its widening window reaches a ticket it did not reach before.
+
+local CAP = 256
+
+local function window(t, now_ms)
+  local waited = math.max(now_ms - t.q, 0) / 1000
+  return math.min(t.w0 + t.wr * waited, t.wm)
+end
+
+-- Region -> RTT of the regions within the ticket's limit; nil when it gave
+-- none (it accepts any).
+local function acceptable(t)
+  if #t.rg == 0 then return nil end
+  local out = {}
+  for _, pair in ipairs(t.rg) do
+    if pair[2] <= t.mrt then out[pair[1]] = pair[2] end
+  end
+  return out
+end
+
+local function by_seq(x, y) return x.seq < y.seq end
+
+local function try_add(g, c, now_ms, max)
+  if g.size + #c.pl > max then return end
+  local s = c.skill or 0
+  local lo, hi = math.min(g.lo, s), math.max(g.hi, s)
+  local w = math.min(g.w, window(c, now_ms))
+  if hi - lo > w then return end
+  local theirs = acceptable(c)
+  local rg
+  if g.rg == nil then
+    rg = theirs
+  elseif theirs == nil then
+    rg = g.rg
+  else
+    rg = {}
+    for r, worst in pairs(g.rg) do
+      if theirs[r] ~= nil then rg[r] = math.max(worst, theirs[r]) end
+    end
+  end
+  if rg ~= nil and next(rg) == nil then return end
+  g.m[#g.m + 1] = c
+  g.size = g.size + #c.pl
+  g.lo, g.hi, g.w, g.rg = lo, hi, w, rg
+end
+
+-- The group ticket `a` anchors now, if it may form: its tickets in queue
+-- order and the region (lowest worst RTT).
+local function group_for(a, now_ms, fill_ms)
+  if a.away > 0 then return nil end
+  local max = a.max
+  local w = window(a, now_ms)
+  local cands = {}
+  if a.skill ~= nil then
+    -- The window's tickets nearest the anchor's skill first.
+    local key = P .. 'tqs:' .. a.pool
+    local below = redis.call('ZREVRANGEBYSCORE', key, '(' .. num(a.skill), num(a.skill - w),
+      'WITHSCORES', 'LIMIT', 0, CAP)
+    local above = redis.call('ZRANGEBYSCORE', key, num(a.skill), num(a.skill + w),
+      'WITHSCORES', 'LIMIT', 0, CAP)
+    local i, j, n = 1, 1, 0
+    while n < CAP do
+      local b, u = below[i], above[j]
+      if b == nil and u == nil then break end
+      local take_below = u == nil
+      if b ~= nil and u ~= nil then
+        take_below = (a.skill - tonumber(below[i + 1])) < (tonumber(above[j + 1]) - a.skill)
+      end
+      local m
+      if take_below then m, i = b, i + 2 else m, j = u, j + 2 end
+      local t = load_ticket(string.sub(m, 18))
+      if t then cands[#cands + 1] = t end
+      n = n + 1
+    end
+    table.sort(cands, by_seq)
+  else
+    for _, id in ipairs(redis.call('ZRANGE', P .. 'tqa:' .. a.pool, 0, CAP - 1)) do
+      local t = load_ticket(id)
+      if t then cands[#cands + 1] = t end
+    end
+  end
+  local s = a.skill or 0
+  local g = { m = { a }, size = #a.pl, lo = s, hi = s, w = w, rg = acceptable(a) }
+  for _, c in ipairs(cands) do
+    if g.size == max then break end
+    if c.id ~= a.id and c.away == 0 then try_add(g, c, now_ms, max) end
+  end
+  if g.rg ~= nil and next(g.rg) == nil then return nil end
+  table.sort(g.m, by_seq)
+  local min = 0
+  for _, t in ipairs(g.m) do if t.min > min then min = t.min end end
+  local full = g.size == max
+  local filled = g.size >= math.max(min, 2) and now_ms - g.m[1].q >= fill_ms
+  if not (full or filled) then return nil end
+  local region, best = nil, nil
+  if g.rg ~= nil then
+    for r, worst in pairs(g.rg) do
+      if best == nil or worst < best or (worst == best and r < region) then
+        region, best = r, worst
+      end
+    end
+  end
+  return g.m, region
+end
+
+-- Whether an active backfill room can take the ticket now (free seats for
+-- all its players, none kicked, its data.skill within the ticket's window
+-- and its data.region within its RTT limit, when the room has them).
+local function room_fits(r, t, now_ms)
+  if r.st ~= 'active' or not r.bf or r.priv or #r.ap > 0 or #r.ar > 0 then return false end
+  if #r.pl + #t.pl > r.max then return false end
+  for _, pid in ipairs(t.pl) do
+    if r.kk[pid] then return false end
+  end
+  local d = cjson.decode(r.data)
+  if type(d.skill) == 'number' then
+    if t.skill == nil or math.abs(t.skill - d.skill) > window(t, now_ms) then return false end
+  end
+  if type(d.region) == 'string' then
+    local ok = acceptable(t)
+    if ok ~= nil and ok[d.region] == nil then return false end
+  end
+  return true
+end
+
+-- Whether the room's data has every filter of the ticket (its buckets).
+local function has_filters(r, t)
+  local mine = {}
+  for _, b in ipairs(r.bk) do mine[b] = true end
+  local base = r.mode .. '\31' .. r.max
+  for _, at in ipairs(t.at) do
+    if not mine[base .. at] then return false end
+  end
+  return true
+end
+
+-- Seats a ticket's players in an active backfill room: player_joined to
+-- the members, then game_start with the ticket to its players.
+local function seat_ticket(r, t, queued)
+  if queued then drop_ticket(t) end
+  local f0, v0 = open(r)
+  for _, pid in ipairs(t.pl) do
+    local p = player(pid)
+    if p then seat(r, p) end
+  end
+  r.tx[#r.tx + 1] = { t = t.id, p = t.pl }
+  emit(t.pl, { k = 'game_start', tid = t.id })
+  commit(r, f0, v0)
+  flush(r)
+end
+
+local function backfill_room(t, now_ms)
+  return find_in('bf:', buckets(t.mode, t.max, t.at), function(r) return room_fits(r, t, now_ms) end)
+end
+
+-- The room of a formed group: created active with every player seated in
+-- ticket order, game_start with each ticket's id to its players. False
+-- (nothing changed) at the room limit.
+local function form_room(members_, region, nr, a)
+  local first = members_[1]
+  local data, attrs = first.fl, {}
+  for _, at in ipairs(first.at) do
+    if region == nil or string.sub(at, 1, 8) ~= '\31region\31' then attrs[#attrs + 1] = at end
+  end
+  if region ~= nil then
+    local kv = '"region":' .. cjson.encode(region)
+    if data == '{}' then data = '{' .. kv .. '}' else data = string.sub(data, 1, -2) .. ',' .. kv .. '}' end
+    attrs[#attrs + 1] = '\31region\31' .. cjson.encode(region)
+  end
+  local bf = false
+  for _, t in ipairs(members_) do if t.bf then bf = true end end
+  local r, e = new_room(nr.id, nr.codes, false, first.mode, first.max, data, {}, {},
+    buckets(first.mode, first.max, attrs), a.max_rooms, a.idle_ms, bf)
+  if e then return false end
+  redis.call('ZREM', P .. 'timer', 'i:' .. r.id)
+  r.st = 'active'
+  r.tx = {}
+  for _, t in ipairs(members_) do
+    drop_ticket(t)
+    for _, pid in ipairs(t.pl) do
+      local p = player(pid)
+      local node = ME
+      if p and p.node ~= '' then node = p.node end
+      r.pl[#r.pl + 1] = { id = pid, nm = p and p.name or '', dt = '{}', ja = A.now, c = true, n = node }
+      redis.call('HSET', P .. 'pl:' .. pid, 'room', r.id)
+    end
+    r.tx[#r.tx + 1] = { t = t.id, p = t.pl }
+  end
+  local text = cjson.encode(r)
+  hook('room.created', { room = text })
+  for _, s in ipairs(r.pl) do hook('player.joined', { room = text, p = s.id }) end
+  redis.call('HINCRBY', P .. 'stats', 'matches_started', 1)
+  hook('match.started', { room = text })
+  if alloc_on() then
+    STARTED[#STARTED + 1] = r.id
+  else
+    for _, t in ipairs(members_) do emit(t.pl, { k = 'game_start', tid = t.id }) end
+  end
+  commit(r, nil, false)
+  flush(r)
+  return true
+end
+
+local function room_count()
+  local s = redis.call('HMGET', P .. 'stats', 'waiting', 'active', 'finished')
+  return tonumber(s[1] or '0') + tonumber(s[2] or '0') + tonumber(s[3] or '0')
+end
+
+-- Each ticket (oldest first) takes a backfill seat that fits or anchors a
+-- group that forms a room (one per entry of `rooms`, fresh ids).
+local function look_at(ids, rooms, a)
+  local ts, seen = {}, {}
+  for _, id in ipairs(ids) do
+    if not seen[id] then
+      seen[id] = true
+      local t = load_ticket(id)
+      if t then ts[#ts + 1] = t end
+    end
+  end
+  table.sort(ts, by_seq)
+  local used = 0
+  for _, t0 in ipairs(ts) do
+    local t = load_ticket(t0.id)
+    if t and t.away == 0 then
+      local r = backfill_room(t, now())
+      if r then
+        seat_ticket(r, t, true)
+      elseif used < #rooms and room_count() < a.max_rooms then
+        local group, region = group_for(t, now(), a.fill_ms)
+        if group then
+          used = used + 1
+          form_room(group, region, rooms[used], a)
+        end
+      end
+    end
+  end
+end
+
+-- A backfill seat opened in room `id`: the oldest fitting tickets of its
+-- mode and size take it (8 looked at per pool).
+local function offer_seats(id)
+  for _ = 1, 16 do
+    local r = load_room(id)
+    if not r or #r.pl >= r.max then return end
+    local prefix = r.mode .. '\31' .. r.max .. '\31'
+    local cands = {}
+    for _, pool in ipairs(redis.call('SMEMBERS', P .. 'tqp')) do
+      if string.sub(pool, 1, #prefix) == prefix then
+        local n = 0
+        for _, tid in ipairs(redis.call('ZRANGE', P .. 'tqa:' .. pool, 0, -1)) do
+          local t = load_ticket(tid)
+          if t and t.away == 0 then
+            cands[#cands + 1] = t
+            n = n + 1
+            if n >= 8 then break end
+          end
+        end
+      end
+    end
+    table.sort(cands, by_seq)
+    local found = nil
+    for _, t in ipairs(cands) do
+      if has_filters(r, t) and room_fits(r, t, now()) then
+        found = t
+        break
+      end
+    end
+    if not found then return end
+    seat_ticket(r, found, true)
+  end
+end
+
+-- a: p, id, pool, spec (raw ticket record), room {id, codes}, max_rooms,
+-- idle_ms, ttl_ms, fill_ms, rid, now
+function OPS.queue(a)
+  local p, e = free_player(a.p)
+  if e then return e end
+  local t = cjson.decode(a.spec)
+  t.id = a.id
+  t.pl = { p.id }
+  t.seq = redis.call('INCR', P .. 'seq')
+  t.q = now()
+  t.qa = a.now
+  t.pool = a.pool
+  t.away = 0
+  REPLY = { p = p.id, rid = a.rid, kind = 'ticket', tk = { id = t.id, pl = t.pl, qa = t.qa } }
+  local r = backfill_room(t, now())
+  if r then
+    seat_ticket(r, t, false)
+    return ok()
+  end
+  add_ticket(t, a.spec, a.ttl_ms)
+  look_at({ t.id }, { a.room }, a)
+  flush(nil)
+  return ok()
+end
+
+-- a: p, rid
+function OPS.cancel(a)
+  local p = player(a.p)
+  local t = p and load_ticket(p.tk)
+  if not t then return fail('not_queued', 'you have no ticket in the queue') end
+  drop_ticket(t)
+  REPLY = { p = p.id, rid = a.rid, kind = 'empty' }
+  flush(nil)
+  return ok()
+end
+
+-- The periodic pass over the queue (at most 5 a second, cluster-wide):
+-- backfill seats that opened, then the tickets worth a look (see above).
+local function ticket_pass(a)
+  local last = tonumber(redis.call('GET', P .. 'tqlast') or '0')
+  if now() - last < 200 then return end
+  redis.call('SET', P .. 'tqlast', now())
+  if last == 0 then last = now() end
+  for _, id in ipairs(redis.call('SMEMBERS', P .. 'tqrefill')) do offer_seats(id) end
+  redis.call('DEL', P .. 'tqrefill')
+  local due = redis.call('SMEMBERS', P .. 'tqwoken')
+  redis.call('DEL', P .. 'tqwoken')
+  for _, id in ipairs(redis.call('ZRANGEBYSCORE', P .. 'tqt', '(' .. (last - a.fill_ms), now() - a.fill_ms)) do
+    due[#due + 1] = id
+  end
+  for _, pool in ipairs(redis.call('SMEMBERS', P .. 'tqp')) do
+    if string.sub(pool, -2) == '\31s' then
+      local key = P .. 'tqs:' .. pool
+      for _, id in ipairs(redis.call('ZRANGE', P .. 'tqa:' .. pool, 0, -1)) do
+        local t = load_ticket(id)
+        if t then
+          local before, after = window(t, last), window(t, now())
+          if after > before then
+            local s = t.skill
+            -- Skills newly inside the window, on either side.
+            local lo = redis.call('ZRANGEBYSCORE', key, num(s - after), '(' .. num(s - before), 'LIMIT', 0, 1)
+            local hi = redis.call('ZRANGEBYSCORE', key, '(' .. num(s + before), num(s + after), 'LIMIT', 0, 1)
+            if #lo > 0 or #hi > 0 then due[#due + 1] = id end
+          end
+        end
+      end
+    end
+  end
+  look_at(due, a.rooms, a)
 end
 
 -- a: p, rid
@@ -931,10 +1362,26 @@ end
 function OPS.announce(a)
   local r = load_room(a.id)
   if not r or r.st ~= 'active' then return ok(false) end
-  local spec = { k = 'game_start', al = true }
-  if type(a.alloc) == 'string' then spec.alloc = a.alloc end
-  if type(a.aerr) == 'string' then spec.aerr = a.aerr end
-  emit(members(r), spec)
+  local function spec(tid)
+    local x = { k = 'game_start', al = true, tid = tid }
+    if type(a.alloc) == 'string' then x.alloc = a.alloc end
+    if type(a.aerr) == 'string' then x.aerr = a.aerr end
+    return x
+  end
+  -- Players seated by a ticket get its id; everyone else the plain event.
+  local plain, ticketed = {}, {}
+  for _, x in ipairs(r.tx) do
+    local here = {}
+    for _, pid in ipairs(x.p) do
+      ticketed[pid] = true
+      if seat_index(r, pid) then here[#here + 1] = pid end
+    end
+    if #here > 0 then emit(here, spec(x.t)) end
+  end
+  for _, pid in ipairs(members(r)) do
+    if not ticketed[pid] then plain[#plain + 1] = pid end
+  end
+  if #plain > 0 then emit(plain, spec(nil)) end
   flush(r)
   return ok(true)
 end
@@ -968,8 +1415,16 @@ function OPS.tick(a)
   for _, tm in ipairs(timers) do
     redis.call('ZREM', P .. 'timer', tm)
     local kind, id = string.sub(tm, 1, 1), string.sub(tm, 3)
-    local r = load_room(id)
-    if r and #r.pl > 0 then
+    local r = kind ~= 't' and load_room(id)
+    if kind == 't' then
+      -- A ticket's TTL ran out.
+      local t = load_ticket(id)
+      if t then
+        drop_ticket(t)
+        emit(t.pl, { k = 'ticket_expired', tid = t.id })
+        flush(nil)
+      end
+    elseif r and #r.pl > 0 then
       if kind == 'f' then
         close_room(r)
       elseif r.st == 'waiting' then
@@ -978,6 +1433,7 @@ function OPS.tick(a)
       end
     end
   end
+  ticket_pass(a)
   return ok(#due + #timers)
 end
 
@@ -1204,8 +1660,49 @@ function OPS.recount(_)
       return fail('internal', 'token ' .. k .. ' of no player')
     end
   end
+  -- Tickets: each indexed once in its pool (both orders) and by time, its
+  -- players in no room and pointing at it, its expiry pending; the
+  -- counter right; no player pointing at a ticket that is gone.
+  local tickets = {}
+  local ntk = 0
+  for _, k in ipairs(redis.call('KEYS', P .. 'tk:*')) do
+    local t = load_ticket(string.sub(k, #P + 4))
+    tickets[t.id] = t
+    ntk = ntk + 1
+    if not redis.call('ZSCORE', P .. 'tqa:' .. t.pool, t.id)
+      or not redis.call('ZSCORE', P .. 'tqs:' .. t.pool, tmember(t))
+      or not redis.call('ZSCORE', P .. 'tqt', t.id)
+      or redis.call('SISMEMBER', P .. 'tqp', t.pool) == 0 then
+      return fail('internal', 'ticket ' .. t.id .. ' is not indexed')
+    end
+    if not redis.call('ZSCORE', P .. 'timer', 't:' .. t.id) then
+      return fail('internal', 'ticket ' .. t.id .. ' has no expiry timer')
+    end
+    for _, pid in ipairs(t.pl) do
+      local p = players[pid]
+      if not p or p.room ~= '' or p.tk ~= t.id then
+        return fail('internal', 'ticket ' .. t.id .. ' holds ' .. pid .. ', seated, unknown or elsewhere')
+      end
+    end
+  end
+  for pid, p in pairs(players) do
+    if p.tk ~= '' and not tickets[p.tk] then
+      return fail('internal', 'player ' .. pid .. ' points at ticket ' .. p.tk .. ' that is gone')
+    end
+  end
+  if redis.call('ZCARD', P .. 'tqt') ~= ntk then
+    return fail('internal', 'tqt holds ' .. redis.call('ZCARD', P .. 'tqt') .. ' tickets of ' .. ntk)
+  end
+  if tonumber(redis.call('HGET', P .. 'stats', 'tickets_queued') or '0') ~= ntk then
+    return fail('internal', 'tickets_queued differs from the ' .. ntk .. ' tickets')
+  end
   for _, tm in ipairs(redis.call('ZRANGE', P .. 'timer', 0, -1)) do
-    if not rooms[string.sub(tm, 3)] then return fail('internal', 'timer ' .. tm .. ' of no room') end
+    local id = string.sub(tm, 3)
+    if string.sub(tm, 1, 1) == 't' then
+      if not tickets[id] then return fail('internal', 'timer ' .. tm .. ' of no ticket') end
+    elseif not rooms[id] then
+      return fail('internal', 'timer ' .. tm .. ' of no room')
+    end
   end
   for _, pid in ipairs(redis.call('ZRANGE', P .. 'grace', 0, -1)) do
     if not players[pid] or players[pid].conn then
@@ -1235,6 +1732,7 @@ function OPS.footprint(_)
     tokens = n('tok:*'),
     timers = redis.call('ZCARD', P .. 'timer') + redis.call('ZCARD', P .. 'grace'),
     pending = n('pend:*') + n('pendx:*'),
+    tickets = n('tk:*'),
   })
 end
 

@@ -298,6 +298,7 @@ impl Store {
             players_waiting: n("seats_waiting"),
             held_seats: n("held"),
             matches_started: n("matches_started"),
+            tickets_queued: n("tickets_queued"),
             signals_relayed: n("signals_relayed"),
             uptime_s: 0,
         })

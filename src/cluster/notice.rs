@@ -156,6 +156,10 @@ pub struct Spec {
     pub alloc: Option<String>,
     #[serde(default)]
     pub aerr: Option<String>,
+    /// The ticket of `game_start` (a room formed by `queue_match`) or of
+    /// `ticket_expired`.
+    #[serde(default)]
+    pub tid: Option<String>,
 }
 
 impl Spec {
@@ -180,6 +184,28 @@ pub struct ReplySpec {
     pub kind: String,
     #[serde(default)]
     pub created: bool,
+    /// `ticket`: the queued ticket.
+    #[serde(default)]
+    pub tk: Option<TicketRec>,
+}
+
+/// A ticket as `queue_match` answers it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct TicketRec {
+    pub id: String,
+    #[serde(deserialize_with = "list")]
+    pub pl: Vec<String>,
+    pub qa: String,
+}
+
+impl TicketRec {
+    pub fn info(&self) -> crate::protocol::TicketInfo {
+        crate::protocol::TicketInfo {
+            ticket_id: self.id.clone(),
+            players: self.pl.clone(),
+            queued_at: self.qa.parse().unwrap_or_default(),
+        }
+    }
 }
 
 /// A connection's registration, done by the `hello` operation.
@@ -288,6 +314,10 @@ impl Spec {
         if let Some(x) = &self.raw {
             return Some(x.clone());
         }
+        if self.kind == "ticket_expired" {
+            let ticket_id = self.tid.clone()?;
+            return Some(Event::TicketExpired { ticket_id }.to_json());
+        }
         let room = room?;
         let room_id = room.id.clone();
         let pid = || self.player.clone().unwrap_or_default();
@@ -318,7 +348,13 @@ impl Spec {
                 status: self.status.unwrap_or(room.st),
                 result: self.result.as_deref().map(parse_obj),
             },
-            "game_start" => Event::game_start(room.info(true), self.allocation().as_ref()),
+            "game_start" => {
+                let mut event = Event::game_start(room.info(true), self.allocation().as_ref());
+                if let Event::GameStart { ticket_id, .. } = &mut event {
+                    ticket_id.clone_from(&self.tid);
+                }
+                event
+            }
             "room_data" => Event::RoomData {
                 room_id,
                 data: parse_obj(&room.data),

@@ -24,6 +24,8 @@ ops! {
     Create<'_> => "create",
     Join<'_> => "join",
     Match<'_> => "match",
+    Queue<'_> => "queue",
+    Cancel<'_> => "cancel",
     Leave<'_> => "leave",
     Start<'_> => "start",
     Finish<'_> => "finish",
@@ -216,6 +218,64 @@ pub struct Remove<'a> {
 #[derive(Serialize)]
 pub struct Tick {
     pub idle_ms: u64,
+    /// Ticket rooms: at most one formed per entry (fresh ids and codes).
+    pub rooms: Vec<NewRoom>,
+    pub fill_ms: u64,
+    pub max_rooms: u64,
+    pub now: String,
+}
+
+/// A room the script may create: its id and candidate join codes.
+#[derive(Serialize)]
+pub struct NewRoom {
+    pub id: String,
+    pub codes: Vec<String>,
+}
+
+/// What the script keeps of a ticket's request (stored as this JSON text,
+/// decoded by the script: cjson reads numbers exactly but would write
+/// them back rounded).
+#[derive(Serialize)]
+pub struct TicketRec<'a> {
+    pub mode: &'a str,
+    pub max: u64,
+    pub min: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub skill: Option<f64>,
+    pub w0: f64,
+    pub wr: f64,
+    pub wm: f64,
+    /// `[region, rtt]` pairs.
+    pub rg: Vec<(&'a str, f64)>,
+    pub mrt: f64,
+    pub bf: bool,
+    /// The filters, raw JSON: the data of a room the ticket forms.
+    pub fl: String,
+    /// The filters' bucket suffixes (`attrs`).
+    pub at: Vec<String>,
+}
+
+/// `queue_match`. a.spec: a [`TicketRec`] as JSON text; a.pool: the key of
+/// the tickets it may share a room with.
+#[derive(Serialize)]
+pub struct Queue<'a> {
+    pub p: &'a str,
+    pub id: String,
+    pub pool: String,
+    pub spec: String,
+    pub room: NewRoom,
+    pub max_rooms: u64,
+    pub idle_ms: u64,
+    pub ttl_ms: u64,
+    pub fill_ms: u64,
+    pub rid: String,
+    pub now: String,
+}
+
+#[derive(Serialize)]
+pub struct Cancel<'a> {
+    pub p: &'a str,
+    pub rid: String,
 }
 
 #[derive(Serialize)]

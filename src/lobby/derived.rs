@@ -68,8 +68,11 @@ pub struct LobbyFootprint {
     pub listed: usize,
     /// Resume tokens that can still be redeemed.
     pub tokens: usize,
-    /// Pending timers: one per waiting or finished room and per held player.
+    /// Pending timers: one per waiting or finished room, per held player
+    /// and per queued ticket.
     pub timers: usize,
+    /// Queued `queue_match` tickets.
+    pub tickets: usize,
 }
 
 impl Lobby {
@@ -217,6 +220,7 @@ impl Lobby {
             held_seats: self.counts.held,
             matches_started: self.matches_started,
             signals_relayed: self.signals_relayed,
+            tickets_queued: self.tickets.len() as u64,
             uptime_s: 0,
         }
     }
@@ -231,6 +235,7 @@ impl Lobby {
             listed: self.listing.len(),
             tokens: self.tokens.len(),
             timers: self.timers.len(),
+            tickets: self.tickets.len(),
         }
     }
 
@@ -329,6 +334,7 @@ impl Lobby {
                 index.len()
             ));
         }
+        self.check_tickets()?;
         self.check_timers()
     }
 }

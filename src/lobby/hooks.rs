@@ -60,11 +60,24 @@ impl Lobby {
         if room.status != RoomStatus::Active {
             return;
         }
-        super::emit(
-            out,
-            room.member_ids(),
-            Event::game_start(room.info(true), Some(alloc)),
-        );
+        // Players seated by a ticket get its id; everyone else (spectators,
+        // players who joined otherwise) the plain event.
+        let info = room.info(true);
+        let mut plain = room.member_ids();
+        for (ticket, players) in &room.tickets {
+            plain.retain(|p| !players.contains(p));
+            let here: Vec<String> = players
+                .iter()
+                .filter(|p| room.seat_index(p).is_some())
+                .cloned()
+                .collect();
+            let mut event = Event::game_start(info.clone(), Some(alloc));
+            if let Event::GameStart { ticket_id, .. } = &mut event {
+                *ticket_id = Some(ticket.clone());
+            }
+            super::emit(out, here, event);
+        }
+        super::emit(out, plain, Event::game_start(info, Some(alloc)));
     }
 }
 

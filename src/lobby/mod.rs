@@ -23,10 +23,12 @@ mod derived;
 mod hooks;
 pub mod index;
 mod players;
+mod queue;
 pub mod room;
 mod seats;
 #[cfg(test)]
 mod tests;
+pub mod tickets;
 mod timers;
 mod validate;
 
@@ -45,6 +47,8 @@ use derived::{Counts, Footprint};
 use index::MatchIndex;
 pub use players::Player;
 pub use room::{Room, Seat};
+use tickets::TicketQueue;
+pub use tickets::TicketSpec;
 use timers::{Timer, TimerKey};
 pub use validate::*;
 
@@ -60,6 +64,11 @@ pub struct LobbyConfig {
     pub finished_room_ttl: Duration,
     /// Waiting rooms with no activity for this long are closed.
     pub room_idle_timeout: Duration,
+    /// A `queue_match` ticket expires after this long in the queue.
+    pub ticket_ttl: Duration,
+    /// A room smaller than `max_players` (but of at least every ticket's
+    /// `min_players`) forms once its oldest ticket waited this long.
+    pub ticket_fill_after: Duration,
 }
 
 impl Default for LobbyConfig {
@@ -70,6 +79,8 @@ impl Default for LobbyConfig {
             reconnect_grace: Duration::from_millis(15_000),
             finished_room_ttl: Duration::from_millis(60_000),
             room_idle_timeout: Duration::from_millis(600_000),
+            ticket_ttl: Duration::from_millis(120_000),
+            ticket_fill_after: Duration::from_millis(10_000),
         }
     }
 }
@@ -134,6 +145,12 @@ pub struct Lobby {
     /// An allocator is asked before `game_start` (see `hooks.rs`).
     hold_starts: bool,
     starts: Vec<Uuid>,
+    /// `queue_match` tickets.
+    tickets: TicketQueue,
+    /// When the ticket queue was last looked at by the tick.
+    tickets_looked: Option<std::time::Instant>,
+    /// Active backfill rooms where a seat opened since the last tick.
+    refills: Vec<Uuid>,
 }
 
 /// A change of the public list of waiting rooms (`room_listed`,
@@ -165,6 +182,9 @@ impl Lobby {
             hooks: None,
             hold_starts: false,
             starts: Vec::new(),
+            tickets: TicketQueue::default(),
+            tickets_looked: None,
+            refills: Vec::new(),
         }
     }
 

@@ -59,6 +59,7 @@ impl Lobby {
                 p.last_seen = now;
                 let room_id = p.room;
                 self.cancel_seat_timer(player_id);
+                self.ticket_away(player_id, false);
                 let room_id = room_id?;
                 self.update_room(room_id, |room| {
                     // A spectator's return is silent.
@@ -111,6 +112,7 @@ impl Lobby {
         // brief drop while browsing does not change its player_id.
         let room_id = p.room;
         self.arm_seat_timer(player_id, now);
+        self.ticket_away(player_id, true);
         let Some(room_id) = room_id else {
             return;
         };
@@ -148,6 +150,7 @@ impl Lobby {
 
     /// Removes a player with its resume token and grace timer.
     pub(super) fn forget(&mut self, player_id: &str) {
+        self.forget_ticket(player_id);
         if let Some(p) = self.players.remove(player_id) {
             if let Some(t) = p.token {
                 self.tokens.remove(&t);

@@ -47,6 +47,9 @@ pub struct Room {
     pub allowed_roles: Vec<String>,
     /// Refilled through matchmaking while active with a free seat.
     pub backfill: bool,
+    /// The tickets that seated players here (`queue_match`): each ticket's
+    /// id and players, for their `game_start`.
+    pub tickets: Vec<(String, Vec<String>)>,
     pub chat: VecDeque<ChatMessage>,
     /// Bumped on every change a member or a listing can see; idle timers
     /// compare it to know whether the room moved since they were set.

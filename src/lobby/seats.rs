@@ -23,12 +23,16 @@ impl Lobby {
         check_max_players(self.cfg.max_players, n)
     }
 
-    fn check_free(&self, player_id: &str) -> Result<(), ProtoError> {
+    pub(super) fn check_free(&self, player_id: &str) -> Result<(), ProtoError> {
         match self.players.get(player_id) {
             None => Err(err(ErrorCode::Internal, "unknown player")),
             Some(p) if p.room.is_some() => Err(err(
                 ErrorCode::AlreadyInRoom,
                 "you are already in a room; leave it first",
+            )),
+            Some(_) if self.tickets.ticket_of(player_id).is_some() => Err(err(
+                ErrorCode::AlreadyQueued,
+                "you have a ticket in the queue; cancel_match first",
             )),
             Some(_) => Ok(()),
         }
@@ -76,6 +80,7 @@ impl Lobby {
             allowed_players,
             allowed_roles,
             backfill,
+            tickets: Vec::new(),
             chat: VecDeque::new(),
             activity: 0,
             last_activity: now,
@@ -493,6 +498,7 @@ impl Lobby {
             }
         });
         self.release(player_id);
+        self.note_refill(room_id);
     }
 
     /// Closes a room (admin, idle or finished timeout): every member gets

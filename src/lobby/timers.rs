@@ -29,10 +29,12 @@ pub(super) enum Timer {
     Idle { room: Uuid, activity: u64 },
     /// A finished room is closed.
     Finished { room: Uuid },
+    /// A `queue_match` ticket expires.
+    Ticket { ticket: String },
 }
 
 impl Lobby {
-    fn schedule(&mut self, at: Instant, timer: Timer) -> TimerKey {
+    pub(super) fn schedule(&mut self, at: Instant, timer: Timer) -> TimerKey {
         let key = (at, self.next_seq());
         self.timers.insert(key, timer);
         key
@@ -99,6 +101,7 @@ impl Lobby {
                         self.forget(&player);
                     }
                 }
+                Timer::Ticket { ticket } => self.expire_ticket(&ticket, out),
                 Timer::Finished { room } => {
                     if let Some(r) = self.rooms.get_mut(&room) {
                         r.timer = None;
@@ -125,6 +128,7 @@ impl Lobby {
                 }
             }
         }
+        self.tick_tickets(now, out);
     }
 
     /// Every pending timer is the one its owner points at, and every owner
@@ -148,6 +152,7 @@ impl Lobby {
                     .get(room)
                     .filter(|r| r.status == RoomStatus::Finished)
                     .and_then(|r| r.timer),
+                Timer::Ticket { ticket } => self.tickets.get(ticket).and_then(|t| t.timer),
             };
             if owner_key != Some(*key) {
                 return Err(format!("timer {timer:?} left behind by its owner"));

@@ -23,6 +23,8 @@ pub const REQUEST_TYPES: &[&str] = &[
     "join_room",
     "leave_room",
     "list_rooms",
+    "queue_match",
+    "cancel_match",
     "start_game",
     "finish_game",
     "set_room_data",
@@ -60,6 +62,8 @@ const ERROR_CODES: &[ErrorCode] = &[
     ErrorCode::PlayerNotFound,
     ErrorCode::InvalidSdp,
     ErrorCode::InvalidCandidate,
+    ErrorCode::AlreadyQueued,
+    ErrorCode::NotQueued,
     ErrorCode::Internal,
 ];
 

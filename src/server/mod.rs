@@ -42,7 +42,14 @@ pub(crate) use upgrade::new_player_id;
 pub(crate) const TICK: Duration = Duration::from_millis(100);
 
 /// `welcome.features`: what this server supports beyond protocol v1.
-pub const FEATURES: &[&str] = &["backfill", "spectators", "peerjs", "matchbox", "webhooks"];
+pub const FEATURES: &[&str] = &[
+    "tickets",
+    "backfill",
+    "spectators",
+    "peerjs",
+    "matchbox",
+    "webhooks",
+];
 
 /// The server state handed to every handler.
 pub struct App {

@@ -79,6 +79,7 @@ impl World {
                 reconnect_grace: GRACE,
                 finished_room_ttl: TTL,
                 room_idle_timeout: IDLE,
+                ..LobbyConfig::default()
             }),
             now: Instant::now(),
             players: HashMap::new(),

@@ -94,10 +94,15 @@ pub(super) async fn run_beats(app: Arc<App>, cl: Arc<Cluster>) {
 pub(super) async fn run_ticks(app: Arc<App>, cl: Arc<Cluster>) {
     let mut interval = tokio::time::interval(crate::server::TICK);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let tick = ops::Tick {
-        idle_ms: app.cfg.room_idle_timeout_ms,
-    };
     loop {
+        // Fresh room ids and codes each time: the rooms tickets may form.
+        let tick = ops::Tick {
+            idle_ms: app.cfg.room_idle_timeout_ms,
+            rooms: (0..4).map(|_| super::new_room()).collect(),
+            fill_ms: app.cfg.ticket_fill_after_ms,
+            max_rooms: app.cfg.max_rooms,
+            now: super::now(),
+        };
         tokio::select! {
             _ = interval.tick() => {}
             _ = app.shutdown.cancelled() => return,

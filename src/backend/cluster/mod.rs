@@ -65,7 +65,16 @@ fn codes() -> Vec<String> {
     (0..4).map(|_| crate::lobby::new_code_text()).collect()
 }
 
-fn now() -> String {
+/// A fresh room id with candidate join codes, for a room the script may
+/// create.
+pub(super) fn new_room() -> ops::NewRoom {
+    ops::NewRoom {
+        id: uuid::Uuid::new_v4().to_string(),
+        codes: codes(),
+    }
+}
+
+pub(super) fn now() -> String {
     protocol::ts(&chrono::Utc::now())
 }
 
@@ -287,6 +296,42 @@ impl Cluster {
             }
             Request::LeaveRoom => {
                 store.run(&ops::Leave { p: me, rid: rid() }).await?;
+            }
+            Request::QueueMatch(req) => {
+                let spec = crate::lobby::TicketSpec::from_request(&req, cfg.max_players)?;
+                let pool = crate::lobby::tickets::pool_key(&spec);
+                let rec = ops::TicketRec {
+                    mode: &spec.mode,
+                    max: spec.max_players,
+                    min: spec.min_players,
+                    skill: spec.skill,
+                    w0: spec.skill_window,
+                    wr: spec.skill_widen_per_s,
+                    wm: spec.skill_window_max,
+                    rg: spec.regions.iter().map(|(r, t)| (r.as_str(), *t)).collect(),
+                    mrt: spec.max_rtt_ms,
+                    bf: spec.backfill,
+                    fl: raw(&spec.filters),
+                    at: attrs(&spec.filters),
+                };
+                store
+                    .run(&ops::Queue {
+                        p: me,
+                        id: uuid::Uuid::new_v4().to_string(),
+                        pool,
+                        spec: raw(&rec),
+                        room: new_room(),
+                        max_rooms: cfg.max_rooms,
+                        idle_ms: cfg.room_idle_timeout_ms,
+                        ttl_ms: cfg.ticket_ttl_ms,
+                        fill_ms: cfg.ticket_fill_after_ms,
+                        rid: rid(),
+                        now: now(),
+                    })
+                    .await?;
+            }
+            Request::CancelMatch => {
+                store.run(&ops::Cancel { p: me, rid: rid() }).await?;
             }
             Request::ListRooms(req) => {
                 let status = req.status.unwrap_or(RoomStatus::Waiting);
@@ -568,6 +613,7 @@ impl Cluster {
             conns: st.table.conns.len() + st.joining.len(),
             room_subs: st.table.room_subs.len(),
             routes: st.routes.len(),
+            tickets: n("tickets"),
         })
     }
 }

@@ -191,6 +191,10 @@ fn on_change(st: &mut State, room: Option<&RoomRec>, events: &[Spec], reply: Opt
         let fields = match (reply.kind.as_str(), room) {
             ("room", Some(r)) => json!({ "room": r.info(true) }),
             ("match", Some(r)) => json!({ "room": r.info(true), "created": reply.created }),
+            ("ticket", _) => match &reply.tk {
+                Some(t) => json!({ "ticket": t.info() }),
+                None => json!({}),
+            },
             _ => json!({}),
         };
         st.table.send(&reply.player, &ok_reply(&rid, fields).into());
