@@ -19,7 +19,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-use crate::protocol::{ErrorCode, RoomInfo, TicketInfo, Welcome};
+use crate::protocol::{ErrorCode, PartyInfo, RoomInfo, TicketInfo, Welcome};
 
 type Sink = SplitSink<WebSocketStream<MaybeTlsStream<TcpStream>>, Message>;
 type Waiters = Arc<Mutex<HashMap<u64, oneshot::Sender<Value>>>>;
@@ -457,6 +457,27 @@ impl Client {
         let r = self.request("queue_match", fields).await?;
         serde_json::from_value(r["ticket"].clone())
             .map_err(|e| ClientError::Protocol(e.to_string()))
+    }
+
+    /// `create_party` (1.1): a party led by this player.
+    pub async fn create_party(&self, max_size: Option<u64>) -> Result<PartyInfo, ClientError> {
+        let fields = match max_size {
+            Some(n) => json!({ "max_size": n }),
+            None => json!({}),
+        };
+        let r = self.request("create_party", fields).await?;
+        serde_json::from_value(r["party"].clone()).map_err(|e| ClientError::Protocol(e.to_string()))
+    }
+
+    /// `join_party` (1.1) by its code.
+    pub async fn join_party(&self, code: &str) -> Result<PartyInfo, ClientError> {
+        let r = self.request("join_party", json!({ "code": code })).await?;
+        serde_json::from_value(r["party"].clone()).map_err(|e| ClientError::Protocol(e.to_string()))
+    }
+
+    /// `leave_party` (1.1).
+    pub async fn leave_party(&self) -> Result<(), ClientError> {
+        self.request("leave_party", json!({})).await.map(|_| ())
     }
 
     /// `cancel_match` (1.1): the ticket leaves the queue.

@@ -49,6 +49,13 @@ pub enum ErrorCode {
     AlreadyQueued,
     /// 1.1: `cancel_match` without a ticket.
     NotQueued,
+    /// 1.1: `queue_match`, `find_match` or `cancel_match` by a party member
+    /// who does not lead it.
+    NotPartyLeader,
+    AlreadyInParty,
+    PartyNotFound,
+    PartyFull,
+    NotInParty,
     Internal,
     /// HTTP only: no such route.
     NotFound,
@@ -77,6 +84,11 @@ impl ErrorCode {
             ErrorCode::AlreadyInRoom => "already_in_room",
             ErrorCode::AlreadyQueued => "already_queued",
             ErrorCode::NotQueued => "not_queued",
+            ErrorCode::NotPartyLeader => "not_party_leader",
+            ErrorCode::AlreadyInParty => "already_in_party",
+            ErrorCode::PartyNotFound => "party_not_found",
+            ErrorCode::PartyFull => "party_full",
+            ErrorCode::NotInParty => "not_in_party",
             ErrorCode::NotHost => "not_host",
             ErrorCode::NotEnoughPlayers => "not_enough_players",
             ErrorCode::PeerNotFound => "peer_not_found",
@@ -251,6 +263,36 @@ pub struct SetData {
     pub data: JsonObject,
 }
 
+/// Fields of `create_party` (1.1).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct CreateParty {
+    pub max_size: Option<u64>,
+}
+
+/// Fields of `join_party` (1.1).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JoinParty {
+    pub code: String,
+}
+
+/// A party as the wire shows it; the leader is the first member.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PartyInfo {
+    pub party_id: String,
+    pub code: String,
+    pub leader: String,
+    pub members: Vec<PartyMember>,
+    pub max_size: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PartyMember {
+    pub player_id: String,
+    pub name: String,
+    pub connected: bool,
+}
+
 /// Fields of `kick`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Kick {
@@ -333,6 +375,9 @@ pub enum Request {
     ListRooms(ListRooms),
     QueueMatch(QueueMatch),
     CancelMatch,
+    CreateParty(CreateParty),
+    JoinParty(JoinParty),
+    LeaveParty,
     StartGame,
     FinishGame(FinishGame),
     SetRoomData(SetData),
@@ -360,6 +405,9 @@ impl Request {
             Request::ListRooms(_) => "list_rooms",
             Request::QueueMatch(_) => "queue_match",
             Request::CancelMatch => "cancel_match",
+            Request::CreateParty(_) => "create_party",
+            Request::JoinParty(_) => "join_party",
+            Request::LeaveParty => "leave_party",
             Request::StartGame => "start_game",
             Request::FinishGame(_) => "finish_game",
             Request::SetRoomData(_) => "set_room_data",
@@ -467,6 +515,9 @@ pub fn decode_request(text: &str) -> Decoded {
         "list_rooms" => fields(text, &kind).map(Request::ListRooms),
         "queue_match" => fields(text, &kind).map(Request::QueueMatch),
         "cancel_match" => Ok(Request::CancelMatch),
+        "create_party" => fields(text, &kind).map(Request::CreateParty),
+        "join_party" => fields(text, &kind).map(Request::JoinParty),
+        "leave_party" => Ok(Request::LeaveParty),
         "start_game" => Ok(Request::StartGame),
         "finish_game" => fields(text, &kind).map(Request::FinishGame),
         "set_room_data" => fields(text, &kind).map(Request::SetRoomData),
@@ -590,6 +641,9 @@ pub struct Stats {
     /// 1.1: tickets waiting in `queue_match`'s queue (one per party).
     #[serde(default)]
     pub tickets_queued: u64,
+    /// 1.1: parties alive.
+    #[serde(default)]
+    pub parties: u64,
     pub uptime_s: u64,
 }
 
@@ -716,6 +770,24 @@ pub enum Event {
     /// 1.1: a ticket waited `--ticket-ttl-ms` without forming a room.
     TicketExpired {
         ticket_id: String,
+    },
+    /// 1.1: the party's leader queued a ticket for every member.
+    TicketQueued {
+        ticket: TicketInfo,
+    },
+    /// 1.1 (our addition): a party's ticket left the queue without a room:
+    /// the leader cancelled it, or the party changed.
+    TicketCancelled {
+        ticket_id: String,
+    },
+    /// 1.1: the party changed (members, leader, connections).
+    PartyUpdated {
+        party: PartyInfo,
+    },
+    /// 1.1 (our addition): the party's leader's `find_match` seated this
+    /// member in `room`.
+    RoomJoined {
+        room: RoomInfo,
     },
     RoomData {
         room_id: String,

@@ -437,6 +437,30 @@ export interface RequestOptions {
   timeoutMs?: number;
 }
 
+/** Options of {@link Client#queueMatch}: the `queue_match` fields in camelCase. */
+export interface QueueMatchOptions {
+  mode?: string;
+  /** The room size. */
+  maxPlayers?: number;
+  /** Default `maxPlayers`; a smaller room forms only after the server's fill delay. */
+  minPlayers?: number;
+  /** Tickets without `skill` match only tickets without `skill`. */
+  skill?: number;
+  /** Default 100. */
+  skillWindow?: number;
+  /** Default 50. */
+  skillWidenPerS?: number;
+  /** Default 1000. */
+  skillWindowMax?: number;
+  /** Region name to the round-trip time in ms the client measured. */
+  regions?: { [region: string]: number };
+  /** Default 150. */
+  maxRttMs?: number;
+  filters?: Filters;
+  /** 1.1 `backfill`: an active room with a free seat may take the ticket. */
+  backfill?: boolean;
+}
+
 /** A connection to a Rendezvous server; create it with {@link connect}. */
 export class Client extends Emitter<ClientEvents> {
   constructor(url: string, options?: ConnectOptions);
@@ -479,6 +503,14 @@ export class Client extends Emitter<ClientEvents> {
   ): Promise<{ [field: string]: unknown }>;
 
   findMatch(options?: { maxPlayers?: number; mode?: string; filters?: Filters; backfill?: boolean }): Promise<Requests['find_match']['reply']>;
+  /**
+   * 1.1 `tickets`: queues a ticket and resolves with it; the room comes later
+   * as `game_start` (with this `ticket_id`), or `ticket_expired` ends it.
+   * Rejects with code `already_queued` or `already_in_room`.
+   */
+  queueMatch(options?: QueueMatchOptions): Promise<Ticket>;
+  /** 1.1 `tickets`: cancels this player's ticket; rejects with code `not_queued` when there is none. */
+  cancelMatch(): Promise<{}>;
   createRoom(options?: {
     maxPlayers?: number;
     mode?: string;

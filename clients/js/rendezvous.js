@@ -205,7 +205,9 @@ export async function connect(url, options = {}) {
  *   `player_left`, `player_disconnected`, `player_reconnected`, `host_changed`,
  *   `room_status`, `game_start`, `room_data`, `player_data`, `kicked`, `offer`,
  *   `answer`, `ice_candidate`, `chat`, `chat_history`, `announcement`, `stats`,
- *   `room_listed`, `room_updated`, `room_delisted`, `server_shutdown`, `welcome`;
+ *   `room_listed`, `room_updated`, `room_delisted`, `server_shutdown`, `welcome`,
+ *   and of 1.1 `ticket_expired`, `ticket_queued`, `party_updated` (a `game_start`
+ *   that ends a ticket carries its `ticket_id`);
  * - `error`: an `error` message that answers no pending request (e.g. `rid` null);
  * - `room`: the tracked {@link Client#room} changed (payload: the room or null,
  *   then the message that caused the change, or null for a reply or welcome);
@@ -391,6 +393,33 @@ export class Client extends Emitter {
    */
   findMatch(options = {}) {
     return this.request('find_match', toWire(options));
+  }
+
+  /**
+   * Ticket matchmaking (1.1, `welcome.features` has `"tickets"`): queues a
+   * ticket; the server forms a room when enough compatible tickets wait, and
+   * every player then gets `game_start` with the room and its `ticket_id`.
+   * A ticket that forms no room in time ends with a `ticket_expired` event.
+   * Rejects with code `already_queued` when this player has a ticket already.
+   * @param {{mode?: string, maxPlayers?: number, minPlayers?: number, skill?: number,
+   *   skillWindow?: number, skillWidenPerS?: number, skillWindowMax?: number,
+   *   regions?: Object<string, number>, maxRttMs?: number, filters?: object,
+   *   backfill?: boolean}} [options] `regions` maps a region name to the
+   *   round-trip time in ms the client measured to it
+   * @returns {Promise<{ticket_id: string, players: string[], queued_at: string}>} the queued ticket
+   */
+  async queueMatch(options = {}) {
+    const { ticket } = await this.request('queue_match', toWire(options));
+    return ticket;
+  }
+
+  /**
+   * Takes this player's ticket out of the queue (1.1 `tickets`); rejects with
+   * code `not_queued` when there is none (never queued, matched or expired).
+   * @returns {Promise<{}>}
+   */
+  cancelMatch() {
+    return this.request('cancel_match');
   }
 
   /**

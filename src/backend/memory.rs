@@ -73,7 +73,8 @@ impl State {
 
     /// Serializes each event once and queues it for every recipient; then
     /// the room-list changes for their subscribers.
-    fn deliver(&mut self, deliveries: Vec<Delivery>) {
+    fn deliver(&mut self, mut deliveries: Vec<Delivery>) {
+        deliveries.extend(self.lobby.take_later());
         for d in deliveries {
             let text = Utf8Bytes::from(d.event.to_json());
             for to in &d.to {
@@ -382,6 +383,7 @@ impl Memory {
             room_subs: st.table.room_subs.len(),
             routes: 0,
             tickets: f.tickets,
+            parties: f.parties,
         }
     }
 }
@@ -429,7 +431,17 @@ fn apply(
             Fields::Other(json!({ "ticket": ticket }))
         }
         Request::CancelMatch => {
-            lobby.cancel_match(me)?;
+            lobby.cancel_match(me, out)?;
+            Fields::Other(json!({}))
+        }
+        Request::CreateParty(req) => {
+            Fields::Other(json!({ "party": lobby.create_party(me, req.max_size)? }))
+        }
+        Request::JoinParty(req) => {
+            Fields::Other(json!({ "party": lobby.join_party(me, &req.code, out)? }))
+        }
+        Request::LeaveParty => {
+            lobby.leave_party(me, out)?;
             Fields::Other(json!({}))
         }
         Request::ListRooms(req) => {

@@ -115,6 +115,8 @@ pub struct Footprint {
     pub routes: usize,
     /// Queued `queue_match` tickets.
     pub tickets: usize,
+    /// Parties alive.
+    pub parties: usize,
 }
 
 impl Footprint {

@@ -29,6 +29,18 @@ pub fn validate(cfg: &Config, request: &Request) -> Result<(), ProtoError> {
             }
             Ok(())
         }
+        Request::CreateParty(req) => {
+            crate::lobby::party::check_party_size(req.max_size).map(|_| ())
+        }
+        Request::JoinParty(req) => {
+            if req.code.chars().count() > MAX_ID_CHARS {
+                return Err(ProtoError::new(
+                    ErrorCode::PartyNotFound,
+                    format!("no party with code {:?}", req.code),
+                ));
+            }
+            Ok(())
+        }
         Request::QueueMatch(req) => {
             crate::lobby::TicketSpec::from_request(req, cfg.max_players).map(|_| ())
         }
@@ -94,6 +106,7 @@ pub fn validate(cfg: &Config, request: &Request) -> Result<(), ProtoError> {
         }
         Request::LeaveRoom
         | Request::CancelMatch
+        | Request::LeaveParty
         | Request::StartGame
         | Request::Ping
         | Request::UnsubscribeStats

@@ -26,7 +26,8 @@
 -- nodepl:<node> (set), gen, listwatch (set of nodes); tickets of
 -- queue_match (1.1): tk:<id> (hash), tqs:<pool> (zset, skill), tqa:<pool>
 -- (zset, seq), tqt (zset, queued ms), tqp (set of pools), tqlast,
--- tqwoken (set), tqrefill (set); see "tickets" below.
+-- tqwoken (set); see "tickets" below; parties (1.1):
+-- pty:<id> (JSON: id, code, m = members in join order, max), ptc:<CODE>.
 -- The script computes key names itself, so it needs a single Redis (or a
 -- primary with replicas), not Redis Cluster.
 
@@ -44,6 +45,31 @@ local function now()
     NOW_MS = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
   end
   return NOW_MS
+end
+
+-- Redis's clock as the wire writes times (RFC 3339, ms, Z), for changes
+-- made by operations that bring no `now` of their own.
+local function iso_now()
+  local ms = now()
+  local s = math.floor(ms / 1000)
+  local days, rem = math.floor(s / 86400), s % 86400
+  -- Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
+  local z = days + 719468
+  local era = math.floor(z / 146097)
+  local doe = z - era * 146097
+  local yoe = math.floor((doe - math.floor(doe / 1460) + math.floor(doe / 36524) - math.floor(doe / 146096)) / 365)
+  local doy = doe - (365 * yoe + math.floor(yoe / 4) - math.floor(yoe / 100))
+  local mp = math.floor((5 * doy + 2) / 153)
+  local d = doy - math.floor((153 * mp + 2) / 5) + 1
+  local m = mp < 10 and mp + 3 or mp - 9
+  local y = yoe + era * 400 + (m <= 2 and 1 or 0)
+  return string.format('%04d-%02d-%02dT%02d:%02d:%02d.%03dZ', y, m, d,
+    math.floor(rem / 3600), math.floor(rem % 3600 / 60), rem % 60, ms % 1000)
+end
+
+-- The request's `now` (the node's clock), or Redis's.
+local function stamp()
+  return A.now or iso_now()
 end
 
 local function fail(code, msg)
@@ -68,10 +94,10 @@ end
 -- ---------------------------------------------------------------- players
 
 local function player(pid)
-  local v = redis.call('HMGET', P .. 'pl:' .. pid, 'name', 'room', 'node', 'conn', 'epoch', 'tok', 'tk')
+  local v = redis.call('HMGET', P .. 'pl:' .. pid, 'name', 'room', 'node', 'conn', 'epoch', 'tok', 'tk', 'pt')
   if not v[1] then return nil end
   return { id = pid, name = v[1], room = v[2] or '', node = v[3] or '', conn = v[4] == '1',
-           epoch = tonumber(v[5] or '0'), tok = v[6] or '', tk = v[7] or '' }
+           epoch = tonumber(v[5] or '0'), tok = v[6] or '', tk = v[7] or '', pt = v[8] or '' }
 end
 
 -- Live connections per node (hash conns: node -> count), changed with the
@@ -133,9 +159,16 @@ local function drop_ticket(t)
   redis.call('HINCRBY', P .. 'stats', 'tickets_queued', -1)
 end
 
+-- Defined with the parties below: a forgotten player leaves its party.
+local drop_from_party
+local party_changed
+-- Defined with the tickets below: a backfill seat that opens is offered.
+local offer_seats
+
 local function forget(pid)
   local p = player(pid)
   if not p then return end
+  if p.pt ~= '' then drop_from_party(pid, true) end
   if p.tk ~= '' then
     local t = load_ticket(p.tk)
     if t then drop_ticket(t) end
@@ -332,6 +365,11 @@ end
 -- The allocation hook (cfg 'alloc' = '1'): a room that starts holds its
 -- game_start; the calling node asks the allocator, then `announce`s it.
 local STARTED = {}
+
+-- Events of changes made where the operation's events are already out (a
+-- forgotten player leaving its party): published after everything else
+-- the operation did, as the in-memory engine delivers its `later` list.
+local LATER = {}
 local function alloc_on()
   return hook_cfg().alloc
 end
@@ -461,10 +499,10 @@ local function leave_with(pid, reason)
   end
   commit(r, f0, v0)
   flush(r)
-  -- A backfill seat opened: offered to queued tickets on the next pass.
+  -- A backfill seat opened: queued tickets take it at once.
   if #r.pl > 0 and r.bf and r.st == 'active'
     and tonumber(redis.call('HGET', P .. 'stats', 'tickets_queued') or '0') > 0 then
-    redis.call('SADD', P .. 'tqrefill', r.id)
+    offer_seats(r.id)
   end
   return true
 end
@@ -490,7 +528,7 @@ local function seat(r, p)
   local others = members(r)
   local node = ME
   if p.node ~= '' then node = p.node end
-  r.pl[#r.pl + 1] = { id = p.id, nm = p.name, dt = '{}', ja = A.now, c = true, n = node }
+  r.pl[#r.pl + 1] = { id = p.id, nm = p.name, dt = '{}', ja = stamp(), c = true, n = node }
   emit(others, { k = 'player_joined', p = p.id })
   emit({ p.id }, { k = 'chat_history' })
   redis.call('HSET', P .. 'pl:' .. p.id, 'room', r.id)
@@ -586,6 +624,125 @@ local function close_room(r)
   commit(r, f0, v0)
 end
 
+-- ----------------------------------------------------------------- parties
+-- A party (1.1): pty:<id> holds its members in join order (the first
+-- leads) and its size; ptc:<CODE> finds it by code; a player's hash names
+-- its party (pt). The same rules as src/lobby/party.rs.
+
+local function load_party(id)
+  if id == nil or id == '' then return nil end
+  local s = redis.call('GET', P .. 'pty:' .. id)
+  if not s then return nil end
+  local pt = cjson.decode(s)
+  pt.m = pt.m or {}
+  return pt
+end
+
+local function save_party(pt)
+  redis.call('SET', P .. 'pty:' .. pt.id, cjson.encode(pt))
+end
+
+-- The party as the wire shows it (names and connections of now).
+local function party_view(pt)
+  local members = {}
+  for i, pid in ipairs(pt.m) do
+    local p = player(pid)
+    members[i] = { id = pid, nm = p and p.name or '', c = p ~= nil and p.conn }
+  end
+  return { id = pt.id, code = pt.code, max = pt.max, m = members }
+end
+
+-- party_updated to every member but `except`, into `into` (EV by default).
+party_changed = function(id, except, into)
+  local pt = load_party(id)
+  if not pt then return end
+  local to = {}
+  for _, pid in ipairs(pt.m) do
+    if pid ~= except then to[#to + 1] = pid end
+  end
+  if #to == 0 then return end
+  local spec = { k = 'party_updated', pt = party_view(pt), to = to }
+  local list = into or EV
+  list[#list + 1] = spec
+end
+
+-- A ticket holding several members of the party leaves the queue (the
+-- membership is about to change): its players but `by` are told.
+local function cancel_party_ticket(pt, by, into)
+  for _, pid in ipairs(pt.m) do
+    local p = player(pid)
+    local t = p and load_ticket(p.tk)
+    if t and #t.pl > 1 then
+      drop_ticket(t)
+      local to = {}
+      for _, x in ipairs(t.pl) do
+        if x ~= by then to[#to + 1] = x end
+      end
+      if #to > 0 then
+        local list = into or EV
+        list[#list + 1] = { k = 'ticket_cancelled', tid = t.id, to = to }
+      end
+      return
+    end
+  end
+end
+
+-- Takes the player out of its party (leave, or forgotten: `later`, its
+-- events go out after the operation's).
+drop_from_party = function(pid, later)
+  local p = player(pid)
+  if not p or p.pt == '' then return end
+  local into = later and LATER or EV
+  local pt = load_party(p.pt)
+  redis.call('HDEL', P .. 'pl:' .. pid, 'pt')
+  if not pt then return end
+  cancel_party_ticket(pt, pid, into)
+  local rest = {}
+  for _, x in ipairs(pt.m) do
+    if x ~= pid then rest[#rest + 1] = x end
+  end
+  pt.m = rest
+  if #rest == 0 then
+    redis.call('DEL', P .. 'pty:' .. pt.id, P .. 'ptc:' .. pt.code)
+    redis.call('HINCRBY', P .. 'stats', 'parties', -1)
+    return
+  end
+  save_party(pt)
+  party_changed(pt.id, nil, into)
+end
+
+-- The players a request of `p` moves together: the party's members when
+-- it leads a party of several, itself alone otherwise.
+local function group_of(p)
+  local pt = load_party(p.pt)
+  if pt == nil or #pt.m < 2 then return { p.id }, nil end
+  if pt.m[1] ~= p.id then
+    return nil, fail('not_party_leader', 'only the party\'s leader can do that for the party')
+  end
+  return pt.m, nil
+end
+
+-- The other members a leader moves along must be free.
+local function members_free(group)
+  for i = 2, #group do
+    local m = player(group[i])
+    if m and m.room ~= '' then
+      return fail('already_in_room', 'party member ' .. group[i] .. ' is in a room')
+    end
+    if m and m.tk ~= '' then
+      return fail('already_queued', 'party member ' .. group[i] .. ' has a ticket in the queue')
+    end
+  end
+  return nil
+end
+
+local function group_fits(n, max)
+  if n > max then
+    return fail('bad_request', 'the party has ' .. n .. ' members, more than max_players (' .. max .. ')')
+  end
+  return nil
+end
+
 -- A held seat / connection: conn off, grace timer on, the others told.
 local function hold(pid, grace_ms)
   local p = player(pid)
@@ -598,8 +755,12 @@ local function hold(pid, grace_ms)
   redis.call('HSET', P .. 'pl:' .. pid, 'conn', '0', 'seen', now())
   if p.node ~= '' then redis.call('SREM', P .. 'nodepl:' .. p.node, pid) end
   redis.call('ZADD', P .. 'grace', now() + grace_ms, pid)
+  if p.conn and p.pt ~= '' then party_changed(p.pt, pid) end
   local r = load_room(p.room)
-  if not r then return end
+  if not r then
+    flush(nil)
+    return
+  end
   local j = spectator_index(r, pid)
   if j then
     -- A spectator's drop is silent; its place is held the same.
@@ -623,11 +784,15 @@ end
 
 local OPS = {}
 
+-- Defined with the tickets below; hello uses it for a player coming back.
+local look_at
+
 -- Registers a connection: a fresh, resumed or JWT identity.
 -- a: conn, fresh, name, resume ('' none), sub ('' none), token
 function OPS.hello(a)
   local pid, resumed = a.fresh, false
   local name = a.name
+  local back = nil
   if a.sub ~= '' then
     pid = a.sub
     resumed = redis.call('EXISTS', P .. 'pl:' .. pid) == 1
@@ -651,9 +816,11 @@ function OPS.hello(a)
     end
     if p.node ~= '' and p.node ~= ME then redis.call('SREM', P .. 'nodepl:' .. p.node, pid) end
     if not p.conn and p.tk ~= '' and redis.call('EXISTS', P .. 'tk:' .. p.tk) == 1 then
-      -- Back: the ticket may be matched again (looked at on the next pass).
+      -- Back: the ticket may be matched again (looked at once the welcome
+      -- is out, and on the next pass).
       if redis.call('HINCRBY', P .. 'tk:' .. p.tk, 'away', -1) <= 0 then
         redis.call('SADD', P .. 'tqwoken', p.tk)
+        back = p.tk
       end
     end
     name = p.name
@@ -664,6 +831,8 @@ function OPS.hello(a)
   redis.call('SET', P .. 'tok:' .. a.token, pid)
   redis.call('SADD', P .. 'nodepl:' .. ME, pid)
   count_conn(ME, 1)
+  -- Back (not a takeover): the party sees the member connected again.
+  if p and not p.conn and p.pt ~= '' then party_changed(p.pt, pid) end
   redis.call('ZREM', P .. 'grace', pid)
   local pending = redis.call('LRANGE', P .. 'pend:' .. pid, 0, -1)
   local dropped = tonumber(redis.call('GET', P .. 'pendx:' .. pid) or '0')
@@ -699,6 +868,7 @@ function OPS.hello(a)
     epoch = epoch, pending = pending, dropped = dropped, room = r,
   }))
   flush(r)
+  if back then look_at({ back }, a.rooms, a) end
   return ok({ p = pid, epoch = epoch })
 end
 
@@ -790,7 +960,7 @@ function OPS.join(a)
     end
     local f0, v0 = open(r)
     emit(members(r), { k = 'spectator_joined', p = p.id })
-    r.sp[#r.sp + 1] = { id = p.id, nm = p.name, dt = '{}', ja = A.now, c = true, n = ME }
+    r.sp[#r.sp + 1] = { id = p.id, nm = p.name, dt = '{}', ja = stamp(), c = true, n = ME }
     emit({ p.id }, { k = 'chat_history' })
     redis.call('HSET', P .. 'pl:' .. p.id, 'room', r.id, 'sp', '1')
     commit(r, f0, v0)
@@ -849,9 +1019,21 @@ end
 function OPS.match(a)
   local p, e = free_player(a.p)
   if e then return e end
+  local group
+  group, e = group_of(p)
+  if e then return e end
+  e = members_free(group) or group_fits(#group, a.max)
+  if e then return e end
   local bks = buckets(a.mode, a.max, a.attrs)
+  -- A party needs a seat for each member, and none of them kicked.
   local function admits(status)
-    return function(r) return not r.kk[p.id] and r.st == status and #r.pl < r.max end
+    return function(r)
+      if r.st ~= status or #r.pl + #group > r.max then return false end
+      for _, pid in ipairs(group) do
+        if r.kk[pid] then return false end
+      end
+      return true
+    end
   end
   local found = find_in('bf:', bks, admits('active')) or find_in('mm:', bks, admits('waiting'))
   local created = false
@@ -866,6 +1048,15 @@ function OPS.match(a)
     created = true
   end
   seat(r, p)
+  for i = 2, #group do
+    local m = player(group[i])
+    if m then seat(r, m) end
+  end
+  if #group > 1 then
+    local others = {}
+    for i = 2, #group do others[#others + 1] = group[i] end
+    emit(others, { k = 'room_joined' })
+  end
   commit(r, f0, v0)
   REPLY = { p = p.id, rid = a.rid, kind = 'match', created = created }
   flush(r)
@@ -1060,7 +1251,7 @@ local function form_room(members_, region, nr, a)
       local p = player(pid)
       local node = ME
       if p and p.node ~= '' then node = p.node end
-      r.pl[#r.pl + 1] = { id = pid, nm = p and p.name or '', dt = '{}', ja = A.now, c = true, n = node }
+      r.pl[#r.pl + 1] = { id = pid, nm = p and p.name or '', dt = '{}', ja = stamp(), c = true, n = node }
       redis.call('HSET', P .. 'pl:' .. pid, 'room', r.id)
     end
     r.tx[#r.tx + 1] = { t = t.id, p = t.pl }
@@ -1087,7 +1278,7 @@ end
 
 -- Each ticket (oldest first) takes a backfill seat that fits or anchors a
 -- group that forms a room (one per entry of `rooms`, fresh ids).
-local function look_at(ids, rooms, a)
+look_at = function(ids, rooms, a)
   local ts, seen = {}, {}
   for _, id in ipairs(ids) do
     if not seen[id] then
@@ -1117,7 +1308,7 @@ end
 
 -- A backfill seat opened in room `id`: the oldest fitting tickets of its
 -- mode and size take it (8 looked at per pool).
-local function offer_seats(id)
+offer_seats = function(id)
   for _ = 1, 16 do
     local r = load_room(id)
     if not r or #r.pl >= r.max then return end
@@ -1155,14 +1346,23 @@ function OPS.queue(a)
   local p, e = free_player(a.p)
   if e then return e end
   local t = cjson.decode(a.spec)
+  local group
+  group, e = group_of(p)
+  if e then return e end
+  e = members_free(group) or group_fits(#group, t.max)
+  if e then return e end
   t.id = a.id
-  t.pl = { p.id }
+  t.pl = group
   t.seq = redis.call('INCR', P .. 'seq')
   t.q = now()
   t.qa = a.now
   t.pool = a.pool
   t.away = 0
   REPLY = { p = p.id, rid = a.rid, kind = 'ticket', tk = { id = t.id, pl = t.pl, qa = t.qa } }
+  -- The other members learn of the ticket before any room it forms.
+  local others = {}
+  for i = 2, #t.pl do others[#others + 1] = t.pl[i] end
+  emit(others, { k = 'ticket_queued', tk = { id = t.id, pl = t.pl, qa = t.qa } })
   local r = backfill_room(t, now())
   if r then
     seat_ticket(r, t, false)
@@ -1179,8 +1379,14 @@ function OPS.cancel(a)
   local p = player(a.p)
   local t = p and load_ticket(p.tk)
   if not t then return fail('not_queued', 'you have no ticket in the queue') end
+  if t.pl[1] ~= p.id then
+    return fail('not_party_leader', 'only the party\'s leader can cancel the party\'s ticket')
+  end
   drop_ticket(t)
   REPLY = { p = p.id, rid = a.rid, kind = 'empty' }
+  local others = {}
+  for i = 2, #t.pl do others[#others + 1] = t.pl[i] end
+  emit(others, { k = 'ticket_cancelled', tid = t.id })
   flush(nil)
   return ok()
 end
@@ -1192,8 +1398,6 @@ local function ticket_pass(a)
   if now() - last < 200 then return end
   redis.call('SET', P .. 'tqlast', now())
   if last == 0 then last = now() end
-  for _, id in ipairs(redis.call('SMEMBERS', P .. 'tqrefill')) do offer_seats(id) end
-  redis.call('DEL', P .. 'tqrefill')
   local due = redis.call('SMEMBERS', P .. 'tqwoken')
   redis.call('DEL', P .. 'tqwoken')
   for _, id in ipairs(redis.call('ZRANGEBYSCORE', P .. 'tqt', '(' .. (last - a.fill_ms), now() - a.fill_ms)) do
@@ -1218,6 +1422,58 @@ local function ticket_pass(a)
     end
   end
   look_at(due, a.rooms, a)
+end
+
+-- a: p, id, codes (candidate party codes), max_size, rid
+function OPS.party_create(a)
+  local p = player(a.p)
+  if not p then return fail('internal', 'unknown player; reconnect') end
+  if p.pt ~= '' then return fail('already_in_party', 'you are already in a party; leave it first') end
+  local code = nil
+  for _, c in ipairs(a.codes) do
+    if redis.call('SET', P .. 'ptc:' .. c, a.id, 'NX') then
+      code = c
+      break
+    end
+  end
+  if not code then return fail('internal', 'no free party code; try again') end
+  local pt = { id = a.id, code = code, m = { p.id }, max = a.max_size }
+  save_party(pt)
+  redis.call('HSET', P .. 'pl:' .. p.id, 'pt', pt.id)
+  redis.call('HINCRBY', P .. 'stats', 'parties', 1)
+  REPLY = { p = p.id, rid = a.rid, kind = 'party', pt = party_view(pt) }
+  flush(nil)
+  return ok()
+end
+
+-- a: p, code (normalized), code_given, rid
+function OPS.party_join(a)
+  local p = player(a.p)
+  if not p then return fail('internal', 'unknown player; reconnect') end
+  if p.pt ~= '' then return fail('already_in_party', 'you are already in a party; leave it first') end
+  local pt = load_party(redis.call('GET', P .. 'ptc:' .. a.code) or '')
+  if not pt then return fail('party_not_found', 'no party with code ' .. q(a.code_given)) end
+  if #pt.m >= pt.max then
+    return fail('party_full', 'the party has ' .. #pt.m .. ' of ' .. pt.max .. ' members')
+  end
+  cancel_party_ticket(pt, p.id)
+  pt.m[#pt.m + 1] = p.id
+  save_party(pt)
+  redis.call('HSET', P .. 'pl:' .. p.id, 'pt', pt.id)
+  party_changed(pt.id, p.id)
+  REPLY = { p = p.id, rid = a.rid, kind = 'party', pt = party_view(pt) }
+  flush(nil)
+  return ok()
+end
+
+-- a: p, rid
+function OPS.party_leave(a)
+  local p = player(a.p)
+  if not p or p.pt == '' then return fail('not_in_party', 'you are not in a party') end
+  drop_from_party(p.id, false)
+  REPLY = { p = p.id, rid = a.rid, kind = 'empty' }
+  flush(nil)
+  return ok()
 end
 
 -- a: p, rid
@@ -1733,11 +1989,17 @@ function OPS.footprint(_)
     timers = redis.call('ZCARD', P .. 'timer') + redis.call('ZCARD', P .. 'grace'),
     pending = n('pend:*') + n('pendx:*'),
     tickets = n('tk:*'),
+    parties = n('pty:*'),
   })
 end
 
 local op = OPS[OP]
 if op == nil then return fail('internal', 'unknown store operation ' .. tostring(OP)) end
 local result = op(A)
+if #LATER > 0 then
+  EV = LATER
+  LATER = {}
+  flush(nil)
+end
 for _, msg in ipairs(LISTING) do redis.call('PUBLISH', P .. 'ch:list', msg) end
 return result

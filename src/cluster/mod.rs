@@ -299,6 +299,7 @@ impl Store {
             held_seats: n("held"),
             matches_started: n("matches_started"),
             tickets_queued: n("tickets_queued"),
+            parties: n("parties"),
             signals_relayed: n("signals_relayed"),
             uptime_s: 0,
         })

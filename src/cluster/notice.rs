@@ -156,10 +156,53 @@ pub struct Spec {
     pub alloc: Option<String>,
     #[serde(default)]
     pub aerr: Option<String>,
-    /// The ticket of `game_start` (a room formed by `queue_match`) or of
-    /// `ticket_expired`.
+    /// The ticket of `game_start` (a room formed by `queue_match`), of
+    /// `ticket_expired` or of `ticket_cancelled`.
     #[serde(default)]
     pub tid: Option<String>,
+    /// `ticket_queued`: the ticket.
+    #[serde(default)]
+    pub tk: Option<TicketRec>,
+    /// `party_updated`: the party as it was then.
+    #[serde(default)]
+    pub pt: Option<PartyRec>,
+}
+
+/// A party as the script shows it (members with name and connection).
+#[derive(Debug, Clone, Deserialize)]
+pub struct PartyRec {
+    pub id: String,
+    pub code: String,
+    pub max: u64,
+    #[serde(deserialize_with = "list")]
+    pub m: Vec<PartyMemberRec>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct PartyMemberRec {
+    pub id: String,
+    pub nm: String,
+    pub c: bool,
+}
+
+impl PartyRec {
+    pub fn info(&self) -> crate::protocol::PartyInfo {
+        crate::protocol::PartyInfo {
+            party_id: self.id.clone(),
+            code: self.code.clone(),
+            leader: self.m.first().map(|m| m.id.clone()).unwrap_or_default(),
+            members: self
+                .m
+                .iter()
+                .map(|m| crate::protocol::PartyMember {
+                    player_id: m.id.clone(),
+                    name: m.nm.clone(),
+                    connected: m.c,
+                })
+                .collect(),
+            max_size: self.max,
+        }
+    }
 }
 
 impl Spec {
@@ -187,6 +230,9 @@ pub struct ReplySpec {
     /// `ticket`: the queued ticket.
     #[serde(default)]
     pub tk: Option<TicketRec>,
+    /// `party`: the party.
+    #[serde(default)]
+    pub pt: Option<PartyRec>,
 }
 
 /// A ticket as `queue_match` answers it.
@@ -314,9 +360,24 @@ impl Spec {
         if let Some(x) = &self.raw {
             return Some(x.clone());
         }
-        if self.kind == "ticket_expired" {
-            let ticket_id = self.tid.clone()?;
-            return Some(Event::TicketExpired { ticket_id }.to_json());
+        // Events about tickets and parties need no room.
+        let event = match self.kind.as_str() {
+            "ticket_expired" => Some(Event::TicketExpired {
+                ticket_id: self.tid.clone()?,
+            }),
+            "ticket_cancelled" => Some(Event::TicketCancelled {
+                ticket_id: self.tid.clone()?,
+            }),
+            "ticket_queued" => Some(Event::TicketQueued {
+                ticket: self.tk.as_ref()?.info(),
+            }),
+            "party_updated" => Some(Event::PartyUpdated {
+                party: self.pt.as_ref()?.info(),
+            }),
+            _ => None,
+        };
+        if let Some(event) = event {
+            return Some(event.to_json());
         }
         let room = room?;
         let room_id = room.id.clone();
@@ -365,6 +426,9 @@ impl Spec {
                 data: parse_obj(&room.seat(self.player.as_deref()?)?.dt),
             },
             "kicked" => Event::Kicked { room_id },
+            "room_joined" => Event::RoomJoined {
+                room: room.info(true),
+            },
             "spectator_joined" => Event::SpectatorJoined {
                 room_id,
                 player: room

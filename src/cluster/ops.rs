@@ -26,6 +26,9 @@ ops! {
     Match<'_> => "match",
     Queue<'_> => "queue",
     Cancel<'_> => "cancel",
+    PartyCreate<'_> => "party_create",
+    PartyJoin<'_> => "party_join",
+    PartyLeave<'_> => "party_leave",
     Leave<'_> => "leave",
     Start<'_> => "start",
     Finish<'_> => "finish",
@@ -67,6 +70,13 @@ pub struct Hello<'a> {
     pub resume: &'a str,
     pub sub: &'a str,
     pub token: &'a str,
+    /// A returning player's ticket may form a room at once: its fresh id
+    /// and codes, and the limits of `queue`.
+    pub rooms: Vec<NewRoom>,
+    pub max_rooms: u64,
+    pub idle_ms: u64,
+    pub fill_ms: u64,
+    pub now: String,
 }
 
 #[derive(Serialize)]
@@ -270,6 +280,31 @@ pub struct Queue<'a> {
     pub fill_ms: u64,
     pub rid: String,
     pub now: String,
+}
+
+#[derive(Serialize)]
+pub struct PartyCreate<'a> {
+    pub p: &'a str,
+    pub id: String,
+    pub codes: Vec<String>,
+    pub max_size: u64,
+    pub rid: String,
+}
+
+#[derive(Serialize)]
+pub struct PartyJoin<'a> {
+    pub p: &'a str,
+    /// Trimmed and upper-cased.
+    pub code: String,
+    /// As sent, for the refusal.
+    pub code_given: &'a str,
+    pub rid: String,
+}
+
+#[derive(Serialize)]
+pub struct PartyLeave<'a> {
+    pub p: &'a str,
+    pub rid: String,
 }
 
 #[derive(Serialize)]

@@ -73,6 +73,8 @@ pub struct LobbyFootprint {
     pub timers: usize,
     /// Queued `queue_match` tickets.
     pub tickets: usize,
+    /// Parties alive.
+    pub parties: usize,
 }
 
 impl Lobby {
@@ -221,6 +223,7 @@ impl Lobby {
             matches_started: self.matches_started,
             signals_relayed: self.signals_relayed,
             tickets_queued: self.tickets.len() as u64,
+            parties: self.parties.len() as u64,
             uptime_s: 0,
         }
     }
@@ -236,6 +239,7 @@ impl Lobby {
             tokens: self.tokens.len(),
             timers: self.timers.len(),
             tickets: self.tickets.len(),
+            parties: self.parties.len(),
         }
     }
 
@@ -335,6 +339,7 @@ impl Lobby {
             ));
         }
         self.check_tickets()?;
+        self.check_parties()?;
         self.check_timers()
     }
 }

@@ -22,6 +22,7 @@ mod codes;
 mod derived;
 mod hooks;
 pub mod index;
+pub mod party;
 mod players;
 mod queue;
 pub mod room;
@@ -149,8 +150,12 @@ pub struct Lobby {
     tickets: TicketQueue,
     /// When the ticket queue was last looked at by the tick.
     tickets_looked: Option<std::time::Instant>,
-    /// Active backfill rooms where a seat opened since the last tick.
-    refills: Vec<Uuid>,
+    /// Parties by id, and their join codes.
+    parties: FastMap<String, party::Party>,
+    party_codes: HashMap<String, String>,
+    /// Events of changes made where no event list is at hand (a forgotten
+    /// player leaving its party): delivered after the operation's own.
+    later: Vec<Delivery>,
 }
 
 /// A change of the public list of waiting rooms (`room_listed`,
@@ -184,7 +189,9 @@ impl Lobby {
             starts: Vec::new(),
             tickets: TicketQueue::default(),
             tickets_looked: None,
-            refills: Vec::new(),
+            parties: FastMap::default(),
+            party_codes: HashMap::new(),
+            later: Vec::new(),
         }
     }
 
@@ -195,6 +202,12 @@ impl Lobby {
     fn next_seq(&mut self) -> u64 {
         self.seq += 1;
         self.seq
+    }
+
+    /// Events of changes made outside an operation's event list (see
+    /// `later`); deliver them after the operation's.
+    pub fn take_later(&mut self) -> Vec<Delivery> {
+        std::mem::take(&mut self.later)
     }
 
     pub fn player(&self, player_id: &str) -> Option<&Player> {

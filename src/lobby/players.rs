@@ -22,6 +22,8 @@ pub struct Player {
     pub(super) timer: Option<TimerKey>,
     /// The one valid resume token of this player, if any.
     pub(super) token: Option<String>,
+    /// The party it is in (1.1).
+    pub(super) party: Option<String>,
 }
 
 /// Never shows the resume token: a `Player` may be printed in logs and
@@ -36,6 +38,7 @@ impl std::fmt::Debug for Player {
             .field("last_seen", &self.last_seen)
             .field("timer", &self.timer)
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("party", &self.party)
             .finish()
     }
 }
@@ -54,12 +57,17 @@ impl Lobby {
         let now = Utc::now();
         match self.players.get_mut(player_id) {
             Some(p) => {
+                let back = !p.connected;
                 p.connected = true;
                 p.roles = roles;
                 p.last_seen = now;
                 let room_id = p.room;
                 self.cancel_seat_timer(player_id);
-                self.ticket_away(player_id, false);
+                // Back (not a takeover): the party sees it connected again.
+                if back {
+                    self.party_presence(player_id, out);
+                }
+                self.ticket_back(player_id, out);
                 let room_id = room_id?;
                 self.update_room(room_id, |room| {
                     // A spectator's return is silent.
@@ -93,6 +101,7 @@ impl Lobby {
                         last_seen: now,
                         timer: None,
                         token: None,
+                        party: None,
                     },
                 );
                 None
@@ -112,7 +121,8 @@ impl Lobby {
         // brief drop while browsing does not change its player_id.
         let room_id = p.room;
         self.arm_seat_timer(player_id, now);
-        self.ticket_away(player_id, true);
+        self.ticket_away(player_id);
+        self.party_presence(player_id, out);
         let Some(room_id) = room_id else {
             return;
         };
@@ -150,6 +160,9 @@ impl Lobby {
 
     /// Removes a player with its resume token and grace timer.
     pub(super) fn forget(&mut self, player_id: &str) {
+        let mut later = std::mem::take(&mut self.later);
+        self.drop_from_party(player_id, &mut later);
+        self.later = later;
         self.forget_ticket(player_id);
         if let Some(p) = self.players.remove(player_id) {
             if let Some(t) = p.token {

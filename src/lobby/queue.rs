@@ -36,10 +36,13 @@ impl Lobby {
     ) -> Result<TicketInfo, ProtoError> {
         self.check_free(player_id)?;
         let spec = TicketSpec::from_request(&req, self.cfg.max_players)?;
+        let players = self.group_of(player_id)?;
+        self.check_members_free(&players)?;
+        super::seats::check_group_size(players.len(), spec.max_players)?;
         let seq = self.next_seq();
         let ticket = Ticket {
             id: Uuid::new_v4().to_string(),
-            players: vec![player_id.to_string()],
+            players,
             spec,
             seq,
             queued: now,
@@ -48,6 +51,18 @@ impl Lobby {
             timer: None,
         };
         let info = ticket.info();
+        // The other members learn of the ticket before any room it forms.
+        emit(
+            out,
+            info.players
+                .iter()
+                .filter(|p| *p != player_id)
+                .cloned()
+                .collect(),
+            Event::TicketQueued {
+                ticket: info.clone(),
+            },
+        );
         if let Some(room) = self.backfill_room_for(&ticket, now) {
             self.seat_ticket(room, ticket, out);
             return Ok(info);
@@ -65,12 +80,30 @@ impl Lobby {
         Ok(info)
     }
 
-    /// `cancel_match`: the caller's ticket leaves the queue.
-    pub fn cancel_match(&mut self, player_id: &str) -> Result<(), ProtoError> {
-        let Some(id) = self.tickets.ticket_of(player_id).map(|t| t.id.clone()) else {
+    /// `cancel_match`: the caller's ticket leaves the queue (a party's
+    /// only by its leader; the other members get `ticket_cancelled`).
+    pub fn cancel_match(
+        &mut self,
+        player_id: &str,
+        out: &mut Vec<Delivery>,
+    ) -> Result<(), ProtoError> {
+        let Some(t) = self.tickets.ticket_of(player_id) else {
             return Err(err(ErrorCode::NotQueued, "you have no ticket in the queue"));
         };
-        self.drop_ticket(&id);
+        if t.players[0] != player_id {
+            return Err(err(
+                ErrorCode::NotPartyLeader,
+                "only the party's leader can cancel the party's ticket",
+            ));
+        }
+        let id = t.id.clone();
+        if let Some(t) = self.drop_ticket(&id) {
+            emit(
+                out,
+                t.players.into_iter().filter(|p| p != player_id).collect(),
+                Event::TicketCancelled { ticket_id: t.id },
+            );
+        }
         Ok(())
     }
 
@@ -94,13 +127,9 @@ impl Lobby {
     }
 
     /// The periodic pass: the tickets that something may let form now
-    /// (see [`super::tickets::TicketQueue::due`]), and the backfill seats
-    /// that opened since the last pass.
+    /// (see [`super::tickets::TicketQueue::due`]).
     pub(super) fn tick_tickets(&mut self, now: Instant, out: &mut Vec<Delivery>) {
         let last = self.tickets_looked.replace(now).unwrap_or(now);
-        for room in std::mem::take(&mut self.refills) {
-            self.offer_seats(room, now, out);
-        }
         if self.tickets.is_empty() {
             return;
         }
@@ -297,9 +326,21 @@ impl Lobby {
         }
     }
 
-    /// The player's connection dropped (`away`) or came back.
-    pub(super) fn ticket_away(&mut self, player_id: &str, away: bool) {
-        self.tickets.set_away(player_id, away);
+    /// The player's connection dropped: its ticket waits without it.
+    pub(super) fn ticket_away(&mut self, player_id: &str) {
+        self.tickets.set_away(player_id, true);
+    }
+
+    /// The player is back: its ticket may form a room at once.
+    pub(super) fn ticket_back(&mut self, player_id: &str, out: &mut Vec<Delivery>) {
+        let Some(t) = self.tickets.ticket_of(player_id) else {
+            return;
+        };
+        let id = t.id.clone();
+        self.tickets.set_away(player_id, false);
+        if self.tickets.get(&id).is_some_and(|t| t.away.is_empty()) {
+            self.look_at(vec![id], Instant::now(), out);
+        }
     }
 
     /// The player is forgotten: its ticket goes with it.
@@ -309,10 +350,11 @@ impl Lobby {
         }
     }
 
-    /// A room that may take a backfill ticket again (a seat opened).
-    pub(super) fn note_refill(&mut self, room_id: Uuid) {
+    /// A seat opened in a room: if it is an active backfill room, queued
+    /// tickets take the seat at once.
+    pub(super) fn refill(&mut self, room_id: Uuid, out: &mut Vec<Delivery>) {
         if self.rooms.get(&room_id).is_some_and(|r| r.refillable()) && !self.tickets.is_empty() {
-            self.refills.push(room_id);
+            self.offer_seats(room_id, Instant::now(), out);
         }
     }
 

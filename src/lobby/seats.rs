@@ -23,6 +23,29 @@ impl Lobby {
         check_max_players(self.cfg.max_players, n)
     }
 
+    /// The members a party's leader moves along (after the leader itself
+    /// passed `check_free`): each free, refusals naming the member.
+    pub(super) fn check_members_free(&self, group: &[String]) -> Result<(), ProtoError> {
+        for m in group.iter().skip(1) {
+            let Some(p) = self.players.get(m) else {
+                continue;
+            };
+            if p.room.is_some() {
+                return Err(err(
+                    ErrorCode::AlreadyInRoom,
+                    format!("party member {m} is in a room"),
+                ));
+            }
+            if self.tickets.ticket_of(m).is_some() {
+                return Err(err(
+                    ErrorCode::AlreadyQueued,
+                    format!("party member {m} has a ticket in the queue"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     pub(super) fn check_free(&self, player_id: &str) -> Result<(), ProtoError> {
         match self.players.get(player_id) {
             None => Err(err(ErrorCode::Internal, "unknown player")),
@@ -384,11 +407,17 @@ impl Lobby {
         let mode = check_mode(req.mode.as_deref())?;
         let filters = req.filters.unwrap_or_default();
         check_filters(&filters)?;
-        // Active games missing a player first, then waiting rooms.
+        let group = self.group_of(player_id)?;
+        self.check_members_free(&group)?;
+        check_group_size(group.len(), max_players)?;
+        // Active games missing a player first, then waiting rooms; a party
+        // needs a seat for each member.
         let fits = |id: &Uuid| {
-            self.rooms
-                .get(id)
-                .is_some_and(|r| r.matches_filters(&filters) && !r.kicked.contains(player_id))
+            self.rooms.get(id).is_some_and(|r| {
+                r.matches_filters(&filters)
+                    && group.iter().all(|p| !r.kicked.contains(p))
+                    && r.seats.len() + group.len() <= r.max_players as usize
+            })
         };
         let found = self
             .index
@@ -415,7 +444,17 @@ impl Lobby {
                 true,
             ),
         };
-        let room = self.seat(id, player_id, out);
+        let mut room = self.seat(id, player_id, out);
+        for m in group.iter().skip(1) {
+            room = self.seat(id, m, out);
+        }
+        if group.len() > 1 {
+            emit(
+                out,
+                group[1..].to_vec(),
+                Event::RoomJoined { room: room.clone() },
+            );
+        }
         Ok(Matched { room, created })
     }
 
@@ -498,7 +537,7 @@ impl Lobby {
             }
         });
         self.release(player_id);
-        self.note_refill(room_id);
+        self.refill(room_id, out);
     }
 
     /// Closes a room (admin, idle or finished timeout): every member gets
@@ -553,4 +592,14 @@ impl Lobby {
             });
         }
     }
+}
+
+/// A party of `n` cannot play in rooms of fewer seats.
+pub(super) fn check_group_size(n: usize, max_players: u64) -> Result<(), ProtoError> {
+    if n as u64 > max_players {
+        return Err(ProtoError::bad_request(format!(
+            "the party has {n} members, more than max_players ({max_players})"
+        )));
+    }
+    Ok(())
 }

@@ -25,6 +25,9 @@ pub const REQUEST_TYPES: &[&str] = &[
     "list_rooms",
     "queue_match",
     "cancel_match",
+    "create_party",
+    "join_party",
+    "leave_party",
     "start_game",
     "finish_game",
     "set_room_data",
@@ -64,6 +67,11 @@ const ERROR_CODES: &[ErrorCode] = &[
     ErrorCode::InvalidCandidate,
     ErrorCode::AlreadyQueued,
     ErrorCode::NotQueued,
+    ErrorCode::NotPartyLeader,
+    ErrorCode::AlreadyInParty,
+    ErrorCode::PartyNotFound,
+    ErrorCode::PartyFull,
+    ErrorCode::NotInParty,
     ErrorCode::Internal,
 ];
 

@@ -546,3 +546,115 @@ async fn spectator_places_graces_and_closes() {
     )
     .await;
 }
+
+fn queue(
+    max: Option<&'static str>,
+    skill: Option<&'static str>,
+    regions: Option<&'static str>,
+    backfill: Option<&'static str>,
+) -> Req {
+    Req::QueueMatch {
+        max,
+        min: None,
+        mode: None,
+        skill,
+        regions,
+        filters: None,
+        backfill,
+    }
+}
+
+/// Tickets (1.1) in both engines: refusals, skills that match and one that
+/// never does, regions, a player who drops while queued and comes back,
+/// a grace that runs out under a ticket, cancel, and a backfill seat taken
+/// by a ticket. Webhook events of the formed rooms are compared at the end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tickets_form_alike() {
+    check(
+        5,
+        vec![
+            Send(0, queue(Some("1"), None, None, None)),
+            Send(0, queue(Some("2"), Some("\"x\""), None, None)),
+            Send(0, queue(Some("2"), None, Some("{\"eu west\":1}"), None)),
+            Send(4, Req::CancelMatch),
+            Send(0, queue(Some("2"), Some("1000"), None, None)),
+            Send(0, queue(Some("2"), Some("1000"), None, None)),
+            Send(0, find(Some("2"), None)),
+            Send(1, queue(Some("2"), Some("5000"), None, None)),
+            Send(2, queue(Some("2"), Some("1050"), None, None)),
+            Send(3, queue(Some("2"), None, Some("{\"eu\":151}"), None)),
+            Send(
+                4,
+                queue(Some("2"), None, Some("{\"us\":40,\"eu\":200}"), None),
+            ),
+            Send(1, Req::CancelMatch),
+            Send(1, Req::CancelMatch),
+            Step::Drop(3),
+            Send(1, queue(Some("2"), None, Some("{\"eu\":30}"), None)),
+            Step::Resume(3),
+            Send(3, Req::CancelMatch),
+            Send(3, queue(Some("2"), None, None, Some("true"))),
+            Step::Drop(3),
+            Step::WaitTimers,
+            Send(0, Req::Leave),
+            Send(2, Req::Leave),
+            Send(0, queue(Some("2"), None, None, Some("true"))),
+            Send(2, queue(Some("2"), None, None, Some("true"))),
+            Send(2, Req::Leave),
+            Send(3, queue(Some("2"), None, None, Some("true"))),
+        ],
+    )
+    .await;
+}
+
+/// Parties (1.1) in both engines: create, join by code (one in lower case),
+/// full, a leader's ticket for the whole party with a solo ticket, a
+/// member's refused requests, a membership change cancelling the party's
+/// ticket, the leader's find_match seating everyone, a drop and a grace
+/// that runs out under a member, and the leader leaving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parties_alike() {
+    let code = |index| CodeRef::Known {
+        index,
+        lower: false,
+    };
+    check(
+        5,
+        vec![
+            Send(0, Req::CreateParty(Some("3"))),
+            Send(0, Req::CreateParty(None)),
+            Send(1, Req::JoinParty(code(0))),
+            Send(
+                2,
+                Req::JoinParty(CodeRef::Known {
+                    index: 0,
+                    lower: true,
+                }),
+            ),
+            Send(3, Req::JoinParty(code(0))),
+            Send(3, Req::JoinParty(CodeRef::Bad("ZZZZZZ"))),
+            Send(1, queue(Some("4"), None, None, None)),
+            Send(1, find(Some("4"), None)),
+            Send(0, queue(Some("2"), None, None, None)),
+            Send(0, queue(Some("4"), None, None, None)),
+            Send(1, Req::CancelMatch),
+            Send(2, Req::LeaveParty),
+            Send(0, queue(Some("4"), None, None, None)),
+            Send(0, Req::CancelMatch),
+            Send(0, queue(Some("3"), None, None, Some("true"))),
+            Send(3, queue(Some("3"), None, None, None)),
+            Send(3, Req::CancelMatch),
+            Send(2, queue(Some("3"), None, None, None)),
+            Send(0, Req::Leave),
+            Send(1, Req::Leave),
+            Send(2, Req::Leave),
+            Send(0, find(Some("4"), None)),
+            Send(3, find(Some("4"), None)),
+            Step::Drop(1),
+            Step::WaitTimers,
+            Send(0, Req::LeaveParty),
+            Send(4, Req::LeaveParty),
+        ],
+    )
+    .await;
+}

@@ -7,7 +7,14 @@
 use serde_json::{Map, Value};
 
 /// Fields that hold a time; their value is replaced by `<time>`.
-const TIME_FIELDS: &[&str] = &["created_at", "joined_at", "ts", "server_time", "last_seen"];
+const TIME_FIELDS: &[&str] = &[
+    "created_at",
+    "joined_at",
+    "ts",
+    "server_time",
+    "last_seen",
+    "queued_at",
+];
 
 #[derive(Default)]
 pub struct Norm {
@@ -15,6 +22,10 @@ pub struct Norm {
     players: Vec<(String, String)>,
     pub rooms: Vec<String>,
     pub codes: Vec<String>,
+    /// `queue_match` ticket ids, named `T<n>`.
+    pub tickets: Vec<String>,
+    /// Party ids, named `Y<n>` (their codes join the room codes).
+    pub parties: Vec<String>,
 }
 
 impl Norm {
@@ -54,6 +65,21 @@ impl Norm {
                         if !self.codes.contains(code) {
                             self.codes.push(code.clone());
                         }
+                    }
+                }
+                if let Some(Value::String(id)) = m.get("party_id") {
+                    if !self.parties.contains(id) {
+                        self.parties.push(id.clone());
+                    }
+                    if let Some(Value::String(code)) = m.get("code") {
+                        if !self.codes.contains(code) {
+                            self.codes.push(code.clone());
+                        }
+                    }
+                }
+                if let Some(Value::String(id)) = m.get("ticket_id") {
+                    if !self.tickets.contains(id) {
+                        self.tickets.push(id.clone());
                     }
                 }
                 for v in m.values() {
@@ -98,6 +124,16 @@ impl Norm {
         for (i, id) in self.rooms.iter().enumerate() {
             if s.contains(id.as_str()) {
                 s = s.replace(id.as_str(), &format!("R{i}"));
+            }
+        }
+        for (i, id) in self.parties.iter().enumerate() {
+            if s.contains(id.as_str()) {
+                s = s.replace(id.as_str(), &format!("Y{i}"));
+            }
+        }
+        for (i, id) in self.tickets.iter().enumerate() {
+            if s.contains(id.as_str()) {
+                s = s.replace(id.as_str(), &format!("T{i}"));
             }
         }
         for (i, code) in self.codes.iter().enumerate() {

@@ -49,6 +49,24 @@ pub enum Req {
         backfill: Option<&'static str>,
         max_spectators: Option<&'static str>,
     },
+    /// `queue_match` (1.1). Skills, regions and sizes are chosen so that
+    /// whether two tickets match never depends on how long they waited
+    /// (windows and fill delays never reach a decision within a case).
+    QueueMatch {
+        max: Option<&'static str>,
+        min: Option<&'static str>,
+        mode: Option<&'static str>,
+        skill: Option<&'static str>,
+        regions: Option<&'static str>,
+        filters: Option<&'static str>,
+        backfill: Option<&'static str>,
+    },
+    CancelMatch,
+    /// `create_party` with `max_size`.
+    CreateParty(Option<&'static str>),
+    /// `join_party` by a code seen so far (a room's or a party's).
+    JoinParty(CodeRef),
+    LeaveParty,
     JoinById(RoomRef),
     /// `join_room` by id with `as` (`"spectator"` mostly).
     JoinAs(RoomRef, &'static str),
@@ -193,7 +211,41 @@ const DATA: &[&str] = &[
 /// offered again; sometimes of the wrong type.
 const BACKFILL: &[&str] = &["true", "true", "false", "1"];
 
+/// 1000 and 1050 always match (windows of 100); 5000 never reaches them
+/// (windows stop at 1000).
+const SKILL: &[&str] = &["1000", "1050", "5000", "\"x\"", "1e400"];
+/// eu alone, us (eu over the limit), eu over every limit; bad names and
+/// values.
+const REGIONS: &[&str] = &[
+    "{\"eu\":30}",
+    "{\"us\":40,\"eu\":200}",
+    "{\"eu\":151}",
+    "{\"eu west\":1}",
+    "{\"eu\":-1}",
+    "[]",
+];
+
 fn req() -> impl Strategy<Value = Req> {
+    let queue = (
+        opt(&["2", "3", "1", "\"2\""]),
+        opt(&["2", "4", "0"]),
+        opt(&["\"default\"", "\"duel\"", "\"\""]),
+        opt(SKILL),
+        opt(REGIONS),
+        opt(&["{}", "{\"map\":\"a\"}", "{\"deep\":{\"x\":1}}"]),
+        opt(BACKFILL),
+    )
+        .prop_map(
+            |(max, min, mode, skill, regions, filters, backfill)| Req::QueueMatch {
+                max,
+                min,
+                mode,
+                skill,
+                regions,
+                filters,
+                backfill,
+            },
+        );
     let find = (opt(MAX), opt(MODE), opt(FILTERS), opt(BACKFILL)).prop_map(
         |(max, mode, filters, backfill)| Req::FindMatch {
             max,
@@ -275,6 +327,11 @@ fn req() -> impl Strategy<Value = Req> {
     prop_oneof![
         6 => find,
         5 => create,
+        5 => queue,
+        2 => Just(Req::CancelMatch),
+        2 => opt(&["2", "3", "1", "17", "\"4\""]).prop_map(Req::CreateParty),
+        3 => code_ref().prop_map(Req::JoinParty),
+        2 => Just(Req::LeaveParty),
         3 => room_ref().prop_map(Req::JoinById),
         5 => (
             room_ref(),

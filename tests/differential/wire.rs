@@ -55,6 +55,34 @@ pub fn render(req: &Req, seq: u64, ids: &impl Resolve) -> (Message, bool) {
             put("allowed_players", allowed.as_deref());
             "create_room"
         }
+        Req::QueueMatch {
+            max,
+            min,
+            mode,
+            skill,
+            regions,
+            filters,
+            backfill,
+        } => {
+            put("max_players", *max);
+            put("min_players", *min);
+            put("mode", *mode);
+            put("skill", *skill);
+            put("regions", *regions);
+            put("filters", *filters);
+            put("backfill", *backfill);
+            "queue_match"
+        }
+        Req::CancelMatch => "cancel_match",
+        Req::CreateParty(n) => {
+            put("max_size", *n);
+            "create_party"
+        }
+        Req::JoinParty(c) => {
+            put("code", Some(&s(&ids.code(*c))));
+            "join_party"
+        }
+        Req::LeaveParty => "leave_party",
         Req::JoinById(r) => {
             put("room_id", Some(&s(&ids.room(*r))));
             "join_room"

@@ -112,6 +112,14 @@ impl World {
         if !extra.contains(&"--room-idle-timeout-ms") {
             argv.extend_from_slice(&["--room-idle-timeout-ms", "600000"]);
         }
+        // Ticket rooms form only when full, and tickets never expire,
+        // within a case: what forms never depends on timing.
+        argv.extend_from_slice(&[
+            "--ticket-fill-after-ms",
+            "86400000",
+            "--ticket-ttl-ms",
+            "86400000",
+        ]);
         argv.extend_from_slice(extra);
         let redis = cluster.then(RedisServer::start);
         let url = redis.as_ref().map(RedisServer::url);

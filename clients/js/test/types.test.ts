@@ -10,10 +10,12 @@ import {
   type ChatEvent,
   type Feature,
   type PeerState,
+  type QueueMatchOptions,
   type RequestType,
   type Requests,
   type Room,
   type ServerEvents,
+  type Ticket,
   type Welcome,
 } from '../rendezvous.js';
 
@@ -86,6 +88,34 @@ async function game(): Promise<void> {
     });
     const ticketId: string = ticket.ticket_id;
     await client.request('cancel_match');
+
+    const queued: Ticket = await client.queueMatch({
+      mode: 'ranked', maxPlayers: 4, minPlayers: 2, skill: 1500, skillWindow: 50, skillWidenPerS: 25,
+      skillWindowMax: 400, regions: { eu: 30, us: 110 }, maxRttMs: 120, filters: { map: 'moon' }, backfill: true,
+    });
+    const mates: string[] = queued.players;
+    const since: string = queued.queued_at;
+    const options: QueueMatchOptions = { maxPlayers: 2, mode: 'duel' };
+    await client.queueMatch(options);
+    await client.queueMatch();
+    const cancelled: {} = await client.cancelMatch();
+    // @ts-expect-error: the option is camelCase
+    await client.queueMatch({ max_players: 2 });
+    // @ts-expect-error: an RTT is a number of milliseconds
+    await client.queueMatch({ regions: { eu: '30ms' } });
+    // @ts-expect-error: queueMatch resolves with the ticket, not the reply
+    (await client.queueMatch()).ticket;
+    try {
+      await client.cancelMatch();
+    } catch (err) {
+      const nothingQueued: boolean = err instanceof RendezvousError && err.code === 'not_queued';
+    }
+    const matched = await client.waitFor('game_start', { filter: (m) => m.ticket_id === queued.ticket_id });
+    const expired = await client.waitFor('ticket_expired', { filter: (m) => m.ticket_id === queued.ticket_id });
+    const expiredId: string = expired.ticket_id;
+    client.on('stats', ({ stats }) => {
+      const waiting: number | undefined = stats.tickets_queued;
+    });
   }
   if (features.includes('parties')) {
     const { party } = await client.request('create_party', { max_size: 3 });

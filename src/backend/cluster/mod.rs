@@ -155,6 +155,11 @@ impl Cluster {
                 resume: reg.resume.as_deref().unwrap_or(""),
                 sub: reg.identity.as_ref().map(|i| i.sub.as_str()).unwrap_or(""),
                 token: &token,
+                rooms: vec![new_room()],
+                max_rooms: app.cfg.max_rooms,
+                idle_ms: app.cfg.room_idle_timeout_ms,
+                fill_ms: app.cfg.ticket_fill_after_ms,
+                now: now(),
             })
             .await;
         let registered = match result {
@@ -332,6 +337,30 @@ impl Cluster {
             }
             Request::CancelMatch => {
                 store.run(&ops::Cancel { p: me, rid: rid() }).await?;
+            }
+            Request::CreateParty(req) => {
+                store
+                    .run(&ops::PartyCreate {
+                        p: me,
+                        id: uuid::Uuid::new_v4().to_string(),
+                        codes: codes(),
+                        max_size: crate::lobby::party::check_party_size(req.max_size)?,
+                        rid: rid(),
+                    })
+                    .await?;
+            }
+            Request::JoinParty(req) => {
+                store
+                    .run(&ops::PartyJoin {
+                        p: me,
+                        code: req.code.trim().to_ascii_uppercase(),
+                        code_given: &req.code,
+                        rid: rid(),
+                    })
+                    .await?;
+            }
+            Request::LeaveParty => {
+                store.run(&ops::PartyLeave { p: me, rid: rid() }).await?;
             }
             Request::ListRooms(req) => {
                 let status = req.status.unwrap_or(RoomStatus::Waiting);
@@ -614,6 +643,7 @@ impl Cluster {
             room_subs: st.table.room_subs.len(),
             routes: st.routes.len(),
             tickets: n("tickets"),
+            parties: n("parties"),
         })
     }
 }

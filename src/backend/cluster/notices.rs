@@ -195,6 +195,10 @@ fn on_change(st: &mut State, room: Option<&RoomRec>, events: &[Spec], reply: Opt
                 Some(t) => json!({ "ticket": t.info() }),
                 None => json!({}),
             },
+            ("party", _) => match &reply.pt {
+                Some(p) => json!({ "party": p.info() }),
+                None => json!({}),
+            },
             _ => json!({}),
         };
         st.table.send(&reply.player, &ok_reply(&rid, fields).into());
