@@ -55,6 +55,7 @@ fn match_and_leave(lobby: &mut Lobby, filters: Option<serde_json::Map<String, se
                 mode: Some("m".into()),
                 filters,
                 backfill: false,
+                max_spectators: None,
             },
             Instant::now(),
             &mut out,

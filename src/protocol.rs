@@ -177,6 +177,9 @@ pub struct FindMatch {
     pub filters: Option<JsonObject>,
     /// 1.1: the room it creates is refilled when a player leaves it active.
     pub backfill: bool,
+    /// Places for spectators in the room it creates (our addition, as
+    /// `create_room`'s).
+    pub max_spectators: Option<u64>,
 }
 
 /// Fields of `queue_match` (1.1), as sent; defaults are applied by

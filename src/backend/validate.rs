@@ -27,7 +27,7 @@ pub fn validate(cfg: &Config, request: &Request) -> Result<(), ProtoError> {
             if let Some(filters) = &req.filters {
                 check_filters(filters)?;
             }
-            Ok(())
+            check_max_spectators(req.max_spectators).map(|_| ())
         }
         Request::CreateParty(req) => {
             crate::lobby::party::check_party_size(req.max_size).map(|_| ())

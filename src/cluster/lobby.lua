@@ -1043,7 +1043,7 @@ function OPS.match(a)
     f0, v0 = open(r)
   else
     r, e = new_room(a.room_id, a.codes, false, a.mode, a.max, a.data, {}, {}, bks,
-      a.max_rooms, a.idle_ms, a.backfill)
+      a.max_rooms, a.idle_ms, a.backfill, a.max_spectators)
     if e then return e end
     created = true
   end

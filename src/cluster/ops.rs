@@ -141,6 +141,7 @@ pub struct Match<'a> {
     pub mode: &'a str,
     pub max: u64,
     pub backfill: bool,
+    pub max_spectators: u64,
     pub rid: String,
     pub now: String,
 }

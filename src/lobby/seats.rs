@@ -428,10 +428,11 @@ impl Lobby {
                     .candidates(&mode, max_players, &filters, false)
                     .find(fits)
             });
+        let max_spectators = check_max_spectators(req.max_spectators)?;
         let (id, created) = match found {
             Some(id) => (id, false),
-            None => (
-                self.insert_room(
+            None => {
+                let id = self.insert_room(
                     false,
                     mode,
                     max_players,
@@ -440,9 +441,12 @@ impl Lobby {
                     vec![],
                     req.backfill,
                     now,
-                )?,
-                true,
-            ),
+                )?;
+                if let Some(room) = self.rooms.get_mut(&id) {
+                    room.max_spectators = max_spectators;
+                }
+                (id, true)
+            }
         };
         let mut room = self.seat(id, player_id, out);
         for m in group.iter().skip(1) {

@@ -28,6 +28,7 @@ fn find(l: &mut Lobby, pid: &str, now: Instant) -> super::Matched {
         mode: Some("churn".into()),
         filters: None,
         backfill: false,
+        max_spectators: None,
     };
     l.find_match(pid, req, now, &mut out).expect("find_match")
 }

@@ -303,6 +303,7 @@ impl Conn {
             mode: Some(format!("matchbox:{room}")),
             filters: None,
             backfill: false,
+            max_spectators: None,
         });
         if let Err(e) = validate(&self.app.cfg, &request) {
             tracing::debug!("matchbox find_match refused: {}", e.message);

@@ -44,6 +44,7 @@ pub(crate) const TICK: Duration = Duration::from_millis(100);
 /// `welcome.features`: what this server supports beyond protocol v1.
 pub const FEATURES: &[&str] = &[
     "tickets",
+    "parties",
     "backfill",
     "spectators",
     "peerjs",

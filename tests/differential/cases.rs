@@ -35,6 +35,7 @@ fn find(max: Option<&'static str>, filters: Option<&'static str>) -> Req {
         mode: None,
         filters,
         backfill: None,
+        max_spectators: None,
     }
 }
 
@@ -431,6 +432,7 @@ fn find_backfill(filters: Option<&'static str>) -> Req {
         mode: None,
         filters,
         backfill: Some("true"),
+        max_spectators: None,
     }
 }
 

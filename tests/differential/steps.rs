@@ -39,6 +39,7 @@ pub enum Req {
         mode: Option<&'static str>,
         filters: Option<&'static str>,
         backfill: Option<&'static str>,
+        max_spectators: Option<&'static str>,
     },
     CreateRoom {
         private: Option<&'static str>,
@@ -246,14 +247,22 @@ fn req() -> impl Strategy<Value = Req> {
                 backfill,
             },
         );
-    let find = (opt(MAX), opt(MODE), opt(FILTERS), opt(BACKFILL)).prop_map(
-        |(max, mode, filters, backfill)| Req::FindMatch {
-            max,
-            mode,
-            filters,
-            backfill,
-        },
-    );
+    let find = (
+        opt(MAX),
+        opt(MODE),
+        opt(FILTERS),
+        opt(BACKFILL),
+        proptest::option::weighted(0.3, proptest::sample::select(&["2", "0", "101"][..])),
+    )
+        .prop_map(
+            |(max, mode, filters, backfill, max_spectators)| Req::FindMatch {
+                max,
+                mode,
+                filters,
+                backfill,
+                max_spectators,
+            },
+        );
     let create = (
         opt(&["true", "false", "\"yes\""]),
         opt(MAX),

@@ -29,7 +29,9 @@ pub fn render(req: &Req, seq: u64, ids: &impl Resolve) -> (Message, bool) {
             mode,
             filters,
             backfill,
+            max_spectators,
         } => {
+            put("max_spectators", *max_spectators);
             put("max_players", *max);
             put("mode", *mode);
             put("filters", *filters);

@@ -231,6 +231,7 @@ impl World {
                     // The model has no backfill rooms (the differential
                     // test and lobby_ws cover them).
                     backfill: false,
+                    max_spectators: None,
                 };
                 let got = self.lobby.find_match(&pid(i), req, self.now, &mut out);
                 let want = self.free(i).and_then(|()| {

@@ -256,6 +256,7 @@ impl Cluster {
                         mode,
                         max,
                         backfill: req.backfill,
+                        max_spectators: req.max_spectators.unwrap_or(0),
                         rid: rid(),
                         now: now(),
                     })
