@@ -136,7 +136,7 @@ end
 
 local function add_ticket(t, spec_raw, ttl_ms)
   redis.call('HSET', P .. 'tk:' .. t.id, 'pl', cjson.encode(t.pl), 'spec', spec_raw, 'seq', t.seq,
-    'q', t.q, 'qa', t.qa, 'pool', t.pool, 'away', 0)
+    'q', t.q, 'qa', t.qa, 'pool', t.pool, 'away', t.away)
   redis.call('ZADD', P .. 'tqs:' .. t.pool, num(t.skill or 0), tmember(t))
   redis.call('ZADD', P .. 'tqa:' .. t.pool, t.seq, t.id)
   redis.call('ZADD', P .. 'tqt', t.q, t.id)
@@ -528,7 +528,8 @@ local function seat(r, p)
   local others = members(r)
   local node = ME
   if p.node ~= '' then node = p.node end
-  r.pl[#r.pl + 1] = { id = p.id, nm = p.name, dt = '{}', ja = stamp(), c = true, n = node }
+  -- A party member seated by its leader may be away: its seat is held.
+  r.pl[#r.pl + 1] = { id = p.id, nm = p.name, dt = '{}', ja = stamp(), c = p.conn, n = node }
   emit(others, { k = 'player_joined', p = p.id })
   emit({ p.id }, { k = 'chat_history' })
   redis.call('HSET', P .. 'pl:' .. p.id, 'room', r.id)
@@ -666,24 +667,21 @@ party_changed = function(id, except, into)
   list[#list + 1] = spec
 end
 
--- A ticket holding several members of the party leaves the queue (the
--- membership is about to change): its players but `by` are told.
+-- The party's ticket (its leader's: a leader only ever queues the whole
+-- party) leaves the queue, the membership being about to change: its
+-- players but `by` are told.
 local function cancel_party_ticket(pt, by, into)
-  for _, pid in ipairs(pt.m) do
-    local p = player(pid)
-    local t = p and load_ticket(p.tk)
-    if t and #t.pl > 1 then
-      drop_ticket(t)
-      local to = {}
-      for _, x in ipairs(t.pl) do
-        if x ~= by then to[#to + 1] = x end
-      end
-      if #to > 0 then
-        local list = into or EV
-        list[#list + 1] = { k = 'ticket_cancelled', tid = t.id, to = to }
-      end
-      return
-    end
+  local p = player(pt.m[1])
+  local t = p and load_ticket(p.tk)
+  if not t then return end
+  drop_ticket(t)
+  local to = {}
+  for _, x in ipairs(t.pl) do
+    if x ~= by then to[#to + 1] = x end
+  end
+  if #to > 0 then
+    local list = into or EV
+    list[#list + 1] = { k = 'ticket_cancelled', tid = t.id, to = to }
   end
 end
 
@@ -1357,13 +1355,19 @@ function OPS.queue(a)
   t.q = now()
   t.qa = a.now
   t.pool = a.pool
+  -- Members whose connection is gone hold the ticket back until they are
+  -- back.
   t.away = 0
+  for _, pid in ipairs(group) do
+    local m = player(pid)
+    if m and not m.conn then t.away = t.away + 1 end
+  end
   REPLY = { p = p.id, rid = a.rid, kind = 'ticket', tk = { id = t.id, pl = t.pl, qa = t.qa } }
   -- The other members learn of the ticket before any room it forms.
   local others = {}
   for i = 2, #t.pl do others[#others + 1] = t.pl[i] end
   emit(others, { k = 'ticket_queued', tk = { id = t.id, pl = t.pl, qa = t.qa } })
-  local r = backfill_room(t, now())
+  local r = t.away == 0 and backfill_room(t, now())
   if r then
     seat_ticket(r, t, false)
     return ok()

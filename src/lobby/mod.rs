@@ -25,6 +25,8 @@ pub mod index;
 pub mod party;
 mod players;
 mod queue;
+#[cfg(test)]
+mod queue_props;
 pub mod room;
 mod seats;
 #[cfg(test)]

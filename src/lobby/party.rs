@@ -3,9 +3,10 @@
 //! The leader's `queue_match` queues one ticket for every member and its
 //! `find_match` seats them all in one room (see `queue.rs`, `seats.rs`).
 //!
-//! A party's ticket holds the members it had when it was queued: when the
-//! membership changes, that ticket is cancelled (`ticket_cancelled`), so a
-//! party never plays with someone who left or without someone who joined.
+//! A party's ticket (its leader's) holds the members it had when it was
+//! queued: when the membership changes, that ticket is cancelled
+//! (`ticket_cancelled`), so a party never plays with someone who left or
+//! without someone who joined.
 
 use std::collections::BTreeSet;
 
@@ -138,18 +139,16 @@ impl Lobby {
         self.party_changed(&id, None, out);
     }
 
-    /// A party's ticket (one holding several of its members) leaves the
-    /// queue: the membership is about to change. Its players other than
-    /// `by` get `ticket_cancelled`.
+    /// The party's ticket (its leader's: a leader only ever queues the
+    /// whole party) leaves the queue: the membership is about to change.
+    /// Its players other than `by` get `ticket_cancelled`.
     fn cancel_party_ticket(&mut self, party_id: &str, by: &str, out: &mut Vec<Delivery>) {
         let Some(party) = self.parties.get(party_id) else {
             return;
         };
-        let ticket = party
-            .members
-            .iter()
-            .filter_map(|m| self.tickets.ticket_of(m))
-            .find(|t| t.players.len() > 1)
+        let ticket = self
+            .tickets
+            .ticket_of(&party.members[0])
             .map(|t| t.id.clone());
         if let Some(t) = ticket.and_then(|id| self.drop_ticket(&id)) {
             emit(

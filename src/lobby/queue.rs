@@ -40,6 +40,13 @@ impl Lobby {
         self.check_members_free(&players)?;
         super::seats::check_group_size(players.len(), spec.max_players)?;
         let seq = self.next_seq();
+        // Members whose connection is gone hold the ticket back until they
+        // are back.
+        let away = players
+            .iter()
+            .filter(|p| self.players.get(*p).is_some_and(|p| !p.connected))
+            .cloned()
+            .collect::<BTreeSet<_>>();
         let ticket = Ticket {
             id: Uuid::new_v4().to_string(),
             players,
@@ -47,7 +54,7 @@ impl Lobby {
             seq,
             queued: now,
             queued_at: Utc::now(),
-            away: BTreeSet::new(),
+            away,
             timer: None,
         };
         let info = ticket.info();
@@ -63,7 +70,12 @@ impl Lobby {
                 ticket: info.clone(),
             },
         );
-        if let Some(room) = self.backfill_room_for(&ticket, now) {
+        let room = if ticket.away.is_empty() {
+            self.backfill_room_for(&ticket, now)
+        } else {
+            None
+        };
+        if let Some(room) = room {
             self.seat_ticket(room, ticket, out);
             return Ok(info);
         }

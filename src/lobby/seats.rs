@@ -134,21 +134,23 @@ impl Lobby {
         player_id: &str,
         out: &mut Vec<Delivery>,
     ) -> RoomInfo {
-        let name = self
+        let (name, connected) = self
             .players
             .get(player_id)
-            .map(|p| p.name.clone())
+            .map(|p| (p.name.clone(), p.connected))
             .unwrap_or_default();
         let hold = self.hold_starts;
         let mut started = false;
         let mut created = false;
         self.update_room(room_id, |room| {
+            // A party member seated by its leader may be away: its seat
+            // is held like any dropped player's.
             let seat = Seat {
                 player_id: player_id.to_string(),
                 name,
                 data: JsonObject::new(),
                 joined_at: Utc::now(),
-                connected: true,
+                connected,
             };
             let others = room.member_ids();
             created = room.seats.is_empty();
