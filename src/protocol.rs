@@ -921,6 +921,45 @@ mod tests {
     use super::*;
 
     #[test]
+    fn join_room_as_spectator_only_when_asked() {
+        let role = |text: &str| match decode_request(text).request.unwrap() {
+            Request::JoinRoom(j) => j.as_spectator(),
+            other => panic!("{other:?}"),
+        };
+        assert!(role(
+            r#"{"type":"join_room","room_id":"r","as":"spectator"}"#
+        ));
+        assert!(!role(r#"{"type":"join_room","room_id":"r","as":"player"}"#));
+        assert!(!role(r#"{"type":"join_room","room_id":"r"}"#));
+        assert!(!role(
+            r#"{"type":"join_room","room_id":"r","as":"Spectator"}"#
+        ));
+    }
+
+    #[test]
+    fn backfill_shows_only_when_on() {
+        let mut room = RoomInfo {
+            room_id: "r".into(),
+            code: None,
+            visibility: Visibility::Public,
+            mode: "m".into(),
+            max_players: 2,
+            status: RoomStatus::Waiting,
+            host: None,
+            created_at: Utc::now(),
+            data: JsonObject::new(),
+            players: vec![],
+            backfill: false,
+            max_spectators: 0,
+            spectators: vec![],
+        };
+        let v = serde_json::to_value(&room).unwrap();
+        assert!(v.get("backfill").is_none(), "{v}");
+        room.backfill = true;
+        assert_eq!(serde_json::to_value(&room).unwrap()["backfill"], true);
+    }
+
+    #[test]
     fn decode_keeps_rid_for_bad_fields() {
         let d = decode_request(r#"{"type":"kick","rid":"a1"}"#);
         assert_eq!(d.rid, Value::String("a1".into()));

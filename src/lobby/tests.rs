@@ -300,3 +300,78 @@ fn starts_are_counted_and_chat_history_is_bounded() {
         format!("line {}", super::CHAT_HISTORY + 4)
     );
 }
+
+/// Spectators signal players both ways, never each other.
+#[test]
+fn spectators_signal_players_only() {
+    let mut l = lobby();
+    let mut out = Vec::new();
+    let now = Instant::now();
+    for p in ["a", "b", "s", "t"] {
+        l.connect(p, p, vec![], &mut out);
+    }
+    let room = l
+        .create_room(
+            "a",
+            CreateRoom {
+                max_players: Some(3),
+                max_spectators: Some(2),
+                ..CreateRoom::default()
+            },
+            now,
+            &mut out,
+        )
+        .unwrap();
+    l.join_room("b", Some(&room.room_id), None, &mut out)
+        .unwrap();
+    for s in ["s", "t"] {
+        l.spectate(s, Some(&room.room_id), None, &mut out).unwrap();
+    }
+    let id = l.room_by_id_str(&room.room_id).unwrap().id;
+    for (from, to) in [("a", "b"), ("a", "s"), ("s", "a"), ("t", "b")] {
+        assert_eq!(l.check_signal(from, to), Ok(id), "{from} -> {to}");
+    }
+    assert_eq!(
+        l.check_signal("s", "t").unwrap_err().code,
+        crate::protocol::ErrorCode::Forbidden
+    );
+}
+
+/// The live room list follows public waiting rooms: listed when the first
+/// player sits, updated when what it shows changes (and only then),
+/// delisted when the room starts.
+#[test]
+fn the_room_list_changes_with_what_it_shows() {
+    use crate::protocol::Event;
+    let mut l = lobby();
+    let mut out = Vec::new();
+    let now = Instant::now();
+    for p in ["a", "b", "c"] {
+        l.connect(p, p, vec![], &mut out);
+    }
+    l.watch_listing(true);
+    let room = create(&mut l, "a", now);
+    let kinds = |l: &mut Lobby| -> Vec<&'static str> {
+        l.take_listing_changes()
+            .into_iter()
+            .map(|c| match c.event {
+                Event::RoomListed { .. } => "listed",
+                Event::RoomUpdated { .. } => "updated",
+                Event::RoomDelisted { .. } => "delisted",
+                _ => "other",
+            })
+            .collect()
+    };
+    assert_eq!(kinds(&mut l), ["listed"]);
+    l.join_room("b", Some(&room.room_id), None, &mut out)
+        .unwrap();
+    assert_eq!(kinds(&mut l), ["updated"]);
+    l.chat("a", "hello", &mut out).unwrap();
+    assert_eq!(kinds(&mut l), Vec::<&str>::new(), "chat shows nothing new");
+    l.start_game("a", &mut out).unwrap();
+    assert_eq!(kinds(&mut l), ["delisted"]);
+    create(&mut l, "c", now);
+    assert_eq!(kinds(&mut l), ["listed"]);
+    l.leave_room("c", &mut out).unwrap();
+    assert_eq!(kinds(&mut l), ["delisted"]);
+}
