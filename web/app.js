@@ -1,6 +1,10 @@
 // Rendezvous demo: lobby + matchmaking through the server, then tic-tac-toe
 // (2 players) or a tap race (3-4 players) and a chat, peer to peer over
-// WebRTC DataChannels. No gameplay message goes through the server.
+// WebRTC DataChannels. No gameplay message goes through the server. A party
+// ("Play with a friend") lets a leader's Find match seat friends together;
+// `/?party=CODE` joins one. `/?spectate=ROOM_ID` watches a room read-only:
+// players, status and the room chat, which players' chat lines also reach
+// through the server when the room has spectator places.
 import { connect } from './rendezvous.js';
 
 const $ = (selector) => document.querySelector(selector);
@@ -11,6 +15,21 @@ const els = {
   name: $('#name'),
   playersSelect: $('#players-select'),
   findMatch: $('#find-match'),
+  findHint: $('#find-hint'),
+  partyStart: $('#party-start'),
+  createParty: $('#create-party'),
+  partyJoinForm: $('#party-join-form'),
+  partyCodeInput: $('#party-code-input'),
+  joinParty: $('#join-party'),
+  partyInvite: $('#party-invite'),
+  partyBox: $('#party-box'),
+  partySize: $('#party-size'),
+  partyCode: $('#party-code'),
+  partyLink: $('#party-link'),
+  copyPartyLink: $('#copy-party-link'),
+  partyMembers: $('#party-members'),
+  partyHint: $('#party-hint'),
+  leaveParty: $('#leave-party'),
   createPrivate: $('#create-private'),
   joinForm: $('#join-form'),
   joinCode: $('#join-code'),
@@ -18,6 +37,9 @@ const els = {
   lobbyError: $('#lobby-error'),
   roomView: $('#room-view'),
   roomStatus: $('#room-status'),
+  spectating: $('#spectating'),
+  spectators: $('#spectators'),
+  roomParty: $('#room-party'),
   roomCodeBox: $('#room-code-box'),
   roomCode: $('#room-code'),
   copyCode: $('#copy-code'),
@@ -31,6 +53,11 @@ const els = {
   peersCard: $('#peers-card'),
   peerState: $('#peer-state'),
   game: $('#game'),
+  watch: $('#watch'),
+  roomChatLog: $('#room-chat-log'),
+  roomChatForm: $('#room-chat-form'),
+  roomChatInput: $('#room-chat-input'),
+  chatRoute: $('#chat-route'),
   ttt: $('#ttt'),
   tttMark: $('#ttt-mark'),
   turn: $('#turn-indicator'),
@@ -56,6 +83,10 @@ const WS_URL = (() => {
 })();
 
 const SIGNAL_TYPES = new Set(['offer', 'answer', 'ice_candidate']);
+/** Spectator places of the rooms the demo makes (Find match, private room). */
+const SPECTATOR_PLACES = 4;
+/** Size of the parties "Play with a friend" makes (room for the 4-player game). */
+const PARTY_SIZE = 4;
 
 /** @type {import('./rendezvous.js').Client|null} */
 let client = null;
@@ -87,6 +118,11 @@ const ERROR_TEXT = {
   disconnected: 'Connection to the server lost. Reconnecting…',
   timeout: 'The server did not answer in time.',
   limit_reached: 'The server has too many rooms right now.',
+  already_in_party: 'You are already in a party.',
+  party_not_found: 'No party with that code.',
+  party_full: 'That party is full.',
+  not_in_party: 'You are not in a party.',
+  not_party_leader: 'The party leader starts the match.',
 };
 
 function errorText(err) {
@@ -147,17 +183,21 @@ function el(tag, props = {}, ...children) {
   return node;
 }
 
+let busyNow = false;
 async function busy(button, fn) {
-  const buttons = [els.findMatch, els.createPrivate, els.joinBtn];
+  const buttons = [els.findMatch, els.createPrivate, els.joinBtn, els.createParty, els.joinParty];
   buttons.forEach((b) => { b.disabled = true; });
+  busyNow = true;
   button.classList.add('loading');
   try {
     await fn();
   } catch (err) {
     showLobbyError(errorText(err));
   } finally {
+    busyNow = false;
     buttons.forEach((b) => { b.disabled = false; });
     button.classList.remove('loading');
+    renderParty(); // a party member other than the leader keeps Find match disabled
   }
 }
 
@@ -176,7 +216,9 @@ async function ensureClient() {
     throw Object.assign(new Error('Enter your name first.'), { code: 'no_name' });
   }
   localStorage.setItem('rdv.name', name);
-  if (client && client.state !== 'closed' && client.name === name) {
+  // A new name means a new connection (a new player), except in a party or a
+  // room: those belong to this player, so it keeps its name.
+  if (client && client.state !== 'closed' && (client.name === name || client.party || client.room)) {
     if (client.connected) return client;
     throw Object.assign(new Error('Reconnecting to the server, try again in a moment.'), { code: 'reconnecting' });
   }
@@ -217,6 +259,23 @@ function wire(c) {
   c.on('room', (room, cause) => {
     if (c === client) onRoom(room, cause);
   });
+  c.on('party', (party, cause) => {
+    if (c !== client) return;
+    if (cause) partyToasts(cause.party);
+    lastParty = party;
+    renderParty();
+    if (c.room) renderRoom(c.room);
+  });
+  c.on('room_joined', () => toast('Your party leader found a match'));
+  c.on('chat', (m) => onServerChat(m));
+  c.on('chat_history', (m) => {
+    if (c !== client || !watching()) return;
+    els.roomChatLog.replaceChildren();
+    for (const line of m.messages || []) onServerChat(line);
+  });
+  c.on('spectator_joined', (m) => {
+    if (m.player && m.player.player_id !== c.playerId) toast(`${m.player.name} is watching`);
+  });
   c.on('game_start', (m) => {
     showAllocation(m);
     startP2P();
@@ -249,12 +308,24 @@ function recordSignal(direction, m) {
 
 // ---- Room ------------------------------------------------------------------------
 
+/** Whether this page watches its room as a spectator (it has no seat in it). */
+function watching() {
+  return !!client && !!client.room && !client.room.players.some((p) => p.player_id === client.playerId);
+}
+
 function onRoom(room, cause) {
   if (!room) {
     stopP2P();
+    stopWatching();
     show(els.roomView, false);
     show(els.lobbyView, true);
-    if (cause && cause.type === 'kicked') showLobbyError('The host removed you from the room.');
+    renderParty();
+    // Done watching: a reload should show the lobby, not spectate again.
+    if (new URLSearchParams(location.search).has('spectate')) history.replaceState(null, '', location.pathname);
+    if (cause && cause.type === 'spectator_left') {
+      showLobbyError(cause.reason === 'closed' ? 'The game you were watching is over.'
+        : cause.reason === 'kicked' ? 'The host removed you from the room.' : '');
+    } else if (cause && cause.type === 'kicked') showLobbyError('The host removed you from the room.');
     else if (cause && cause.type === 'player_left' && cause.reason === 'closed') showLobbyError('The room was closed.');
     else if (cause && cause.type === 'player_left' && cause.reason === 'timeout') showLobbyError('Your seat was given up after a disconnection.');
     return;
@@ -263,6 +334,11 @@ function onRoom(room, cause) {
   show(els.lobbyView, false);
   show(els.roomView, true);
   renderRoom(room);
+  if (watching()) {
+    startWatching();
+    return;
+  }
+  stopWatching();
   if (room.status !== 'waiting' && !mesh) startP2P();
   if (mesh) {
     renderPeers();
@@ -273,7 +349,22 @@ function onRoom(room, cause) {
 function renderRoom(room) {
   const me = client.playerId;
   const isHost = room.host === me;
-  for (const p of room.players) names.set(p.player_id, p.name);
+  const spectator = watching();
+  for (const p of [...room.players, ...(room.spectators || [])]) names.set(p.player_id, p.name);
+  show(els.spectating, spectator);
+  els.roomView.dataset.spectating = String(spectator);
+  els.leaveRoom.textContent = spectator ? 'Stop watching' : 'Leave';
+  const watchers = room.spectators || [];
+  els.spectators.dataset.count = String(watchers.length);
+  els.spectators.textContent = watchers.length
+    ? `Watching (${watchers.length} / ${room.max_spectators}): ${watchers.map((p) => (p.player_id === me ? 'you' : p.name)).join(', ')}`
+    : `Up to ${room.max_spectators} can watch.`;
+  show(els.spectators, !!room.max_spectators);
+  const party = client.party;
+  const mates = party ? party.members.filter((m) => room.players.some((p) => p.player_id === m.player_id)) : [];
+  els.roomParty.textContent = mates.length > 1 ? `Your party plays together: ${mates.map((m) => nameOf(m.player_id)).join(', ')}` : '';
+  show(els.roomParty, mates.length > 1);
+  els.chatRoute.textContent = room.max_spectators ? 'peer to peer · spectators read it too' : 'peer to peer';
 
   els.roomStatus.textContent = room.status;
   els.roomStatus.dataset.status = room.status;
@@ -312,7 +403,10 @@ function renderRoom(room) {
   show(els.startGame, isHost && waiting);
   els.startGame.disabled = room.players.length < 2;
   let hint;
-  if (waiting) {
+  if (spectator) {
+    hint = { waiting: 'You are watching: the game has not started yet.', active: 'You are watching the game.' }[room.status]
+      || 'You are watching: this game is over.';
+  } else if (waiting) {
     const free = room.max_players - room.players.length;
     if (isHost) {
       hint = room.players.length < 2
@@ -322,17 +416,166 @@ function renderRoom(room) {
       hint = `Waiting for the host to start, or for ${free} more player${free === 1 ? '' : 's'}.`;
     }
   } else if (room.status === 'active') {
-    hint = 'Game on: moves and chat go peer to peer.';
+    hint = room.max_spectators ? 'Game on: moves go peer to peer; spectators see the chat.' : 'Game on: moves and chat go peer to peer.';
   } else {
     hint = 'This game is over.';
   }
   els.roomHint.textContent = hint.trim();
 }
 
+// ---- Party ("Play with a friend") ---------------------------------------------
+
+/** The party as last rendered, to tell who joined or left when it changes. */
+let lastParty = null;
+
+function partyLink(code) {
+  return `${location.origin}${location.pathname}?party=${code}`;
+}
+
+function partyToasts(next) {
+  const before = lastParty;
+  if (!before || !next) return;
+  const had = new Set(before.members.map((m) => m.player_id));
+  const has = new Set(next.members.map((m) => m.player_id));
+  for (const m of next.members) if (!had.has(m.player_id)) toast(`${m.name} joined your party`);
+  for (const m of before.members) if (!has.has(m.player_id)) toast(`${m.name} left the party`);
+  if (before.leader !== next.leader && next.leader === client.playerId) toast('You lead the party now');
+}
+
+/** The party box, and Find match: in a party only the leader matches (for everyone). */
+function renderParty() {
+  const party = client ? client.party : null;
+  const me = client ? client.playerId : null;
+  const leader = !party || party.leader === me;
+  show(els.partyStart, !party);
+  show(els.partyBox, !!party);
+  if (party) {
+    for (const m of party.members) names.set(m.player_id, m.name);
+    els.partyBox.dataset.leader = String(party.leader === me);
+    els.partyCode.textContent = party.code;
+    els.partyLink.value = partyLink(party.code);
+    els.partySize.textContent = `${party.members.length} / ${party.max_size}`;
+    els.partyMembers.replaceChildren(...party.members.map((m) => {
+      const li = el('li', {
+        'data-player-id': m.player_id,
+        'data-leader': String(m.player_id === party.leader),
+        'data-connected': String(m.connected !== false),
+        'data-me': String(m.player_id === me),
+      });
+      li.append(avatar(m), el('span', { class: 'pname', text: m.name }));
+      if (m.player_id === me) li.append(el('span', { class: 'badge you', text: 'you' }));
+      if (m.player_id === party.leader) li.append(el('span', { class: 'badge host', text: 'leader' }));
+      li.append(el('span', {
+        class: `dot ${m.connected === false ? 'off' : 'on'}`,
+        title: m.connected === false ? 'disconnected' : 'connected',
+        'aria-label': m.connected === false ? 'disconnected' : 'connected',
+      }));
+      return li;
+    }));
+    let hint;
+    if (party.leader !== me) hint = `${nameOf(party.leader)} leads the party and starts the match.`;
+    else if (party.members.length < 2) hint = 'Send the link to a friend. Once they are in, Find match seats you together.';
+    else hint = 'Pick the game and press Find match: your party plays together.';
+    els.partyHint.textContent = hint;
+  }
+  if (!busyNow) els.findMatch.disabled = !leader;
+  els.findHint.textContent = leader ? '' : 'The party leader starts the match.';
+  show(els.findHint, !leader);
+}
+
+/**
+ * Runs a create/join party request. After a page reload the server still
+ * counts this player in its old party, which the resumed welcome does not
+ * name: then the stale party is left and the request tried again.
+ */
+async function withFreshParty(c, request) {
+  try {
+    return await request();
+  } catch (err) {
+    if (err.code !== 'already_in_party' || c.party) throw err;
+    await c.leaveParty().catch(() => {});
+    return request();
+  }
+}
+
+function joinPartyByCode(code) {
+  return busy(els.joinParty, async () => {
+    showLobbyError('');
+    if (!/^[A-Z0-9]{6}$/.test(code)) throw new Error('A party code has 6 letters or digits.');
+    const c = await ensureClient();
+    if (c.party && c.party.code === code) return;
+    await withFreshParty(c, () => c.joinParty(code));
+    show(els.partyInvite, false);
+    // The invitation is used: a reload should not join again.
+    if (new URLSearchParams(location.search).has('party')) history.replaceState(null, '', location.pathname);
+  });
+}
+
+// ---- Spectating (/?spectate=ROOM_ID) ---------------------------------------------
+
+/** The room id this page watches, while it shows the watch view. */
+let watchedRoom = null;
+
+function startWatching() {
+  const id = client.room.room_id;
+  if (watchedRoom === id) return;
+  stopP2P();
+  watchedRoom = id;
+  els.roomChatLog.replaceChildren();
+  show(els.watch, true);
+  $('#room-grid').classList.add('playing');
+}
+
+function stopWatching() {
+  if (watchedRoom === null) return;
+  watchedRoom = null;
+  show(els.watch, false);
+  if (!mesh) $('#room-grid').classList.remove('playing');
+}
+
+async function startSpectating(target) {
+  showLobbyError('');
+  try {
+    let c = client;
+    if (!c || !c.connected) c = await openClient({ name: els.name.value.trim() || 'spectator' });
+    if (c.room && c.room.room_id === target) return; // resumed: already watching it
+    if (c.room) {
+      toast('Leave this room to watch another one.');
+      return;
+    }
+    await c.spectate(target);
+  } catch (err) {
+    const text = { room_full: 'No spectator place left in that room.', room_not_found: 'That game is over.' }[err.code];
+    showLobbyError(text || errorText(err));
+  }
+}
+
+/** A `chat` through the server: the room chat when watching; the spectators' lines when playing. */
+function onServerChat(m) {
+  if (!client || !client.room || m.room_id !== client.room.room_id) return;
+  if (watching()) {
+    addRoomChat(m);
+    return;
+  }
+  // Players get each other's lines peer to peer; the server's copies are for the spectators.
+  if (client.room.players.some((p) => p.player_id === m.from)) return;
+  addChat(m.from, m.text, { watcher: m.name });
+}
+
+function addRoomChat(m) {
+  const mine = m.from === client.playerId;
+  const player = client.room.players.some((p) => p.player_id === m.from);
+  const line = el('div', { class: `msg${mine ? ' mine' : ''}${player ? '' : ' watcher'}`, 'data-from': m.from });
+  line.append(el('span', { class: 'who', text: mine ? 'You' : player ? m.name : `${m.name} (watching)` }));
+  line.append(el('span', { class: 'text', text: String(m.text) }));
+  els.roomChatLog.append(line);
+  els.roomChatLog.scrollTop = els.roomChatLog.scrollHeight;
+}
+
 // ---- Peer to peer --------------------------------------------------------------
 
 function startP2P() {
-  if (mesh || !client || !client.room) return;
+  if (mesh || !client || !client.room || watching()) return;
   const room = client.room;
   const players = room.players.map((p) => p.player_id);
   peerStates.clear();
@@ -677,10 +920,11 @@ function renderGame() {
 
 // ---- Chat (over the DataChannel) -----------------------------------------------
 
-function addChat(fromId, text, { undelivered = false } = {}) {
+function addChat(fromId, text, { undelivered = false, watcher = null } = {}) {
   const mine = fromId === client.playerId;
-  const line = el('div', { class: `msg${mine ? ' mine' : ''}${undelivered ? ' undelivered' : ''}`, 'data-from': fromId });
-  line.append(el('span', { class: 'who', text: mine ? 'You' : nameOf(fromId) }));
+  const cls = `msg${mine ? ' mine' : ''}${undelivered ? ' undelivered' : ''}${watcher ? ' watcher' : ''}`;
+  const line = el('div', { class: cls, 'data-from': fromId });
+  line.append(el('span', { class: 'who', text: mine ? 'You' : watcher ? `${watcher} (watching)` : nameOf(fromId) }));
   line.append(el('span', { class: 'text', text }));
   els.chatLog.append(line);
   els.chatLog.scrollTop = els.chatLog.scrollHeight;
@@ -698,15 +942,66 @@ els.lobbyForm.addEventListener('submit', (event) => {
   busy(els.findMatch, async () => {
     showLobbyError('');
     const c = await ensureClient();
-    await c.findMatch({ maxPlayers: Number(els.playersSelect.value) });
+    const maxPlayers = Number(els.playersSelect.value);
+    if (c.party && !c.isPartyLeader) throw new Error('The party leader starts the match.');
+    if (c.party && c.party.members.length > maxPlayers) {
+      throw new Error(`Your party has ${c.party.members.length} players: pick a bigger game.`);
+    }
+    // A party leader's find_match seats the whole party; the others get room_joined.
+    try {
+      await c.findMatch({ maxPlayers, maxSpectators: SPECTATOR_PLACES });
+    } catch (err) {
+      // The leader is in no room, so a member is (the party moves together).
+      if (err.code === 'already_in_room' && c.party && !c.room) {
+        throw new Error('Someone in your party is still in a game: wait for them to leave it.');
+      }
+      throw err;
+    }
   });
+});
+
+els.createParty.addEventListener('click', () => {
+  busy(els.createParty, async () => {
+    showLobbyError('');
+    const c = await ensureClient();
+    await withFreshParty(c, () => c.createParty({ maxSize: PARTY_SIZE }));
+  });
+});
+
+els.partyJoinForm.addEventListener('submit', (event) => {
+  event.preventDefault();
+  joinPartyByCode(els.partyCodeInput.value.trim().toUpperCase());
+});
+
+els.partyCodeInput.addEventListener('input', () => {
+  els.partyCodeInput.value = els.partyCodeInput.value.toUpperCase().replace(/[^A-Z0-9]/g, '');
+});
+
+els.leaveParty.addEventListener('click', async () => {
+  showLobbyError('');
+  try {
+    await client.leaveParty();
+  } catch (err) {
+    if (err.code !== 'not_in_party') showLobbyError(errorText(err));
+  }
+  renderParty();
+});
+
+els.copyPartyLink.addEventListener('click', async () => {
+  try {
+    await navigator.clipboard.writeText(els.partyLink.value);
+    toast('Invite link copied');
+  } catch {
+    els.partyLink.select();
+    toast('Copy the link and send it to a friend');
+  }
 });
 
 els.createPrivate.addEventListener('click', () => {
   busy(els.createPrivate, async () => {
     showLobbyError('');
     const c = await ensureClient();
-    await c.createRoom({ maxPlayers: Number(els.playersSelect.value), private: true });
+    await c.createRoom({ maxPlayers: Number(els.playersSelect.value), private: true, maxSpectators: SPECTATOR_PLACES });
   });
 });
 
@@ -775,21 +1070,46 @@ els.chatForm.addEventListener('submit', (event) => {
   const text = els.chatInput.value.trim().slice(0, 500);
   if (!text || !mesh) return;
   const sent = mesh.broadcast({ t: 'chat', text, ts: Date.now() });
-  addChat(client.playerId, text, { undelivered: sent === 0 });
+  // Spectators are not peers: a copy through the server reaches them.
+  const spectated = !!client.room?.max_spectators;
+  if (spectated) client.chat(text).catch((err) => systemChat(`Spectators did not get that: ${errorText(err)}`));
+  addChat(client.playerId, text, { undelivered: sent === 0 && !spectated });
   if (sent === 0) systemChat('Not connected to anyone yet; message not delivered.');
   els.chatInput.value = '';
+});
+
+els.roomChatForm.addEventListener('submit', (event) => {
+  event.preventDefault();
+  const text = els.roomChatInput.value.trim().slice(0, 500);
+  if (!text || !client || !watching()) return;
+  // Shown when the server echoes it back, like everyone else's.
+  client.chat(text).then(() => { els.roomChatInput.value = ''; }, (err) => toast(errorText(err)));
 });
 
 // ---- Start-up ------------------------------------------------------------------
 
 els.name.value = localStorage.getItem('rdv.name') || '';
-const joinParam = new URLSearchParams(location.search).get('join');
-if (joinParam) els.joinCode.value = joinParam.toUpperCase().replace(/[^A-Z0-9]/g, '').slice(0, 6);
-
-// After a reload, take the seat back with the resume token of this tab's last session.
-const savedResume = sessionStorage.getItem('rdv.resume');
-const savedName = sessionStorage.getItem('rdv.name');
-if (savedResume && savedName) {
-  if (!els.name.value) els.name.value = savedName;
-  openClient({ name: savedName, resumeToken: savedResume }).catch(() => setConn('offline', 'offline'));
+const params = new URLSearchParams(location.search);
+const codeParam = (name) => (params.get(name) || '').toUpperCase().replace(/[^A-Z0-9]/g, '').slice(0, 6);
+if (params.get('join')) els.joinCode.value = codeParam('join');
+const partyParam = codeParam('party');
+const spectateParam = (params.get('spectate') || '').trim();
+if (partyParam) {
+  els.partyCodeInput.value = partyParam;
+  els.partyInvite.textContent = 'A friend invited you: enter your name and press Join party.';
+  show(els.partyInvite, true);
 }
+renderParty();
+
+async function startUp() {
+  // After a reload, take the seat back with the resume token of this tab's last session.
+  const savedResume = sessionStorage.getItem('rdv.resume');
+  const savedName = sessionStorage.getItem('rdv.name');
+  if (savedResume && savedName) {
+    if (!els.name.value) els.name.value = savedName;
+    await openClient({ name: savedName, resumeToken: savedResume }).catch(() => setConn('offline', 'offline'));
+  }
+  if (spectateParam) await startSpectating(spectateParam);
+  else if (partyParam && els.name.value.trim()) await joinPartyByCode(partyParam);
+}
+startUp();

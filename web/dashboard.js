@@ -1,6 +1,8 @@
 // Rendezvous lobby dashboard: live stats (subscribe_stats), live room list
-// (subscribe_rooms, falling back to polling GET /api/rooms), and a chart of
-// the last five minutes drawn on a <canvas>.
+// (subscribe_rooms, falling back to polling GET /api/rooms), the games in
+// progress (polling GET /api/rooms?status=active) with a Spectate link on
+// rooms that have spectator places left, and a chart of the last five
+// minutes drawn on a <canvas>.
 import { connect } from './rendezvous.js';
 
 const $ = (selector) => document.querySelector(selector);
@@ -227,6 +229,10 @@ function roomRow(room, flash) {
   tr.dataset.roomId = room.room_id;
   tr.dataset.status = room.status;
   tr.dataset.players = String(room.players ? room.players.length : 0);
+  const places = Number(room.max_spectators) || 0;
+  const watchers = room.spectators ? room.spectators.length : 0;
+  tr.dataset.spectators = String(watchers);
+  tr.dataset.maxSpectators = String(places);
   if (flash) tr.className = 'flash';
   const host = room.players?.find((p) => p.player_id === room.host);
   const cells = [
@@ -242,6 +248,22 @@ function roomRow(room, flash) {
     if (cls) td.className = cls;
     tr.append(td);
   }
+  // Watching: the demo joins as a spectator (1.1) while places are left.
+  const watch = document.createElement('td');
+  watch.className = 'watch';
+  if (places > watchers) {
+    const link = document.createElement('a');
+    link.className = 'btn small';
+    link.href = `./?spectate=${encodeURIComponent(room.room_id)}`;
+    link.dataset.testid = 'spectate';
+    link.textContent = 'Spectate';
+    link.title = `${watchers} of ${places} spectator places taken`;
+    watch.append(link);
+  } else if (places > 0) {
+    watch.textContent = 'full';
+    watch.classList.add('muted');
+  }
+  tr.append(watch);
   tr.title = room.room_id;
   return tr;
 }
@@ -253,7 +275,7 @@ function renderTable(table, rooms, countEl, flashIds = new Set()) {
     const tr = document.createElement('tr');
     tr.className = 'empty';
     const td = document.createElement('td');
-    td.colSpan = 5;
+    td.colSpan = 6;
     td.textContent = 'No rooms';
     tr.append(td);
     tbody.replaceChildren(tr);

@@ -158,12 +158,23 @@ export interface Ticket {
   queued_at: Timestamp;
 }
 
+/** 1.1 `parties`: a member of a party. */
+export interface PartyMember {
+  player_id: string;
+  name: string;
+  /** False while the member's connection is down (within the reconnect grace). */
+  connected: boolean;
+}
+
 /** 1.1 `parties`. */
 export interface Party {
   party_id: string;
+  /** 6 characters; `join_party` takes it in any case. */
   code: string;
+  /** The leader's player id; when it leaves, the next member in join order leads. */
   leader: string;
-  members: { player_id: string; name: string; connected: boolean }[];
+  /** In join order. */
+  members: PartyMember[];
   max_size: number;
 }
 
@@ -172,7 +183,7 @@ export interface Party {
 /** Fields (snake_case, as on the wire) and `ok` reply of every request type. */
 export interface Requests {
   find_match: {
-    fields: { max_players?: number; mode?: string; filters?: Filters; backfill?: boolean };
+    fields: { max_players?: number; mode?: string; filters?: Filters; backfill?: boolean; max_spectators?: number };
     reply: { room: Room; created: boolean };
   };
   create_room: {
@@ -284,8 +295,16 @@ export interface ServerShutdownEvent { type: 'server_shutdown'; reconnect_after_
 export interface TicketExpiredEvent { type: 'ticket_expired'; ticket_id: string }
 /** 1.1 `parties`: a party member's ticket was queued by the leader. */
 export interface TicketQueuedEvent { type: 'ticket_queued'; ticket: Ticket }
-/** 1.1 `parties`. */
+/** 1.1 `parties` (our addition): the leader cancelled the party's ticket, or the party changed. */
+export interface TicketCancelledEvent { type: 'ticket_cancelled'; ticket_id: string }
+/** 1.1 `parties`: sent to every member but the one whose request made the change. */
 export interface PartyUpdatedEvent { type: 'party_updated'; party: Party }
+/** 1.1 `parties` (our addition): the party leader's `find_match` seated this member in `room`. */
+export interface RoomJoinedEvent { type: 'room_joined'; room: Room }
+/** 1.1 `spectators`: someone started watching the room. */
+export interface SpectatorJoinedEvent { type: 'spectator_joined'; room_id: string; player: Player }
+/** 1.1 `spectators`: someone stopped watching (or was kicked, timed out, or the room closed). */
+export interface SpectatorLeftEvent { type: 'spectator_left'; room_id: string; player_id: string; reason: LeaveReason }
 
 /** An `error` reply; `rid` is null when it answers no request the server could read. */
 export interface ErrorReply {
@@ -326,7 +345,11 @@ export interface ServerEvents {
   server_shutdown: ServerShutdownEvent;
   ticket_expired: TicketExpiredEvent;
   ticket_queued: TicketQueuedEvent;
+  ticket_cancelled: TicketCancelledEvent;
   party_updated: PartyUpdatedEvent;
+  room_joined: RoomJoinedEvent;
+  spectator_joined: SpectatorJoinedEvent;
+  spectator_left: SpectatorLeftEvent;
 }
 
 export type ServerEvent = ServerEvents[keyof ServerEvents];
@@ -352,6 +375,8 @@ export type ClientEvents = { [E in keyof ServerEvents]: [message: ServerEvents[E
   error: [message: ErrorReply];
   /** The tracked room changed: the room (or null) and the event that caused it (null for a reply or welcome). */
   room: [room: Room | null, cause: ServerEvent | null];
+  /** 1.1: the tracked party changed: the party (or null) and the `party_updated` that caused it (null for a reply or welcome). */
+  party: [party: Party | null, cause: PartyUpdatedEvent | null];
   /** A welcome, on every (re)connection. */
   open: [welcome: Welcome];
   close: [info: CloseInfo];
@@ -475,6 +500,8 @@ export class Client extends Emitter<ClientEvents> {
   iceServers: RTCIceServer[];
   /** The player's room, kept up to date from replies and events, or null. */
   room: Room | null;
+  /** 1.1 `parties`: the player's party, kept up to date from replies and `party_updated`, or null. */
+  party: Party | null;
   state: ClientState;
   /** True while a welcomed socket is open. */
   readonly connected: boolean;
@@ -483,6 +510,10 @@ export class Client extends Emitter<ClientEvents> {
   /** This player's entry in the current room. */
   readonly me: Player | null;
   readonly isHost: boolean;
+  /** 1.1 `parties`: whether this player leads its party. */
+  readonly isPartyLeader: boolean;
+  /** 1.1 `spectators`: whether this player watches its room without a seat. */
+  readonly isSpectator: boolean;
 
   /** Opens the first connection (done by {@link connect}); resolves with welcome. */
   open(): Promise<Welcome>;
@@ -502,7 +533,19 @@ export class Client extends Emitter<ClientEvents> {
     options?: RequestOptions,
   ): Promise<{ [field: string]: unknown }>;
 
-  findMatch(options?: { maxPlayers?: number; mode?: string; filters?: Filters; backfill?: boolean }): Promise<Requests['find_match']['reply']>;
+  /**
+   * A party leader's `findMatch` seats the whole party (the others get
+   * `room_joined`); another member's is refused with `not_party_leader`.
+   */
+  findMatch(options?: {
+    maxPlayers?: number;
+    mode?: string;
+    filters?: Filters;
+    /** 1.1 `backfill`, for a room it creates. */
+    backfill?: boolean;
+    /** 1.1 `spectators`: places for spectators in a room it creates. */
+    maxSpectators?: number;
+  }): Promise<Requests['find_match']['reply']>;
   /**
    * 1.1 `tickets`: queues a ticket and resolves with it; the room comes later
    * as `game_start` (with this `ticket_id`), or `ticket_expired` ends it.
@@ -527,6 +570,12 @@ export class Client extends Emitter<ClientEvents> {
   joinRoom(target: string | { roomId: string; as?: 'player' | 'spectator' } | { code: string; as?: 'player' | 'spectator' }): Promise<{ room: Room }>;
   /** 1.1 `spectators`: joins by room id or join code without a seat. */
   spectate(target: string): Promise<{ room: Room }>;
+  /** 1.1 `parties`: creates a party led by this player (rejects with `already_in_party`). */
+  createParty(options?: { maxSize?: number }): Promise<Party>;
+  /** 1.1 `parties`: joins by code (rejects with `party_not_found`, `party_full`, `already_in_party`). */
+  joinParty(code: string): Promise<Party>;
+  /** 1.1 `parties`: leaves the party (rejects with `not_in_party`). */
+  leaveParty(): Promise<{}>;
   leaveRoom(): Promise<{}>;
   listRooms(options?: { status?: 'waiting' | 'active'; mode?: string; limit?: number }): Promise<{ rooms: Room[] }>;
   startGame(): Promise<{ room: Room }>;

@@ -27,6 +27,9 @@ const SIGNAL_TYPES = new Set(['offer', 'answer', 'ice_candidate']);
 /** Most buffered signals kept while no mesh is attached (mirrors the server's resume bound). */
 const MAX_BUFFERED_SIGNALS = 256;
 
+/** Request types whose `ok` reply carries the player's party (1.1). */
+const PARTY_REPLY_TYPES = new Set(['create_party', 'join_party']);
+
 /** Request types whose `ok` reply carries the player's (new) room. */
 const ROOM_REPLY_TYPES = new Set([
   'find_match', 'create_room', 'join_room', 'start_game', 'finish_game',
@@ -206,11 +209,15 @@ export async function connect(url, options = {}) {
  *   `room_status`, `game_start`, `room_data`, `player_data`, `kicked`, `offer`,
  *   `answer`, `ice_candidate`, `chat`, `chat_history`, `announcement`, `stats`,
  *   `room_listed`, `room_updated`, `room_delisted`, `server_shutdown`, `welcome`,
- *   and of 1.1 `ticket_expired`, `ticket_queued`, `party_updated` (a `game_start`
- *   that ends a ticket carries its `ticket_id`);
+ *   and of 1.1 `ticket_expired`, `ticket_queued`, `ticket_cancelled`,
+ *   `party_updated`, `room_joined` (a party member seated by its leader's
+ *   `find_match`), `spectator_joined`, `spectator_left` (a `game_start` that
+ *   ends a ticket carries its `ticket_id`);
  * - `error`: an `error` message that answers no pending request (e.g. `rid` null);
  * - `room`: the tracked {@link Client#room} changed (payload: the room or null,
  *   then the message that caused the change, or null for a reply or welcome);
+ * - `party`: the tracked {@link Client#party} changed (1.1; payload: the party
+ *   or null, then the `party_updated` message, or null for a reply or welcome);
  * - lifecycle: `open` (welcome, on every (re)connection), `close`
  *   (`{code, reason, willReconnect}`), `reconnecting` (`{attempt, delayMs}`),
  *   `resumed` (welcome with `resumed: true`: same player, seat kept),
@@ -253,6 +260,13 @@ export class Client extends Emitter {
      * @type {object|null}
      */
     this.room = null;
+    /**
+     * The player's party (1.1 `parties`), kept up to date from replies and
+     * `party_updated` events, or null. A fresh session (not resumed) has none;
+     * a resumed one keeps what it knew (`welcome` does not carry the party).
+     * @type {object|null}
+     */
+    this.party = null;
     /** @type {'idle'|'connecting'|'open'|'reconnecting'|'closed'} */
     this.state = 'idle';
 
@@ -458,6 +472,42 @@ export class Client extends Emitter {
     return this.request('join_room', isCode ? { code: t.toUpperCase(), as: 'spectator' } : { room_id: t, as: 'spectator' });
   }
 
+  /**
+   * Creates a party (1.1 `parties`) led by this player; resolves with the
+   * party (share its `code`). Rejects with code `already_in_party`.
+   * @param {{maxSize?: number}} [options] 2 to 16 members (default 4)
+   * @returns {Promise<object>} the party
+   */
+  async createParty(options = {}) {
+    const { party } = await this.request('create_party', toWire(options));
+    return party;
+  }
+
+  /**
+   * Joins a party by its code (any case); resolves with the party. Rejects
+   * with code `party_not_found`, `party_full` or `already_in_party`.
+   * @param {string} code
+   * @returns {Promise<object>} the party
+   */
+  async joinParty(code) {
+    const { party } = await this.request('join_party', { code: String(code).trim().toUpperCase() });
+    return party;
+  }
+
+  /**
+   * Leaves the party; the next member in join order leads. Rejects with code
+   * `not_in_party` (and then forgets the party it tracked).
+   * @returns {Promise<{}>}
+   */
+  async leaveParty() {
+    try {
+      return await this.request('leave_party');
+    } catch (err) {
+      if (err && err.code === 'not_in_party') this._setParty(null);
+      throw err;
+    }
+  }
+
   /** Leaves the current room. @returns {Promise<{}>} */
   leaveRoom() {
     return this.request('leave_room');
@@ -595,6 +645,16 @@ export class Client extends Emitter {
     return this.room?.players?.find((p) => p.player_id === this.playerId) || null;
   }
 
+  /** @returns {boolean} whether this player leads its party (1.1) */
+  get isPartyLeader() {
+    return !!this.party && this.party.leader === this.playerId;
+  }
+
+  /** @returns {boolean} whether this player watches its room as a spectator (1.1) */
+  get isSpectator() {
+    return !!this.room && !!this.room.spectators?.some((p) => p.player_id === this.playerId);
+  }
+
   /** @returns {boolean} whether this player hosts the current room */
   get isHost() {
     return !!this.room && this.room.host === this.playerId;
@@ -672,6 +732,7 @@ export class Client extends Emitter {
       this._setRoom(welcome.room || null);
     } else {
       this._setRoom(null);
+      if (this.party) this._setParty(null);
     }
     this._startHeartbeat();
     this._emit('welcome', welcome);
@@ -693,6 +754,8 @@ export class Client extends Emitter {
         const { type: _t, rid: _r, ...result } = message;
         if (ROOM_REPLY_TYPES.has(entry.type) && result.room) this._setRoom(result.room);
         if (entry.type === 'leave_room') this._setRoom(null);
+        if (PARTY_REPLY_TYPES.has(entry.type) && result.party) this._setParty(result.party);
+        if (entry.type === 'leave_party') this._setParty(null);
         entry.resolve(result);
       } else {
         entry.reject(new RendezvousError(message.code || 'internal', message.message || message.code,
@@ -724,7 +787,11 @@ export class Client extends Emitter {
     const player = (id) => room.players.find((p) => p.player_id === id);
     switch (m.type) {
       case 'game_start':
+      case 'room_joined':
         if (m.room) this._setRoom(m.room, m);
+        return;
+      case 'party_updated':
+        if (m.party) this._setParty(m.party, m);
         return;
       case 'kicked':
         if (!room || !m.room_id || m.room_id === room.room_id) this._setRoom(null, m);
@@ -745,6 +812,19 @@ export class Client extends Emitter {
           return;
         }
         next.players = next.players.filter((p) => p.player_id !== m.player_id);
+        break;
+      case 'spectator_joined': {
+        const watching = (next.spectators || []).map((p) => ({ ...p }));
+        if (m.player && !watching.some((p) => p.player_id === m.player.player_id)) watching.push({ ...m.player });
+        next.spectators = watching;
+        break;
+      }
+      case 'spectator_left':
+        if (m.player_id === this.playerId) {
+          this._setRoom(null, m);
+          return;
+        }
+        next.spectators = (next.spectators || []).filter((p) => p.player_id !== m.player_id);
         break;
       case 'player_disconnected':
       case 'player_reconnected': {
@@ -778,6 +858,12 @@ export class Client extends Emitter {
     this.room = room;
     if (!room || changedRoom) this._signalBuffer = [];
     this._emit('room', room, cause);
+  }
+
+  /** @private */
+  _setParty(party, cause = null) {
+    this.party = party;
+    this._emit('party', party, cause);
   }
 
   /** @private */

@@ -9,6 +9,8 @@ import {
   PROTOCOL_VERSION,
   type ChatEvent,
   type Feature,
+  type Party,
+  type PartyMember,
   type PeerState,
   type QueueMatchOptions,
   type RequestType,
@@ -122,6 +124,46 @@ async function game(): Promise<void> {
     const leader: string = party.leader;
     await client.request('join_party', { code: party.code });
     await client.request('leave_party');
+
+    const mine: Party = await client.createParty({ maxSize: 2 });
+    await client.createParty();
+    const link = `https://game.example/?party=${mine.code}`;
+    const friends: Party = await client.joinParty('k7qx2m');
+    const first: PartyMember = friends.members[0];
+    const online: boolean = first.connected;
+    const tracked: Party | null = client.party;
+    const leads: boolean = client.isPartyLeader;
+    // @ts-expect-error: the option is camelCase
+    await client.createParty({ max_size: 2 });
+    // @ts-expect-error: createParty resolves with the party, not the reply
+    (await client.createParty()).party;
+    // @ts-expect-error: a party code is a string
+    await client.joinParty(123456);
+    client.on('party', (current, cause) => {
+      const size: number | undefined = current?.members.length;
+      const why: 'party_updated' | undefined = cause?.type;
+    });
+    client.on('room_joined', ({ room }) => room.room_id);
+    client.on('ticket_cancelled', ({ ticket_id }) => ticket_id);
+    // The leader's findMatch seats the party; its rooms may take spectators.
+    await client.findMatch({ maxPlayers: 2, maxSpectators: 4 });
+    const left: {} = await client.leaveParty();
+    try {
+      await client.joinParty('NOPE12');
+    } catch (err) {
+      const gone: boolean = err instanceof RendezvousError
+        && (err.code === 'party_not_found' || err.code === 'party_full' || err.code === 'already_in_party');
+    }
+  }
+  if (features.includes('spectators')) {
+    const { room: watched } = await client.spectate('K7QX2M');
+    const watchers: number = watched.spectators?.length ?? 0;
+    const places: number | undefined = watched.max_spectators;
+    const watching: boolean = client.isSpectator;
+    client.on('spectator_joined', ({ player }) => player.name);
+    client.on('spectator_left', ({ player_id, reason }) => {
+      const why: 'left' | 'kicked' | 'timeout' | 'closed' = reason;
+    });
   }
   // A request a newer server knows: untyped, but allowed.
   const extra: { [field: string]: unknown } = await client.request('some_future_request', { x: 1 });
@@ -203,7 +245,8 @@ const events = [
   'welcome', 'player_joined', 'player_left', 'player_disconnected', 'player_reconnected', 'host_changed',
   'room_status', 'game_start', 'room_data', 'player_data', 'kicked', 'offer', 'answer', 'ice_candidate',
   'chat', 'chat_history', 'announcement', 'stats', 'room_listed', 'room_updated', 'room_delisted',
-  'server_shutdown', 'ticket_expired', 'ticket_queued', 'party_updated',
+  'server_shutdown', 'ticket_expired', 'ticket_queued', 'ticket_cancelled', 'party_updated', 'room_joined',
+  'spectator_joined', 'spectator_left',
 ] as const;
 const allEvents: Exactly<(typeof events)[number], keyof ServerEvents> = true;
 // Each event's `type` field is its own name.
