@@ -686,6 +686,9 @@ pub struct Welcome {
     /// What the server supports beyond protocol v1 (v1.1).
     #[serde(default)]
     pub features: Vec<String>,
+    /// 1.1 (our addition): the party a resumed player is still in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub party: Option<PartyInfo>,
 }
 
 /// A field that is present (even as `null`) is `Some`.

@@ -740,3 +740,27 @@ async fn a_lone_leaders_ticket_is_cancelled_when_someone_joins() {
     ts.server.app.check_invariants().await.unwrap();
     ts.stop().await;
 }
+
+/// A member that comes back (resume) finds its party in `welcome`; a fresh
+/// session has none.
+#[tokio::test]
+async fn a_resumed_member_finds_its_party_in_welcome() {
+    let ts = TestServer::with_args(&["--reconnect-grace-ms", "3000"]).await;
+    let ann = client_of(&ts, "ann").await;
+    let bob = client_of(&ts, "bob").await;
+    let p = form_party(&ann, &[&bob], None).await;
+    assert!(ann.welcome.party.is_none(), "a fresh session has no party");
+    let token = bob.welcome.resume_token.clone();
+    bob.drop_connection();
+    party_update(&ann).await;
+    let bob = Client::connect_with(&format!("{}?resume={token}", ts.ws_url()), no_reconnect())
+        .await
+        .unwrap();
+    assert!(bob.welcome.resumed);
+    assert_eq!(
+        bob.welcome.party,
+        Some(party(&p, &[(&ann, true), (&bob, true)]))
+    );
+    ts.server.app.check_invariants().await.unwrap();
+    ts.stop().await;
+}

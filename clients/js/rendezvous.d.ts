@@ -141,6 +141,8 @@ export interface Welcome {
   missed?: number;
   /** 1.1: server features beyond v1; absent on a v1 server. */
   features?: Feature[];
+  /** 1.1 `parties`: the party a resumed player is still in; absent otherwise. */
+  party?: Party;
 }
 
 /** An ICE candidate on the wire; `""` is the end-of-candidates signal. */

@@ -263,7 +263,7 @@ export class Client extends Emitter {
     /**
      * The player's party (1.1 `parties`), kept up to date from replies and
      * `party_updated` events, or null. A fresh session (not resumed) has none;
-     * a resumed one keeps what it knew (`welcome` does not carry the party).
+     * a resumed one gets its party from `welcome.party`.
      * @type {object|null}
      */
     this.party = null;
@@ -730,6 +730,8 @@ export class Client extends Emitter {
     this._emit('*', welcome);
     if (welcome.resumed) {
       this._setRoom(welcome.room || null);
+      // The server names the party a resumed player is still in.
+      if ('party' in welcome || this.party) this._setParty(welcome.party || null);
     } else {
       this._setRoom(null);
       if (this.party) this._setParty(null);

@@ -200,7 +200,19 @@ impl Memory {
             .unwrap_or(reg.name);
         let token = st.lobby.issue_token(&player_id).unwrap_or_default();
         let pending = st.pending.remove(&player_id).unwrap_or_default();
-        let welcome = app.welcome(&player_id, &name, token, resumed, room, pending.dropped);
+        let party = st
+            .lobby
+            .party_of(&player_id)
+            .and_then(|p| st.lobby.party_info(&p.id.clone()));
+        let welcome = app.welcome(
+            &player_id,
+            &name,
+            token,
+            resumed,
+            room,
+            party,
+            pending.dropped,
+        );
         let _ = reg.tx.try_send(Message::Text(welcome.into()));
         for text in pending.queue {
             if reg.tx.try_send(Message::Text(text)).is_err() {

@@ -861,9 +861,14 @@ function OPS.hello(a)
   end
   -- The welcome goes through this node's channel too, so it comes before
   -- any event published after this script.
+  local party = nil
+  if p and p.pt ~= '' then
+    local pt = load_party(p.pt)
+    if pt then party = party_view(pt) end
+  end
   redis.call('PUBLISH', P .. 'ch:' .. ME, cjson.encode({
     t = 'hello', conn = a.conn, p = pid, name = name, resumed = resumed, tok = a.token,
-    epoch = epoch, pending = pending, dropped = dropped, room = r,
+    epoch = epoch, pending = pending, dropped = dropped, room = r, party = party,
   }))
   flush(r)
   if back then look_at({ back }, a.rooms, a) end

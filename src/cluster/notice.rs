@@ -273,6 +273,9 @@ pub struct Hello {
     /// The player's room after the registration.
     #[serde(default)]
     pub room: Option<RoomRec>,
+    /// The party it is still in (a resume).
+    #[serde(default)]
+    pub party: Option<PartyRec>,
 }
 
 /// What the store's script publishes to a node, by the tag `t`.

@@ -164,6 +164,7 @@ impl App {
         token: String,
         resumed: bool,
         room: Option<crate::protocol::RoomInfo>,
+        party: Option<crate::protocol::PartyInfo>,
         missed: u64,
     ) -> String {
         let cfg = &self.cfg;
@@ -191,6 +192,7 @@ impl App {
             server_time: crate::protocol::ts(&chrono::Utc::now()),
             missed,
             features: FEATURES.iter().map(|f| f.to_string()).collect(),
+            party,
         }))
         .to_json()
     }
