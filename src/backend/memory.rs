@@ -209,8 +209,7 @@ impl Memory {
             &name,
             token,
             resumed,
-            room,
-            party,
+            (room, party),
             pending.dropped,
         );
         let _ = reg.tx.try_send(Message::Text(welcome.into()));

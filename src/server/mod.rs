@@ -163,8 +163,10 @@ impl App {
         name: &str,
         token: String,
         resumed: bool,
-        room: Option<crate::protocol::RoomInfo>,
-        party: Option<crate::protocol::PartyInfo>,
+        (room, party): (
+            Option<crate::protocol::RoomInfo>,
+            Option<crate::protocol::PartyInfo>,
+        ),
         missed: u64,
     ) -> String {
         let cfg = &self.cfg;

@@ -259,8 +259,10 @@ fn on_hello(app: &App, st: &mut State, hello: &Hello) {
         &hello.name,
         hello.token.clone(),
         hello.resumed,
-        hello.room.as_ref().map(|r| r.info(true)),
-        hello.party.as_ref().map(|p| p.info()),
+        (
+            hello.room.as_ref().map(|r| r.info(true)),
+            hello.party.as_ref().map(|p| p.info()),
+        ),
         hello.dropped,
     );
     let _ = joining.tx.try_send(Message::Text(welcome.into()));
