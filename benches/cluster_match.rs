@@ -61,6 +61,11 @@ async fn hello(store: &Store, pid: &str) {
             resume: "",
             sub: "",
             token: &format!("t{pid}"),
+            rooms: Vec::new(),
+            max_rooms: 10_000_000,
+            idle_ms: 3_600_000,
+            fill_ms: 10_000,
+            now: NOW.into(),
         })
         .await
         .expect("hello");
@@ -125,6 +130,7 @@ fn bench(c: &mut Criterion) {
                             mode: "m",
                             max: 3,
                             backfill: false,
+                            max_spectators: 0,
                             rid: "1".into(),
                             now: NOW.into(),
                         })

@@ -108,6 +108,14 @@ async fn refusals_name_the_reason_and_a_ticket_excludes_rooms() {
         (json!({"regions": {"eu": -5}}), "negative rtt"),
         (json!({"max_rtt_ms": -1}), "negative limit"),
         (
+            json!({"regions": {"eu": 151, "us": 200}}),
+            "no region within the default 150 ms",
+        ),
+        (
+            json!({"regions": {"eu": 40}, "max_rtt_ms": 30}),
+            "no region within its own limit",
+        ),
+        (
             json!({"filters": {"map": {"nested": 1}}}),
             "filter not scalar",
         ),

@@ -1,7 +1,8 @@
 //! The report: `docs/benchmarks.md` (machine, versions, parameters, one
 //! table per scenario, the ratios of Rendezvous to each other target, the
 //! goals of issue 7 with pass/fail, Rendezvous's relay across a cluster, the
-//! relay profile and the lobby engine's criterion numbers) and an SVG chart of relay throughput and p99 latency
+//! relay profile, the lobby engine's criterion numbers and the hand-written
+//! ticket matchmaking section) and an SVG chart of relay throughput and p99 latency
 //! per target (plotters, SVG backend only, no font files needed). It is
 //! generated from the saved results so it can be rewritten without rerunning.
 
@@ -168,19 +169,28 @@ pub fn write(r: &Results, md: &Path, svg: &Path) -> anyhow::Result<()> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    // Hand-written findings live next to the generator (`bench/findings.md`)
-    // and are quoted as they are.
-    let findings = md
-        .parent()
-        .and_then(Path::parent)
-        .map(|root| root.join("bench").join("findings.md"))
-        .and_then(|f| std::fs::read_to_string(f).ok())
-        .unwrap_or_default();
-    std::fs::write(md, markdown(r, &svg_name, &findings))?;
+    // Hand-written text lives next to the generator and is quoted as it
+    // is: the findings (`bench/findings.md`), and the ticket matchmaking
+    // benchmarks (`bench/tickets.md`), which come from `cargo bench` runs of
+    // their own rather than from this load generator.
+    let hand_written = |name: &str| {
+        md.parent()
+            .and_then(Path::parent)
+            .map(|root| root.join("bench").join(name))
+            .and_then(|f| std::fs::read_to_string(f).ok())
+            .unwrap_or_default()
+    };
+    let page = markdown(
+        r,
+        &svg_name,
+        &hand_written("findings.md"),
+        &hand_written("tickets.md"),
+    );
+    std::fs::write(md, page)?;
     Ok(())
 }
 
-fn markdown(r: &Results, svg_name: &str, findings: &str) -> String {
+fn markdown(r: &Results, svg_name: &str, findings: &str, tickets: &str) -> String {
     let mut s = String::new();
     let p = &r.params;
     let rdv = Kind::Rendezvous;
@@ -424,6 +434,9 @@ fn markdown(r: &Results, svg_name: &str, findings: &str) -> String {
     fairness_section(&mut s, r);
     profile_section(&mut s, r);
     lobby_section(&mut s, r);
+    if !tickets.is_empty() {
+        let _ = writeln!(s, "{}\n", tickets.trim());
+    }
 
     let _ = writeln!(s, "## How to repeat\n");
     let _ = writeln!(

@@ -25,7 +25,8 @@
 -- pend:<player> (list), pendx:<player>, nodes (set), beats (zset), conns (hash), cfg (hash),
 -- nodepl:<node> (set), gen, listwatch (set of nodes); tickets of
 -- queue_match (1.1): tk:<id> (hash), tqs:<pool> (zset, skill), tqa:<pool>
--- (zset, seq), tqt (zset, queued ms), tqp (set of pools), tqlast,
+-- (zset, seq), tqt (zset, queued ms), tqw (zset, when a widening window
+-- stops), tqp (set of pools), tqlast,
 -- tqwoken (set); see "tickets" below; parties (1.1):
 -- pty:<id> (JSON: id, code, m = members in join order, max), ptc:<CODE>.
 -- The script computes key names itself, so it needs a single Redis (or a
@@ -142,6 +143,11 @@ local function add_ticket(t, spec_raw, ttl_ms)
   redis.call('ZADD', P .. 'tqt', t.q, t.id)
   redis.call('SADD', P .. 'tqp', t.pool)
   redis.call('ZADD', P .. 'timer', t.q + ttl_ms, 't:' .. t.id)
+  -- A window that widens: indexed by when it stops (capped at a day).
+  if t.skill ~= nil and t.wr > 0 and t.wm > t.w0 then
+    local ms = math.floor(math.min((t.wm - t.w0) / t.wr, 86400) * 1000)
+    redis.call('ZADD', P .. 'tqw', t.q + ms, t.id)
+  end
   for _, pid in ipairs(t.pl) do redis.call('HSET', P .. 'pl:' .. pid, 'tk', t.id) end
   redis.call('HINCRBY', P .. 'stats', 'tickets_queued', 1)
 end
@@ -153,6 +159,7 @@ local function drop_ticket(t)
   redis.call('ZREM', P .. 'tqa:' .. t.pool, t.id)
   if redis.call('ZCARD', P .. 'tqa:' .. t.pool) == 0 then redis.call('SREM', P .. 'tqp', t.pool) end
   redis.call('ZREM', P .. 'tqt', t.id)
+  redis.call('ZREM', P .. 'tqw', t.id)
   redis.call('ZREM', P .. 'timer', 't:' .. t.id)
   redis.call('SREM', P .. 'tqwoken', t.id)
   for _, pid in ipairs(t.pl) do redis.call('HDEL', P .. 'pl:' .. pid, 'tk') end
@@ -1412,21 +1419,18 @@ local function ticket_pass(a)
   for _, id in ipairs(redis.call('ZRANGEBYSCORE', P .. 'tqt', '(' .. (last - a.fill_ms), now() - a.fill_ms)) do
     due[#due + 1] = id
   end
-  for _, pool in ipairs(redis.call('SMEMBERS', P .. 'tqp')) do
-    if string.sub(pool, -2) == '\31s' then
-      local key = P .. 'tqs:' .. pool
-      for _, id in ipairs(redis.call('ZRANGE', P .. 'tqa:' .. pool, 0, -1)) do
-        local t = load_ticket(id)
-        if t then
-          local before, after = window(t, last), window(t, now())
-          if after > before then
-            local s = t.skill
-            -- Skills newly inside the window, on either side.
-            local lo = redis.call('ZRANGEBYSCORE', key, num(s - after), '(' .. num(s - before), 'LIMIT', 0, 1)
-            local hi = redis.call('ZRANGEBYSCORE', key, '(' .. num(s + before), num(s + after), 'LIMIT', 0, 1)
-            if #lo > 0 or #hi > 0 then due[#due + 1] = id end
-          end
-        end
+  -- Only the tickets whose window widened after `last`.
+  for _, id in ipairs(redis.call('ZRANGEBYSCORE', P .. 'tqw', '(' .. last, '+inf')) do
+    local t = load_ticket(id)
+    if t then
+      local before, after = window(t, last), window(t, now())
+      if after > before then
+        local key = P .. 'tqs:' .. t.pool
+        local s = t.skill
+        -- Skills newly inside the window, on either side.
+        local lo = redis.call('ZRANGEBYSCORE', key, num(s - after), '(' .. num(s - before), 'LIMIT', 0, 1)
+        local hi = redis.call('ZRANGEBYSCORE', key, '(' .. num(s + before), num(s + after), 'LIMIT', 0, 1)
+        if #lo > 0 or #hi > 0 then due[#due + 1] = id end
       end
     end
   end
@@ -1954,6 +1958,9 @@ function OPS.recount(_)
     if p.tk ~= '' and not tickets[p.tk] then
       return fail('internal', 'player ' .. pid .. ' points at ticket ' .. p.tk .. ' that is gone')
     end
+  end
+  for _, id in ipairs(redis.call('ZRANGE', P .. 'tqw', 0, -1)) do
+    if not tickets[id] then return fail('internal', 'tqw holds ' .. id .. ', no ticket') end
   end
   if redis.call('ZCARD', P .. 'tqt') ~= ntk then
     return fail('internal', 'tqt holds ' .. redis.call('ZCARD', P .. 'tqt') .. ' tickets of ' .. ntk)

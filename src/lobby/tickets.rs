@@ -15,8 +15,9 @@
 //! A ticket is looked at (as the anchor of a group) only when something
 //! that could let it form happened: it arrived, its player came back, it
 //! passed the fill delay, or its widening window reached a ticket it did
-//! not reach before. So a tick costs a range read per widening ticket, and
-//! nothing for tickets whose window stopped widening.
+//! not reach before. So a tick costs a range read per ticket whose window
+//! is still widening (they are indexed by when they stop), and nothing for
+//! the others.
 //!
 //! The same rule runs in the Redis engine (`lobby.lua`), on sorted sets of
 //! the same orders; the differential test compares the two.
@@ -111,6 +112,14 @@ impl TicketSpec {
             }
             non_negative("a region's rtt", Some(*rtt), 0.0)?;
         }
+        let max_rtt_ms = non_negative("max_rtt_ms", req.max_rtt_ms, 150.0)?;
+        // A ticket none of whose regions is within its limit could never
+        // form a room: refused rather than left to expire.
+        if !regions.is_empty() && regions.values().all(|rtt| *rtt > max_rtt_ms) {
+            return Err(ProtoError::bad_request(format!(
+                "no region within max_rtt_ms ({max_rtt_ms} ms)"
+            )));
+        }
         let filters = req.filters.clone().unwrap_or_default();
         check_filters(&filters)?;
         Ok(TicketSpec {
@@ -122,7 +131,7 @@ impl TicketSpec {
             skill_widen_per_s: non_negative("skill_widen_per_s", req.skill_widen_per_s, 50.0)?,
             skill_window_max: non_negative("skill_window_max", req.skill_window_max, 1000.0)?,
             regions,
-            max_rtt_ms: non_negative("max_rtt_ms", req.max_rtt_ms, 150.0)?,
+            max_rtt_ms,
             filters,
             backfill: req.backfill,
         })
@@ -153,6 +162,18 @@ impl Ticket {
             players: self.players.clone(),
             queued_at: self.queued_at,
         }
+    }
+
+    /// When its window stops widening (reaches `skill_window_max`), for a
+    /// ticket with skill whose window widens; capped at a day (no ticket
+    /// lives longer).
+    pub fn widens_until(&self) -> Option<Instant> {
+        let s = &self.spec;
+        if s.skill.is_none() || s.skill_widen_per_s <= 0.0 || s.skill_window_max <= s.skill_window {
+            return None;
+        }
+        let secs = ((s.skill_window_max - s.skill_window) / s.skill_widen_per_s).min(86_400.0);
+        self.queued.checked_add(Duration::from_secs_f64(secs))
     }
 
     pub fn window(&self, now: Instant) -> f64 {
@@ -266,6 +287,8 @@ pub struct TicketQueue {
     by_time: BTreeMap<(Instant, u64), String>,
     /// Tickets to look at on the next pass (a player came back).
     woken: Vec<String>,
+    /// Tickets whose window still widens, by when it stops.
+    widening: BTreeMap<(Instant, u64), (String, PoolKey)>,
 }
 
 impl TicketQueue {
@@ -290,6 +313,10 @@ impl TicketQueue {
     /// a ticket or a room.
     pub fn add(&mut self, ticket: Ticket) {
         let key = PoolKey::of(&ticket.spec);
+        if let Some(until) = ticket.widens_until() {
+            self.widening
+                .insert((until, ticket.seq), (ticket.id.clone(), key.clone()));
+        }
         let pool = self.pools.entry(key).or_default();
         let skill = Skill(ticket.spec.skill.unwrap_or(0.0));
         pool.by_skill.insert((skill, ticket.seq), ticket.id.clone());
@@ -306,6 +333,9 @@ impl TicketQueue {
     pub fn remove(&mut self, id: &str) -> Option<Ticket> {
         let ticket = self.tickets.remove(id)?;
         let key = PoolKey::of(&ticket.spec);
+        if let Some(until) = ticket.widens_until() {
+            self.widening.remove(&(until, ticket.seq));
+        }
         if let Some(pool) = self.pools.get_mut(&key) {
             let skill = Skill(ticket.spec.skill.unwrap_or(0.0));
             pool.by_skill.remove(&(skill, ticket.seq));
@@ -354,12 +384,15 @@ impl TicketQueue {
                     .map(|(_, id)| id.clone()),
             );
         }
-        for (key, pool) in &self.pools {
-            if !key.skilled {
-                continue;
-            }
-            for id in pool.by_age.values() {
-                let Some(t) = self.tickets.get(id) else {
+        {
+            use std::ops::Bound::{Excluded, Unbounded};
+            // Only the tickets whose window widened after `last`.
+            for (id, key) in self
+                .widening
+                .range((Excluded((last, u64::MAX)), Unbounded))
+                .map(|(_, v)| v)
+            {
+                let (Some(t), Some(pool)) = (self.tickets.get(id), self.pools.get(key)) else {
                     continue;
                 };
                 let (before, after) = (t.window(last), t.window(now));
@@ -457,6 +490,18 @@ impl TicketQueue {
         let in_pools: usize = self.pools.values().map(|p| p.by_age.len()).sum();
         let by_skill: usize = self.pools.values().map(|p| p.by_skill.len()).sum();
         let players: usize = self.tickets.values().map(|t| t.players.len()).sum();
+        let widening = self
+            .tickets
+            .values()
+            .filter(|t| t.widens_until().is_some())
+            .count();
+        if widening != self.widening.len() {
+            return Err(format!(
+                "{} tickets widen, {} in the widening index",
+                widening,
+                self.widening.len()
+            ));
+        }
         if in_pools != self.tickets.len()
             || by_skill != self.tickets.len()
             || self.by_time.len() != self.tickets.len()
