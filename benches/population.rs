@@ -116,6 +116,8 @@ struct Outcome {
     waits_regions: Vec<f64>,
     waits_no_regions: Vec<f64>,
     expired: u64,
+    /// Tickets refused at `queue_match` (no region within their limit).
+    refused: u64,
     max_queued: usize,
     left_queued: usize,
     wall: Duration,
@@ -148,9 +150,13 @@ fn run(rate: u64, rtt_max: f64) -> (usize, Outcome) {
             let a = &pop[next];
             let pid = format!("p{next}");
             lobby.connect(&pid, "p", vec![], &mut out);
-            lobby
-                .queue_match(&pid, a.req.clone(), base + a.at, &mut out)
-                .expect("a valid ticket");
+            if let Err(e) = lobby.queue_match(&pid, a.req.clone(), base + a.at, &mut out) {
+                // A ticket that could never form a room (no region within
+                // its limit): refused, and the player goes.
+                assert_eq!(e.code, rendezvous::protocol::ErrorCode::BadRequest, "{e:?}");
+                o.refused += 1;
+                lobby.remove_player(&pid, &mut gone);
+            }
             record(
                 &mut lobby,
                 &pop,
@@ -290,12 +296,13 @@ fn main() {
         totals.push((rate, players, o));
     }
     println!(
-        "\n| arrivals/s | tickets | expired | left queued | most queued | wait median / p99, with regions (s) | without regions (s) | tickets/s, wall clock / per CPU s | tick mean, CPU µs |"
+        "\n| arrivals/s | tickets | refused | expired | left queued | most queued | wait median / p99, with regions (s) | without regions (s) | tickets/s, wall clock / per CPU s | tick mean, CPU µs |"
     );
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for (rate, players, mut o) in totals {
         println!(
-            "| {rate} | {players} | {} | {} | {} | {:.1} / {:.1} | {:.1} / {:.1} | {:.0} / {:.0} | {:.0} |",
+            "| {rate} | {players} | {} | {} | {} | {} | {:.1} / {:.1} | {:.1} / {:.1} | {:.0} / {:.0} | {:.0} |",
+            o.refused,
             o.expired,
             o.left_queued,
             o.max_queued,

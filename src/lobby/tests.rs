@@ -375,3 +375,109 @@ fn the_room_list_changes_with_what_it_shows() {
     l.leave_room("c", &mut out).unwrap();
     assert_eq!(kinds(&mut l), ["delisted"]);
 }
+
+/// Listings by status and mode, and a private room never in them.
+#[test]
+fn listings_filter_by_status_and_mode() {
+    let mut l = lobby();
+    let mut out = Vec::new();
+    let now = Instant::now();
+    for p in ["a", "b", "c", "d"] {
+        l.connect(p, p, vec![], &mut out);
+    }
+    let mk = |l: &mut Lobby, pid: &str, mode: &str, private: bool| {
+        let mut out = Vec::new();
+        l.create_room(
+            pid,
+            CreateRoom {
+                max_players: Some(2),
+                mode: Some(mode.into()),
+                private,
+                ..CreateRoom::default()
+            },
+            now,
+            &mut out,
+        )
+        .unwrap()
+    };
+    let ra = mk(&mut l, "a", "duel", false);
+    let rb = mk(&mut l, "b", "race", false);
+    mk(&mut l, "c", "duel", true);
+    l.join_room("d", Some(&ra.room_id), None, &mut out).unwrap();
+    let ids = |rooms: Vec<super::RoomInfo>| -> Vec<String> {
+        rooms.into_iter().map(|r| r.room_id).collect()
+    };
+    assert_eq!(
+        ids(l.list_rooms(RoomStatus::Waiting, None, 10)),
+        [rb.room_id.clone()]
+    );
+    assert_eq!(
+        ids(l.list_rooms(RoomStatus::Waiting, Some("duel"), 10)),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        ids(l.list_rooms(RoomStatus::Active, Some("duel"), 10)),
+        [ra.room_id.clone()]
+    );
+    assert_eq!(
+        ids(l.list_rooms(RoomStatus::Active, Some("race"), 10)),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        ids(l.list_rooms(RoomStatus::Waiting, Some("race"), 10)),
+        [rb.room_id]
+    );
+    // A private room closing is no change of the list.
+    l.watch_listing(true);
+    l.leave_room("c", &mut out).unwrap();
+    assert!(l.take_listing_changes().is_empty());
+    // Not watching: nothing is recorded.
+    l.watch_listing(false);
+    l.leave_room("b", &mut out).unwrap();
+    assert!(l.take_listing_changes().is_empty());
+}
+
+/// The recount catches a player and its seat disagreeing: the check
+/// itself can fail.
+#[test]
+fn the_recount_sees_a_seat_and_its_player_disagree() {
+    let mut l = lobby();
+    let mut out = Vec::new();
+    let now = Instant::now();
+    for p in ["a", "b", "s"] {
+        l.connect(p, p, vec![], &mut out);
+    }
+    let room = l
+        .create_room(
+            "a",
+            CreateRoom {
+                max_players: Some(3),
+                max_spectators: Some(1),
+                ..CreateRoom::default()
+            },
+            now,
+            &mut out,
+        )
+        .unwrap();
+    l.spectate("s", Some(&room.room_id), None, &mut out)
+        .unwrap();
+    l.check_invariants().unwrap();
+    let id = l.room_by_id_str(&room.room_id).unwrap().id;
+    // A seat marked connected for a dropped player.
+    l.players.get_mut("a").unwrap().connected = false;
+    assert!(l.check_invariants().is_err());
+    l.players.get_mut("a").unwrap().connected = true;
+    // A player pointing at no room while seated.
+    l.players.get_mut("a").unwrap().room = None;
+    assert!(l.check_invariants().is_err());
+    l.players.get_mut("a").unwrap().room = Some(id);
+    // A spectator whose connection flag differs.
+    l.rooms.get_mut(&id).unwrap().spectators[0].connected = false;
+    assert!(l.check_invariants().is_err());
+    l.rooms.get_mut(&id).unwrap().spectators[0].connected = true;
+    // A player pointing at a room it has no place in.
+    l.players.get_mut("b").unwrap().room = Some(id);
+    assert!(l.check_invariants().is_err());
+    l.players.get_mut("b").unwrap().room = None;
+    l.check_invariants().unwrap();
+}
