@@ -409,7 +409,7 @@ fn listings_filter_by_status_and_mode() {
     };
     assert_eq!(
         ids(l.list_rooms(RoomStatus::Waiting, None, 10)),
-        [rb.room_id.clone()]
+        vec![rb.room_id.clone()]
     );
     assert_eq!(
         ids(l.list_rooms(RoomStatus::Waiting, Some("duel"), 10)),
@@ -417,7 +417,7 @@ fn listings_filter_by_status_and_mode() {
     );
     assert_eq!(
         ids(l.list_rooms(RoomStatus::Active, Some("duel"), 10)),
-        [ra.room_id.clone()]
+        vec![ra.room_id.clone()]
     );
     assert_eq!(
         ids(l.list_rooms(RoomStatus::Active, Some("race"), 10)),
@@ -425,7 +425,7 @@ fn listings_filter_by_status_and_mode() {
     );
     assert_eq!(
         ids(l.list_rooms(RoomStatus::Waiting, Some("race"), 10)),
-        [rb.room_id]
+        vec![rb.room_id]
     );
     // A private room closing is no change of the list.
     l.watch_listing(true);
