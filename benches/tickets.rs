@@ -59,9 +59,10 @@ fn ticket(skill: f64, w: Windows) -> QueueMatch {
 /// players the benchmarks queue with.
 fn queued_lobby(n: usize, w: Windows, t0: Instant) -> Lobby {
     let mut lobby = Lobby::new(LobbyConfig {
-        // Nothing expires and no fill delay passes while a benchmark runs.
-        ticket_ttl: Duration::from_secs(30 * 86_400),
-        ticket_fill_after: Duration::from_secs(30 * 86_400),
+        // Nothing expires and no fill delay passes while a benchmark runs
+        // (a cheap tick runs millions of times, 100 simulated ms each).
+        ticket_ttl: Duration::from_secs(3650 * 86_400),
+        ticket_fill_after: Duration::from_secs(3650 * 86_400),
         ..LobbyConfig::default()
     });
     let mut out = Vec::new();
