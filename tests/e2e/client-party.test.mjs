@@ -130,7 +130,7 @@ test('joinParty sends the code upper-cased; refusals reject and not_in_party for
   client.close();
 });
 
-test('a resumed session keeps its party; a fresh one has none', async () => {
+test('a resumed session takes its party from welcome; a fresh one has none', async () => {
   const { client, ws } = await connected({ reconnect: { initialDelayMs: 1, maxDelayMs: 1 } });
   const created = client.createParty();
   ws.ok({ party: party(['p_ann']) });
@@ -138,7 +138,9 @@ test('a resumed session keeps its party; a fresh one has none', async () => {
 
   ws.drop();
   await until(() => FakeSocket.all.length === 2);
-  FakeSocket.all[1].accept({ player_id: 'p_ann', name: 'ann', resume_token: 'tok2', resumed: true });
+  // The server names the party a resumed player is still in (welcome.party).
+  FakeSocket.all[1].accept({ player_id: 'p_ann', name: 'ann', resume_token: 'tok2', resumed: true,
+    party: party(['p_ann']) });
   await until(() => client.connected);
   assert.equal(client.party?.party_id, 'pt1', 'the server kept the party through the grace');
 
