@@ -19,6 +19,9 @@
 //! `POP_RTT_MAX=150` the highest RTT drawn (ms; with 150 every ticket with
 //! regions has one within its limit, so none is left that can never match).
 
+#[path = "common/cpu.rs"]
+mod cpu;
+
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
@@ -90,19 +93,6 @@ fn population(rate: u64, rtt_max: f64, rng: &mut Rng) -> Vec<Arrival> {
         .collect()
 }
 
-/// The CPU time this thread has run (Linux): the machine is shared, so
-/// the wall clock alone would count other processes' time.
-fn thread_cpu() -> Duration {
-    let stat = std::fs::read_to_string("/proc/thread-self/schedstat")
-        .expect("thread CPU time needs Linux's /proc/thread-self/schedstat");
-    let ns = stat
-        .split_whitespace()
-        .next()
-        .and_then(|v| v.parse().ok())
-        .expect("schedstat starts with the run time in ns");
-    Duration::from_nanos(ns)
-}
-
 #[derive(Default)]
 struct Outcome {
     /// Simulated seconds from `queue_match` to `game_start`, per player,
@@ -144,7 +134,7 @@ fn run(rate: u64, rtt_max: f64) -> (usize, Outcome) {
     let mut next = 0;
     let mut tick_at = TICK;
     let wall = Instant::now();
-    let cpu = thread_cpu();
+    let cpu_at_start = cpu::thread_cpu();
     while tick_at <= end {
         while next < pop.len() && pop[next].at <= tick_at {
             let a = &pop[next];
@@ -168,11 +158,11 @@ fn run(rate: u64, rtt_max: f64) -> (usize, Outcome) {
             );
             next += 1;
         }
-        let t = thread_cpu();
+        let t = cpu::thread_cpu();
         lobby.tick(base + tick_at, &mut out);
         // The kernel updates a running thread's CPU time at its scheduler
         // ticks (4 ms here): one reading is coarse, their sum is not.
-        o.tick_cpu += thread_cpu().saturating_sub(t);
+        o.tick_cpu += cpu::thread_cpu().saturating_sub(t);
         o.ticks += 1;
         record(
             &mut lobby,
@@ -187,7 +177,7 @@ fn run(rate: u64, rtt_max: f64) -> (usize, Outcome) {
         tick_at += TICK;
     }
     o.wall = wall.elapsed();
-    o.cpu = thread_cpu().saturating_sub(cpu);
+    o.cpu = cpu::thread_cpu().saturating_sub(cpu_at_start);
     o.left_queued = lobby.tickets_queued();
     (pop.len(), o)
 }

@@ -15,6 +15,9 @@
 //! `cargo bench --bench tickets` (the 100k setups take a few seconds each).
 //! Single-player tickets only (no parties).
 
+#[path = "common/cpu.rs"]
+mod cpu;
+
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
@@ -79,18 +82,6 @@ fn queued_lobby(n: usize, w: Windows, t0: Instant) -> Lobby {
     lobby
 }
 
-/// The CPU time this thread has run, from the kernel's scheduler stats.
-fn thread_cpu() -> Duration {
-    let stat = std::fs::read_to_string("/proc/thread-self/schedstat")
-        .expect("thread CPU time needs Linux's /proc/thread-self/schedstat");
-    let ns = stat
-        .split_whitespace()
-        .next()
-        .and_then(|v| v.parse().ok())
-        .expect("schedstat starts with the run time in ns");
-    Duration::from_nanos(ns)
-}
-
 /// Criterion measurement: the thread's CPU time over a batch of iterations.
 struct ThreadCpu;
 
@@ -99,10 +90,10 @@ impl Measurement for ThreadCpu {
     type Value = Duration;
 
     fn start(&self) -> Duration {
-        thread_cpu()
+        cpu::thread_cpu()
     }
     fn end(&self, start: Duration) -> Duration {
-        thread_cpu().saturating_sub(start)
+        cpu::thread_cpu().saturating_sub(start)
     }
     fn add(&self, a: &Duration, b: &Duration) -> Duration {
         *a + *b

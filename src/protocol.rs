@@ -709,13 +709,18 @@ pub struct Allocation {
 }
 
 impl Event {
-    /// `game_start` for `room`; with an allocation when the allocator ran.
-    pub fn game_start(room: RoomInfo, alloc: Option<&Allocation>) -> Event {
+    /// `game_start` for `room`; with an allocation when the allocator ran,
+    /// and the `ticket_id` of a player seated by a ticket.
+    pub fn game_start(
+        room: RoomInfo,
+        alloc: Option<&Allocation>,
+        ticket_id: Option<String>,
+    ) -> Event {
         Event::GameStart {
             room,
             allocation: alloc.map(|a| a.allocation.clone()),
             allocation_error: alloc.and_then(|a| a.allocation_error.clone()),
-            ticket_id: None,
+            ticket_id,
         }
     }
 }

@@ -306,10 +306,13 @@ end
 local EV = {}
 local REPLY = nil
 
-local function emit(to, spec)
+-- Queues an event for `to` (none: nothing), into the change's events or
+-- into `into` (LATER).
+local function emit(to, spec, into)
   if #to == 0 then return end
   spec.to = to
-  EV[#EV + 1] = spec
+  local list = into or EV
+  list[#list + 1] = spec
 end
 
 -- Room-list changes go out after the change's reply and events (as the
@@ -568,6 +571,24 @@ local function free_player(pid)
   return p, nil
 end
 
+-- Takes the first free code among the candidates for `id` (key prefix
+-- `code:` for rooms, `ptc:` for parties); nil when all are taken.
+local function claim_code(prefix, codes, id)
+  for _, c in ipairs(codes) do
+    if redis.call('SET', P .. prefix .. c, id, 'NX') then return c end
+  end
+  return nil
+end
+
+-- The players of `list` but `who`, in order.
+local function without(list, who)
+  local out = {}
+  for _, x in ipairs(list) do
+    if x ~= who then out[#out + 1] = x end
+  end
+  return out
+end
+
 -- A new room with the first free code among the candidates.
 local function new_room(id, codes, priv, mode, max, data, ap, ar, bk, max_rooms, idle_ms, bf, msp)
   local s = redis.call('HMGET', P .. 'stats', 'waiting', 'active', 'finished')
@@ -575,13 +596,7 @@ local function new_room(id, codes, priv, mode, max, data, ap, ar, bk, max_rooms,
   if total >= max_rooms then
     return nil, fail('limit_reached', 'the server holds its maximum of ' .. max_rooms .. ' rooms')
   end
-  local code = nil
-  for _, c in ipairs(codes) do
-    if redis.call('SET', P .. 'code:' .. c, id, 'NX') then
-      code = c
-      break
-    end
-  end
+  local code = claim_code('code:', codes, id)
   if not code then return nil, fail('internal', 'no free join code; try again') end
   local seq = redis.call('INCR', P .. 'seq')
   redis.call('ZADD', P .. 'timer', now() + idle_ms, 'i:' .. id)
@@ -664,14 +679,9 @@ end
 party_changed = function(id, except, into)
   local pt = load_party(id)
   if not pt then return end
-  local to = {}
-  for _, pid in ipairs(pt.m) do
-    if pid ~= except then to[#to + 1] = pid end
-  end
+  local to = without(pt.m, except)
   if #to == 0 then return end
-  local spec = { k = 'party_updated', pt = party_view(pt), to = to }
-  local list = into or EV
-  list[#list + 1] = spec
+  emit(to, { k = 'party_updated', pt = party_view(pt) }, into)
 end
 
 -- The party's ticket (its leader's: a leader only ever queues the whole
@@ -682,14 +692,7 @@ local function cancel_party_ticket(pt, by, into)
   local t = p and load_ticket(p.tk)
   if not t then return end
   drop_ticket(t)
-  local to = {}
-  for _, x in ipairs(t.pl) do
-    if x ~= by then to[#to + 1] = x end
-  end
-  if #to > 0 then
-    local list = into or EV
-    list[#list + 1] = { k = 'ticket_cancelled', tid = t.id, to = to }
-  end
+  emit(without(t.pl, by), { k = 'ticket_cancelled', tid = t.id }, into)
 end
 
 -- Takes the player out of its party (leave, or forgotten: `later`, its
@@ -702,12 +705,8 @@ drop_from_party = function(pid, later)
   redis.call('HDEL', P .. 'pl:' .. pid, 'pt')
   if not pt then return end
   cancel_party_ticket(pt, pid, into)
-  local rest = {}
-  for _, x in ipairs(pt.m) do
-    if x ~= pid then rest[#rest + 1] = x end
-  end
-  pt.m = rest
-  if #rest == 0 then
+  pt.m = without(pt.m, pid)
+  if #pt.m == 0 then
     redis.call('DEL', P .. 'pty:' .. pt.id, P .. 'ptc:' .. pt.code)
     redis.call('HINCRBY', P .. 'stats', 'parties', -1)
     return
@@ -1062,11 +1061,7 @@ function OPS.match(a)
     local m = player(group[i])
     if m then seat(r, m) end
   end
-  if #group > 1 then
-    local others = {}
-    for i = 2, #group do others[#others + 1] = group[i] end
-    emit(others, { k = 'room_joined' })
-  end
+  emit(without(group, p.id), { k = 'room_joined' })
   commit(r, f0, v0)
   REPLY = { p = p.id, rid = a.rid, kind = 'match', created = created }
   flush(r)
@@ -1376,9 +1371,7 @@ function OPS.queue(a)
   end
   REPLY = { p = p.id, rid = a.rid, kind = 'ticket', tk = { id = t.id, pl = t.pl, qa = t.qa } }
   -- The other members learn of the ticket before any room it forms.
-  local others = {}
-  for i = 2, #t.pl do others[#others + 1] = t.pl[i] end
-  emit(others, { k = 'ticket_queued', tk = { id = t.id, pl = t.pl, qa = t.qa } })
+  emit(without(t.pl, p.id), { k = 'ticket_queued', tk = { id = t.id, pl = t.pl, qa = t.qa } })
   local r = t.away == 0 and backfill_room(t, now())
   if r then
     seat_ticket(r, t, false)
@@ -1400,9 +1393,7 @@ function OPS.cancel(a)
   end
   drop_ticket(t)
   REPLY = { p = p.id, rid = a.rid, kind = 'empty' }
-  local others = {}
-  for i = 2, #t.pl do others[#others + 1] = t.pl[i] end
-  emit(others, { k = 'ticket_cancelled', tid = t.id })
+  emit(without(t.pl, p.id), { k = 'ticket_cancelled', tid = t.id })
   flush(nil)
   return ok()
 end
@@ -1437,18 +1428,21 @@ local function ticket_pass(a)
   look_at(due, a.rooms, a)
 end
 
+-- The player of a party request that needs it in no party.
+local function partyless(pid)
+  local p = player(pid)
+  if not p then return nil, fail('internal', 'unknown player; reconnect') end
+  if p.pt ~= '' then
+    return nil, fail('already_in_party', 'you are already in a party; leave it first')
+  end
+  return p, nil
+end
+
 -- a: p, id, codes (candidate party codes), max_size, rid
 function OPS.party_create(a)
-  local p = player(a.p)
-  if not p then return fail('internal', 'unknown player; reconnect') end
-  if p.pt ~= '' then return fail('already_in_party', 'you are already in a party; leave it first') end
-  local code = nil
-  for _, c in ipairs(a.codes) do
-    if redis.call('SET', P .. 'ptc:' .. c, a.id, 'NX') then
-      code = c
-      break
-    end
-  end
+  local p, e = partyless(a.p)
+  if e then return e end
+  local code = claim_code('ptc:', a.codes, a.id)
   if not code then return fail('internal', 'no free party code; try again') end
   local pt = { id = a.id, code = code, m = { p.id }, max = a.max_size }
   save_party(pt)
@@ -1461,9 +1455,8 @@ end
 
 -- a: p, code (normalized), code_given, rid
 function OPS.party_join(a)
-  local p = player(a.p)
-  if not p then return fail('internal', 'unknown player; reconnect') end
-  if p.pt ~= '' then return fail('already_in_party', 'you are already in a party; leave it first') end
+  local p, e = partyless(a.p)
+  if e then return e end
   local pt = load_party(redis.call('GET', P .. 'ptc:' .. a.code) or '')
   if not pt then return fail('party_not_found', 'no party with code ' .. q(a.code_given)) end
   if #pt.m >= pt.max then

@@ -412,13 +412,11 @@ impl Spec {
                 status: self.status.unwrap_or(room.st),
                 result: self.result.as_deref().map(parse_obj),
             },
-            "game_start" => {
-                let mut event = Event::game_start(room.info(true), self.allocation().as_ref());
-                if let Event::GameStart { ticket_id, .. } = &mut event {
-                    ticket_id.clone_from(&self.tid);
-                }
-                event
-            }
+            "game_start" => Event::game_start(
+                room.info(true),
+                self.allocation().as_ref(),
+                self.tid.clone(),
+            ),
             "room_data" => Event::RoomData {
                 room_id,
                 data: parse_obj(&room.data),

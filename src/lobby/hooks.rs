@@ -71,13 +71,10 @@ impl Lobby {
                 .filter(|p| room.seat_index(p).is_some())
                 .cloned()
                 .collect();
-            let mut event = Event::game_start(info.clone(), Some(alloc));
-            if let Event::GameStart { ticket_id, .. } = &mut event {
-                *ticket_id = Some(ticket.clone());
-            }
+            let event = Event::game_start(info.clone(), Some(alloc), Some(ticket.clone()));
             super::emit(out, here, event);
         }
-        super::emit(out, plain, Event::game_start(info, Some(alloc)));
+        super::emit(out, plain, Event::game_start(info, Some(alloc), None));
     }
 }
 

@@ -242,12 +242,7 @@ impl Lobby {
                     emit(
                         out,
                         players.clone(),
-                        Event::GameStart {
-                            room: info.clone(),
-                            allocation: None,
-                            allocation_error: None,
-                            ticket_id: Some(ticket.clone()),
-                        },
+                        Event::game_start(info.clone(), None, Some(ticket.clone())),
                     );
                 }
             }
@@ -288,12 +283,7 @@ impl Lobby {
             room.tickets.push((t.id.clone(), t.players.clone()));
             out.push(Delivery {
                 to: t.players.clone(),
-                event: Event::GameStart {
-                    room: room.info(true),
-                    allocation: None,
-                    allocation_error: None,
-                    ticket_id: Some(t.id),
-                },
+                event: Event::game_start(room.info(true), None, Some(t.id)),
             });
         }
     }

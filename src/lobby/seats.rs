@@ -225,7 +225,7 @@ impl Lobby {
         if !hold {
             out.push(Delivery {
                 to: members,
-                event: Event::game_start(room.info(true), None),
+                event: Event::game_start(room.info(true), None, None),
             });
         }
     }
