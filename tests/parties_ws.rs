@@ -20,32 +20,11 @@ const WAIT: Duration = Duration::from_secs(5);
 /// How long a client is watched for an event that must not come.
 const QUIET: Duration = Duration::from_millis(300);
 
-async fn client_of(ts: &TestServer, name: &str) -> Client {
-    Client::connect_with(&format!("{}?name={name}", ts.ws_url()), no_reconnect())
-        .await
-        .expect("client connects")
-}
-
 /// The next event of `c`, which must come within [`WAIT`].
 async fn next(c: &Client) -> Value {
     c.next_event_within(WAIT)
         .await
         .unwrap_or_else(|e| panic!("{}: no event within {WAIT:?}: {e:?}", c.welcome.name))
-}
-
-/// Skips events of `c` until one of type `kind`, within [`WAIT`].
-async fn until(c: &Client, kind: &str) -> Value {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        let ev = c
-            .next_event_within(left)
-            .await
-            .unwrap_or_else(|e| panic!("{}: no {kind} within {WAIT:?}: {e:?}", c.welcome.name));
-        if ev["type"] == kind {
-            return ev;
-        }
-    }
 }
 
 /// Reads what `c` has been sent so far (until it is quiet for [`QUIET`]).
@@ -102,15 +81,6 @@ async fn form_party(leader: &Client, others: &[&Client], max_size: Option<u64>) 
     party(&base, &members)
 }
 
-fn ids(room: &Value) -> Vec<String> {
-    room["players"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["player_id"].as_str().unwrap().to_string())
-        .collect()
-}
-
 fn pids(cs: &[&Client]) -> Vec<String> {
     cs.iter().map(|c| c.player_id().to_string()).collect()
 }
@@ -129,9 +99,9 @@ fn assert_code_naming<T: std::fmt::Debug>(r: Result<T, ClientError>, code: &str,
 #[tokio::test]
 async fn create_join_and_leave_show_the_party_and_tell_every_other_member() {
     let ts = TestServer::start().await;
-    let ann = client_of(&ts, "ann").await;
-    let bob = client_of(&ts, "bob").await;
-    let cat = client_of(&ts, "cat").await;
+    let ann = ts.manual_client("ann").await;
+    let bob = ts.manual_client("bob").await;
+    let cat = ts.manual_client("cat").await;
     let p = ann.create_party(None).await.unwrap();
     assert!(!p.party_id.is_empty() && !p.code.is_empty());
     assert_eq!(p.max_size, 4, "the default size");
@@ -176,9 +146,9 @@ async fn create_join_and_leave_show_the_party_and_tell_every_other_member() {
 #[tokio::test]
 async fn the_next_member_in_join_order_leads_when_the_leader_leaves() {
     let ts = TestServer::start().await;
-    let ann = client_of(&ts, "ann").await;
-    let bob = client_of(&ts, "bob").await;
-    let cat = client_of(&ts, "cat").await;
+    let ann = ts.manual_client("ann").await;
+    let bob = ts.manual_client("bob").await;
+    let cat = ts.manual_client("cat").await;
     let p = form_party(&ann, &[&bob, &cat], None).await;
     ann.leave_party().await.unwrap();
     let led_by_bob = party(&p, &[(&bob, true), (&cat, true)]);
@@ -216,10 +186,10 @@ async fn the_next_member_in_join_order_leads_when_the_leader_leaves() {
 #[tokio::test]
 async fn refusals_name_the_reason_and_change_nothing() {
     let ts = TestServer::start().await;
-    let ann = client_of(&ts, "ann").await;
-    let bob = client_of(&ts, "bob").await;
-    let cat = client_of(&ts, "cat").await;
-    let dan = client_of(&ts, "dan").await;
+    let ann = ts.manual_client("ann").await;
+    let bob = ts.manual_client("bob").await;
+    let cat = ts.manual_client("cat").await;
+    let dan = ts.manual_client("dan").await;
     for size in [0, 1, 17, 1000] {
         assert_code(ann.create_party(Some(size)).await, "bad_request");
     }
@@ -297,10 +267,10 @@ async fn refusals_name_the_reason_and_change_nothing() {
 #[tokio::test]
 async fn a_party_ticket_and_two_solo_tickets_form_one_room_with_the_party_together() {
     let ts = TestServer::start().await;
-    let ann = client_of(&ts, "ann").await;
-    let bob = client_of(&ts, "bob").await;
-    let solo1 = client_of(&ts, "solo1").await;
-    let solo2 = client_of(&ts, "solo2").await;
+    let ann = ts.manual_client("ann").await;
+    let bob = ts.manual_client("bob").await;
+    let solo1 = ts.manual_client("solo1").await;
+    let solo2 = ts.manual_client("solo2").await;
     let q = json!({"mode": "squad", "max_players": 4});
     let t1 = solo1.queue_match(q.clone()).await.unwrap();
     form_party(&ann, &[&bob], None).await;
@@ -320,8 +290,8 @@ async fn a_party_ticket_and_two_solo_tickets_form_one_room_with_the_party_togeth
     let t2 = solo2.queue_match(q).await.unwrap();
     let ga = next(&ann).await;
     let gb = next(&bob).await;
-    let g1 = until(&solo1, "game_start").await;
-    let g2 = until(&solo2, "game_start").await;
+    let g1 = event_within(&solo1, "game_start", WAIT).await;
+    let g2 = event_within(&solo2, "game_start", WAIT).await;
     for g in [&ga, &gb] {
         assert_eq!(g["type"], "game_start");
         assert_eq!(
@@ -339,7 +309,7 @@ async fn a_party_ticket_and_two_solo_tickets_form_one_room_with_the_party_togeth
     assert_eq!(room["status"], "active");
     assert_eq!(room["max_players"], 4);
     assert_eq!(
-        ids(room),
+        player_ids(room),
         pids(&[&solo1, &ann, &bob, &solo2]),
         "ticket order, the party's members adjacent in join order"
     );
@@ -353,18 +323,18 @@ async fn a_party_ticket_and_two_solo_tickets_form_one_room_with_the_party_togeth
 #[tokio::test]
 async fn a_party_of_three_is_never_split() {
     let ts = TestServer::start().await;
-    let ann = client_of(&ts, "ann").await;
-    let bob = client_of(&ts, "bob").await;
-    let cat = client_of(&ts, "cat").await;
-    let p0 = client_of(&ts, "p0").await;
-    let p1 = client_of(&ts, "p1").await;
+    let ann = ts.manual_client("ann").await;
+    let bob = ts.manual_client("bob").await;
+    let cat = ts.manual_client("cat").await;
+    let p0 = ts.manual_client("p0").await;
+    let p1 = ts.manual_client("p1").await;
     // The only waiting room of 4 has 2 free seats.
     let (r0, created) = p0.find_match(4, "trio", json!({})).await.unwrap();
     assert!(created);
     let (r1, created) = p1.find_match(4, "trio", json!({})).await.unwrap();
     assert!(!created);
     assert_eq!(r1.room_id, r0.room_id);
-    until(&p0, "player_joined").await;
+    event_within(&p0, "player_joined", WAIT).await;
 
     form_party(&ann, &[&bob, &cat], None).await;
     let (room, created) = ann.find_match(4, "trio", json!({})).await.unwrap();
@@ -373,9 +343,9 @@ async fn a_party_of_three_is_never_split() {
     let members: Vec<&str> = room.players.iter().map(|p| p.player_id.as_str()).collect();
     assert_eq!(members, pids(&[&ann, &bob, &cat]));
     for c in [&bob, &cat] {
-        let ev = until(c, "room_joined").await;
+        let ev = event_within(c, "room_joined", WAIT).await;
         assert_eq!(ev["room"]["room_id"], room.room_id.as_str());
-        assert_eq!(ids(&ev["room"]), members);
+        assert_eq!(player_ids(&ev["room"]), members);
     }
     expect_no_event(&p0, QUIET).await;
     let s = wait_stats(&ts, |s| s["total_rooms"] == 2).await;
@@ -391,16 +361,16 @@ async fn a_party_of_three_is_never_split() {
     let t0 = p0.queue_match(q.clone()).await.unwrap();
     p1.queue_match(q.clone()).await.unwrap();
     let tp = ann.queue_match(q).await.unwrap();
-    let g = until(&ann, "game_start").await;
+    let g = event_within(&ann, "game_start", WAIT).await;
     assert_eq!(g["ticket_id"], tp.ticket_id.as_str());
-    assert_eq!(ids(&g["room"]), pids(&[&p0, &ann, &bob, &cat]));
+    assert_eq!(player_ids(&g["room"]), pids(&[&p0, &ann, &bob, &cat]));
     for c in [&bob, &cat] {
-        let e = until(c, "game_start").await;
+        let e = event_within(c, "game_start", WAIT).await;
         assert_eq!(e["ticket_id"], tp.ticket_id.as_str());
         assert_eq!(e["room"], g["room"]);
     }
     assert_eq!(
-        until(&p0, "game_start").await["ticket_id"],
+        event_within(&p0, "game_start", WAIT).await["ticket_id"],
         t0.ticket_id.as_str()
     );
     let s = wait_stats(&ts, |s| s["tickets_queued"] == 1).await;
@@ -415,9 +385,9 @@ async fn a_party_of_three_is_never_split() {
 #[tokio::test]
 async fn the_leaders_find_match_seats_every_member_and_tells_them_with_room_joined() {
     let ts = TestServer::start().await;
-    let ann = client_of(&ts, "ann").await;
-    let bob = client_of(&ts, "bob").await;
-    let p0 = client_of(&ts, "p0").await;
+    let ann = ts.manual_client("ann").await;
+    let bob = ts.manual_client("bob").await;
+    let p0 = ts.manual_client("p0").await;
     // An older room with two free seats takes the whole party.
     let (r0, _) = p0.find_match(3, "m", json!({})).await.unwrap();
     form_party(&ann, &[&bob], None).await;
@@ -428,7 +398,7 @@ async fn the_leaders_find_match_seats_every_member_and_tells_them_with_room_join
     assert_eq!(reply["created"], false);
     let room = &reply["room"];
     assert_eq!(room["room_id"], r0.room_id.as_str());
-    assert_eq!(ids(room), pids(&[&p0, &ann, &bob]));
+    assert_eq!(player_ids(room), pids(&[&p0, &ann, &bob]));
     assert_eq!(
         room["status"], "active",
         "the reply shows the room after every member is seated"
@@ -444,19 +414,19 @@ async fn the_leaders_find_match_seats_every_member_and_tells_them_with_room_join
     assert_eq!(&seen[3]["room"], room);
     assert_eq!(seen[2]["room"]["room_id"], room["room_id"]);
     // p0 sees both arrive, in join order, then the start.
-    let j1 = until(&p0, "player_joined").await;
+    let j1 = event_within(&p0, "player_joined", WAIT).await;
     let j2 = next(&p0).await;
     assert_eq!(j1["player"]["player_id"], ann.player_id());
     assert_eq!(j2["type"], "player_joined");
     assert_eq!(j2["player"]["player_id"], bob.player_id());
     assert_eq!(
-        until(&p0, "game_start").await["room"]["room_id"],
+        event_within(&p0, "game_start", WAIT).await["room"]["room_id"],
         room["room_id"]
     );
     // ann's events: her chat history, bob joining, the start; no room_joined.
     assert_eq!(next(&ann).await["type"], "chat_history");
     assert_eq!(next(&ann).await["player"]["player_id"], bob.player_id());
-    until(&ann, "game_start").await;
+    event_within(&ann, "game_start", WAIT).await;
     expect_no_event(&ann, QUIET).await;
 
     // No room fits: one is created, both seated, it waits for a third.
@@ -473,9 +443,9 @@ async fn the_leaders_find_match_seats_every_member_and_tells_them_with_room_join
     assert_eq!(reply["created"], true);
     let room = &reply["room"];
     assert_eq!(room["host"], ann.player_id());
-    assert_eq!(ids(room), pids(&[&ann, &bob]));
+    assert_eq!(player_ids(room), pids(&[&ann, &bob]));
     assert_eq!(room["status"], "waiting");
-    let ev = until(&bob, "room_joined").await;
+    let ev = event_within(&bob, "room_joined", WAIT).await;
     assert_eq!(&ev["room"], room);
     let s = wait_stats(&ts, |s| s["waiting_rooms"] == 1 && s["total_rooms"] == 1).await;
     assert_eq!(s["total_players"], 2, "{s}");
@@ -486,9 +456,9 @@ async fn the_leaders_find_match_seats_every_member_and_tells_them_with_room_join
 #[tokio::test]
 async fn the_leaders_cancel_match_tells_the_members() {
     let ts = TestServer::start().await;
-    let ann = client_of(&ts, "ann").await;
-    let bob = client_of(&ts, "bob").await;
-    let cat = client_of(&ts, "cat").await;
+    let ann = ts.manual_client("ann").await;
+    let bob = ts.manual_client("bob").await;
+    let cat = ts.manual_client("cat").await;
     form_party(&ann, &[&bob, &cat], None).await;
     let reply = ann
         .request("queue_match", json!({"max_players": 6}))
@@ -544,9 +514,9 @@ async fn cancelled_and_updated(c: &Client) -> (String, PartyInfo) {
 #[tokio::test]
 async fn a_membership_change_cancels_the_queued_party_ticket() {
     let ts = TestServer::start().await;
-    let ann = client_of(&ts, "ann").await;
-    let bob = client_of(&ts, "bob").await;
-    let cat = client_of(&ts, "cat").await;
+    let ann = ts.manual_client("ann").await;
+    let bob = ts.manual_client("bob").await;
+    let cat = ts.manual_client("cat").await;
     let p = form_party(&ann, &[&bob], None).await;
     let q = json!({"mode": "change", "max_players": 4});
     let t = ann.queue_match(q.clone()).await.unwrap();
@@ -591,10 +561,10 @@ async fn a_membership_change_cancels_the_queued_party_ticket() {
 #[tokio::test]
 async fn a_dropped_member_shows_away_holds_the_ticket_and_is_forgotten_after_the_grace() {
     let ts = TestServer::with_args(&["--reconnect-grace-ms", "1500"]).await;
-    let ann = client_of(&ts, "ann").await;
-    let bob = client_of(&ts, "bob").await;
-    let solo1 = client_of(&ts, "solo1").await;
-    let solo2 = client_of(&ts, "solo2").await;
+    let ann = ts.manual_client("ann").await;
+    let bob = ts.manual_client("bob").await;
+    let solo1 = ts.manual_client("solo1").await;
+    let solo2 = ts.manual_client("solo2").await;
     let p = form_party(&ann, &[&bob], None).await;
     let q = json!({"mode": "away", "max_players": 4});
     let t = ann.queue_match(q.clone()).await.unwrap();
@@ -621,15 +591,15 @@ async fn a_dropped_member_shows_away_holds_the_ticket_and_is_forgotten_after_the
         party_update(&ann).await,
         party(&p, &[(&ann, true), (&bob, true)])
     );
-    let g = until(&ann, "game_start").await;
+    let g = event_within(&ann, "game_start", WAIT).await;
     assert_eq!(g["ticket_id"], t.ticket_id.as_str());
-    assert_eq!(ids(&g["room"]), pids(&[&ann, &bob, &solo1, &solo2]));
+    assert_eq!(player_ids(&g["room"]), pids(&[&ann, &bob, &solo1, &solo2]));
     assert_eq!(
-        until(&bob, "game_start").await["ticket_id"],
+        event_within(&bob, "game_start", WAIT).await["ticket_id"],
         t.ticket_id.as_str()
     );
-    until(&solo1, "game_start").await;
-    until(&solo2, "game_start").await;
+    event_within(&solo1, "game_start", WAIT).await;
+    event_within(&solo2, "game_start", WAIT).await;
 
     // Gone past the grace: out of the party, and its ticket cancelled.
     for c in [&ann, &bob] {
@@ -640,12 +610,12 @@ async fn a_dropped_member_shows_away_holds_the_ticket_and_is_forgotten_after_the
         .await
         .unwrap();
     assert_eq!(
-        until(&bob, "ticket_queued").await["ticket"]["ticket_id"],
+        event_within(&bob, "ticket_queued", WAIT).await["ticket"]["ticket_id"],
         t2.ticket_id.as_str()
     );
     bob.drop_connection();
     assert_eq!(
-        until(&ann, "party_updated").await["party"],
+        event_within(&ann, "party_updated", WAIT).await["party"],
         serde_json::to_value(party(&p, &[(&ann, true), (&bob, false)])).unwrap()
     );
     assert_eq!(
@@ -656,7 +626,7 @@ async fn a_dropped_member_shows_away_holds_the_ticket_and_is_forgotten_after_the
     assert_eq!(s["parties"], 1, "{s}");
 
     // A leader forgotten hands the party over.
-    let cat = client_of(&ts, "cat").await;
+    let cat = ts.manual_client("cat").await;
     cat.join_party(&p.code).await.unwrap();
     party_update(&ann).await;
     ann.drop_connection();
@@ -676,8 +646,8 @@ async fn a_dropped_member_shows_away_holds_the_ticket_and_is_forgotten_after_the
 #[tokio::test]
 async fn a_party_queued_while_a_member_is_away_waits_for_it() {
     let ts = TestServer::with_args(&["--reconnect-grace-ms", "3000"]).await;
-    let ann = client_of(&ts, "ann").await;
-    let bob = client_of(&ts, "bob").await;
+    let ann = ts.manual_client("ann").await;
+    let bob = ts.manual_client("bob").await;
     let p = form_party(&ann, &[&bob], None).await;
     let token = bob.welcome.resume_token.clone();
     bob.drop_connection();
@@ -697,7 +667,7 @@ async fn a_party_queued_while_a_member_is_away_waits_for_it() {
         .await
         .unwrap();
     assert_eq!(
-        until(&bob, "game_start").await["ticket_id"],
+        event_within(&bob, "game_start", WAIT).await["ticket_id"],
         t.ticket_id.as_str()
     );
     ts.server.app.check_invariants().await.unwrap();
@@ -707,8 +677,8 @@ async fn a_party_queued_while_a_member_is_away_waits_for_it() {
 #[tokio::test]
 async fn find_match_with_a_member_away_keeps_the_invariants() {
     let ts = TestServer::with_args(&["--reconnect-grace-ms", "3000"]).await;
-    let ann = client_of(&ts, "ann").await;
-    let bob = client_of(&ts, "bob").await;
+    let ann = ts.manual_client("ann").await;
+    let bob = ts.manual_client("bob").await;
     form_party(&ann, &[&bob], None).await;
     bob.drop_connection();
     party_update(&ann).await;
@@ -726,8 +696,8 @@ async fn find_match_with_a_member_away_keeps_the_invariants() {
 #[tokio::test]
 async fn a_lone_leaders_ticket_is_cancelled_when_someone_joins() {
     let ts = TestServer::start().await;
-    let ann = client_of(&ts, "ann").await;
-    let bob = client_of(&ts, "bob").await;
+    let ann = ts.manual_client("ann").await;
+    let bob = ts.manual_client("bob").await;
     let p = ann.create_party(None).await.unwrap();
     let t = ann
         .queue_match(json!({"mode": "lone", "max_players": 2}))
@@ -746,8 +716,8 @@ async fn a_lone_leaders_ticket_is_cancelled_when_someone_joins() {
 #[tokio::test]
 async fn a_resumed_member_finds_its_party_in_welcome() {
     let ts = TestServer::with_args(&["--reconnect-grace-ms", "3000"]).await;
-    let ann = client_of(&ts, "ann").await;
-    let bob = client_of(&ts, "bob").await;
+    let ann = ts.manual_client("ann").await;
+    let bob = ts.manual_client("bob").await;
     let p = form_party(&ann, &[&bob], None).await;
     assert!(ann.welcome.party.is_none(), "a fresh session has no party");
     let token = bob.welcome.resume_token.clone();

@@ -9,38 +9,8 @@ mod support;
 use std::time::Duration;
 
 use rendezvous::client::Client;
-use serde_json::{json, Value};
+use serde_json::json;
 use support::*;
-
-async fn client_of(ts: &TestServer, name: &str) -> Client {
-    Client::connect_with(&format!("{}?name={name}", ts.ws_url()), no_reconnect())
-        .await
-        .expect("client connects")
-}
-
-/// The next `game_start` of a client, within `wait`.
-async fn game_start_within(c: &Client, wait: Duration) -> Value {
-    let deadline = tokio::time::Instant::now() + wait;
-    loop {
-        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        let ev = c
-            .next_event_within(left)
-            .await
-            .unwrap_or_else(|e| panic!("no game_start within {wait:?}: {e:?}"));
-        if ev["type"] == "game_start" {
-            return ev;
-        }
-    }
-}
-
-fn ids(room: &Value) -> Vec<String> {
-    room["players"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["player_id"].as_str().unwrap().to_string())
-        .collect()
-}
 
 #[tokio::test]
 async fn two_tickets_form_an_active_room_and_each_player_gets_its_ticket() {
@@ -62,8 +32,8 @@ async fn two_tickets_form_an_active_room_and_each_player_gets_its_ticket() {
         .await
         .unwrap();
     assert_ne!(ta.ticket_id, tb.ticket_id);
-    let ga = game_start_within(&ann, Duration::from_secs(5)).await;
-    let gb = game_start_within(&bob, Duration::from_secs(5)).await;
+    let ga = event_within(&ann, "game_start", Duration::from_secs(5)).await;
+    let gb = event_within(&bob, "game_start", Duration::from_secs(5)).await;
     assert_eq!(ga["ticket_id"], ta.ticket_id.as_str());
     assert_eq!(gb["ticket_id"], tb.ticket_id.as_str());
     assert_eq!(ga["room"], gb["room"]);
@@ -72,7 +42,7 @@ async fn two_tickets_form_an_active_room_and_each_player_gets_its_ticket() {
     assert_eq!(room["mode"], "duel");
     assert_eq!(room["max_players"], 2);
     assert_eq!(room["host"], ann.player_id(), "the oldest ticket hosts");
-    assert_eq!(ids(room), [ann.player_id(), bob.player_id()]);
+    assert_eq!(player_ids(room), [ann.player_id(), bob.player_id()]);
     let s = wait_stats(&ts, |s| s["tickets_queued"] == 0).await;
     assert_eq!(s["active_rooms"], 1);
     assert_eq!(s["matches_started"], 1);
@@ -168,11 +138,11 @@ async fn skill_windows_widen_until_two_tickets_meet() {
     cat.queue_match(t(5000.0)).await.unwrap();
     expect_no_event(&ann, Duration::from_millis(900)).await;
     let started = tokio::time::Instant::now();
-    let ga = game_start_within(&ann, Duration::from_secs(5)).await;
-    let gb = game_start_within(&bob, Duration::from_secs(1)).await;
+    let ga = event_within(&ann, "game_start", Duration::from_secs(5)).await;
+    let gb = event_within(&bob, "game_start", Duration::from_secs(1)).await;
     assert!(started.elapsed() < Duration::from_secs(4));
     assert_eq!(ga["room"]["room_id"], gb["room"]["room_id"]);
-    assert_eq!(ids(&ga["room"]), [ann.player_id(), bob.player_id()]);
+    assert_eq!(player_ids(&ga["room"]), [ann.player_id(), bob.player_id()]);
     expect_no_event(&cat, Duration::from_millis(300)).await;
     let s = wait_stats(&ts, |s| s["tickets_queued"] == 1).await;
     assert_eq!(s["active_rooms"], 1);
@@ -202,14 +172,14 @@ async fn regions_pick_the_lowest_worst_rtt_within_every_limit() {
     bob.queue_match(json!({"mode": "r", "regions": {"us": 40, "asia": 20}}))
         .await
         .unwrap();
-    let ga = game_start_within(&ann, Duration::from_secs(5)).await;
+    let ga = event_within(&ann, "game_start", Duration::from_secs(5)).await;
     assert_eq!(ga["room"]["data"]["region"], "us", "us: worst 90 ms");
-    assert_eq!(ids(&ga["room"]), [ann.player_id(), bob.player_id()]);
+    assert_eq!(player_ids(&ga["room"]), [ann.player_id(), bob.player_id()]);
     // A ticket without regions accepts any: cat's asia.
     dan.queue_match(json!({"mode": "r"})).await.unwrap();
-    let gc = game_start_within(&cat, Duration::from_secs(5)).await;
+    let gc = event_within(&cat, "game_start", Duration::from_secs(5)).await;
     assert_eq!(gc["room"]["data"]["region"], "asia");
-    assert_eq!(ids(&gc["room"]), [cat.player_id(), dan.player_id()]);
+    assert_eq!(player_ids(&gc["room"]), [cat.player_id(), dan.player_id()]);
     ts.server.app.check_invariants().await.unwrap();
     ts.stop().await;
 }
@@ -223,8 +193,8 @@ async fn smaller_rooms_form_after_the_fill_delay_and_full_ones_at_once() {
     c[0].queue_match(t.clone()).await.unwrap();
     c[1].queue_match(t.clone()).await.unwrap();
     expect_no_event(&c[0], Duration::from_millis(500)).await;
-    let g = game_start_within(&c[0], Duration::from_secs(5)).await;
-    assert_eq!(ids(&g["room"]), [c[0].player_id(), c[1].player_id()]);
+    let g = event_within(&c[0], "game_start", Duration::from_secs(5)).await;
+    assert_eq!(player_ids(&g["room"]), [c[0].player_id(), c[1].player_id()]);
     assert_eq!(g["room"]["max_players"], 4);
     assert_eq!(g["room"]["status"], "active");
     assert_eq!(
@@ -238,7 +208,7 @@ async fn smaller_rooms_form_after_the_fill_delay_and_full_ones_at_once() {
     for x in &d {
         x.queue_match(full.clone()).await.unwrap();
     }
-    let g = game_start_within(&d[3], Duration::from_millis(900)).await;
+    let g = event_within(&d[3], "game_start", Duration::from_millis(900)).await;
     assert_eq!(g["room"]["players"].as_array().unwrap().len(), 4);
     ts.server.app.check_invariants().await.unwrap();
     ts.stop().await;
@@ -271,7 +241,7 @@ async fn tickets_expire_after_their_ttl() {
 #[tokio::test]
 async fn a_dropped_player_is_not_matched_until_it_is_back_and_loses_its_ticket_with_its_seat() {
     let ts = TestServer::with_args(&["--reconnect-grace-ms", "1500"]).await;
-    let ann = client_of(&ts, "ann").await;
+    let ann = ts.manual_client("ann").await;
     let token = ann.welcome.resume_token.clone();
     let ta = ann.queue_match(json!({"max_players": 2})).await.unwrap();
     ann.drop_connection();
@@ -285,13 +255,13 @@ async fn a_dropped_player_is_not_matched_until_it_is_back_and_loses_its_ticket_w
         .await
         .unwrap();
     assert!(ann.welcome.resumed);
-    let g = game_start_within(&ann, Duration::from_secs(5)).await;
+    let g = event_within(&ann, "game_start", Duration::from_secs(5)).await;
     assert_eq!(g["ticket_id"], ta.ticket_id.as_str());
-    assert_eq!(ids(&g["room"]), [ann.player_id(), bob.player_id()]);
-    game_start_within(&bob, Duration::from_secs(1)).await;
+    assert_eq!(player_ids(&g["room"]), [ann.player_id(), bob.player_id()]);
+    event_within(&bob, "game_start", Duration::from_secs(1)).await;
 
     // Gone past the grace: the ticket goes with the player.
-    let cat = client_of(&ts, "cat").await;
+    let cat = ts.manual_client("cat").await;
     cat.queue_match(json!({"max_players": 3})).await.unwrap();
     cat.drop_connection();
     wait_stats(&ts, |s| s["tickets_queued"] == 1).await;
@@ -309,20 +279,20 @@ async fn backfill_seats_go_to_tickets_before_new_rooms() {
     let t = json!({"mode": "bf", "max_players": 2, "backfill": true});
     ann.queue_match(t.clone()).await.unwrap();
     bob.queue_match(t.clone()).await.unwrap();
-    let g = game_start_within(&ann, Duration::from_secs(5)).await;
+    let g = event_within(&ann, "game_start", Duration::from_secs(5)).await;
     let room_id = g["room"]["room_id"].as_str().unwrap().to_string();
     assert_eq!(g["room"]["backfill"], true);
-    game_start_within(&bob, Duration::from_secs(1)).await;
+    event_within(&bob, "game_start", Duration::from_secs(1)).await;
     bob.leave_room().await.unwrap();
     ann.wait_for("player_left").await.unwrap();
 
     // A new ticket takes the free seat at once.
     let cat = ts.client("cat").await;
     let tc = cat.queue_match(t.clone()).await.unwrap();
-    let gc = game_start_within(&cat, Duration::from_secs(5)).await;
+    let gc = event_within(&cat, "game_start", Duration::from_secs(5)).await;
     assert_eq!(gc["ticket_id"], tc.ticket_id.as_str());
     assert_eq!(gc["room"]["room_id"], room_id.as_str());
-    assert_eq!(ids(&gc["room"]), [ann.player_id(), cat.player_id()]);
+    assert_eq!(player_ids(&gc["room"]), [ann.player_id(), cat.player_id()]);
     let joined = ann.wait_for("player_joined").await.unwrap();
     assert_eq!(joined["player"]["player_id"], cat.player_id());
 
@@ -334,7 +304,7 @@ async fn backfill_seats_go_to_tickets_before_new_rooms() {
         .unwrap();
     expect_no_event(&dan, Duration::from_millis(300)).await;
     cat.leave_room().await.unwrap();
-    let gd = game_start_within(&dan, Duration::from_secs(5)).await;
+    let gd = event_within(&dan, "game_start", Duration::from_secs(5)).await;
     assert_eq!(gd["ticket_id"], td.ticket_id.as_str());
     assert_eq!(gd["room"]["room_id"], room_id.as_str());
     let s = wait_stats(&ts, |s| s["tickets_queued"] == 0).await;
@@ -355,7 +325,7 @@ async fn nothing_is_left_behind_after_tickets_come_and_go() {
         clients.push(c);
     }
     for c in &clients {
-        game_start_within(c, Duration::from_secs(5)).await;
+        event_within(c, "game_start", Duration::from_secs(5)).await;
     }
     let x = ts.client("x").await;
     x.queue_match(json!({"max_players": 2})).await.unwrap();

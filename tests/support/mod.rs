@@ -61,6 +61,14 @@ impl TestServer {
             .expect("client connects")
     }
 
+    /// A client without automatic reconnection: the test sees every drop
+    /// and resumes by hand.
+    pub async fn manual_client(&self, name: &str) -> Client {
+        Client::connect_with(&format!("{}?name={name}", self.ws_url()), no_reconnect())
+            .await
+            .expect("client connects")
+    }
+
     pub async fn stats(&self) -> Value {
         http_get(&self.http("/api/stats")).await.1
     }
@@ -162,6 +170,32 @@ pub fn assert_code<T: std::fmt::Debug>(r: Result<T, ClientError>, code: &str) {
         }
         other => panic!("expected error {code}, got {other:?}"),
     }
+}
+
+/// Skips the events of `c` until one of type `kind`, which must come within
+/// `wait`.
+pub async fn event_within(c: &Client, kind: &str, wait: Duration) -> Value {
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let ev = c
+            .next_event_within(left)
+            .await
+            .unwrap_or_else(|e| panic!("{}: no {kind} within {wait:?}: {e:?}", c.welcome.name));
+        if ev["type"] == kind {
+            return ev;
+        }
+    }
+}
+
+/// The player ids of a room object, in seat order.
+pub fn player_ids(room: &Value) -> Vec<String> {
+    room["players"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["player_id"].as_str().unwrap().to_string())
+        .collect()
 }
 
 /// Asserts no event arrives within `wait`.
