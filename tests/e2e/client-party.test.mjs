@@ -5,62 +5,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { RendezvousError, connect } from '../../clients/js/rendezvous.js';
-
-class FakeSocket {
-  static all = [];
-
-  constructor(url) {
-    this.url = new URL(url);
-    this.readyState = 0;
-    this.sent = [];
-    FakeSocket.all.push(this);
-  }
-
-  send(data) {
-    if (this.readyState !== 1) throw new Error('not open');
-    this.sent.push(JSON.parse(data));
-  }
-
-  close(code = 1000, reason = '') {
-    if (this.readyState === 3) return;
-    this.readyState = 3;
-    queueMicrotask(() => this.onclose?.({ code, reason, wasClean: true }));
-  }
-
-  accept(welcome) {
-    this.readyState = 1;
-    this.push({ type: 'welcome', protocol: 1, resumed: false, room: null, heartbeat_interval_ms: 15000,
-      heartbeat_timeout_ms: 45000, ice_servers: [], ...welcome });
-  }
-
-  push(message) {
-    this.onmessage?.({ data: JSON.stringify(message) });
-  }
-
-  drop() {
-    this.readyState = 3;
-    this.onclose?.({ code: 1006, reason: '', wasClean: false });
-  }
-
-  last() {
-    return this.sent[this.sent.length - 1];
-  }
-
-  /** Answers the last request with `ok` and these fields. */
-  ok(fields = {}) {
-    this.push({ type: 'ok', rid: this.last().rid, ...fields });
-  }
-}
-
-const tick = () => new Promise((r) => setTimeout(r, 0));
-
-async function until(predicate, ms = 3000) {
-  const start = Date.now();
-  while (!predicate()) {
-    if (Date.now() - start > ms) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
+import { FakeSocket, tick, until } from './fake-socket.mjs';
 
 const player = (id) => ({ player_id: id, name: id, data: {}, joined_at: '2026-01-01T00:00:00.000Z', connected: true });
 const member = (id, connected = true) => ({ player_id: id, name: id, connected });
