@@ -27,3 +27,5 @@ pub mod protocol;
 pub mod relay;
 pub mod server;
 pub mod signaling;
+#[cfg(test)]
+mod tests;

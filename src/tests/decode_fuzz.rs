@@ -11,10 +11,10 @@
 
 use std::sync::OnceLock;
 
+use crate::protocol::{decode_request, valid_rid, ErrorCode};
+use crate::signaling::{validate_candidate, validate_sdp};
 use proptest::prelude::*;
 use proptest::sample::Index;
-use rendezvous::protocol::{decode_request, valid_rid, ErrorCode};
-use rendezvous::signaling::{validate_candidate, validate_sdp};
 use serde_json::{json, Map, Value};
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/sdp");
@@ -592,7 +592,7 @@ fn error_codes_have_one_wire_name() {
 fn timestamps_are_rfc3339_millis_utc() {
     use chrono::{Duration, TimeZone, Utc};
     let t = Utc.with_ymd_and_hms(2026, 1, 2, 3, 4, 5).unwrap() + Duration::milliseconds(678);
-    assert_eq!(rendezvous::protocol::ts(&t), "2026-01-02T03:04:05.678Z");
+    assert_eq!(crate::protocol::ts(&t), "2026-01-02T03:04:05.678Z");
 }
 
 /// Any integer rid is echoed, negative or beyond i64 (the fuzzers use
@@ -610,7 +610,7 @@ fn integer_rids_of_any_sign_and_size_are_echoed() {
 /// the field. Found by cargo-mutants.
 #[test]
 fn the_candidate_line_is_the_one_sent() {
-    use rendezvous::protocol::Request;
+    use crate::protocol::Request;
     let line = &candidates()[0];
     for field in [json!(line), json!({"candidate": line, "sdpMid": "0"})] {
         let text = json!({"type": "ice_candidate", "to": "p_2", "candidate": field}).to_string();

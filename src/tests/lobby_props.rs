@@ -10,7 +10,6 @@
 //! follows the engine after that. After every step the two states are
 //! compared and the engine recounts its own invariants.
 
-#[path = "lobby_props/model.rs"]
 mod model;
 
 use std::time::Duration;

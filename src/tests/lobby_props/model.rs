@@ -4,8 +4,8 @@
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
-use rendezvous::lobby::{Delivery, Lobby, LobbyConfig, LobbyFootprint};
-use rendezvous::protocol::{CreateRoom, ErrorCode, Event, FindMatch, ProtoError, RoomStatus};
+use crate::lobby::{Delivery, Lobby, LobbyConfig, LobbyFootprint};
+use crate::protocol::{CreateRoom, ErrorCode, Event, FindMatch, ProtoError, RoomStatus};
 use serde_json::json;
 
 use super::{filters, pid, Op, GRACE, IDLE, MAX_PLAYERS, PLAYERS, TTL};
