@@ -23,6 +23,8 @@ mod derived;
 mod hooks;
 pub mod index;
 pub mod party;
+#[cfg(test)]
+mod party_tests;
 mod players;
 mod queue;
 #[cfg(test)]
