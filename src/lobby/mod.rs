@@ -33,6 +33,8 @@ pub mod room;
 mod seats;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod ticket_spec_tests;
 pub mod tickets;
 mod timers;
 mod validate;
