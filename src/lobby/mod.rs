@@ -29,6 +29,8 @@ mod players;
 mod queue;
 #[cfg(test)]
 mod queue_props;
+#[cfg(test)]
+mod queue_tests;
 pub mod room;
 mod seats;
 #[cfg(test)]
