@@ -201,20 +201,16 @@ impl Lobby {
     }
 
     /// The players a request of `player_id` moves together: the party's
-    /// members when it leads a party of several, itself alone otherwise;
-    /// `not_party_leader` for another member of a party.
+    /// members when it leads a party (alone in it, that is itself), itself
+    /// alone outside a party; `not_party_leader` for another member.
     pub(super) fn group_of(&self, player_id: &str) -> Result<Vec<String>, ProtoError> {
         match self.party_of(player_id) {
-            Some(p) if p.members.len() > 1 => {
-                if p.members[0] != player_id {
-                    return Err(err(
-                        ErrorCode::NotPartyLeader,
-                        "only the party's leader can do that for the party",
-                    ));
-                }
-                Ok(p.members.clone())
-            }
-            _ => Ok(vec![player_id.to_string()]),
+            Some(p) if p.members[0] != player_id => Err(err(
+                ErrorCode::NotPartyLeader,
+                "only the party's leader can do that for the party",
+            )),
+            Some(p) => Ok(p.members.clone()),
+            None => Ok(vec![player_id.to_string()]),
         }
     }
 

@@ -220,10 +220,14 @@ fn a_change_of_members_cancels_the_party_ticket() {
     assert_eq!(cancelled(&out), [(vec!["c".into()], t)]);
     assert_eq!(l.tickets_queued(), 0);
 
-    // A player in no party (or alone in one) acts for itself.
+    // A player in no party, or alone in one, acts for itself.
     out.clear();
     queue(&mut l, "solo", &mut out);
     assert!(cancelled(&out).is_empty());
+    assert_eq!(l.party_of("c").unwrap().members, ["c"]);
+    queue(&mut l, "c", &mut out);
+    assert_eq!(l.tickets.ticket_of("c").unwrap().players, ["c"]);
+    assert!(out.is_empty(), "{out:?}");
     l.check_invariants().unwrap();
 }
 
