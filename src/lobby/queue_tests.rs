@@ -402,3 +402,111 @@ fn the_recount_sees_a_ticket_out_of_step() {
     l.timers.remove(&key);
     assert!(l.check_invariants().is_err());
 }
+
+#[test]
+fn ticks_form_rooms_when_windows_meet_or_the_fill_delay_passes() {
+    let mut l = lobby(&["a", "b", "c", "d"]);
+    let mut out = Vec::new();
+    let t0 = Instant::now();
+    l.tick(t0, &mut out);
+    let skilled = |s: f64| QueueMatch {
+        skill: Some(s),
+        ..duel()
+    };
+    // 250 apart with windows of 100 widening by 50/s: they meet after 3 s.
+    queue(&mut l, "a", skilled(1000.0), t0, &mut out);
+    queue(&mut l, "b", skilled(1250.0), t0, &mut out);
+    l.tick(t0 + Duration::from_secs(2), &mut out);
+    assert!(starts(&out).is_empty(), "windows of 200: {out:?}");
+    l.tick(t0 + Duration::from_millis(3_100), &mut out);
+    let s = starts(&out);
+    assert_eq!(s.len(), 2, "{out:?}");
+    assert_eq!(seated(&s[0].1), ["a", "b"]);
+    out.clear();
+
+    // Two of four with min_players 2: a room of two after the fill delay.
+    let t1 = t0 + Duration::from_secs(4);
+    let fill = QueueMatch {
+        max_players: Some(4),
+        min_players: Some(2),
+        ..duel()
+    };
+    queue(&mut l, "c", fill.clone(), t1, &mut out);
+    queue(&mut l, "d", fill, t1, &mut out);
+    l.tick(t1 + Duration::from_secs(9), &mut out);
+    assert!(starts(&out).is_empty(), "{out:?}");
+    l.tick(t1 + Duration::from_millis(10_100), &mut out);
+    let s = starts(&out);
+    assert_eq!(s.len(), 2, "{out:?}");
+    assert_eq!(seated(&s[0].1), ["c", "d"]);
+    assert_eq!(s[0].1.max_players, 4);
+    assert_eq!(l.tickets_queued(), 0);
+    l.check_invariants().unwrap();
+}
+
+#[test]
+fn at_the_room_limit_tickets_wait() {
+    let mut l = Lobby::new(LobbyConfig {
+        max_rooms: 1,
+        ..LobbyConfig::default()
+    });
+    let mut out = Vec::new();
+    for p in ["h", "a", "b", "c"] {
+        l.connect(p, p, vec![], &mut out);
+    }
+    let now = Instant::now();
+    l.create_room("h", CreateRoom::default(), now, &mut out)
+        .unwrap();
+    queue(&mut l, "a", duel(), now, &mut out);
+    queue(&mut l, "b", duel(), now, &mut out);
+    assert!(starts(&out).is_empty(), "one room at most: {out:?}");
+    assert_eq!(l.tickets_queued(), 2);
+    l.check_invariants().unwrap();
+    // The room goes; the next ticket forms a room with the oldest waiting
+    // one.
+    l.leave_room("h", &mut out).unwrap();
+    out.clear();
+    queue(&mut l, "c", duel(), now, &mut out);
+    let s = starts(&out);
+    assert_eq!(s.len(), 2, "{out:?}");
+    assert_eq!(seated(&s[0].1), ["a", "c"]);
+    assert!(l.room_of("b").is_none());
+    assert_eq!(l.tickets_queued(), 1);
+    l.check_invariants().unwrap();
+}
+
+#[test]
+fn a_formed_room_is_created_joined_and_started_for_the_hooks() {
+    use crate::hooks::HookEvent;
+    let mut l = lobby(&["a", "b"]);
+    l.record_hooks(true);
+    let mut out = Vec::new();
+    let now = Instant::now();
+    queue(&mut l, "a", duel(), now, &mut out);
+    queue(&mut l, "b", duel(), now, &mut out);
+    let room_id = l.room_of("a").unwrap().id_str.clone();
+    let events = l.take_hooks();
+    let seen: Vec<(&str, String)> = events
+        .iter()
+        .map(|e| {
+            let who = match e {
+                HookEvent::PlayerJoined { player, .. } => player.player_id.clone(),
+                HookEvent::RoomCreated { room } | HookEvent::MatchStarted { room } => {
+                    format!("{} {}", room.status.as_str(), room.players.len())
+                }
+                other => format!("{other:?}"),
+            };
+            (e.kind(), who)
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("room.created", "active 2".to_string()),
+            ("player.joined", "a".to_string()),
+            ("player.joined", "b".to_string()),
+            ("match.started", "active 2".to_string()),
+        ]
+    );
+    assert!(events.iter().all(|e| e.room_id() == room_id));
+}

@@ -481,3 +481,26 @@ fn the_recount_sees_a_seat_and_its_player_disagree() {
     l.players.get_mut("b").unwrap().room = None;
     l.check_invariants().unwrap();
 }
+
+/// Resume tokens: single use, replaced by a newer one, unknown ones refused.
+#[test]
+fn resume_tokens_are_single_use_and_replaced() {
+    let mut l = lobby();
+    let mut out = Vec::new();
+    l.connect("a", "a", vec![], &mut out);
+    assert!(l.issue_token("nobody").is_none());
+    let first = l.issue_token("a").unwrap();
+    let second = l.issue_token("a").unwrap();
+    assert_ne!(first, second);
+    assert_eq!(l.redeem_token(&first), None, "replaced");
+    assert_eq!(l.redeem_token("not-a-token"), None);
+    assert_eq!(l.redeem_token(&second).as_deref(), Some("a"));
+    assert_eq!(l.redeem_token(&second), None, "used up");
+    assert_eq!(l.footprint().tokens, 0);
+    // A token of a player forgotten since is gone with it.
+    let third = l.issue_token("a").unwrap();
+    let mut removed = Vec::new();
+    assert!(l.remove_player("a", &mut removed));
+    assert_eq!(l.redeem_token(&third), None);
+    l.check_invariants().unwrap();
+}
