@@ -352,10 +352,10 @@ impl Lobby {
         }
     }
 
-    /// A seat opened in a room: if it is an active backfill room, queued
-    /// tickets take the seat at once.
+    /// A seat opened in a room: if it is an active backfill room (checked
+    /// by `offer_seats`), queued tickets take the seat at once.
     pub(super) fn refill(&mut self, room_id: Uuid, out: &mut Vec<Delivery>) {
-        if self.rooms.get(&room_id).is_some_and(|r| r.refillable()) && !self.tickets.is_empty() {
+        if !self.tickets.is_empty() {
             self.offer_seats(room_id, Instant::now(), out);
         }
     }

@@ -282,7 +282,7 @@ fn backfill_room(l: &mut Lobby, max: u64, data: serde_json::Value, now: Instant)
 
 #[test]
 fn backfill_seats_go_to_tickets_that_fit_at_once_or_when_a_seat_opens() {
-    let mut l = lobby(&["h", "g", "a", "b", "c", "far"]);
+    let mut l = lobby(&["h", "g", "a", "b", "c", "x", "far"]);
     let mut out = Vec::new();
     let now = Instant::now();
     let room = backfill_room(&mut l, 4, json!({"skill": 1000, "region": "eu"}), now);
@@ -339,7 +339,9 @@ fn backfill_seats_go_to_tickets_that_fit_at_once_or_when_a_seat_opens() {
     let s = starts(&out);
     assert_eq!(seated(&s.last().unwrap().1), ["h", "g", "b", "far"]);
     assert_eq!(s.last().unwrap().2.as_deref(), Some(far.as_str()));
-    // Full: a new ticket waits; b leaves and the seat goes to it.
+    // Full: new tickets wait; b leaves and the seat goes to the oldest
+    // one that fits (x, older, is too far in skill).
+    queue(&mut l, "x", q(1400.0, 10.0), now, &mut out);
     let tc = queue(&mut l, "c", q(990.0, 10.0), now, &mut out);
     out.clear();
     l.leave_room("b", &mut out).unwrap();
@@ -348,7 +350,92 @@ fn backfill_seats_go_to_tickets_that_fit_at_once_or_when_a_seat_opens() {
     assert_eq!(s[0].0, ["c"]);
     assert_eq!(s[0].2.as_deref(), Some(tc.as_str()));
     assert_eq!(seated(&s[0].1), ["h", "g", "far", "c"]);
-    assert_eq!(l.tickets_queued(), 0);
+    assert_eq!(l.tickets_queued(), 1, "x waits");
+    l.check_invariants().unwrap();
+}
+
+#[test]
+fn a_party_takes_backfill_seats_only_when_all_fit() {
+    let mut out = Vec::new();
+    let now = Instant::now();
+    // Four seats, three taken: a party of two does not fit.
+    let four = QueueMatch {
+        max_players: Some(4),
+        ..duel()
+    };
+    let mut l4 = lobby(&["h", "g", "k", "a", "b"]);
+    let code = l4.create_party("a", None).unwrap().code;
+    l4.join_party("b", &code, &mut out).unwrap();
+    let req = CreateRoom {
+        max_players: Some(4),
+        mode: Some("duel".into()),
+        backfill: true,
+        ..CreateRoom::default()
+    };
+    let r = l4.create_room("h", req, now, &mut out).unwrap().room_id;
+    l4.join_room("g", Some(&r), None, &mut out).unwrap();
+    l4.join_room("k", Some(&r), None, &mut out).unwrap();
+    l4.start_game("h", &mut out).unwrap();
+    out.clear();
+    queue(&mut l4, "a", four, now, &mut out);
+    assert!(starts(&out).is_empty(), "3 + 2 > 4: {out:?}");
+    assert!(l4.room_of("a").is_none());
+    l4.check_invariants().unwrap();
+
+    // Five seats, three taken: it fits exactly.
+    let mut l5 = lobby(&["h", "g", "k", "a", "b"]);
+    let code = l5.create_party("a", None).unwrap().code;
+    l5.join_party("b", &code, &mut out).unwrap();
+    let req = CreateRoom {
+        max_players: Some(5),
+        mode: Some("duel".into()),
+        backfill: true,
+        ..CreateRoom::default()
+    };
+    let r = l5.create_room("h", req, now, &mut out).unwrap().room_id;
+    l5.join_room("g", Some(&r), None, &mut out).unwrap();
+    l5.join_room("k", Some(&r), None, &mut out).unwrap();
+    l5.start_game("h", &mut out).unwrap();
+    out.clear();
+    let five = QueueMatch {
+        max_players: Some(5),
+        ..duel()
+    };
+    queue(&mut l5, "a", five, now, &mut out);
+    let s = starts(&out);
+    assert_eq!(s.len(), 1, "{out:?}");
+    assert_eq!(s[0].0, ["a", "b"]);
+    assert_eq!(seated(&s[0].1), ["h", "g", "k", "a", "b"]);
+    l5.check_invariants().unwrap();
+}
+
+#[test]
+fn a_private_backfill_room_takes_no_ticket_when_a_seat_opens() {
+    let mut l = lobby(&["h", "g", "a"]);
+    let mut out = Vec::new();
+    let now = Instant::now();
+    let req = CreateRoom {
+        max_players: Some(3),
+        mode: Some("duel".into()),
+        backfill: true,
+        private: true,
+        ..CreateRoom::default()
+    };
+    let room = l.create_room("h", req, now, &mut out).unwrap();
+    l.join_room("g", None, room.code.as_deref(), &mut out)
+        .unwrap();
+    l.start_game("h", &mut out).unwrap();
+    let three = QueueMatch {
+        max_players: Some(3),
+        ..duel()
+    };
+    queue(&mut l, "a", three, now, &mut out);
+    assert!(l.room_of("a").is_none());
+    out.clear();
+    l.leave_room("g", &mut out).unwrap();
+    assert!(starts(&out).is_empty(), "{out:?}");
+    assert!(l.room_of("a").is_none());
+    assert_eq!(l.tickets_queued(), 1);
     l.check_invariants().unwrap();
 }
 
@@ -400,6 +487,21 @@ fn the_recount_sees_a_ticket_out_of_step() {
     let mut l = make();
     let key = l.tickets.iter().next().unwrap().timer.unwrap();
     l.timers.remove(&key);
+    assert!(l.check_invariants().is_err());
+    // Two tickets with each other's timers.
+    let mut l = lobby(&["a", "b"]);
+    let mut out = Vec::new();
+    let four = QueueMatch {
+        max_players: Some(4),
+        ..duel()
+    };
+    let ta = queue(&mut l, "a", four.clone(), now, &mut out);
+    let tb = queue(&mut l, "b", four, now, &mut out);
+    l.check_invariants().unwrap();
+    let ka = l.tickets.get(&ta).unwrap().timer;
+    let kb = l.tickets.get(&tb).unwrap().timer;
+    l.tickets.get_mut(&ta).unwrap().timer = kb;
+    l.tickets.get_mut(&tb).unwrap().timer = ka;
     assert!(l.check_invariants().is_err());
 }
 
