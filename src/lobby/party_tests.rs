@@ -331,3 +331,82 @@ fn the_recount_sees_every_party_disagreement() {
         l.party_codes.remove(&code);
     });
 }
+
+fn fm(max: u64) -> FindMatch {
+    FindMatch {
+        max_players: Some(max),
+        mode: Some("party-fm".into()),
+        filters: None,
+        backfill: false,
+        max_spectators: None,
+    }
+}
+
+#[test]
+fn the_leaders_find_match_seats_the_party_where_all_fit() {
+    let mut l = lobby(&["x", "a", "b", "k"]);
+    let mut out = Vec::new();
+    let now = Instant::now();
+    // A room of two with one seat taken: too small for a party of two.
+    let open = l.find_match("x", fm(2), now, &mut out).unwrap();
+    assert!(open.created);
+    let code = l.create_party("a", None).unwrap().code;
+    l.join_party("b", &code, &mut out).unwrap();
+    out.clear();
+    // A party of two fits a room of two exactly.
+    let m = l.find_match("a", fm(2), now, &mut out).unwrap();
+    assert!(m.created, "x's room has one free seat for two");
+    assert_ne!(m.room.room_id, open.room.room_id);
+    let seated: Vec<_> = m
+        .room
+        .players
+        .iter()
+        .map(|p| p.player_id.as_str())
+        .collect();
+    assert_eq!(seated, ["a", "b"]);
+    assert_eq!(l.room_of("b").unwrap().id_str, m.room.room_id);
+    // The member is told where it sits; the leader has the reply.
+    let joined: Vec<_> = out
+        .iter()
+        .filter_map(|d| match &d.event {
+            Event::RoomJoined { room } => Some((d.to.clone(), room.room_id.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(joined, [(vec!["b".to_string()], m.room.room_id.clone())]);
+    assert_eq!(l.room_of("x").unwrap().seats.len(), 1);
+    // Three do not fit in rooms of two.
+    l.leave_room("a", &mut out).unwrap();
+    l.leave_room("b", &mut out).unwrap();
+    l.join_party("k", &code, &mut out).unwrap();
+    let e = l.find_match("a", fm(2), now, &mut out).unwrap_err();
+    assert_eq!(e.code, ErrorCode::BadRequest);
+    l.check_invariants().unwrap();
+
+    // Alone: no room_joined for anyone.
+    out.clear();
+    l.leave_party("k", &mut out).unwrap();
+    out.clear();
+    let solo = l.find_match("k", fm(2), now, &mut out).unwrap();
+    assert!(!solo.created, "x's room has a seat for one");
+    assert!(
+        !out.iter()
+            .any(|d| matches!(d.event, Event::RoomJoined { .. })),
+        "{out:?}"
+    );
+    l.check_invariants().unwrap();
+}
+
+#[test]
+fn find_match_never_seats_a_player_where_it_was_kicked() {
+    let mut l = lobby(&["h", "k"]);
+    let mut out = Vec::new();
+    let now = Instant::now();
+    let room = l.find_match("h", fm(3), now, &mut out).unwrap().room;
+    assert!(!l.find_match("k", fm(3), now, &mut out).unwrap().created);
+    l.kick("h", "k", &mut out).unwrap();
+    let again = l.find_match("k", fm(3), now, &mut out).unwrap();
+    assert!(again.created, "not back in the room it was kicked from");
+    assert_ne!(again.room.room_id, room.room_id);
+    l.check_invariants().unwrap();
+}

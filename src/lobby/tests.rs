@@ -504,3 +504,46 @@ fn resume_tokens_are_single_use_and_replaced() {
     assert_eq!(l.redeem_token(&third), None);
     l.check_invariants().unwrap();
 }
+
+/// A room that closes dismisses its spectators, each told of every one.
+#[test]
+fn a_closing_room_dismisses_its_spectators() {
+    use crate::protocol::{Event, LeaveReason};
+    let mut l = lobby();
+    let mut out = Vec::new();
+    let now = Instant::now();
+    for p in ["h", "s1", "s2"] {
+        l.connect(p, p, vec![], &mut out);
+    }
+    let req = CreateRoom {
+        max_spectators: Some(2),
+        ..CreateRoom::default()
+    };
+    let room = l.create_room("h", req, now, &mut out).unwrap();
+    l.spectate("s1", Some(&room.room_id), None, &mut out)
+        .unwrap();
+    l.spectate("s2", Some(&room.room_id), None, &mut out)
+        .unwrap();
+    out.clear();
+    l.leave_room("h", &mut out).unwrap();
+    let left: Vec<(Vec<String>, String)> = out
+        .iter()
+        .filter_map(|d| match &d.event {
+            Event::SpectatorLeft {
+                room_id,
+                player_id,
+                reason,
+            } => {
+                assert_eq!(room_id, &room.room_id);
+                assert_eq!(*reason, LeaveReason::Closed);
+                Some((d.to.clone(), player_id.clone()))
+            }
+            _ => None,
+        })
+        .collect();
+    let both = vec!["s1".to_string(), "s2".to_string()];
+    assert_eq!(left, [(both.clone(), "s1".into()), (both, "s2".into())]);
+    assert!(l.room_of("s1").is_none());
+    assert_eq!(l.footprint().rooms, 0);
+    l.check_invariants().unwrap();
+}
