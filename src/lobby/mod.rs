@@ -23,20 +23,14 @@ mod derived;
 mod hooks;
 pub mod index;
 pub mod party;
-#[cfg(test)]
-mod party_tests;
 mod players;
 mod queue;
 #[cfg(test)]
 mod queue_props;
-#[cfg(test)]
-mod queue_tests;
 pub mod room;
 mod seats;
 #[cfg(test)]
 mod tests;
-#[cfg(test)]
-mod ticket_spec_tests;
 pub mod tickets;
 mod timers;
 mod validate;

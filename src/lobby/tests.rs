@@ -1,5 +1,11 @@
 //! Engine-level tests of what the property tests cannot reach by chance:
-//! pending timers under long churn, and join-code collisions.
+//! pending timers under long churn, join-code collisions, and more; the
+//! parties, the queue and the ticket checks have their own files in
+//! `tests/`.
+
+mod party;
+mod queue;
+mod ticket_spec;
 
 use std::time::{Duration, Instant};
 

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::{Delivery, Lobby, LobbyConfig};
+use crate::lobby::{Delivery, Lobby, LobbyConfig};
 use crate::protocol::{ErrorCode, Event, FindMatch, PartyInfo, QueueMatch};
 
 fn lobby(players: &[&str]) -> Lobby {
@@ -80,7 +80,7 @@ fn join_and_leave_with_their_events_and_the_leader_handed_over() {
     assert_eq!(ids(&made), ["a"]);
     assert_eq!(made.members[0].name, "name-a");
     assert!(made.members[0].connected);
-    assert_eq!(made.code.len(), super::CODE_LEN);
+    assert_eq!(made.code.len(), crate::lobby::CODE_LEN);
     assert_eq!(l.party_of("a").unwrap().id, made.party_id);
     assert_eq!(
         code_of(l.create_party("a", None)),

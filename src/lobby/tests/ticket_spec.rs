@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use serde_json::json;
 
-use super::tickets::{
+use crate::lobby::tickets::{
     pool_key, Ticket, TicketSpec, MAX_REGIONS, MAX_REGION_CHARS, MAX_TICKET_NUMBER,
 };
 use crate::protocol::{ErrorCode, QueueMatch};

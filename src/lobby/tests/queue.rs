@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use super::{Delivery, Lobby, LobbyConfig};
+use crate::lobby::{Delivery, Lobby, LobbyConfig};
 use crate::protocol::{CreateRoom, ErrorCode, Event, QueueMatch, RoomInfo, RoomStatus};
 
 fn lobby(players: &[&str]) -> Lobby {
