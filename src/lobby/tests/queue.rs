@@ -474,11 +474,21 @@ fn the_recount_sees_a_ticket_out_of_step() {
         l.check_invariants().unwrap();
         l
     };
-    // A ticket holding a seated player.
+    // A ticket holding a seated player (seated properly: the seat and the
+    // player agree, so only the ticket is out of step).
     let mut l = make();
-    let room = l.players["b"].room;
-    l.players.get_mut("a").unwrap().room = room;
-    assert!(l.check_invariants().is_err());
+    let room = l.players["b"].room.unwrap();
+    let seat = crate::lobby::Seat {
+        player_id: "a".into(),
+        name: "a".into(),
+        data: Default::default(),
+        joined_at: chrono::Utc::now(),
+        connected: true,
+    };
+    l.update_room(room, |r| r.seats.push(seat));
+    l.players.get_mut("a").unwrap().room = Some(room);
+    let e = l.check_invariants().unwrap_err();
+    assert!(e.contains("seated or unknown"), "{e}");
     // A ticket of an unknown player.
     let mut l = make();
     l.players.remove("a");
@@ -503,6 +513,12 @@ fn the_recount_sees_a_ticket_out_of_step() {
     l.tickets.get_mut(&ta).unwrap().timer = kb;
     l.tickets.get_mut(&tb).unwrap().timer = ka;
     assert!(l.check_invariants().is_err());
+    // One ticket pointing at the other's timer, its own gone: every timer
+    // still has its owner, but a's expiry is b's.
+    l.tickets.get_mut(&tb).unwrap().timer = kb;
+    l.timers.remove(&ka.unwrap());
+    let e = l.check_invariants().unwrap_err();
+    assert!(e.contains("no expiry timer"), "{e}");
 }
 
 #[test]
