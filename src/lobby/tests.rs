@@ -18,6 +18,26 @@ fn lobby() -> Lobby {
     Lobby::new(LobbyConfig::default())
 }
 
+/// A lobby of `cfg` with `players` connected, each named `name-<id>`.
+fn connected(cfg: LobbyConfig, players: &[&str]) -> Lobby {
+    let mut l = Lobby::new(cfg);
+    let mut out = Vec::new();
+    for p in players {
+        l.connect(p, &format!("name-{p}"), vec![], &mut out);
+    }
+    l
+}
+
+/// The events of `out` that `pick` takes, each with its recipients.
+fn events<T>(
+    out: &[super::Delivery],
+    pick: impl Fn(&crate::protocol::Event) -> Option<T>,
+) -> Vec<(Vec<String>, T)> {
+    out.iter()
+        .filter_map(|d| pick(&d.event).map(|t| (d.to.clone(), t)))
+        .collect()
+}
+
 fn create(l: &mut Lobby, pid: &str, now: Instant) -> super::RoomInfo {
     let mut out = Vec::new();
     let req = CreateRoom {
@@ -515,12 +535,9 @@ fn resume_tokens_are_single_use_and_replaced() {
 #[test]
 fn a_closing_room_dismisses_its_spectators() {
     use crate::protocol::{Event, LeaveReason};
-    let mut l = lobby();
+    let mut l = connected(LobbyConfig::default(), &["h", "s1", "s2"]);
     let mut out = Vec::new();
     let now = Instant::now();
-    for p in ["h", "s1", "s2"] {
-        l.connect(p, p, vec![], &mut out);
-    }
     let req = CreateRoom {
         max_spectators: Some(2),
         ..CreateRoom::default()
@@ -532,21 +549,18 @@ fn a_closing_room_dismisses_its_spectators() {
         .unwrap();
     out.clear();
     l.leave_room("h", &mut out).unwrap();
-    let left: Vec<(Vec<String>, String)> = out
-        .iter()
-        .filter_map(|d| match &d.event {
-            Event::SpectatorLeft {
-                room_id,
-                player_id,
-                reason,
-            } => {
-                assert_eq!(room_id, &room.room_id);
-                assert_eq!(*reason, LeaveReason::Closed);
-                Some((d.to.clone(), player_id.clone()))
-            }
-            _ => None,
-        })
-        .collect();
+    let left = events(&out, |e| match e {
+        Event::SpectatorLeft {
+            room_id,
+            player_id,
+            reason,
+        } => {
+            assert_eq!(room_id, &room.room_id);
+            assert_eq!(*reason, LeaveReason::Closed);
+            Some(player_id.clone())
+        }
+        _ => None,
+    });
     let both = vec!["s1".to_string(), "s2".to_string()];
     assert_eq!(left, [(both.clone(), "s1".into()), (both, "s2".into())]);
     assert!(l.room_of("s1").is_none());

@@ -4,16 +4,12 @@
 
 use std::time::{Duration, Instant};
 
+use super::{connected, events};
 use crate::lobby::{Delivery, Lobby, LobbyConfig};
 use crate::protocol::{ErrorCode, Event, FindMatch, PartyInfo, QueueMatch};
 
 fn lobby(players: &[&str]) -> Lobby {
-    let mut l = Lobby::new(LobbyConfig::default());
-    let mut out = Vec::new();
-    for p in players {
-        l.connect(p, &format!("name-{p}"), vec![], &mut out);
-    }
-    l
+    connected(LobbyConfig::default(), players)
 }
 
 fn code_of(err: Result<impl std::fmt::Debug, crate::protocol::ProtoError>) -> ErrorCode {
@@ -22,21 +18,17 @@ fn code_of(err: Result<impl std::fmt::Debug, crate::protocol::ProtoError>) -> Er
 
 /// The `party_updated` events in `out`, as (recipients, party).
 fn updates(out: &[Delivery]) -> Vec<(Vec<String>, PartyInfo)> {
-    out.iter()
-        .filter_map(|d| match &d.event {
-            Event::PartyUpdated { party } => Some((d.to.clone(), party.clone())),
-            _ => None,
-        })
-        .collect()
+    events(out, |e| match e {
+        Event::PartyUpdated { party } => Some(party.clone()),
+        _ => None,
+    })
 }
 
 fn cancelled(out: &[Delivery]) -> Vec<(Vec<String>, String)> {
-    out.iter()
-        .filter_map(|d| match &d.event {
-            Event::TicketCancelled { ticket_id } => Some((d.to.clone(), ticket_id.clone())),
-            _ => None,
-        })
-        .collect()
+    events(out, |e| match e {
+        Event::TicketCancelled { ticket_id } => Some(ticket_id.clone()),
+        _ => None,
+    })
 }
 
 fn ids(info: &PartyInfo) -> Vec<&str> {
@@ -237,11 +229,8 @@ fn members_see_each_other_drop_come_back_and_be_forgotten() {
         reconnect_grace: Duration::from_secs(5),
         ..LobbyConfig::default()
     };
-    let mut l = Lobby::new(cfg);
+    let mut l = connected(cfg, &["a", "b"]);
     let mut out = Vec::new();
-    for p in ["a", "b"] {
-        l.connect(p, &format!("name-{p}"), vec![], &mut out);
-    }
     let code = l.create_party("a", None).unwrap().code;
     l.join_party("b", &code, &mut out).unwrap();
     out.clear();
@@ -366,13 +355,10 @@ fn the_leaders_find_match_seats_the_party_where_all_fit() {
     assert_eq!(seated, ["a", "b"]);
     assert_eq!(l.room_of("b").unwrap().id_str, m.room.room_id);
     // The member is told where it sits; the leader has the reply.
-    let joined: Vec<_> = out
-        .iter()
-        .filter_map(|d| match &d.event {
-            Event::RoomJoined { room } => Some((d.to.clone(), room.room_id.clone())),
-            _ => None,
-        })
-        .collect();
+    let joined = events(&out, |e| match e {
+        Event::RoomJoined { room } => Some(room.room_id.clone()),
+        _ => None,
+    });
     assert_eq!(joined, [(vec!["b".to_string()], m.room.room_id.clone())]);
     assert_eq!(l.room_of("x").unwrap().seats.len(), 1);
     // Three do not fit in rooms of two.

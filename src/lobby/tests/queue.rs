@@ -8,16 +8,12 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
+use super::{connected, events};
 use crate::lobby::{Delivery, Lobby, LobbyConfig};
 use crate::protocol::{CreateRoom, ErrorCode, Event, QueueMatch, RoomInfo, RoomStatus};
 
 fn lobby(players: &[&str]) -> Lobby {
-    let mut l = Lobby::new(LobbyConfig::default());
-    let mut out = Vec::new();
-    for p in players {
-        l.connect(p, &format!("name-{p}"), vec![], &mut out);
-    }
-    l
+    connected(LobbyConfig::default(), players)
 }
 
 fn duel() -> QueueMatch {
@@ -36,14 +32,15 @@ fn queue(l: &mut Lobby, p: &str, req: QueueMatch, now: Instant, out: &mut Vec<De
 
 /// Every `game_start` in `out`: (recipients, room, ticket_id).
 fn starts(out: &[Delivery]) -> Vec<(Vec<String>, RoomInfo, Option<String>)> {
-    out.iter()
-        .filter_map(|d| match &d.event {
-            Event::GameStart {
-                room, ticket_id, ..
-            } => Some((d.to.clone(), room.clone(), ticket_id.clone())),
-            _ => None,
-        })
-        .collect()
+    events(out, |e| match e {
+        Event::GameStart {
+            room, ticket_id, ..
+        } => Some((room.clone(), ticket_id.clone())),
+        _ => None,
+    })
+    .into_iter()
+    .map(|(to, (room, ticket))| (to, room, ticket))
+    .collect()
 }
 
 fn seated(room: &RoomInfo) -> Vec<&str> {
@@ -143,13 +140,10 @@ fn tickets_expire_after_their_ttl_and_can_be_cancelled() {
     assert_eq!(l.tickets_queued(), 1, "not yet: {out:?}");
     l.tick(now + Duration::from_secs(121), &mut out);
     assert_eq!(l.tickets_queued(), 0);
-    let expired: Vec<_> = out
-        .iter()
-        .filter_map(|d| match &d.event {
-            Event::TicketExpired { ticket_id } => Some((d.to.clone(), ticket_id.clone())),
-            _ => None,
-        })
-        .collect();
+    let expired = events(&out, |e| match e {
+        Event::TicketExpired { ticket_id } => Some(ticket_id.clone()),
+        _ => None,
+    });
     assert_eq!(expired, [(vec!["a".to_string()], t)]);
     assert_eq!(l.footprint().timers, 0);
     l.check_invariants().unwrap();
@@ -197,13 +191,10 @@ fn a_party_too_big_or_busy_is_refused_and_its_members_hear_the_ticket() {
         ..duel()
     };
     let t = queue(&mut l, "a", four.clone(), now, &mut out);
-    let told: Vec<_> = out
-        .iter()
-        .filter_map(|d| match &d.event {
-            Event::TicketQueued { ticket } => Some((d.to.clone(), ticket.clone())),
-            _ => None,
-        })
-        .collect();
+    let told = events(&out, |e| match e {
+        Event::TicketQueued { ticket } => Some(ticket.clone()),
+        _ => None,
+    });
     assert_eq!(told.len(), 1, "{out:?}");
     assert_eq!(told[0].0, ["b"]);
     assert_eq!(told[0].1.ticket_id, t);
@@ -262,9 +253,15 @@ fn an_away_player_holds_its_ticket_until_it_is_back() {
     l.check_invariants().unwrap();
 }
 
-/// An active backfill room of `max` seats, host "h" and "g" seated, with
-/// `data`.
-fn backfill_room(l: &mut Lobby, max: u64, data: serde_json::Value, now: Instant) -> String {
+/// An active backfill room of `max` seats, host "h" and `guests` seated,
+/// with `data`.
+fn backfill_room(
+    l: &mut Lobby,
+    max: u64,
+    data: serde_json::Value,
+    guests: &[&str],
+    now: Instant,
+) -> String {
     let mut out = Vec::new();
     let req = CreateRoom {
         max_players: Some(max),
@@ -274,8 +271,9 @@ fn backfill_room(l: &mut Lobby, max: u64, data: serde_json::Value, now: Instant)
         ..CreateRoom::default()
     };
     let room = l.create_room("h", req, now, &mut out).unwrap();
-    l.join_room("g", Some(&room.room_id), None, &mut out)
-        .unwrap();
+    for g in guests {
+        l.join_room(g, Some(&room.room_id), None, &mut out).unwrap();
+    }
     l.start_game("h", &mut out).unwrap();
     room.room_id
 }
@@ -285,7 +283,13 @@ fn backfill_seats_go_to_tickets_that_fit_at_once_or_when_a_seat_opens() {
     let mut l = lobby(&["h", "g", "a", "b", "c", "x", "far"]);
     let mut out = Vec::new();
     let now = Instant::now();
-    let room = backfill_room(&mut l, 4, json!({"skill": 1000, "region": "eu"}), now);
+    let room = backfill_room(
+        &mut l,
+        4,
+        json!({"skill": 1000, "region": "eu"}),
+        &["g"],
+        now,
+    );
     let q = |skill: f64, eu: f64| QueueMatch {
         max_players: Some(4),
         skill: Some(skill),
@@ -356,57 +360,32 @@ fn backfill_seats_go_to_tickets_that_fit_at_once_or_when_a_seat_opens() {
 
 #[test]
 fn a_party_takes_backfill_seats_only_when_all_fit() {
-    let mut out = Vec::new();
     let now = Instant::now();
-    // Four seats, three taken: a party of two does not fit.
-    let four = QueueMatch {
-        max_players: Some(4),
-        ..duel()
-    };
-    let mut l4 = lobby(&["h", "g", "k", "a", "b"]);
-    let code = l4.create_party("a", None).unwrap().code;
-    l4.join_party("b", &code, &mut out).unwrap();
-    let req = CreateRoom {
-        max_players: Some(4),
-        mode: Some("duel".into()),
-        backfill: true,
-        ..CreateRoom::default()
-    };
-    let r = l4.create_room("h", req, now, &mut out).unwrap().room_id;
-    l4.join_room("g", Some(&r), None, &mut out).unwrap();
-    l4.join_room("k", Some(&r), None, &mut out).unwrap();
-    l4.start_game("h", &mut out).unwrap();
-    out.clear();
-    queue(&mut l4, "a", four, now, &mut out);
-    assert!(starts(&out).is_empty(), "3 + 2 > 4: {out:?}");
-    assert!(l4.room_of("a").is_none());
-    l4.check_invariants().unwrap();
-
-    // Five seats, three taken: it fits exactly.
-    let mut l5 = lobby(&["h", "g", "k", "a", "b"]);
-    let code = l5.create_party("a", None).unwrap().code;
-    l5.join_party("b", &code, &mut out).unwrap();
-    let req = CreateRoom {
-        max_players: Some(5),
-        mode: Some("duel".into()),
-        backfill: true,
-        ..CreateRoom::default()
-    };
-    let r = l5.create_room("h", req, now, &mut out).unwrap().room_id;
-    l5.join_room("g", Some(&r), None, &mut out).unwrap();
-    l5.join_room("k", Some(&r), None, &mut out).unwrap();
-    l5.start_game("h", &mut out).unwrap();
-    out.clear();
-    let five = QueueMatch {
-        max_players: Some(5),
-        ..duel()
-    };
-    queue(&mut l5, "a", five, now, &mut out);
-    let s = starts(&out);
-    assert_eq!(s.len(), 1, "{out:?}");
-    assert_eq!(s[0].0, ["a", "b"]);
-    assert_eq!(seated(&s[0].1), ["h", "g", "k", "a", "b"]);
-    l5.check_invariants().unwrap();
+    // Three seats taken: a party of two does not fit in four seats, and
+    // fits exactly in five.
+    for (max, fits) in [(4, false), (5, true)] {
+        let mut l = lobby(&["h", "g", "k", "a", "b"]);
+        let mut out = Vec::new();
+        let code = l.create_party("a", None).unwrap().code;
+        l.join_party("b", &code, &mut out).unwrap();
+        backfill_room(&mut l, max, json!({}), &["g", "k"], now);
+        out.clear();
+        let req = QueueMatch {
+            max_players: Some(max),
+            ..duel()
+        };
+        queue(&mut l, "a", req, now, &mut out);
+        let s = starts(&out);
+        if fits {
+            assert_eq!(s.len(), 1, "{out:?}");
+            assert_eq!(s[0].0, ["a", "b"]);
+            assert_eq!(seated(&s[0].1), ["h", "g", "k", "a", "b"]);
+        } else {
+            assert!(s.is_empty(), "3 + 2 > 4: {out:?}");
+            assert!(l.room_of("a").is_none());
+        }
+        l.check_invariants().unwrap();
+    }
 }
 
 #[test]
@@ -564,14 +543,12 @@ fn ticks_form_rooms_when_windows_meet_or_the_fill_delay_passes() {
 
 #[test]
 fn at_the_room_limit_tickets_wait() {
-    let mut l = Lobby::new(LobbyConfig {
+    let cfg = LobbyConfig {
         max_rooms: 1,
         ..LobbyConfig::default()
-    });
+    };
+    let mut l = connected(cfg, &["h", "a", "b", "c"]);
     let mut out = Vec::new();
-    for p in ["h", "a", "b", "c"] {
-        l.connect(p, p, vec![], &mut out);
-    }
     let now = Instant::now();
     l.create_room("h", CreateRoom::default(), now, &mut out)
         .unwrap();
