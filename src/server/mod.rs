@@ -4,6 +4,7 @@
 //! memory, or Redis in cluster mode); nothing here asks which one runs.
 
 pub mod assets;
+mod burst;
 pub(crate) mod conns;
 mod http;
 mod incoming;

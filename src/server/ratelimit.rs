@@ -67,7 +67,7 @@ impl RateLimit {
 
     pub fn check(&mut self) -> Limit {
         if self.bucket.check().is_ok() {
-            if self.last_strike.elapsed() > Duration::from_secs(1) {
+            if self.strikes > 0 && self.last_strike.elapsed() > Duration::from_secs(1) {
                 self.strikes = 0;
             }
             return Limit::Pass;

@@ -19,6 +19,7 @@ use tokio_tungstenite::tungstenite::{self, Message, Utf8Bytes};
 use tokio_tungstenite::WebSocketStream;
 use tokio_util::sync::CancellationToken;
 
+use super::burst::Burst;
 use super::conns::{close_frame, queue};
 use super::incoming::{classify, Incoming};
 use super::outbox::{outbox, Outbox};
@@ -33,7 +34,7 @@ use crate::protocol::{
 };
 use crate::relay::{self, SignalKind};
 
-pub(super) type Ws = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
+pub(super) type Ws = WebSocketStream<Burst<TokioIo<hyper::upgrade::Upgraded>>>;
 
 /// What a session knows of itself.
 struct Session {
@@ -117,7 +118,7 @@ async fn open(start: Box<Start>) -> Option<Live> {
     let ws = match upgrade.await {
         Ok(upgraded) => {
             WebSocketStream::from_raw_socket(
-                TokioIo::new(upgraded),
+                Burst::new(TokioIo::new(upgraded)),
                 Role::Server,
                 Some(app.ws_config),
             )
@@ -192,11 +193,14 @@ async fn read_loop(session: &Session, mut stream: futures_util::stream::SplitStr
         // Only the text of a frame stays alive across the request's await
         // (the select's output and tungstenite's error type are large, and
         // an idle task is sized by its largest state).
-        let text = tokio::select! {
+        let (text, received) = tokio::select! {
             frame = stream.next() => {
-                last_heard = Instant::now();
+                // One clock read per frame: the heartbeat's and the relay
+                // latency's start.
+                let now = Instant::now();
+                last_heard = now;
                 match on_frame(session, &mut limiter, frame) {
-                    Next::Text(text) => text,
+                    Next::Text(text) => (text, now),
                     Next::Continue => continue,
                     Next::Stop => break,
                 }
@@ -211,7 +215,7 @@ async fn read_loop(session: &Session, mut stream: futures_util::stream::SplitStr
             }
             _ = kill.cancelled() => break,
         };
-        session.on_text(&text).await;
+        session.on_text(&text, received).await;
     }
 }
 
@@ -293,7 +297,7 @@ impl Session {
         self.reply(error_reply(rid, err));
     }
 
-    async fn on_text(&self, text: &str) {
+    async fn on_text(&self, text: &str, received: Instant) {
         let app = &self.app;
         if text.len() as u64 > app.cfg.max_message_bytes {
             let err = ProtoError::new(
@@ -306,7 +310,6 @@ impl Session {
             );
             return self.reply_error(&Value::Null, &err);
         }
-        let received = Instant::now();
         if self.on_signal(text, received).await {
             return;
         }
