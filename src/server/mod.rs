@@ -4,7 +4,6 @@
 //! memory, or Redis in cluster mode); nothing here asks which one runs.
 
 pub mod assets;
-mod burst;
 pub(crate) mod conns;
 mod http;
 mod incoming;
@@ -14,6 +13,7 @@ pub(crate) mod outbox;
 mod peerjs;
 mod ratelimit;
 mod session;
+mod socket;
 pub mod tls;
 mod upgrade;
 mod writer;

@@ -2,10 +2,12 @@
 //! (checked once, then answered here when they need no lobby state, or
 //! handed to the backend), and the shutdown of every session.
 //!
-//! Each connection is two tasks: this reader, and the writer
-//! (`super::writer`) that drains a bounded queue into the socket. Replies
-//! and events go through the same queue, so a client sees them in the order
-//! the state changed.
+//! Each connection is one task: it reads frames, answers them, and writes
+//! its bounded queue into the socket whenever something is queued (a whole
+//! batch per write, encoded by `super::socket`). Replies and events go
+//! through the same queue, so a client sees them in the order the state
+//! changed. One task rather than a reader and a writer: an idle socket
+//! costs one task, no split of the stream and no write buffer.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -19,13 +21,13 @@ use tokio_tungstenite::tungstenite::{self, Message, Utf8Bytes};
 use tokio_tungstenite::WebSocketStream;
 use tokio_util::sync::CancellationToken;
 
-use super::burst::Burst;
 use super::conns::{close_frame, queue};
 use super::incoming::{classify, Incoming};
-use super::outbox::{outbox, Outbox};
+use super::outbox::{outbox, Inbox, Outbox};
 use super::ratelimit::{rid_of, sdp_bucket, RateLimit, SDP_PER_SECOND};
+use super::socket::Socket;
 use super::upgrade::Admission;
-use super::writer::{write_loop, CLOSE_LINGER};
+use super::writer::CLOSE_LINGER;
 use super::App;
 use crate::backend::validate::{validate, validate_signal};
 use crate::backend::{Caller, Registered, Registration, Reply};
@@ -34,7 +36,7 @@ use crate::protocol::{
 };
 use crate::relay::{self, SignalKind};
 
-pub(super) type Ws = WebSocketStream<Burst<TokioIo<hyper::upgrade::Upgraded>>>;
+pub(super) type Ws = WebSocketStream<Socket<TokioIo<hyper::upgrade::Upgraded>>>;
 
 /// What a session knows of itself.
 struct Session {
@@ -60,12 +62,24 @@ pub(super) struct Start {
     pub admission: Admission,
 }
 
-/// A registered session, with what its reader loop needs.
+/// A registered session, with its socket and queue.
 struct Live {
     session: Session,
-    stream: futures_util::stream::SplitStream<Ws>,
-    writer: tokio::task::JoinHandle<()>,
+    ws: Ws,
+    inbox: Inbox,
     admission: Admission,
+}
+
+/// How the session's loop ended.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum End {
+    /// The peer closed, went away, or broke the protocol (a close frame
+    /// may be queued for it).
+    Stopped,
+    /// The server sent a close frame (replaced, kicked, shutting down...).
+    CloseSent,
+    /// Killed (a slow client), or the socket failed: nothing more is sent.
+    Cut,
 }
 
 /// The task of one connection, from the upgrade to the end. It takes one
@@ -79,33 +93,35 @@ pub(super) async fn run(start: Box<Start>) {
     };
     let Live {
         session,
-        stream,
-        writer,
+        mut ws,
+        mut inbox,
         admission,
     } = live;
-    read_loop(&session, stream).await;
-    boxed_finish(session, writer, admission).await;
+    let end = drive(&session, &mut ws, &mut inbox).await;
+    boxed_finish(session, ws, inbox, admission, end).await;
 }
 
 // The boxes are made in plain functions: a `Box::pin(fut)` written inside
 // `run` would build `fut` in `run`'s own state first (rustc keeps such a
 // temporary), which is what boxing is meant to avoid.
-type Boxed<T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send>>;
+type Boxed<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
 
-fn boxed_open(start: Box<Start>) -> Boxed<Option<Live>> {
+fn boxed_open(start: Box<Start>) -> Boxed<'static, Option<Live>> {
     Box::pin(open(start))
 }
 
 fn boxed_finish(
     session: Session,
-    writer: tokio::task::JoinHandle<()>,
+    ws: Ws,
+    inbox: Inbox,
     admission: Admission,
-) -> Boxed<()> {
-    Box::pin(finish(session, writer, admission))
+    end: End,
+) -> Boxed<'static, ()> {
+    Box::pin(finish(session, ws, inbox, admission, end))
 }
 
-/// Upgrades, registers and spawns the writer; `None` when the upgrade or
-/// the registration fails (the client was told).
+/// Upgrades and registers; `None` when the upgrade or the registration
+/// fails (the client was told).
 async fn open(start: Box<Start>) -> Option<Live> {
     let Start {
         app,
@@ -115,10 +131,10 @@ async fn open(start: Box<Start>) -> Option<Live> {
         identity,
         admission,
     } = *start;
-    let ws = match upgrade.await {
+    let mut ws = match upgrade.await {
         Ok(upgraded) => {
             WebSocketStream::from_raw_socket(
-                Burst::new(TokioIo::new(upgraded)),
+                Socket::new(TokioIo::new(upgraded)),
                 Role::Server,
                 Some(app.ws_config),
             )
@@ -132,11 +148,9 @@ async fn open(start: Box<Start>) -> Option<Live> {
     // Room for a full queue of held events on resume on top of the normal
     // bound (the queue allocates only for what it holds).
     let capacity = (app.cfg.max_queued_messages + app.cfg.resume_buffer + 1) as usize;
-    let (tx, rx) = outbox(capacity);
+    let (tx, mut inbox) = outbox(capacity);
     let kill = CancellationToken::new();
     let conn_id = app.next_conn_id();
-    let (sink, stream) = ws.split();
-    let writer = tokio::spawn(write_loop(sink, rx, kill.clone()));
     let reg = Registration {
         conn_id,
         tx: tx.clone(),
@@ -155,7 +169,7 @@ async fn open(start: Box<Start>) -> Option<Live> {
                 "the store is unavailable; try again shortly",
             ));
             drop(tx);
-            let _ = tokio::time::timeout(CLOSE_LINGER, writer).await;
+            let _ = tokio::time::timeout(CLOSE_LINGER, flush_and_close(&mut ws, &mut inbox)).await;
             kill.cancel();
             return None;
         }
@@ -173,15 +187,16 @@ async fn open(start: Box<Start>) -> Option<Live> {
     };
     Some(Live {
         session,
-        stream,
-        writer,
+        ws,
+        inbox,
         admission,
     })
 }
 
-/// Reads frames until the client goes, the heartbeat times out or the
-/// connection is killed.
-async fn read_loop(session: &Session, mut stream: futures_util::stream::SplitStream<Ws>) {
+/// Reads and answers frames, and writes what is queued, until the client
+/// goes, the heartbeat times out, the server closes or the connection is
+/// killed.
+async fn drive(session: &Session, ws: &mut Ws, inbox: &mut Inbox) -> End {
     let app = &session.app;
     let kill = &session.kill;
     let heartbeat = Duration::from_millis(app.cfg.heartbeat_interval_ms);
@@ -193,8 +208,20 @@ async fn read_loop(session: &Session, mut stream: futures_util::stream::SplitStr
         // Only the text of a frame stays alive across the request's await
         // (the select's output and tungstenite's error type are large, and
         // an idle task is sized by its largest state).
+        // No bias: a socket that always has something to send must still
+        // be read, and one that always sends must still be written to.
         let (text, received) = tokio::select! {
-            frame = stream.next() => {
+            _ = kill.cancelled() => return End::Cut,
+            batch = inbox.recv_all() => {
+                // The session holds a sender, so the queue cannot end here.
+                let Some(batch) = batch else { return End::Stopped };
+                match write(ws, batch, kill, timeout).await {
+                    Written::Sent => continue,
+                    Written::Closed => return End::CloseSent,
+                    Written::Failed => return End::Cut,
+                }
+            }
+            frame = ws.next() => {
                 // One clock read per frame: the heartbeat's and the relay
                 // latency's start.
                 let now = Instant::now();
@@ -202,18 +229,17 @@ async fn read_loop(session: &Session, mut stream: futures_util::stream::SplitStr
                 match on_frame(session, &mut limiter, frame) {
                     Next::Text(text) => (text, now),
                     Next::Continue => continue,
-                    Next::Stop => break,
+                    Next::Stop => return End::Stopped,
                 }
             }
             _ = ping.tick() => {
                 if last_heard.elapsed() > timeout {
                     tracing::debug!(player_id = %session.who.player_id, "heartbeat timeout");
-                    break;
+                    return End::Stopped;
                 }
                 let _ = session.tx.try_send(Message::Ping(Default::default()));
                 continue;
             }
-            _ = kill.cancelled() => break,
         };
         session.on_text(&text, received).await;
     }
@@ -264,8 +290,62 @@ fn on_frame(
     }
 }
 
-/// Unregisters and lets the writer flush its last frames.
-async fn finish(session: Session, writer: tokio::task::JoinHandle<()>, admission: Admission) {
+/// How a batch went.
+enum Written {
+    Sent,
+    /// A close frame went out (what followed it in the batch did not).
+    Closed,
+    /// The socket failed, the connection was killed, or the peer took
+    /// nothing for `limit`.
+    Failed,
+}
+
+/// Writes a batch, up to a close frame. The socket takes it at once
+/// unless the peer is slow to read; only then does the session wait (in a
+/// box: the wait's state, a timer among it, should not sit in every idle
+/// session task), until the peer took it all, the connection is killed
+/// (its queue filled: a slow client), or `limit` passed.
+async fn write(
+    ws: &mut Ws,
+    batch: std::collections::VecDeque<Message>,
+    kill: &CancellationToken,
+    limit: Duration,
+) -> Written {
+    let closing = match ws.get_mut().send(batch) {
+        Ok(closing) => closing,
+        Err(_) => return Written::Failed,
+    };
+    if !ws.get_ref().flushed() && !boxed_flush(ws, kill, limit).await {
+        return Written::Failed;
+    }
+    if closing {
+        Written::Closed
+    } else {
+        Written::Sent
+    }
+}
+
+fn boxed_flush<'a>(
+    ws: &'a mut Ws,
+    kill: &'a CancellationToken,
+    limit: Duration,
+) -> Boxed<'a, bool> {
+    Box::pin(async move {
+        let flush = std::future::poll_fn(|cx| {
+            tokio::io::AsyncWrite::poll_flush(std::pin::Pin::new(ws.get_mut()), cx)
+                .map(|r| r.is_ok())
+        });
+        tokio::select! {
+            ok = flush => ok,
+            _ = kill.cancelled() => false,
+            _ = tokio::time::sleep(limit) => false,
+        }
+    })
+}
+
+/// Unregisters, then flushes the last frames (the answer to a client's
+/// close included) or waits for the peer's answer to the server's close.
+async fn finish(session: Session, mut ws: Ws, mut inbox: Inbox, admission: Admission, end: End) {
     let app = session.app.clone();
     let kill = session.kill.clone();
     // The slot is free as soon as the player counts as gone (the socket
@@ -274,12 +354,44 @@ async fn finish(session: Session, writer: tokio::task::JoinHandle<()>, admission
     app.backend
         .unregister(&app, &session.who, session.conn_id)
         .await;
-    // Every sender is gone now (the table's went with `unregister`), so the
-    // writer flushes what is queued (the answer to a client's close
-    // included) and ends at once; the timeout only bounds a stuck peer.
+    // Every sender is gone now (the table's went with `unregister`): what
+    // is queued is all there will be. The timeout bounds a stuck peer.
     drop(session);
-    let _ = tokio::time::timeout(CLOSE_LINGER, writer).await;
+    let linger = async {
+        match end {
+            End::Cut => {}
+            End::Stopped => flush_and_close(&mut ws, &mut inbox).await,
+            End::CloseSent => await_close(&mut ws).await,
+        }
+    };
+    let _ = tokio::time::timeout(CLOSE_LINGER, linger).await;
     kill.cancel();
+}
+
+/// Writes what is queued until the queue ends (every sender gone) or a
+/// close frame went out, then waits for the peer's answer to it; closes
+/// the socket when the queue held no close frame (tungstenite sends its
+/// answer to the peer's close, or its own close).
+async fn flush_and_close(ws: &mut Ws, inbox: &mut Inbox) {
+    let never = CancellationToken::new();
+    while let Some(batch) = inbox.recv_all().await {
+        match write(ws, batch, &never, CLOSE_LINGER).await {
+            Written::Sent => {}
+            Written::Closed => return await_close(ws).await,
+            Written::Failed => return,
+        }
+    }
+    let _ = futures_util::SinkExt::close(ws).await;
+}
+
+/// After the server's close frame: reads (and drops) frames until the
+/// peer's close or the end of the stream.
+async fn await_close(ws: &mut Ws) {
+    while let Some(Ok(m)) = ws.next().await {
+        if matches!(m, Message::Close(_)) {
+            break;
+        }
+    }
 }
 
 impl Session {

@@ -209,7 +209,7 @@ where
         match upgrade.await {
             Ok(upgraded) => {
                 let ws = WebSocketStream::from_raw_socket(
-                    super::burst::Burst::new(TokioIo::new(upgraded)),
+                    super::socket::Socket::new(TokioIo::new(upgraded)),
                     Role::Server,
                     Some(config),
                 )

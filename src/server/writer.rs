@@ -1,6 +1,8 @@
-//! The writer task of a connection: drains its bounded queue into the
-//! socket, batching what is already queued into one flush, and ends the
-//! socket after a close frame (waiting a moment for the peer's answer).
+//! The writer task of a drop-in endpoint's connection (PeerJS, matchbox):
+//! drains its bounded queue into the socket, batching what is already
+//! queued into one flush, and ends the socket after a close frame (waiting
+//! a moment for the peer's answer). `/ws` sessions write from their own
+//! task instead (`super::session`, `super::socket`).
 
 use std::time::Duration;
 
