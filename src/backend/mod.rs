@@ -259,6 +259,21 @@ impl Backend {
         }
     }
 
+    /// The relay of a signal when it needs no wait (memory mode, where
+    /// `relay` would not wait either); `None`: call `relay`.
+    pub fn relay_now(
+        &self,
+        app: &App,
+        me: &str,
+        to: &str,
+        frame: &Utf8Bytes,
+    ) -> Option<Result<(), ProtoError>> {
+        match self {
+            Backend::Memory(m) => Some(m.relay(app, me, to, frame)),
+            Backend::Cluster(_) => None,
+        }
+    }
+
     /// Relays a signal frame built by the fast path (`crate::relay`) from
     /// `me` to `to`, a member of the same room. `confirm`: the sender waits
     /// for an `ok` (it gave a `rid`), so the relay must be done, not only

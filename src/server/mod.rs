@@ -90,7 +90,7 @@ impl App {
         // unsafe and costly for a public server with many idle sockets.
         // A small read chunk: it is a third of an idle socket's memory at
         // 4 KiB, and signaling frames are a few hundred bytes.
-        ws_config.read_buffer_size = 512;
+        ws_config.read_buffer_size = 128;
         // Frames queued together go out in one write (the writer feeds all
         // it has, then flushes); 0 here would make every frame a syscall.
         // The buffer is only allocated once something is written.

@@ -88,17 +88,13 @@ enum End {
 /// loop) should not pay for the arguments, the registration or the
 /// shutdown.
 pub(super) async fn run(start: Box<Start>) {
-    let Some(live) = boxed_open(start).await else {
+    let Some(mut live) = boxed_open(start).await else {
         return;
     };
-    let Live {
-        session,
-        mut ws,
-        mut inbox,
-        admission,
-    } = live;
-    let end = drive(&session, &mut ws, &mut inbox).await;
-    boxed_finish(session, ws, inbox, admission, end).await;
+    // Borrowed, not taken apart: rustc keeps a moved-from local's slot
+    // beside the new ones, and that doubled an idle task's size.
+    let end = drive(&live.session, &mut live.ws, &mut live.inbox).await;
+    boxed_finish(live, end).await;
 }
 
 // The boxes are made in plain functions: a `Box::pin(fut)` written inside
@@ -110,14 +106,8 @@ fn boxed_open(start: Box<Start>) -> Boxed<'static, Option<Live>> {
     Box::pin(open(start))
 }
 
-fn boxed_finish(
-    session: Session,
-    ws: Ws,
-    inbox: Inbox,
-    admission: Admission,
-    end: End,
-) -> Boxed<'static, ()> {
-    Box::pin(finish(session, ws, inbox, admission, end))
+fn boxed_finish(live: Live, end: End) -> Boxed<'static, ()> {
+    Box::pin(finish(live, end))
 }
 
 /// Upgrades and registers; `None` when the upgrade or the registration
@@ -241,7 +231,13 @@ async fn drive(session: &Session, ws: &mut Ws, inbox: &mut Inbox) -> End {
                 continue;
             }
         };
-        session.on_text(&text, received).await;
+        // A signal in memory mode is relayed without a wait; what must
+        // wait (a request, a relay through the cluster) comes back boxed,
+        // so that an idle session's task does not carry its state.
+        let wait = session.on_text(&text, received);
+        if let Some(wait) = wait {
+            wait.await;
+        }
     }
 }
 
@@ -345,7 +341,13 @@ fn boxed_flush<'a>(
 
 /// Unregisters, then flushes the last frames (the answer to a client's
 /// close included) or waits for the peer's answer to the server's close.
-async fn finish(session: Session, mut ws: Ws, mut inbox: Inbox, admission: Admission, end: End) {
+async fn finish(live: Live, end: End) {
+    let Live {
+        session,
+        mut ws,
+        mut inbox,
+        admission,
+    } = live;
     let app = session.app.clone();
     let kill = session.kill.clone();
     // The slot is free as soon as the player counts as gone (the socket
@@ -409,7 +411,7 @@ impl Session {
         self.reply(error_reply(rid, err));
     }
 
-    async fn on_text(&self, text: &str, received: Instant) {
+    fn on_text<'a>(&'a self, text: &'a str, received: Instant) -> Option<Boxed<'a, ()>> {
         let app = &self.app;
         if text.len() as u64 > app.cfg.max_message_bytes {
             let err = ProtoError::new(
@@ -420,14 +422,13 @@ impl Session {
                     app.cfg.max_message_bytes
                 ),
             );
-            return self.reply_error(&Value::Null, &err);
+            self.reply_error(&Value::Null, &err);
+            return None;
         }
-        if self.on_signal(text, received).await {
-            return;
+        match relay::decode(text) {
+            Some(signal) => self.on_signal(signal, received),
+            None => Some(Box::pin(self.on_request(text, received))),
         }
-        // Boxed: the general path's state machine is large, and an idle
-        // session task should not carry it.
-        Box::pin(self.on_request(text, received)).await
     }
 
     /// Any request but a signal read by the fast path.
@@ -506,22 +507,30 @@ impl Session {
     }
 
     /// A signal read by the fast path: checked on the borrowed text, its
-    /// relayed frame built outside any lock, handed to the backend.
-    async fn on_signal(&self, text: &str, received: Instant) -> bool {
-        let Some(signal) = relay::decode(text) else {
-            return false;
-        };
-        // Synchronous up to the backend's await, so that only the frame,
-        // the target and the rid live across it.
-        let Some((frame, to, rid)) = self.prepare_signal(signal) else {
-            return true;
-        };
+    /// relayed frame built outside any lock, handed to the backend; the
+    /// wait for the cluster's relay when there is one.
+    fn on_signal<'a>(
+        &'a self,
+        signal: relay::Signal<'a>,
+        received: Instant,
+    ) -> Option<Boxed<'a, ()>> {
+        let (frame, to, rid) = self.prepare_signal(signal)?;
         let app = &self.app;
-        match app
-            .backend
-            .relay(app, &self.who.player_id, &to, frame, rid.is_some())
-            .await
-        {
+        let me = &self.who.player_id;
+        if let Some(result) = app.backend.relay_now(app, me, &to, &frame) {
+            self.relayed(result, rid, received);
+            return None;
+        }
+        Some(Box::pin(async move {
+            let result = app.backend.relay(app, me, &to, frame, rid.is_some()).await;
+            self.relayed(result, rid, received);
+        }))
+    }
+
+    /// What follows a signal's relay: the latency, and the `ok` or error.
+    fn relayed(&self, result: Result<(), ProtoError>, rid: Option<Value>, received: Instant) {
+        let app = &self.app;
+        match result {
             Ok(()) => {
                 app.metrics
                     .relay_seconds
@@ -533,7 +542,6 @@ impl Session {
             }
             Err(e) => self.reply_error(rid.as_ref().unwrap_or(&Value::Null), &e),
         }
-        true
     }
 
     /// The checks of a signal and its relayed frame; `None` when it was
@@ -595,5 +603,23 @@ pub(super) async fn close_all(app: &App, timeout: Duration) {
     }
     for (_, kill) in conns {
         kill.cancel();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// An idle socket's memory is mostly its session task, whose size is
+    /// that of `run`'s future: what its loop keeps across the wait for a
+    /// frame. Requests, cluster relays, the start and the end are boxed so
+    /// that it stays small; a change that puts a large state back inline
+    /// (or takes `Live` apart in `run`: rustc keeps both copies) shows here.
+    #[test]
+    fn an_idle_session_task_stays_small() {
+        fn future_size<A, F: std::future::Future>(_: fn(A) -> F) -> usize {
+            std::mem::size_of::<F>()
+        }
+        let run = future_size(super::run);
+        let live = std::mem::size_of::<super::Live>();
+        assert!(run <= 1200, "run's future is {run} bytes (Live is {live})");
     }
 }
