@@ -6,20 +6,25 @@
 //! up front, for every connection, idle or not; that was a third of an idle
 //! socket's memory. Here a queue is a `VecDeque` that holds nothing while
 //! empty, and the writer takes everything queued in one lock: one wake-up
-//! and one flush for a batch of frames.
+//! and one flush for a batch of frames. The writer waits with an
+//! `AtomicWaker`, not a `Notify`: a session polls its queue once per frame
+//! it reads, and a `Notify` waiter is put on and taken off a locked list
+//! each time (4% of the relay's CPU in perf).
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 
+use std::task::{Context, Poll};
+
+use futures_util::task::AtomicWaker;
 use parking_lot::Mutex;
-use tokio::sync::Notify;
 use tokio_tungstenite::tungstenite::Message;
 
 struct Shared {
     state: Mutex<State>,
-    /// Wakes the writer; `notify_one` keeps a permit when it is not
-    /// waiting, so no wake-up is lost between its check and its wait.
-    ready: Notify,
+    /// Wakes the writer; it registers before it looks at the queue, so no
+    /// wake-up is lost between its look and its wait.
+    ready: AtomicWaker,
     capacity: usize,
 }
 
@@ -47,7 +52,7 @@ pub(crate) fn outbox(capacity: usize) -> (Outbox, Inbox) {
             senders: 1,
             receiver_alive: true,
         }),
-        ready: Notify::new(),
+        ready: AtomicWaker::new(),
         capacity,
     });
     (
@@ -69,7 +74,7 @@ impl Outbox {
             }
             st.frames.push_back(frame);
         }
-        self.shared.ready.notify_one();
+        self.shared.ready.wake();
         Ok(())
     }
 }
@@ -91,7 +96,7 @@ impl Drop for Outbox {
             st.senders == 0
         };
         if last {
-            self.shared.ready.notify_one();
+            self.shared.ready.wake();
         }
     }
 }
@@ -100,20 +105,22 @@ impl Inbox {
     /// Waits for frames and takes all that are queued, in order; `None`
     /// once every sender is gone and nothing is left.
     pub async fn recv_all(&mut self) -> Option<VecDeque<Message>> {
-        loop {
-            {
-                let mut st = self.shared.state.lock();
-                if !st.frames.is_empty() {
-                    // The queue starts over empty (no allocation until the
-                    // next frame): an idle connection keeps no buffer.
-                    return Some(std::mem::take(&mut st.frames));
-                }
-                if st.senders == 0 {
-                    return None;
-                }
-            }
-            self.shared.ready.notified().await;
+        std::future::poll_fn(|cx| self.poll_recv_all(cx)).await
+    }
+
+    /// `recv_all` as a poll.
+    pub fn poll_recv_all(&mut self, cx: &mut Context<'_>) -> Poll<Option<VecDeque<Message>>> {
+        self.shared.ready.register(cx.waker());
+        let mut st = self.shared.state.lock();
+        if !st.frames.is_empty() {
+            // The queue starts over empty (no allocation until the next
+            // frame): an idle connection keeps no buffer.
+            return Poll::Ready(Some(std::mem::take(&mut st.frames)));
         }
+        if st.senders == 0 {
+            return Poll::Ready(None);
+        }
+        Poll::Pending
     }
 }
 

@@ -12,6 +12,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use std::task::Poll;
+
 use futures_util::StreamExt;
 use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
@@ -194,24 +196,56 @@ async fn drive(session: &Session, ws: &mut Ws, inbox: &mut Inbox) -> End {
     let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + heartbeat, heartbeat);
     let mut last_heard = Instant::now();
     let mut limiter = RateLimit::new(app.cfg.rate_limit, app.cfg.rate_burst);
+    // Made once: a new one per frame would put a waiter on the token's
+    // locked list and take it off again for every frame.
+    let cancelled = std::pin::pin!(kill.cancelled());
+    let mut cancelled = cancelled;
+    // Which of reading and writing goes first when both are ready; it
+    // alternates, so that a socket that always has something to send is
+    // still read, and one that always sends is still written to.
+    let mut read_first = false;
     loop {
+        read_first = !read_first;
+        let event = std::future::poll_fn(|cx| {
+            if std::future::Future::poll(cancelled.as_mut(), cx).is_ready() {
+                return Poll::Ready(Woken::Killed);
+            }
+            if read_first {
+                if let Poll::Ready(frame) = ws.poll_next_unpin(cx) {
+                    return Poll::Ready(Woken::Frame(frame));
+                }
+            }
+            if let Poll::Ready(batch) = inbox.poll_recv_all(cx) {
+                return Poll::Ready(Woken::Queued(batch));
+            }
+            if !read_first {
+                if let Poll::Ready(frame) = ws.poll_next_unpin(cx) {
+                    return Poll::Ready(Woken::Frame(frame));
+                }
+            }
+            if ping.poll_tick(cx).is_ready() {
+                return Poll::Ready(Woken::Tick);
+            }
+            Poll::Pending
+        })
+        .await;
         // Only the text of a frame stays alive across the request's await
-        // (the select's output and tungstenite's error type are large, and
-        // an idle task is sized by its largest state).
-        // No bias: a socket that always has something to send must still
-        // be read, and one that always sends must still be written to.
-        let (text, received) = tokio::select! {
-            _ = kill.cancelled() => return End::Cut,
-            batch = inbox.recv_all() => {
+        // (tungstenite's frames and errors are large, and an idle task is
+        // sized by its largest state).
+        let (text, received) = match event {
+            Woken::Killed => return End::Cut,
+            Woken::Queued(batch) => {
                 // The session holds a sender, so the queue cannot end here.
-                let Some(batch) = batch else { return End::Stopped };
+                let Some(batch) = batch else {
+                    return End::Stopped;
+                };
                 match write(ws, batch, kill, timeout).await {
                     Written::Sent => continue,
                     Written::Closed => return End::CloseSent,
                     Written::Failed => return End::Cut,
                 }
             }
-            frame = ws.next() => {
+            Woken::Frame(frame) => {
                 // One clock read per frame: the heartbeat's and the relay
                 // latency's start.
                 let now = Instant::now();
@@ -222,7 +256,7 @@ async fn drive(session: &Session, ws: &mut Ws, inbox: &mut Inbox) -> End {
                     Next::Stop => return End::Stopped,
                 }
             }
-            _ = ping.tick() => {
+            Woken::Tick => {
                 if last_heard.elapsed() > timeout {
                     tracing::debug!(player_id = %session.who.player_id, "heartbeat timeout");
                     return End::Stopped;
@@ -239,6 +273,14 @@ async fn drive(session: &Session, ws: &mut Ws, inbox: &mut Inbox) -> End {
             wait.await;
         }
     }
+}
+
+/// What woke a session.
+enum Woken {
+    Killed,
+    Queued(Option<std::collections::VecDeque<Message>>),
+    Frame(Option<Result<Message, tungstenite::Error>>),
+    Tick,
 }
 
 /// What the reader does after a frame.
