@@ -185,7 +185,13 @@ impl Lobby {
         }
     }
 
+    /// `player_id` is a known player outside any party. (Sessions only
+    /// ask for players they registered; a forgotten one must not become a
+    /// member that has no player.)
     fn check_no_party(&self, player_id: &str) -> Result<(), ProtoError> {
+        if !self.players.contains_key(player_id) {
+            return Err(err(ErrorCode::Internal, "unknown player"));
+        }
         if self.party_of(player_id).is_some() {
             return Err(err(
                 ErrorCode::AlreadyInParty,

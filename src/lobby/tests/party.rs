@@ -396,3 +396,24 @@ fn find_match_never_seats_a_player_where_it_was_kicked() {
     assert_ne!(again.room.room_id, room.room_id);
     l.check_invariants().unwrap();
 }
+
+/// Only known players make or join parties: a player the lobby forgot (a
+/// disconnected player out of any room) never becomes a member without a
+/// player (found by the party property test: a forgotten player joined a
+/// party and the recount failed).
+#[test]
+fn a_forgotten_player_makes_and_joins_no_party() {
+    let mut l = lobby(&["a"]);
+    let mut out = Vec::new();
+    let party = l.create_party("a", Some(3)).unwrap();
+    assert_eq!(
+        code_of(l.create_party("ghost", Some(3))),
+        ErrorCode::Internal
+    );
+    assert_eq!(
+        code_of(l.join_party("ghost", &party.code, &mut out)),
+        ErrorCode::Internal
+    );
+    assert_eq!(ids(&l.party_info(&party.party_id).unwrap()), ["a"]);
+    l.check_invariants().unwrap();
+}
