@@ -429,6 +429,44 @@ proptest! {
         prop_assert_eq!(check(&v.to_string()), before);
     }
 
+    /// The signal fast path's hand-written reader (trickle candidates)
+    /// answers, when it answers, exactly what serde reads: the same kind,
+    /// target, payload and relayed frame. Real frames are edited inside
+    /// their structure and byte by byte, and laid out again with spaces
+    /// and newlines and keys in another order.
+    #[test]
+    fn the_hand_written_candidate_reader_agrees_with_serde(
+        which in any::<Index>(),
+        edits in proptest::collection::vec(edit(), 0..3),
+        bytes in proptest::collection::vec((any::<Index>(), any::<u8>(), 0u8..3), 0..4),
+        pretty in any::<bool>(),
+    ) {
+        let mut v = which.get(frames()).clone();
+        for e in &edits {
+            apply(&mut v, e);
+        }
+        let text = if pretty {
+            serde_json::to_string_pretty(&v).unwrap()
+        } else {
+            v.to_string()
+        };
+        let mut raw = text.into_bytes();
+        for (at, byte, op) in bytes {
+            let i = at.index(raw.len() + 1);
+            match op {
+                0 if i < raw.len() => raw[i] = byte,
+                1 => raw.insert(i.min(raw.len()), byte),
+                _ if i < raw.len() => { raw.remove(i); }
+                _ => {}
+            }
+        }
+        let text = String::from_utf8_lossy(&raw);
+        let (quick, serde) = crate::relay::decoded_both_ways(&text);
+        if quick.is_some() {
+            prop_assert_eq!(quick, serde, "{:.300}", text);
+        }
+    }
+
     /// The frames as text, edited byte by byte (the old fuzzer), and
     /// JSON-ish noise: never a panic.
     #[test]
@@ -513,6 +551,41 @@ proptest! {
         // And the whole offer frame decodes, whatever the SDP holds.
         let frame = json!({"type": "offer", "to": "p_2", "sdp": sdp}).to_string();
         prop_assert_eq!(check(&frame), Some("offer"));
+    }
+}
+
+/// Trickle candidates without `rid`, as the clients and the load generator
+/// send them, take the hand-written reader (the others take serde).
+#[test]
+fn trickle_candidates_take_the_hand_written_reader() {
+    let mut quick = 0;
+    for f in frames() {
+        let (q, s) = crate::relay::decoded_both_ways(&f.to_string());
+        let trickle = f["type"] == "ice_candidate" && f.get("rid").is_none();
+        assert_eq!(q.is_some(), trickle, "{f}");
+        if q.is_some() {
+            assert_eq!(q, s);
+            quick += 1;
+        }
+    }
+    assert!(quick > 2);
+    // Keys in any order, spaces between them, the object form.
+    let t = r#" { "candidate" : {"usernameFragment":null, "sdpMLineIndex" : 65535,
+        "candidate":"candidate:1 1 udp 2122260223 10.0.0.1 5000 typ host"} ,"to":"p_2","type":"ice_candidate"} "#;
+    let (q, s) = crate::relay::decoded_both_ways(t);
+    assert!(q.is_some());
+    assert_eq!(q, s);
+    // Refused by the reader, left to serde: an escape, a rid, a repeated
+    // key, a number past u16, an unknown key, a trailing comma.
+    for t in [
+        r#"{"type":"ice_candidate","to":"p\u005f2","candidate":"x"}"#,
+        r#"{"type":"ice_candidate","rid":1,"to":"p_2","candidate":"x"}"#,
+        r#"{"type":"ice_candidate","to":"p_2","to":"p_3","candidate":"x"}"#,
+        r#"{"type":"ice_candidate","to":"p_2","candidate":{"candidate":"x","sdpMLineIndex":65536}}"#,
+        r#"{"type":"ice_candidate","to":"p_2","candidate":"x","extra":1}"#,
+        r#"{"type":"ice_candidate","to":"p_2","candidate":"x",}"#,
+    ] {
+        assert!(crate::relay::decoded_both_ways(t).0.is_none(), "{t}");
     }
 }
 
