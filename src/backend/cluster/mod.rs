@@ -452,14 +452,15 @@ impl Cluster {
     ) -> Result<(), ProtoError> {
         // The publisher starts with the node's tasks, before any session.
         if let Some(publisher) = self.publisher.get() {
+            // The entry is made under the lock (a copy of a few hundred
+            // bytes), so the room need not be copied out of it first.
             let hint = {
                 let st = self.state.lock();
                 st.routes
                     .route(me, to)
-                    .map(|(room, node)| (room.to_string(), node.to_string()))
+                    .map(|(room, node)| (node.to_string(), relay::entry(to, me, room, frame)))
             };
-            if let Some((room, node)) = hint {
-                let entry = relay::entry(to, me, &room, frame);
+            if let Some((node, entry)) = hint {
                 publisher.send(node, entry, confirm).await?;
                 return Ok(());
             }

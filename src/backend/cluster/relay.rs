@@ -140,7 +140,14 @@ async fn run(
 ) {
     let mut items = Vec::new();
     while rx.recv_many(&mut items, BATCH).await > 0 {
-        // Per node, in queue order.
+        // Per node, in queue order; each batch sized once (a batch can be
+        // a megabyte: growing it by doubling copied it over and over).
+        let mut sizes: HashMap<&str, usize> = HashMap::new();
+        for item in &items {
+            if let Item::Signal { node, entry, .. } = item {
+                *sizes.entry(node.as_str()).or_insert(1) += entry.len();
+            }
+        }
         let mut batches: HashMap<&str, String> = HashMap::new();
         let mut order: Vec<&str> = Vec::new();
         let mut signals = 0u64;
@@ -148,7 +155,9 @@ async fn run(
             if let Item::Signal { node, entry, .. } = item {
                 let b = batches.entry(node.as_str()).or_insert_with(|| {
                     order.push(node.as_str());
-                    String::from("S")
+                    let mut b = String::with_capacity(sizes[node.as_str()]);
+                    b.push('S');
+                    b
                 });
                 b.push_str(entry);
                 signals += 1;
