@@ -307,9 +307,6 @@ mod quick {
         fn candidate_object(&mut self) -> Option<CandidateRef<'a>> {
             self.eat(b'{')?;
             let (mut candidate, mut mid, mut index, mut ufrag) = (None, None, None, None);
-            if self.peek()? == b'}' {
-                return None; // `candidate` is required
-            }
             loop {
                 match self.key()? {
                     "candidate" if candidate.is_none() => candidate = Some(self.string()?),

@@ -116,8 +116,8 @@ impl ConnTable {
     }
 
     /// Ends a player's connection from the server side: it leaves the
-    /// table (with its room-list subscription) and gets `frame`, which its
-    /// writer sends before closing. Nothing when it has none.
+    /// table (with its room-list subscription) and gets `frame`, which the
+    /// connection writes before closing. Nothing when it has none.
     pub fn close_conn(&mut self, player_id: &str, frame: Message) {
         if let Some(old) = self.conns.remove(player_id) {
             let _ = old.tx.try_send(frame);

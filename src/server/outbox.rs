@@ -13,7 +13,6 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-
 use std::task::{Context, Poll};
 
 use futures_util::task::AtomicWaker;

@@ -10,9 +10,8 @@
 //! costs one task, no split of the stream and no write buffer.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
-
 use std::task::Poll;
+use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use hyper_util::rt::TokioIo;
@@ -198,8 +197,7 @@ async fn drive(session: &Session, ws: &mut Ws, inbox: &mut Inbox) -> End {
     let mut limiter = RateLimit::new(app.cfg.rate_limit, app.cfg.rate_burst);
     // Made once: a new one per frame would put a waiter on the token's
     // locked list and take it off again for every frame.
-    let cancelled = std::pin::pin!(kill.cancelled());
-    let mut cancelled = cancelled;
+    let mut cancelled = std::pin::pin!(kill.cancelled());
     // Which of reading and writing goes first when both are ready; it
     // alternates, so that a socket that always has something to send is
     // still read, and one that always sends is still written to.
@@ -439,7 +437,7 @@ async fn await_close(ws: &mut Ws) {
 }
 
 impl Session {
-    /// Queues a close frame; the writer sends it and stops.
+    /// Queues a close frame; the session's loop sends it and stops.
     fn close(&self, code: CloseCode, reason: &'static str) {
         let _ = self.tx.try_send(close_frame(code, reason));
     }

@@ -378,6 +378,22 @@ fn apply_lines(lines: &mut Vec<String>, e: &LineEdit) {
     }
 }
 
+/// Byte edits at drawn places: 0 replaces a byte, 1 inserts one, 2
+/// removes one.
+fn edit_bytes(bytes: &mut Vec<u8>, edits: Vec<(Index, u8, u8)>) {
+    for (at, byte, op) in edits {
+        let i = at.index(bytes.len() + 1);
+        match op {
+            0 if i < bytes.len() => bytes[i] = byte,
+            1 => bytes.insert(i.min(bytes.len()), byte),
+            _ if i < bytes.len() => {
+                bytes.remove(i);
+            }
+            _ => {}
+        }
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 1000, ..ProptestConfig::default() })]
 
@@ -451,15 +467,7 @@ proptest! {
             v.to_string()
         };
         let mut raw = text.into_bytes();
-        for (at, byte, op) in bytes {
-            let i = at.index(raw.len() + 1);
-            match op {
-                0 if i < raw.len() => raw[i] = byte,
-                1 => raw.insert(i.min(raw.len()), byte),
-                _ if i < raw.len() => { raw.remove(i); }
-                _ => {}
-            }
-        }
+        edit_bytes(&mut raw, bytes);
         let text = String::from_utf8_lossy(&raw);
         let (quick, serde) = crate::relay::decoded_both_ways(&text);
         if quick.is_some() {
@@ -476,15 +484,7 @@ proptest! {
         noise in r#"[{}\[\]":,a-z0-9 .\\-]{0,120}"#,
     ) {
         let mut bytes = which.get(frames()).to_string().into_bytes();
-        for (at, byte, op) in edits {
-            let i = at.index(bytes.len() + 1);
-            match op {
-                0 if i < bytes.len() => bytes[i] = byte,
-                1 => bytes.insert(i.min(bytes.len()), byte),
-                _ if i < bytes.len() => { bytes.remove(i); }
-                _ => {}
-            }
-        }
+        edit_bytes(&mut bytes, edits);
         // WebSocket text frames are UTF-8 by construction.
         check(&String::from_utf8_lossy(&bytes));
         check(&noise);
