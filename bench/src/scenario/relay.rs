@@ -17,7 +17,6 @@ use std::time::{Duration, Instant};
 
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{FutureExt, SinkExt, StreamExt};
-use hdrhistogram::Histogram;
 use serde::Serialize;
 use tokio::sync::{watch, Semaphore};
 use tokio_tungstenite::tungstenite::Message;
@@ -146,7 +145,7 @@ pub async fn open_pairs(
 
 /// WebSocket settings of relay players: busy sockets, big buffers.
 fn relay_socket_config() -> tokio_tungstenite::tungstenite::protocol::WebSocketConfig {
-    target::client_config(64 * 1024, 64 * 1024)
+    target::client_config(8 * 1024, 64 * 1024)
 }
 
 /// CPU time (user, system) of every process of `pids`, summed; none if one
@@ -189,6 +188,8 @@ pub async fn measure(
     let start = Instant::now() + Duration::from_millis(50);
     let mut send_tasks = Vec::new();
     let mut recv_tasks = Vec::new();
+    let latencies = util::SharedHist::new();
+    let lags = util::SharedHist::new();
     let mut frame_bytes = 0;
     for (i, (a, b)) in pairs.into_iter().enumerate() {
         let (a_sink, a_stream) = a.ws.split();
@@ -211,7 +212,8 @@ pub async fn measure(
             };
             let offset = (2 * i + j) as f64 / senders_total as f64;
             let per_sender = rate.map(|r| r / senders_total as f64);
-            send_tasks.push(tokio::spawn(sender.run(per_sender, start, offset)));
+            let lag = lags.recorder();
+            send_tasks.push(tokio::spawn(sender.run(per_sender, start, offset, lag)));
         }
         // a's stream receives b's signals, so it frees b->a permits.
         for (stream, sem) in [(a_stream, ba), (b_stream, ab)] {
@@ -222,6 +224,7 @@ pub async fn measure(
                 counters: counters.clone(),
                 window: window.clone(),
                 stop: stop_recv_rx.clone(),
+                latencies: latencies.recorder(),
             };
             recv_tasks.push(tokio::spawn(receiver.run()));
         }
@@ -276,15 +279,12 @@ pub async fn measure(
     pb.finish_and_clear();
     let _ = stop_send.send(true);
     let mut sinks = Vec::new();
-    let mut lag: Option<Histogram<u64>> = None;
     for t in send_tasks {
-        if let Ok((sink, l)) = t.await {
+        if let Ok(sink) = t.await {
             sinks.extend(sink);
-            if let Some(l) = l {
-                lag.get_or_insert_with(util::new_hist).add(&l).ok();
-            }
         }
     }
+    let lag = rate.map(|_| lags.snapshot());
     // Drain what is in flight.
     let drain_end = Instant::now() + Duration::from_secs(3);
     while Instant::now() < drain_end
@@ -293,14 +293,13 @@ pub async fn measure(
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let _ = stop_recv.send(true);
-    let mut hist = util::new_hist();
     let mut in_window = 0;
     for t in recv_tasks {
-        if let Ok((h, n)) = t.await {
-            hist.add(&h).ok();
+        if let Ok(n) = t.await {
             in_window += n;
         }
     }
+    let hist = latencies.snapshot();
     for mut s in sinks {
         let _ = tokio::time::timeout(Duration::from_millis(500), s.close()).await;
     }
@@ -370,23 +369,21 @@ struct Sender {
 }
 
 impl Sender {
-    /// Sends until stopped; returns the sink (for a polite close) and the
-    /// histogram of schedule lag (paced runs).
+    /// Sends until stopped; returns the sink (for a polite close). Paced
+    /// runs record how late each signal was on its schedule into `lag`.
     async fn run(
         mut self,
         rate: Option<f64>,
         start: Instant,
         offset: f64,
-    ) -> (Option<Sink>, Option<Histogram<u64>>) {
+        mut lag: util::Recorder,
+    ) -> Option<Sink> {
         tokio::time::sleep_until(start.into()).await;
-        let (ok, lag) = match rate {
-            None => (self.flat_out().await, None),
-            Some(r) => {
-                let mut lag = util::new_hist();
-                (self.paced(r, start, offset, &mut lag).await, Some(lag))
-            }
+        let ok = match rate {
+            None => self.flat_out().await,
+            Some(r) => self.paced(r, start, offset, &mut lag).await,
         };
-        (ok.then_some(self.sink), lag)
+        ok.then_some(self.sink)
     }
 
     async fn flat_out(&mut self) -> bool {
@@ -429,7 +426,7 @@ impl Sender {
         rate: f64,
         start: Instant,
         offset: f64,
-        lag: &mut Histogram<u64>,
+        lag: &mut util::Recorder,
     ) -> bool {
         let period = Duration::from_secs_f64(1.0 / rate.max(0.001));
         let first = start + period.mul_f64(offset);
@@ -441,7 +438,7 @@ impl Sender {
                 _ = self.stop.changed() => return true,
             };
             let now = util::now_ns();
-            util::record_ns(lag, now.saturating_sub(util::ns_of(at.into_std())));
+            lag.record_ns(now.saturating_sub(util::ns_of(at.into_std())));
             if self.sink.feed(self.frame.stamped(now)).await.is_err() {
                 return false;
             }
@@ -449,7 +446,7 @@ impl Sender {
             let mut n = 1;
             while let Some(at) = iv.tick().now_or_never() {
                 let now = util::now_ns();
-                util::record_ns(lag, now.saturating_sub(util::ns_of(at.into_std())));
+                lag.record_ns(now.saturating_sub(util::ns_of(at.into_std())));
                 if self.sink.feed(self.frame.stamped(now)).await.is_err() {
                     return false;
                 }
@@ -470,13 +467,14 @@ struct Receiver {
     counters: Arc<Counters>,
     window: Arc<Window>,
     stop: watch::Receiver<bool>,
+    /// Latencies of the signals received in the window.
+    latencies: util::Recorder,
 }
 
 impl Receiver {
-    /// Reads until stopped; the latency histogram of the window and the
-    /// number of signals received in it.
-    async fn run(mut self) -> (Histogram<u64>, u64) {
-        let mut hist = util::new_hist();
+    /// Reads until stopped; the number of signals received in the window
+    /// (their latencies go to `latencies`).
+    async fn run(mut self) -> u64 {
         let mut in_window = 0;
         loop {
             let msg = tokio::select! {
@@ -497,7 +495,7 @@ impl Receiver {
                     let to = self.window.to.load(Ordering::Relaxed);
                     if now >= from && now < to {
                         in_window += 1;
-                        util::record_ns(&mut hist, now.saturating_sub(ts));
+                        self.latencies.record_ns(now.saturating_sub(ts));
                     }
                 }
                 None => {
@@ -511,6 +509,6 @@ impl Receiver {
                 }
             }
         }
-        (hist, in_window)
+        in_window
     }
 }
