@@ -452,17 +452,19 @@ impl Cluster {
     ) -> Result<(), ProtoError> {
         // The publisher starts with the node's tasks, before any session.
         if let Some(publisher) = self.publisher.get() {
-            // The entry is made under the lock (a copy of a few hundred
-            // bytes), so the room need not be copied out of it first.
-            let hint = {
+            publisher.ready().await?;
+            // Written straight into the node's batch under the lock (a copy
+            // of a few hundred bytes), so nothing is copied out first.
+            let queued = {
                 let st = self.state.lock();
                 st.routes
                     .route(me, to)
-                    .map(|(room, node)| (node.to_string(), relay::entry(to, me, room, frame)))
+                    .map(|(room, node)| publisher.push(node, to, me, room, frame, confirm))
             };
-            if let Some((node, entry)) = hint {
-                publisher.send(node, entry, confirm).await?;
-                return Ok(());
+            match queued {
+                Some(Some(answer)) => return Ok(relay::Publisher::confirmed(answer).await?),
+                Some(None) => return Ok(()),
+                None => {}
             }
         }
         self.barrier().await;

@@ -14,43 +14,103 @@
 //! four length-prefixed fields per signal (`<bytes>:<text>`): target,
 //! sender, room, frame.
 
-use std::collections::HashMap;
-use std::fmt::Write;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
-use tokio::sync::{mpsc, oneshot};
+use parking_lot::Mutex;
+use tokio::sync::{oneshot, Notify};
 
 use crate::cluster::{Store, StoreError, PREFIX};
 
-/// Signals queued by the sessions of this node, at most.
-const QUEUE: usize = 65_536;
-/// Signals published in one round trip, at most.
-const BATCH: usize = 4096;
+/// Signals queued by the sessions of this node, at most: a session that
+/// finds the queue full waits for the round trip under way.
+const QUEUE: u64 = 65_536;
+/// A batch is closed at this size and the node's next signals start
+/// another (one `PUBLISH` each, in order), so that no message nears the
+/// store's limits for a subscriber's output buffer.
+const BATCH_BYTES: usize = 1 << 20;
 
-enum Item {
-    Signal {
-        node: String,
-        entry: String,
-        done: Option<oneshot::Sender<bool>>,
-    },
-    Barrier(oneshot::Sender<()>),
+/// Emptied batches kept for reuse, at most, and the largest kept.
+const FREE_KEPT: usize = 8;
+const FREE_MAX_BYTES: usize = 256 * 1024;
+
+/// Signals waiting for the next round trip, written in place: each is
+/// appended to its node's batch as it is routed (no entry, no queue item,
+/// no copy into a batch later).
+#[derive(Default)]
+struct Pending {
+    /// (node, batch) in the order the batches were opened; a node can have
+    /// several when one filled up.
+    batches: Vec<(String, String)>,
+    signals: u64,
+    /// Told whether the round trip that carries their signal succeeded.
+    confirms: Vec<oneshot::Sender<bool>>,
+    /// Told when every signal queued before them is published.
+    barriers: Vec<oneshot::Sender<()>>,
+    /// Emptied batches of earlier rounds, reused before any new one.
+    free: Vec<String>,
 }
 
-pub(crate) struct Publisher {
-    tx: mpsc::Sender<Item>,
-    /// Signals queued and not yet published (a barrier with none to wait
-    /// for costs nothing).
-    queued: Arc<AtomicU64>,
+impl Pending {
+    fn is_empty(&self) -> bool {
+        self.signals == 0 && self.barriers.is_empty()
+    }
+
+    /// Appends one signal to `node`'s open batch (opening one if needed).
+    fn push(&mut self, node: &str, to: &str, from: &str, room: &str, frame: &str) {
+        let need = to.len() + from.len() + room.len() + frame.len() + 4 * 8;
+        let open = self
+            .batches
+            .iter()
+            .rposition(|(n, _)| n == node)
+            .filter(|&i| self.batches[i].1.len() + need <= BATCH_BYTES);
+        let batch = match open {
+            Some(i) => &mut self.batches[i].1,
+            None => {
+                let mut b = self
+                    .free
+                    .pop()
+                    .unwrap_or_else(|| String::with_capacity(need.max(16 * 1024)));
+                b.push('S');
+                self.batches.push((node.to_string(), b));
+                &mut self.batches.last_mut().expect("just pushed").1
+            }
+        };
+        put_entry(batch, to, from, room, frame);
+        self.signals += 1;
+    }
+}
+
+/// Appends one signal as a batch entry: four length-prefixed fields.
+fn put_entry(batch: &mut String, to: &str, from: &str, room: &str, frame: &str) {
+    for field in [to, from, room, frame] {
+        put_len(batch, field.len());
+        batch.push(':');
+        batch.push_str(field);
+    }
+}
+
+/// A length in decimal (no formatter: this runs for every field of every
+/// signal).
+fn put_len(s: &mut String, mut n: usize) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    s.push_str(std::str::from_utf8(&digits[at..]).expect("ASCII digits"));
 }
 
 /// One signal as a batch entry.
+#[cfg(test)]
 pub(crate) fn entry(to: &str, from: &str, room: &str, frame: &str) -> String {
-    let mut s = String::with_capacity(to.len() + from.len() + room.len() + frame.len() + 24);
-    for field in [to, from, room, frame] {
-        let _ = write!(s, "{}:", field.len());
-        s.push_str(field);
-    }
+    let mut s = String::new();
+    put_entry(&mut s, to, from, room, frame);
     s
 }
 
@@ -84,35 +144,87 @@ pub(crate) fn entries(text: &str) -> Option<Vec<Entry<'_>>> {
     Some(out)
 }
 
+struct Shared {
+    pending: Mutex<Pending>,
+    /// Signals queued and not yet published (in `pending` or on their way).
+    queued: AtomicU64,
+    /// Wakes the publishing task: `pending` went from empty to not.
+    work: Notify,
+    /// Wakes senders waiting for room in the queue.
+    room: Notify,
+    /// The publishing task ended (the runtime is shutting down).
+    stopped: AtomicBool,
+}
+
+pub(crate) struct Publisher {
+    shared: Arc<Shared>,
+}
+
 impl Publisher {
     pub fn start(store: Arc<Store>, on_published: impl Fn(u64) + Send + 'static) -> Publisher {
-        let (tx, rx) = mpsc::channel(QUEUE);
-        let queued = Arc::new(AtomicU64::new(0));
-        tokio::spawn(run(store, rx, queued.clone(), on_published));
-        Publisher { tx, queued }
+        let shared = Arc::new(Shared {
+            pending: Mutex::new(Pending::default()),
+            queued: AtomicU64::new(0),
+            work: Notify::new(),
+            room: Notify::new(),
+            stopped: AtomicBool::new(false),
+        });
+        tokio::spawn(run(store, shared.clone(), on_published));
+        Publisher { shared }
     }
 
-    /// Queues a signal for `node`; with `confirm`, waits until it is
-    /// published and says whether it was.
-    pub async fn send(&self, node: String, entry: String, confirm: bool) -> Result<(), StoreError> {
-        let (done, rx) = if confirm {
-            let (tx, rx) = oneshot::channel();
-            (Some(tx), Some(rx))
-        } else {
-            (None, None)
-        };
-        self.queued.fetch_add(1, Ordering::AcqRel);
-        if self
-            .tx
-            .send(Item::Signal { node, entry, done })
-            .await
-            .is_err()
-        {
-            self.queued.fetch_sub(1, Ordering::AcqRel);
-            return Err(StoreError::Unavailable("the signal relay stopped".into()));
+    /// Waits while the queue is full; an error once the publisher stopped.
+    pub async fn ready(&self) -> Result<(), StoreError> {
+        let sh = &self.shared;
+        loop {
+            if sh.stopped.load(Ordering::Acquire) {
+                return Err(StoreError::Unavailable("the signal relay stopped".into()));
+            }
+            if sh.queued.load(Ordering::Acquire) < QUEUE {
+                return Ok(());
+            }
+            // Registered from here on, so a publish between the check
+            // above and the wait below still wakes it.
+            let room = sh.room.notified();
+            if sh.queued.load(Ordering::Acquire) < QUEUE || sh.stopped.load(Ordering::Acquire) {
+                continue;
+            }
+            room.await;
         }
-        let Some(rx) = rx else { return Ok(()) };
-        match rx.await {
+    }
+
+    /// Queues a signal for `node` (call `ready` first; it may overshoot the
+    /// queue's bound by the sessions that passed `ready` together). With
+    /// `confirm`, the answer says whether the store took it.
+    pub fn push(
+        &self,
+        node: &str,
+        to: &str,
+        from: &str,
+        room: &str,
+        frame: &str,
+        confirm: bool,
+    ) -> Option<oneshot::Receiver<bool>> {
+        let sh = &self.shared;
+        let mut p = sh.pending.lock();
+        let was_empty = p.is_empty();
+        p.push(node, to, from, room, frame);
+        sh.queued.fetch_add(1, Ordering::AcqRel);
+        let answer = confirm.then(|| {
+            let (tx, rx) = oneshot::channel();
+            p.confirms.push(tx);
+            rx
+        });
+        drop(p);
+        if was_empty {
+            sh.work.notify_one();
+        }
+        answer
+    }
+
+    /// Waits for the answer of a confirmed `push`.
+    pub async fn confirmed(answer: oneshot::Receiver<bool>) -> Result<(), StoreError> {
+        match answer.await {
             Ok(true) => Ok(()),
             _ => Err(StoreError::Unavailable(
                 "the store did not take the signal".into(),
@@ -122,55 +234,60 @@ impl Publisher {
 
     /// Waits until every signal queued before now is published.
     pub async fn barrier(&self) {
-        if self.queued.load(Ordering::Acquire) == 0 {
+        let sh = &self.shared;
+        if sh.queued.load(Ordering::Acquire) == 0 || sh.stopped.load(Ordering::Acquire) {
             return;
         }
         let (tx, rx) = oneshot::channel();
-        if self.tx.send(Item::Barrier(tx)).await.is_ok() {
-            let _ = rx.await;
+        {
+            let mut p = sh.pending.lock();
+            let was_empty = p.is_empty();
+            p.barriers.push(tx);
+            if was_empty {
+                sh.work.notify_one();
+            }
         }
+        let _ = rx.await;
     }
 }
 
-async fn run(
-    store: Arc<Store>,
-    mut rx: mpsc::Receiver<Item>,
-    queued: Arc<AtomicU64>,
-    on_published: impl Fn(u64),
-) {
-    let mut items = Vec::new();
-    while rx.recv_many(&mut items, BATCH).await > 0 {
-        // Per node, in queue order; each batch sized once (a batch can be
-        // a megabyte: growing it by doubling copied it over and over).
-        let mut sizes: HashMap<&str, usize> = HashMap::new();
-        for item in &items {
-            if let Item::Signal { node, entry, .. } = item {
-                *sizes.entry(node.as_str()).or_insert(1) += entry.len();
+/// Marks the publisher stopped when its task ends, however it ends.
+struct StopGuard(Arc<Shared>);
+
+impl Drop for StopGuard {
+    fn drop(&mut self) {
+        self.0.stopped.store(true, Ordering::Release);
+        self.0.room.notify_waiters();
+    }
+}
+
+async fn run(store: Arc<Store>, shared: Arc<Shared>, on_published: impl Fn(u64)) {
+    let _guard = StopGuard(shared.clone());
+    loop {
+        shared.work.notified().await;
+        let round = {
+            let mut p = shared.pending.lock();
+            if p.is_empty() {
+                continue;
             }
-        }
-        let mut batches: HashMap<&str, String> = HashMap::new();
-        let mut order: Vec<&str> = Vec::new();
-        let mut signals = 0u64;
-        for item in &items {
-            if let Item::Signal { node, entry, .. } = item {
-                let b = batches.entry(node.as_str()).or_insert_with(|| {
-                    order.push(node.as_str());
-                    let mut b = String::with_capacity(sizes[node.as_str()]);
-                    b.push('S');
-                    b
-                });
-                b.push_str(entry);
-                signals += 1;
-            }
-        }
-        let ok = if order.is_empty() {
+            let free = std::mem::take(&mut p.free);
+            std::mem::replace(
+                &mut *p,
+                Pending {
+                    free,
+                    ..Pending::default()
+                },
+            )
+        };
+        let signals = round.signals;
+        let ok = if round.batches.is_empty() {
             true
         } else {
             let mut pipe = redis::pipe();
-            for node in &order {
+            for (node, batch) in &round.batches {
                 pipe.cmd("PUBLISH")
                     .arg(format!("{PREFIX}ch:{node}"))
-                    .arg(&batches[node])
+                    .arg(batch.as_str())
                     .ignore();
             }
             match store.pipeline(&pipe).await {
@@ -181,22 +298,24 @@ async fn run(
                 }
             }
         };
-        drop(batches);
-        if ok {
+        if ok && signals > 0 {
             on_published(signals);
         }
-        queued.fetch_sub(signals, Ordering::AcqRel);
-        for item in items.drain(..) {
-            match item {
-                Item::Signal {
-                    done: Some(done), ..
-                } => {
-                    let _ = done.send(ok);
-                }
-                Item::Signal { .. } => {}
-                Item::Barrier(done) => {
-                    let _ = done.send(());
-                }
+        shared.queued.fetch_sub(signals, Ordering::AcqRel);
+        shared.room.notify_waiters();
+        for done in round.confirms {
+            let _ = done.send(ok);
+        }
+        for done in round.barriers {
+            let _ = done.send(());
+        }
+        // Emptied, the batches serve the next rounds (a few, of a usual
+        // size: a burst's megabyte batches are let go).
+        let mut p = shared.pending.lock();
+        for (_, mut batch) in round.batches {
+            if p.free.len() < FREE_KEPT && batch.capacity() <= FREE_MAX_BYTES {
+                batch.clear();
+                p.free.push(batch);
             }
         }
     }
@@ -220,5 +339,86 @@ mod tests {
         assert!(entries("x:a").is_none(), "bad length");
         assert!(entries("1:\u{e9}").is_none(), "not on a char boundary");
         assert_eq!(entries("").map(|e| e.len()), Some(0));
+    }
+
+    #[test]
+    fn lengths_are_written_in_decimal() {
+        for n in [0, 7, 9, 10, 99, 100, 1234, 1 << 20, usize::MAX] {
+            let mut s = String::from("x");
+            put_len(&mut s, n);
+            assert_eq!(s, format!("x{n}"));
+        }
+    }
+
+    /// Reads every batch of a round: (node, [(to, frame)]).
+    fn read_round(p: &Pending) -> Vec<(String, Vec<(String, String)>)> {
+        p.batches
+            .iter()
+            .map(|(node, b)| {
+                let e = entries(b.strip_prefix('S').expect("batch mark")).expect("well formed");
+                let e = e.iter().map(|e| (e.to.to_string(), e.frame.to_string()));
+                (node.clone(), e.collect())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn pending_signals_go_to_their_node_batch_in_order() {
+        let mut p = Pending::default();
+        assert!(p.is_empty());
+        p.push("n2", "b", "a", "r1", "1");
+        p.push("n3", "c", "a", "r1", "2");
+        p.push("n2", "b", "a", "r1", "3");
+        assert_eq!(p.signals, 3);
+        assert!(!p.is_empty());
+        let pairs = |v: &[(&str, &str)]| -> Vec<(String, String)> {
+            v.iter()
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .collect()
+        };
+        assert_eq!(
+            read_round(&p),
+            vec![
+                ("n2".to_string(), pairs(&[("b", "1"), ("b", "3")])),
+                ("n3".to_string(), pairs(&[("c", "2")])),
+            ]
+        );
+        // An emptied batch is reused for the next node that needs one.
+        let mut next = Pending::default();
+        let mut old = p.batches.remove(0).1;
+        old.clear();
+        let at = old.as_ptr();
+        next.free.push(old);
+        next.push("n9", "z", "y", "r", "f");
+        assert_eq!(next.batches[0].1.as_ptr(), at);
+        assert_eq!(read_round(&next)[0].1, pairs(&[("z", "f")]));
+    }
+
+    #[test]
+    fn a_full_batch_is_closed_and_the_next_one_follows_it() {
+        let mut p = Pending::default();
+        let frame = "x".repeat(100_000);
+        for i in 0..25 {
+            p.push("n2", &i.to_string(), "a", "r", &frame);
+            p.push("n3", "c", "a", "r", "small");
+        }
+        let round = read_round(&p);
+        let n2: Vec<&(String, Vec<(String, String)>)> =
+            round.iter().filter(|(n, _)| n == "n2").collect();
+        assert!(n2.len() >= 3, "25 signals of 100 kB make several batches");
+        assert!(p.batches.iter().all(|(_, b)| b.len() <= BATCH_BYTES));
+        // In order across the batches, none lost.
+        let order: Vec<String> = n2
+            .iter()
+            .flat_map(|(_, e)| e.iter().map(|(to, _)| to.clone()))
+            .collect();
+        let want: Vec<String> = (0..25).map(|i: i32| i.to_string()).collect();
+        assert_eq!(order, want);
+        let n3: usize = round
+            .iter()
+            .filter(|(n, _)| n == "n3")
+            .map(|(_, e)| e.len())
+            .sum();
+        assert_eq!(n3, 25);
     }
 }
