@@ -12,6 +12,7 @@
 
 mod bare;
 mod profile;
+mod rawws;
 mod report;
 mod scenario;
 mod server;

@@ -407,6 +407,11 @@ impl Frame {
     pub fn len(&self) -> usize {
         self.head.len() + self.tail.len() + 12
     }
+
+    /// The text before and after the timestamp.
+    pub fn parts(&self) -> (&str, &str) {
+        (&self.head, &self.tail)
+    }
 }
 
 fn frame_text(kind: Kind, payload: Payload, to: &str) -> String {

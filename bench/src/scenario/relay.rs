@@ -15,14 +15,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures_util::stream::{SplitSink, SplitStream};
-use futures_util::{FutureExt, SinkExt, StreamExt};
+use futures_util::FutureExt;
 use serde::Serialize;
 use tokio::sync::{watch, Semaphore};
-use tokio_tungstenite::tungstenite::Message;
 
 use super::{bar, nonce, timer_bar, Params};
-use crate::target::{self, Frame, Kind, Session, Ws};
+use crate::rawws::{Incoming, RawWs};
+use crate::target::{self, Frame, Kind, Session};
 use crate::util::{self, Latency};
 
 /// One relay measurement.
@@ -87,9 +86,6 @@ struct Counters {
     errors: AtomicU64,
     first_error: std::sync::Mutex<Option<String>>,
 }
-
-type Sink = SplitSink<Ws, Message>;
-type Stream = SplitStream<Ws>;
 
 /// Runs one relay measurement against the server at `addr` (pid `pid`).
 pub async fn run(
@@ -186,47 +182,52 @@ pub async fn measure(
     let (stop_recv, stop_recv_rx) = watch::channel(false);
     let senders_total = 2 * pairs.len();
     let start = Instant::now() + Duration::from_millis(50);
-    let mut send_tasks = Vec::new();
-    let mut recv_tasks = Vec::new();
     let latencies = util::SharedHist::new();
     let lags = util::SharedHist::new();
     let mut frame_bytes = 0;
-    for (i, (a, b)) in pairs.into_iter().enumerate() {
-        let (a_sink, a_stream) = a.ws.split();
-        let (b_sink, b_stream) = b.ws.split();
+    // Each player's socket is taken over from tungstenite (see `rawws`),
+    // all at once.
+    let mut taken = Vec::new();
+    for (a, b) in pairs {
+        let (ta, tb) = (a.ws, b.ws);
+        taken.push((
+            a.id,
+            b.id,
+            tokio::spawn(RawWs::take(ta, target::STEP_TIMEOUT)),
+            tokio::spawn(RawWs::take(tb, target::STEP_TIMEOUT)),
+        ));
+    }
+    let mut tasks = Vec::new();
+    for (i, (a_id, b_id, ra, rb)) in taken.into_iter().enumerate() {
+        let (ra, rb) = (ra.await??, rb.await??);
         let ab = Arc::new(Semaphore::new(p.window));
         let ba = Arc::new(Semaphore::new(p.window));
-        let fa = Frame::new(kind, p.payload, &b.id);
-        let fb = Frame::new(kind, p.payload, &a.id);
+        let fa = Frame::new(kind, p.payload, &b_id);
+        let fb = Frame::new(kind, p.payload, &a_id);
         frame_bytes = fa.len();
-        for (j, (sink, frame, sem)) in [(a_sink, fa, ab.clone()), (b_sink, fb, ba.clone())]
-            .into_iter()
-            .enumerate()
+        // a sends on a->b permits and frees b->a ones as b's signals come in.
+        for (j, (raw, frame, send_sem, recv_sem)) in
+            [(ra, fa, ab.clone(), ba.clone()), (rb, fb, ba, ab)]
+                .into_iter()
+                .enumerate()
         {
-            let sender = Sender {
-                sink,
+            let player = Player {
+                kind,
+                raw,
                 frame,
-                sem,
+                send_sem,
+                recv_sem,
                 counters: counters.clone(),
-                stop: stop_send_rx.clone(),
+                window: window.clone(),
+                stop_send: stop_send_rx.clone(),
+                stop_recv: stop_recv_rx.clone(),
+                latencies: latencies.recorder(),
+                lag: lags.recorder(),
+                in_window: 0,
             };
             let offset = (2 * i + j) as f64 / senders_total as f64;
             let per_sender = rate.map(|r| r / senders_total as f64);
-            let lag = lags.recorder();
-            send_tasks.push(tokio::spawn(sender.run(per_sender, start, offset, lag)));
-        }
-        // a's stream receives b's signals, so it frees b->a permits.
-        for (stream, sem) in [(a_stream, ba), (b_stream, ab)] {
-            let receiver = Receiver {
-                kind,
-                stream,
-                sem,
-                counters: counters.clone(),
-                window: window.clone(),
-                stop: stop_recv_rx.clone(),
-                latencies: latencies.recorder(),
-            };
-            recv_tasks.push(tokio::spawn(receiver.run()));
+            tasks.push(tokio::spawn(player.run(per_sender, start, offset)));
         }
     }
 
@@ -278,13 +279,6 @@ pub async fn measure(
     let measured = t0.elapsed().as_secs_f64();
     pb.finish_and_clear();
     let _ = stop_send.send(true);
-    let mut sinks = Vec::new();
-    for t in send_tasks {
-        if let Ok(sink) = t.await {
-            sinks.extend(sink);
-        }
-    }
-    let lag = rate.map(|_| lags.snapshot());
     // Drain what is in flight.
     let drain_end = Instant::now() + Duration::from_secs(3);
     while Instant::now() < drain_end
@@ -294,15 +288,13 @@ pub async fn measure(
     }
     let _ = stop_recv.send(true);
     let mut in_window = 0;
-    for t in recv_tasks {
+    for t in tasks {
         if let Ok(n) = t.await {
             in_window += n;
         }
     }
     let hist = latencies.snapshot();
-    for mut s in sinks {
-        let _ = tokio::time::timeout(Duration::from_millis(500), s.close()).await;
-    }
+    let lag = rate.map(|_| lags.snapshot());
     let first_error = counters.first_error.lock().expect("lock").clone();
     let mut sorted = samples.clone();
     sorted.sort_by(f64::total_cmp);
@@ -360,43 +352,153 @@ pub async fn measure(
     })
 }
 
-struct Sender {
-    sink: Sink,
+/// One player: its socket, sending at its pace and reading its peer's
+/// signals, in one task.
+struct Player {
+    kind: Kind,
+    raw: RawWs,
     frame: Frame,
-    sem: Arc<Semaphore>,
+    /// Permits to send (at the maximum rate: signals in flight to the peer).
+    send_sem: Arc<Semaphore>,
+    /// Permits given back to the peer for each of its signals received.
+    recv_sem: Arc<Semaphore>,
     counters: Arc<Counters>,
-    stop: watch::Receiver<bool>,
+    window: Arc<Window>,
+    stop_send: watch::Receiver<bool>,
+    stop_recv: watch::Receiver<bool>,
+    /// Latencies of the signals received in the window.
+    latencies: util::Recorder,
+    /// Paced runs: how late each signal was on its schedule.
+    lag: util::Recorder,
+    in_window: u64,
 }
 
-impl Sender {
-    /// Sends until stopped; returns the sink (for a polite close). Paced
-    /// runs record how late each signal was on its schedule into `lag`.
-    async fn run(
-        mut self,
-        rate: Option<f64>,
-        start: Instant,
-        offset: f64,
-        mut lag: util::Recorder,
-    ) -> Option<Sink> {
-        tokio::time::sleep_until(start.into()).await;
-        let ok = match rate {
-            None => self.flat_out().await,
-            Some(r) => self.paced(r, start, offset, &mut lag).await,
+/// When a player next sends: on its schedule, or when permits are free.
+enum Pace {
+    Flat,
+    Paced(tokio::time::Interval),
+}
+
+impl Player {
+    /// Runs until stopped; the number of signals received in the window.
+    async fn run(mut self, rate: Option<f64>, start: Instant, offset: f64) -> u64 {
+        let mut pace = match rate {
+            None => Pace::Flat,
+            Some(r) => {
+                let period = Duration::from_secs_f64(1.0 / r.max(0.001));
+                let first = start + period.mul_f64(offset);
+                let mut iv = tokio::time::interval_at(first.into(), period);
+                iv.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+                Pace::Paced(iv)
+            }
         };
-        ok.then_some(self.sink)
+        tokio::time::sleep_until(start.into()).await;
+        let mut sending = true;
+        loop {
+            let unsent = self.raw.has_unsent();
+            tokio::select! {
+                biased;
+                _ = self.stop_recv.changed() => break,
+                _ = self.stop_send.changed(), if sending => sending = false,
+                r = self.raw.tcp.readable() => {
+                    if r.is_err() || !self.read() {
+                        break;
+                    }
+                }
+                r = self.raw.tcp.writable(), if unsent => {
+                    if r.is_err() || self.raw.try_flush().is_err() {
+                        break;
+                    }
+                }
+                n = next_batch(&mut pace, &self.send_sem, &mut self.lag), if sending && !unsent => {
+                    for _ in 0..n {
+                        self.put_signal();
+                    }
+                    self.counters.sent.fetch_add(n, Ordering::Relaxed);
+                    if self.raw.try_flush().is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+        self.raw.put_close();
+        let _ = self.raw.try_flush();
+        self.in_window
     }
 
-    async fn flat_out(&mut self) -> bool {
-        loop {
-            let permit = tokio::select! {
-                p = self.sem.acquire() => p,
-                _ = self.stop.changed() => return true,
+    fn put_signal(&mut self) {
+        let mut digits = [0u8; 20];
+        let ts = put_u64(&mut digits, util::now_ns());
+        let (head, tail) = self.frame.parts();
+        self.raw.put_text(&[head.as_bytes(), ts, tail.as_bytes()]);
+    }
+
+    /// Takes in what was read; false once the connection is over.
+    fn read(&mut self) -> bool {
+        let Player {
+            kind,
+            raw,
+            recv_sem,
+            counters,
+            window,
+            latencies,
+            in_window,
+            ..
+        } = self;
+        let mut closed = false;
+        let ok = raw.try_read(|frame| {
+            let text = match frame {
+                Incoming::Text(t) => t,
+                Incoming::Closed => {
+                    closed = true;
+                    return;
+                }
             };
-            let Ok(permit) = permit else { return true };
+            let now = util::now_ns();
+            let Ok(text) = std::str::from_utf8(text) else {
+                return;
+            };
+            match target::timestamp_of(text) {
+                Some(ts) => {
+                    recv_sem.add_permits(1);
+                    counters.received.fetch_add(1, Ordering::Relaxed);
+                    let from = window.from.load(Ordering::Relaxed);
+                    let to = window.to.load(Ordering::Relaxed);
+                    if now >= from && now < to {
+                        *in_window += 1;
+                        latencies.record_ns(now.saturating_sub(ts));
+                    }
+                }
+                None => {
+                    if target::is_error(*kind, text)
+                        && counters.errors.fetch_add(1, Ordering::Relaxed) == 0
+                    {
+                        let mut e: String = text.chars().take(300).collect();
+                        e.retain(|c| c != '\n');
+                        *counters.first_error.lock().expect("lock") = Some(e);
+                    }
+                }
+            }
+        });
+        // A pong answering the server's ping goes out now.
+        let flushed = !raw.has_unsent() || raw.try_flush().is_ok();
+        matches!(ok, Ok(true)) && !closed && flushed
+    }
+}
+
+/// Waits for the next signals to send; how many. At the maximum rate: free
+/// permits, up to 64 at once. Paced: the ticks due (a late sender catches
+/// up in one write), each one's lateness recorded.
+async fn next_batch(pace: &mut Pace, sem: &Semaphore, lag: &mut util::Recorder) -> u64 {
+    match pace {
+        Pace::Flat => {
+            let Ok(permit) = sem.acquire().await else {
+                return std::future::pending().await;
+            };
             permit.forget();
             let mut n = 1u64;
             while n < 64 {
-                match self.sem.try_acquire() {
+                match sem.try_acquire() {
                     Ok(p) => {
                         p.forget();
                         n += 1;
@@ -404,111 +506,45 @@ impl Sender {
                     Err(_) => break,
                 }
             }
-            for _ in 0..n {
-                if self
-                    .sink
-                    .feed(self.frame.stamped(util::now_ns()))
-                    .await
-                    .is_err()
-                {
-                    return false;
-                }
-            }
-            if self.sink.flush().await.is_err() {
-                return false;
-            }
-            self.counters.sent.fetch_add(n, Ordering::Relaxed);
+            n
         }
-    }
-
-    async fn paced(
-        &mut self,
-        rate: f64,
-        start: Instant,
-        offset: f64,
-        lag: &mut util::Recorder,
-    ) -> bool {
-        let period = Duration::from_secs_f64(1.0 / rate.max(0.001));
-        let first = start + period.mul_f64(offset);
-        let mut iv = tokio::time::interval_at(first.into(), period);
-        iv.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-        loop {
-            let at = tokio::select! {
-                t = iv.tick() => t,
-                _ = self.stop.changed() => return true,
-            };
+        Pace::Paced(iv) => {
+            let at = iv.tick().await;
             let now = util::now_ns();
             lag.record_ns(now.saturating_sub(util::ns_of(at.into_std())));
-            if self.sink.feed(self.frame.stamped(now)).await.is_err() {
-                return false;
-            }
-            // Ticks already due (a late sender catching up) go in the same write.
             let mut n = 1;
             while let Some(at) = iv.tick().now_or_never() {
-                let now = util::now_ns();
-                lag.record_ns(now.saturating_sub(util::ns_of(at.into_std())));
-                if self.sink.feed(self.frame.stamped(now)).await.is_err() {
-                    return false;
-                }
+                lag.record_ns(util::now_ns().saturating_sub(util::ns_of(at.into_std())));
                 n += 1;
             }
-            if self.sink.flush().await.is_err() {
-                return false;
-            }
-            self.counters.sent.fetch_add(n, Ordering::Relaxed);
+            n
         }
     }
 }
 
-struct Receiver {
-    kind: Kind,
-    stream: Stream,
-    sem: Arc<Semaphore>,
-    counters: Arc<Counters>,
-    window: Arc<Window>,
-    stop: watch::Receiver<bool>,
-    /// Latencies of the signals received in the window.
-    latencies: util::Recorder,
+/// `n` in decimal, written at the end of `buf`; the digits.
+fn put_u64(buf: &mut [u8; 20], mut n: u64) -> &[u8] {
+    let mut at = buf.len();
+    loop {
+        at -= 1;
+        buf[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    &buf[at..]
 }
 
-impl Receiver {
-    /// Reads until stopped; the number of signals received in the window
-    /// (their latencies go to `latencies`).
-    async fn run(mut self) -> u64 {
-        let mut in_window = 0;
-        loop {
-            let msg = tokio::select! {
-                m = self.stream.next() => m,
-                _ = self.stop.changed() => break,
-            };
-            let text = match msg {
-                Some(Ok(Message::Text(t))) => t,
-                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
-                Some(Ok(_)) => continue,
-            };
-            let now = util::now_ns();
-            match target::timestamp_of(&text) {
-                Some(ts) => {
-                    self.sem.add_permits(1);
-                    self.counters.received.fetch_add(1, Ordering::Relaxed);
-                    let from = self.window.from.load(Ordering::Relaxed);
-                    let to = self.window.to.load(Ordering::Relaxed);
-                    if now >= from && now < to {
-                        in_window += 1;
-                        self.latencies.record_ns(now.saturating_sub(ts));
-                    }
-                }
-                None => {
-                    if target::is_error(self.kind, &text)
-                        && self.counters.errors.fetch_add(1, Ordering::Relaxed) == 0
-                    {
-                        let mut e: String = text.chars().take(300).collect();
-                        e.retain(|c| c != '\n');
-                        *self.counters.first_error.lock().expect("lock") = Some(e);
-                    }
-                }
-            }
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_are_written_in_decimal() {
+        for n in [0, 9, 10, 1_234_567_890_123, u64::MAX] {
+            let mut buf = [0u8; 20];
+            assert_eq!(put_u64(&mut buf, n), n.to_string().as_bytes());
         }
-        in_window
     }
 }
