@@ -23,6 +23,14 @@ use metrics_exporter_prometheus::{
 };
 
 use crate::protocol::{ErrorCode, Stats};
+use crate::relay::SignalKind;
+
+/// The signals, in the order of `Metrics::signals_in`.
+const SIGNAL_KINDS: [SignalKind; 3] = [
+    SignalKind::Offer,
+    SignalKind::Answer,
+    SignalKind::IceCandidate,
+];
 
 /// Request types counted in `rendezvous_messages_in_total`.
 pub const REQUEST_TYPES: &[&str] = &[
@@ -90,8 +98,10 @@ pub struct Metrics {
     #[allow(dead_code)]
     recorder: PrometheusRecorder,
     handle: PrometheusHandle,
-    // Looked up per message: foldhash rather than SipHash.
+    // Looked up per message: foldhash rather than SipHash. Signals are not
+    // in it: `signals_in` is indexed by their kind.
     messages_in: foldhash::HashMap<&'static str, Fast>,
+    signals_in: [Fast; 3],
     pub messages_out: Fast,
     errors: HashMap<ErrorCode, Counter>,
     pub signals_relayed: Fast,
@@ -272,8 +282,11 @@ impl Metrics {
                 &META,
             )
         };
+        let signals_in = SIGNAL_KINDS
+            .map(|k| Fast::new(labeled("rendezvous_messages_in_total", "type", k.as_str())));
         let messages_in = REQUEST_TYPES
             .iter()
+            .filter(|t| !SIGNAL_KINDS.iter().any(|k| k.as_str() == **t))
             .map(|t| {
                 let c = labeled("rendezvous_messages_in_total", "type", t);
                 (*t, Fast::new(c))
@@ -319,6 +332,7 @@ impl Metrics {
             peerjs: endpoint("peerjs"),
             matchbox: endpoint("matchbox"),
             messages_in,
+            signals_in,
             messages_out: Fast::new(counter("rendezvous_messages_out_total")),
             errors,
             signals_relayed: Fast::new(counter("rendezvous_signals_relayed_total")),
@@ -344,9 +358,21 @@ impl Metrics {
     /// Counts one received request by its type (`invalid` when it could
     /// not be decoded).
     pub fn message_in(&self, kind: &str) {
-        if let Some(c) = self.messages_in.get(kind) {
+        if let Some(k) = SIGNAL_KINDS.iter().position(|k| k.as_str() == kind) {
+            self.signals_in[k].increment(1);
+        } else if let Some(c) = self.messages_in.get(kind) {
             c.increment(1);
         }
+    }
+
+    /// `message_in` of a signal, without a lookup.
+    pub fn signal_in(&self, kind: SignalKind) {
+        let k = match kind {
+            SignalKind::Offer => 0,
+            SignalKind::Answer => 1,
+            SignalKind::IceCandidate => 2,
+        };
+        self.signals_in[k].increment(1);
     }
 
     pub fn error(&self, code: ErrorCode) {
@@ -364,7 +390,7 @@ impl Metrics {
         self.players.set(stats.total_players as f64);
         self.held_seats.set(stats.held_seats as f64);
         self.matches_started.set(stats.matches_started as f64);
-        for c in self.messages_in.values() {
+        for c in self.messages_in.values().chain(&self.signals_in) {
             c.sync();
         }
         self.messages_out.sync();
@@ -503,14 +529,23 @@ mod tests {
         m.messages_out.increment(3);
         m.signals_relayed.increment(2);
         m.message_in("ice_candidate");
+        m.signal_in(SignalKind::IceCandidate);
+        m.signal_in(SignalKind::Offer);
+        m.message_in("answer");
+        m.message_in("find_match");
         let text = m.render(&Stats::default());
+        for (kind, n) in [
+            ("ice_candidate", 2),
+            ("offer", 1),
+            ("answer", 1),
+            ("find_match", 1),
+        ] {
+            let line = format!("rendezvous_messages_in_total{{type=\"{kind}\"}} {n}");
+            assert!(text.contains(&line), "{line} in {text}");
+        }
         assert!(text.contains("rendezvous_messages_out_total 3"), "{text}");
         assert!(
             text.contains("rendezvous_signals_relayed_total 2"),
-            "{text}"
-        );
-        assert!(
-            text.contains("rendezvous_messages_in_total{type=\"ice_candidate\"} 1"),
             "{text}"
         );
     }

@@ -591,7 +591,7 @@ impl Session {
         signal: relay::Signal<'t>,
     ) -> Option<(Utf8Bytes, std::borrow::Cow<'t, str>, Option<Value>)> {
         let app = &self.app;
-        app.metrics.message_in(signal.kind.as_str());
+        app.metrics.signal_in(signal.kind);
         let rid = signal.rid.as_ref().unwrap_or(&Value::Null);
         if signal.kind != SignalKind::IceCandidate && self.sdp_bucket.check().is_err() {
             app.metrics.rate_limited.increment(1);
