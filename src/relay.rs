@@ -217,17 +217,19 @@ mod quick {
         at: usize,
     }
 
-    /// No byte of `w` is a `"`, a `\\` or below 0x20 (exact for the word
-    /// as a whole: the borrow of the subtraction only spills past a byte
-    /// that is itself a match).
-    fn plain_word(w: u64) -> bool {
+    /// The high bit of each byte of `w` that is a `"`, a `\\` or below
+    /// 0x20; the lowest one set is the first such byte in memory order
+    /// (the borrow of the subtraction only spills past a byte that is
+    /// itself a match, so higher bits may be false leads, never the lowest,
+    /// and the word is flagged exactly when it holds one).
+    fn special_bytes(w: u64) -> u64 {
         const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
         const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
         let zero_in = |v: u64| v.wrapping_sub(ONES) & !v & HIGH;
         let quote = zero_in(w ^ (ONES * u64::from(b'"')));
         let backslash = zero_in(w ^ (ONES * u64::from(b'\\')));
         let control = w.wrapping_sub(ONES * 0x20) & !w & HIGH;
-        quote | backslash | control == 0
+        quote | backslash | control
     }
 
     impl<'a> Reader<'a> {
@@ -248,21 +250,28 @@ mod quick {
             self.eat(b'"')?;
             let start = self.at;
             let bytes = self.text.as_bytes();
-            // Eight bytes at a time up to the word that holds the closing
-            // quote (or an escape or a control byte); then byte by byte.
-            while let Some(word) = bytes.get(self.at..self.at + 8) {
-                if plain_word(u64::from_le_bytes(word.try_into().ok()?)) {
-                    self.at += 8;
-                } else {
-                    break;
-                }
-            }
+            // Eight bytes at a time up to the first byte that ends or
+            // escapes the string; the last few byte by byte.
             loop {
-                match *bytes.get(self.at)? {
-                    b'"' => break,
-                    b'\\' | 0..=0x1f => return None,
-                    _ => self.at += 1,
+                if let Some(word) = bytes.get(self.at..self.at + 8) {
+                    let special = special_bytes(u64::from_le_bytes(word.try_into().ok()?));
+                    if special == 0 {
+                        self.at += 8;
+                        continue;
+                    }
+                    self.at += (special.trailing_zeros() / 8) as usize;
+                } else {
+                    while let Some(&b) = bytes.get(self.at) {
+                        if b == b'"' || b == b'\\' || b < 0x20 {
+                            break;
+                        }
+                        self.at += 1;
+                    }
                 }
+                break;
+            }
+            if *bytes.get(self.at)? != b'"' {
+                return None;
             }
             // Both ends are at a `"`: character boundaries.
             let s = self.text.get(start..self.at)?;
@@ -387,24 +396,37 @@ mod quick {
 
     #[cfg(test)]
     mod tests {
-        use super::plain_word;
+        use super::special_bytes;
+
+        /// Where the first special byte of `bytes` is, by the word test.
+        fn first(bytes: [u8; 8]) -> Option<usize> {
+            let m = special_bytes(u64::from_le_bytes(bytes));
+            (m != 0).then(|| (m.trailing_zeros() / 8) as usize)
+        }
 
         #[test]
-        fn a_word_is_plain_unless_a_byte_ends_or_escapes_a_string() {
+        fn the_word_test_finds_the_first_byte_that_ends_or_escapes_a_string() {
             let special = |b: u8| b == b'"' || b == b'\\' || b < 0x20;
             for base in [b'a', 0x7f, 0x80, 0xff, b' '] {
                 for at in 0..8 {
                     for b in 0..=255u8 {
                         let mut bytes = [base; 8];
                         bytes[at] = b;
-                        let w = u64::from_le_bytes(bytes);
-                        assert_eq!(plain_word(w), !special(b), "{bytes:?}");
+                        assert_eq!(first(bytes), special(b).then_some(at), "{bytes:?}");
+                        // A second match after it does not move it.
+                        for later in at + 1..8 {
+                            let mut two = bytes;
+                            two[later] = b'"';
+                            let want = if special(b) { at } else { later };
+                            assert_eq!(first(two), Some(want), "{two:?}");
+                        }
                     }
                 }
             }
-            // Two matches, the higher one a false lead of the trick alone.
-            assert!(!plain_word(u64::from_le_bytes(*b"\x00\x01abcdef")));
-            assert!(plain_word(u64::from_le_bytes(*b"candidat")));
+            // Matches whose borrows spill upward: the lowest is still first.
+            assert_eq!(first(*b"\x00\x01abcdef"), Some(0));
+            assert_eq!(first(*b"ab\x00\"\x1f\\ef"), Some(2));
+            assert_eq!(first(*b"candidat"), None);
         }
     }
 }

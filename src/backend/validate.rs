@@ -126,7 +126,9 @@ fn check_mode_filter(mode: Option<&str>) -> Result<(), ProtoError> {
 
 /// A player id named by a request: no player has a longer one.
 fn check_player_id(id: &str) -> Result<(), ProtoError> {
-    if id.chars().count() > MAX_PLAYER_ID_CHARS {
+    // No more bytes than the limit means no more characters: counting them
+    // (every signal names one) is only for the longer ones.
+    if id.len() > MAX_PLAYER_ID_CHARS && id.chars().count() > MAX_PLAYER_ID_CHARS {
         return Err(ProtoError::bad_request(format!(
             "player ids are at most {MAX_PLAYER_ID_CHARS} characters"
         )));
