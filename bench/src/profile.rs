@@ -284,8 +284,10 @@ fn category(f: &str) -> &'static str {
         || has("_int_")
         || has("tcache")
         || has("alloc::alloc")
+        || f.starts_with("mi_")
+        || f.starts_with("_mi_")
     {
-        "allocator (glibc malloc/free)"
+        "allocator (malloc/free; mimalloc in the server)"
     } else if has("memcpy")
         || has("memmove")
         || has("memset")
@@ -325,7 +327,17 @@ mod tests {
             function_of("./malloc/malloc.c:_int_malloc [/usr/lib/libc.so.6]"),
             "_int_malloc"
         );
-        assert_eq!(category("_int_malloc"), "allocator (glibc malloc/free)");
+        for f in [
+            "_int_malloc",
+            "_mi_page_malloc_zero",
+            "mi_free",
+            "_mi_segment_page_alloc",
+        ] {
+            assert_eq!(
+                category(f),
+                "allocator (malloc/free; mimalloc in the server)"
+            );
+        }
         assert_eq!(
             category("serde_json::de::from_str"),
             "serde_json: parse requests, serialize replies and events"

@@ -468,7 +468,11 @@ fn relay_section(s: &mut String, r: &Results) {
          {} signals in flight (closed loop), after {} s of warm-up, measured over {} s. \
          **half**: every sender on a fixed schedule at half that target's own max rate, \
          stamping the actual send time (how late senders were on their schedule is shown: \
-         tokio's timer has a 1 ms grain).\n",
+         tokio's timer has a 1 ms grain). Each player's socket is opened and seated with \
+         tokio-tungstenite, then driven by hand (`bench/src/rawws.rs`: one task per player for \
+         both directions, frames written into and read out of plain buffers, nothing \
+         allocated per frame); until 2026-12-01 the players sent and read through \
+         tokio-tungstenite, which filled the generator's core before the bare relay's.\n",
         p["pairs"], p["window"], p["warmup_s"], p["relay_s"]
     );
     let _ = writeln!(
