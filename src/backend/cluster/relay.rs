@@ -169,7 +169,9 @@ impl Publisher {
             room: Notify::new(),
             stopped: AtomicBool::new(false),
         });
-        tokio::spawn(run(store, shared.clone(), on_published));
+        // The guard goes in as an argument: dropped with the task even if
+        // the task is never polled (a runtime shutting down).
+        tokio::spawn(run(store, StopGuard(shared.clone()), on_published));
         Publisher { shared }
     }
 
@@ -207,6 +209,15 @@ impl Publisher {
     ) -> Option<oneshot::Receiver<bool>> {
         let sh = &self.shared;
         let mut p = sh.pending.lock();
+        if sh.stopped.load(Ordering::Acquire) {
+            // Nobody will publish it (checked under the lock the stopping
+            // task drains under): refused at once, never left waiting.
+            return confirm.then(|| {
+                let (tx, rx) = oneshot::channel();
+                let _ = tx.send(false);
+                rx
+            });
+        }
         let was_empty = p.is_empty();
         p.push(node, to, from, room, frame);
         sh.queued.fetch_add(1, Ordering::AcqRel);
@@ -241,6 +252,9 @@ impl Publisher {
         let (tx, rx) = oneshot::channel();
         {
             let mut p = sh.pending.lock();
+            if sh.stopped.load(Ordering::Acquire) {
+                return;
+            }
             let was_empty = p.is_empty();
             p.barriers.push(tx);
             if was_empty {
@@ -256,13 +270,25 @@ struct StopGuard(Arc<Shared>);
 
 impl Drop for StopGuard {
     fn drop(&mut self) {
-        self.0.stopped.store(true, Ordering::Release);
+        // Under the lock, so that a push or barrier either sees `stopped`
+        // or is drained here: no one is left waiting for a publish.
+        let round = {
+            let mut p = self.0.pending.lock();
+            self.0.stopped.store(true, Ordering::Release);
+            std::mem::take(&mut *p)
+        };
+        for done in round.confirms {
+            let _ = done.send(false);
+        }
+        for done in round.barriers {
+            let _ = done.send(());
+        }
         self.0.room.notify_waiters();
     }
 }
 
-async fn run(store: Arc<Store>, shared: Arc<Shared>, on_published: impl Fn(u64)) {
-    let _guard = StopGuard(shared.clone());
+async fn run(store: Arc<Store>, guard: StopGuard, on_published: impl Fn(u64)) {
+    let shared = &guard.0;
     loop {
         shared.work.notified().await;
         let round = {
@@ -339,6 +365,65 @@ mod tests {
         assert!(entries("x:a").is_none(), "bad length");
         assert!(entries("1:\u{e9}").is_none(), "not on a char boundary");
         assert_eq!(entries("").map(|e| e.len()), Some(0));
+    }
+
+    fn publisher_on(url: &str) -> Publisher {
+        let store = Store::new(url, "n1".into()).expect("a valid url");
+        Publisher::start(Arc::new(store), |_| {})
+    }
+
+    #[tokio::test]
+    async fn a_store_that_is_down_refuses_confirmed_signals_and_frees_barriers() {
+        // Port 1 on loopback: nothing listens, the connection is refused.
+        let p = publisher_on("redis://127.0.0.1:1");
+        p.ready().await.expect("room in the queue");
+        let answer = p
+            .push("n2", "b", "a", "r", "{}", true)
+            .expect("asked to confirm");
+        let refused = tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            Publisher::confirmed(answer),
+        )
+        .await
+        .expect("answered");
+        assert!(refused.is_err());
+        tokio::time::timeout(std::time::Duration::from_secs(10), p.barrier())
+            .await
+            .expect("the barrier is let through once the round is over");
+        assert_eq!(p.shared.queued.load(Ordering::Acquire), 0);
+    }
+
+    #[test]
+    fn a_stopped_publisher_leaves_no_one_waiting() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        // Queued while the publishing task has not run yet, then the
+        // runtime (and the task with it) goes away.
+        let (p, queued) = rt.block_on(async {
+            let p = publisher_on("redis://127.0.0.1:1");
+            let queued = p.push("n2", "b", "a", "r", "{}", true).unwrap();
+            (p, queued)
+        });
+        drop(rt);
+        assert!(p.shared.stopped.load(Ordering::Acquire));
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let wait = std::time::Duration::from_secs(5);
+            let first = tokio::time::timeout(wait, Publisher::confirmed(queued)).await;
+            assert!(first.expect("answered by the stopping task").is_err());
+            assert!(p.ready().await.is_err(), "the relay stopped");
+            let late = p.push("n2", "b", "a", "r", "{}", true).unwrap();
+            let late = tokio::time::timeout(wait, Publisher::confirmed(late)).await;
+            assert!(late.expect("answered at once").is_err());
+            tokio::time::timeout(wait, p.barrier())
+                .await
+                .expect("no wait");
+        });
     }
 
     #[test]
