@@ -474,7 +474,7 @@ impl Signal<'_> {
                 push_opt_str(&mut out, c.sdp_mid.as_ref().map(|m| &m.0));
                 out.push_str(r#","sdpMLineIndex":"#);
                 match c.sdp_m_line_index {
-                    Some(i) => push_u16(&mut out, i),
+                    Some(i) => push_decimal(&mut out, u64::from(i)),
                     None => out.push_str("null"),
                 }
                 out.push_str(r#","usernameFragment":"#);
@@ -520,9 +520,11 @@ fn push_opt_str(out: &mut String, s: Option<&Cow<'_, str>>) {
     }
 }
 
-/// A `u16` as decimal text, without going through `fmt`.
-fn push_u16(out: &mut String, mut n: u16) {
-    let mut buf = [0u8; 5];
+/// A number as decimal text, without going through `fmt` (it runs for
+/// every relayed candidate here and every field of every batched signal in
+/// cluster mode).
+pub(crate) fn push_decimal(out: &mut String, mut n: u64) {
+    let mut buf = [0u8; 20];
     let mut i = buf.len();
     loop {
         i -= 1;
@@ -532,12 +534,21 @@ fn push_u16(out: &mut String, mut n: u16) {
             break;
         }
     }
-    out.extend(buf[i..].iter().map(|&b| char::from(b)));
+    out.push_str(std::str::from_utf8(&buf[i..]).expect("ASCII digits"));
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn numbers_are_written_in_decimal() {
+        for n in [0, 7, 9, 10, 99, 100, 1234, 65_535, 1 << 20, u64::MAX] {
+            let mut s = String::from("x");
+            push_decimal(&mut s, n);
+            assert_eq!(s, format!("x{n}"));
+        }
+    }
     use crate::protocol::{decode_request, Request};
 
     fn relayed(text: &str) -> Value {

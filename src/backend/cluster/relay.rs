@@ -84,26 +84,10 @@ impl Pending {
 /// Appends one signal as a batch entry: four length-prefixed fields.
 fn put_entry(batch: &mut String, to: &str, from: &str, room: &str, frame: &str) {
     for field in [to, from, room, frame] {
-        put_len(batch, field.len());
+        crate::relay::push_decimal(batch, field.len() as u64);
         batch.push(':');
         batch.push_str(field);
     }
-}
-
-/// A length in decimal (no formatter: this runs for every field of every
-/// signal).
-fn put_len(s: &mut String, mut n: usize) {
-    let mut digits = [0u8; 20];
-    let mut at = digits.len();
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    s.push_str(std::str::from_utf8(&digits[at..]).expect("ASCII digits"));
 }
 
 /// One signal as a batch entry.
@@ -424,15 +408,6 @@ mod tests {
                 .await
                 .expect("no wait");
         });
-    }
-
-    #[test]
-    fn lengths_are_written_in_decimal() {
-        for n in [0, 7, 9, 10, 99, 100, 1234, 1 << 20, usize::MAX] {
-            let mut s = String::from("x");
-            put_len(&mut s, n);
-            assert_eq!(s, format!("x{n}"));
-        }
     }
 
     /// Reads every batch of a round: (node, [(to, frame)]).
