@@ -40,7 +40,7 @@ impl SignalKind {
         }
     }
 
-    fn parse(kind: &str) -> Option<SignalKind> {
+    pub(crate) fn parse(kind: &str) -> Option<SignalKind> {
         match kind {
             "offer" => Some(SignalKind::Offer),
             "answer" => Some(SignalKind::Answer),
@@ -217,19 +217,11 @@ mod quick {
         at: usize,
     }
 
-    /// The high bit of each byte of `w` that is a `"`, a `\\` or below
-    /// 0x20; the lowest one set is the first such byte in memory order
-    /// (the borrow of the subtraction only spills past a byte that is
-    /// itself a match, so higher bits may be false leads, never the lowest,
-    /// and the word is flagged exactly when it holds one).
+    /// The bytes of `w` that end or escape a string: `"`, `\\`, below
+    /// 0x20 (the lowest flagged is the first; see `signaling::words`).
     fn special_bytes(w: u64) -> u64 {
-        const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
-        const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
-        let zero_in = |v: u64| v.wrapping_sub(ONES) & !v & HIGH;
-        let quote = zero_in(w ^ (ONES * u64::from(b'"')));
-        let backslash = zero_in(w ^ (ONES * u64::from(b'\\')));
-        let control = w.wrapping_sub(ONES * 0x20) & !w & HIGH;
-        quote | backslash | control
+        use crate::signaling::words::{below, equal};
+        equal(w, b'"') | equal(w, b'\\') | below(w, 0x20)
     }
 
     impl<'a> Reader<'a> {

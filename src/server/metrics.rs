@@ -358,8 +358,8 @@ impl Metrics {
     /// Counts one received request by its type (`invalid` when it could
     /// not be decoded).
     pub fn message_in(&self, kind: &str) {
-        if let Some(k) = SIGNAL_KINDS.iter().position(|k| k.as_str() == kind) {
-            self.signals_in[k].increment(1);
+        if let Some(k) = SignalKind::parse(kind) {
+            self.signal_in(k);
         } else if let Some(c) = self.messages_in.get(kind) {
             c.increment(1);
         }

@@ -62,6 +62,12 @@ fn shown(value: &str) -> String {
     out
 }
 
+/// No byte of `w` is below 0x20, 0x7f or above it.
+fn plain_ascii_word(w: u64) -> bool {
+    use super::words::{below, equal, HIGH};
+    (w & HIGH) | below(w, 0x20) | equal(w, 0x7f) == 0
+}
+
 /// Checks one `RTCIceCandidate.candidate` string.
 ///
 /// The empty string is valid: it is how browsers signal the end of
@@ -69,17 +75,6 @@ fn shown(value: &str) -> String {
 /// `a=` is tolerated too, because some non-browser WebRTC stacks hand over
 /// the whole SDP attribute line, and it is unambiguous to strip. Fields are
 /// separated by single or repeated spaces; browsers use single ones.
-/// No byte of `w` is below 0x20, 0x7f or above it (exact for the word as a
-/// whole).
-fn plain_ascii_word(w: u64) -> bool {
-    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
-    const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
-    let control = w.wrapping_sub(ONES * 0x20) & !w;
-    let del = w ^ (ONES * 0x7f);
-    let del = del.wrapping_sub(ONES) & !del;
-    (w | control | del) & HIGH == 0
-}
-
 pub fn validate_candidate(candidate: &str) -> Result<(), CandidateError> {
     if candidate.len() > MAX_CANDIDATE_BYTES {
         return Err(CandidateError::TooLong {

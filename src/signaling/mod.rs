@@ -11,6 +11,7 @@
 pub mod candidate;
 pub mod sdp;
 pub mod turn;
+pub(crate) mod words;
 
 pub use candidate::{validate_candidate, validate_sdp_mid, CandidateError};
 pub use sdp::{validate_sdp, SdpError};
