@@ -131,15 +131,9 @@ impl RawWs {
                 self.inbuf.clear();
                 self.start = 0;
             }
-            let len = self.inbuf.len();
             self.inbuf.reserve(READ_CHUNK);
-            let spare = self.inbuf.spare_capacity_mut();
-            let cap = spare.len();
-            // SAFETY: `try_read` only writes into the buffer; it is never
-            // read before `set_len` below covers what was written.
-            let buf =
-                unsafe { std::slice::from_raw_parts_mut(spare.as_mut_ptr().cast::<u8>(), cap) };
-            let n = match self.tcp.try_read(buf) {
+            let cap = self.inbuf.capacity() - self.inbuf.len();
+            let n = match self.tcp.try_read_buf(&mut self.inbuf) {
                 Ok(0) => {
                     on(Incoming::Closed);
                     return Ok(false);
@@ -148,8 +142,6 @@ impl RawWs {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(true),
                 Err(e) => return Err(e),
             };
-            // SAFETY: `n` bytes were just written by the read.
-            unsafe { self.inbuf.set_len(len + n) };
             if !self.take_frames(&mut on) {
                 return Ok(false);
             }

@@ -91,9 +91,11 @@ impl App {
         // A small read chunk: it is a third of an idle socket's memory at
         // 4 KiB, and signaling frames are a few hundred bytes.
         ws_config.read_buffer_size = 128;
-        // Frames queued together go out in one write (the writer feeds all
-        // it has, then flushes); 0 here would make every frame a syscall.
-        // The buffer is only allocated once something is written.
+        // tungstenite's own write buffer: the drop-in endpoints' writer
+        // feeds it all it has queued, then flushes (0 here would make every
+        // frame a syscall); `/ws` sessions encode their frames themselves
+        // (`socket.rs`), and only tungstenite's pongs and close answers pass
+        // through it. It is only allocated once something is written.
         ws_config.write_buffer_size = 16 * 1024;
         ws_config.max_write_buffer_size = 4 * max_msg + 4096;
         ws_config.max_message_size = Some(4 * max_msg);

@@ -2,7 +2,7 @@
 //!
 //! **Reads.** tungstenite reads at most `read_buffer_size` bytes per call,
 //! and that buffer stays allocated for the life of the socket, so it is
-//! small (512 bytes: an idle socket's memory is the budget). Under load
+//! small (128 bytes: an idle socket's memory is the budget). Under load
 //! that made a `recv` syscall for every one or two signals (perf: 1.9
 //! million `recv` for 3.1 million relayed signals). Here a read asks the
 //! socket for up to `BURST` bytes at once, into a buffer of the thread,

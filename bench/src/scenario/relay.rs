@@ -139,7 +139,8 @@ pub async fn open_pairs(
     Ok(pairs)
 }
 
-/// WebSocket settings of relay players: busy sockets, big buffers.
+/// WebSocket settings of relay players while they are seated (then
+/// `RawWs` takes their sockets over and these buffers go).
 fn relay_socket_config() -> tokio_tungstenite::tungstenite::protocol::WebSocketConfig {
     target::client_config(8 * 1024, 64 * 1024)
 }
