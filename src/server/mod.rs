@@ -5,6 +5,7 @@
 
 pub mod assets;
 pub(crate) mod conns;
+mod frames;
 mod http;
 mod incoming;
 mod matchbox;

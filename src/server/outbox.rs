@@ -12,6 +12,7 @@
 //! each time (4% of the relay's CPU in perf).
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -24,6 +25,9 @@ struct Shared {
     /// Wakes the writer; it registers before it looks at the queue, so no
     /// wake-up is lost between its look and its wait.
     ready: AtomicWaker,
+    /// Something is queued: set and cleared under the lock, read without
+    /// it, so that a writer with work in hand can look without locking.
+    queued: AtomicBool,
     capacity: usize,
 }
 
@@ -52,6 +56,7 @@ pub(crate) fn outbox(capacity: usize) -> (Outbox, Inbox) {
             receiver_alive: true,
         }),
         ready: AtomicWaker::new(),
+        queued: AtomicBool::new(false),
         capacity,
     });
     (
@@ -66,14 +71,20 @@ impl Outbox {
     /// Queues a frame; gives it back when the queue is full or the writer
     /// is gone.
     pub fn try_send(&self, frame: Message) -> Result<(), Message> {
-        {
+        let first = {
             let mut st = self.shared.state.lock();
             if !st.receiver_alive || st.frames.len() >= self.shared.capacity {
                 return Err(frame);
             }
             st.frames.push_back(frame);
+            self.shared.queued.store(true, Ordering::Release);
+            st.frames.len() == 1
+        };
+        // Behind other frames, the writer is already woken: whoever queued
+        // the first of them wakes it once out of the lock.
+        if first {
+            self.shared.ready.wake();
         }
-        self.shared.ready.wake();
         Ok(())
     }
 }
@@ -112,9 +123,7 @@ impl Inbox {
         self.shared.ready.register(cx.waker());
         let mut st = self.shared.state.lock();
         if !st.frames.is_empty() {
-            // The queue starts over empty (no allocation until the next
-            // frame): an idle connection keeps no buffer.
-            return Poll::Ready(Some(std::mem::take(&mut st.frames)));
+            return Poll::Ready(Some(self.take(&mut st)));
         }
         if st.senders == 0 {
             return Poll::Ready(None);
@@ -123,11 +132,33 @@ impl Inbox {
     }
 }
 
+impl Inbox {
+    /// What is queued, if anything, without waiting or registering to be
+    /// woken: for a writer busy with other work, which registers (with
+    /// `poll_recv_all`) only before it sleeps. Without a frame queued it
+    /// reads one atomic flag and takes no lock.
+    pub fn try_recv_all(&mut self) -> Option<VecDeque<Message>> {
+        if !self.shared.queued.load(Ordering::Acquire) {
+            return None;
+        }
+        let mut st = self.shared.state.lock();
+        (!st.frames.is_empty()).then(|| self.take(&mut st))
+    }
+
+    fn take(&self, st: &mut State) -> VecDeque<Message> {
+        self.shared.queued.store(false, Ordering::Release);
+        // The queue starts over empty (no allocation until the next
+        // frame): an idle connection keeps no buffer.
+        std::mem::take(&mut st.frames)
+    }
+}
+
 impl Drop for Inbox {
     fn drop(&mut self) {
         let mut st = self.shared.state.lock();
         st.receiver_alive = false;
         st.frames.clear();
+        self.shared.queued.store(false, Ordering::Release);
     }
 }
 
@@ -158,6 +189,23 @@ mod tests {
             "what is queued still comes"
         );
         assert!(rx.recv_all().await.is_none(), "then the end");
+    }
+
+    #[tokio::test]
+    async fn try_recv_all_takes_what_is_queued_without_waiting() {
+        let (tx, mut rx) = outbox(8);
+        assert!(rx.try_recv_all().is_none(), "nothing queued");
+        tx.try_send(text("a")).unwrap();
+        tx.try_send(text("b")).unwrap();
+        let got: Vec<_> = rx.try_recv_all().unwrap().into_iter().collect();
+        assert_eq!(got, vec![text("a"), text("b")]);
+        assert!(rx.try_recv_all().is_none(), "taken");
+        tx.try_send(text("c")).unwrap();
+        // Taken by the waiting side, then neither side sees it again.
+        assert_eq!(rx.recv_all().await.unwrap().len(), 1);
+        assert!(rx.try_recv_all().is_none());
+        tx.try_send(text("d")).unwrap();
+        assert_eq!(rx.try_recv_all().unwrap().len(), 1);
     }
 
     #[tokio::test]

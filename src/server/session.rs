@@ -13,17 +13,16 @@ use std::sync::Arc;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
-use futures_util::StreamExt;
 use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::protocol::Role;
-use tokio_tungstenite::tungstenite::{self, Message, Utf8Bytes};
+use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 use tokio_tungstenite::WebSocketStream;
 use tokio_util::sync::CancellationToken;
 
 use super::conns::{close_frame, queue};
-use super::incoming::{classify, Incoming};
+use super::frames::{Conn, Frame};
+use super::incoming::{classify_frame, Incoming};
 use super::outbox::{outbox, Inbox, Outbox};
 use super::ratelimit::{rid_of, sdp_bucket, RateLimit, SDP_PER_SECOND};
 use super::socket::Socket;
@@ -37,7 +36,11 @@ use crate::protocol::{
 };
 use crate::relay::{self, SignalKind};
 
+/// A drop-in endpoint's WebSocket (tungstenite's framing).
 pub(super) type Ws = WebSocketStream<Socket<TokioIo<hyper::upgrade::Upgraded>>>;
+
+/// A `/ws` session's WebSocket (its frames read by hand: `super::frames`).
+type Wsc = Conn<TokioIo<hyper::upgrade::Upgraded>>;
 
 /// What a session knows of itself.
 struct Session {
@@ -66,7 +69,7 @@ pub(super) struct Start {
 /// A registered session, with its socket and queue.
 struct Live {
     session: Session,
-    ws: Ws,
+    ws: Wsc,
     inbox: Inbox,
     admission: Admission,
 }
@@ -123,14 +126,11 @@ async fn open(start: Box<Start>) -> Option<Live> {
         admission,
     } = *start;
     let mut ws = match upgrade.await {
-        Ok(upgraded) => {
-            WebSocketStream::from_raw_socket(
-                Socket::new(TokioIo::new(upgraded)),
-                Role::Server,
-                Some(app.ws_config),
-            )
-            .await
-        }
+        Ok(upgraded) => Conn::new(
+            Socket::new(TokioIo::new(upgraded)),
+            app.ws_config.max_frame_size.unwrap_or(usize::MAX),
+            app.ws_config.max_message_size.unwrap_or(usize::MAX),
+        ),
         Err(e) => {
             tracing::debug!("upgrade failed: {e}");
             return None;
@@ -187,7 +187,7 @@ async fn open(start: Box<Start>) -> Option<Live> {
 /// Reads and answers frames, and writes what is queued, until the client
 /// goes, the heartbeat times out, the server closes or the connection is
 /// killed.
-async fn drive(session: &Session, ws: &mut Ws, inbox: &mut Inbox) -> End {
+async fn drive(session: &Session, ws: &mut Wsc, inbox: &mut Inbox) -> End {
     let app = &session.app;
     let kill = &session.kill;
     let heartbeat = Duration::from_millis(app.cfg.heartbeat_interval_ms);
@@ -202,34 +202,56 @@ async fn drive(session: &Session, ws: &mut Ws, inbox: &mut Inbox) -> End {
     // alternates, so that a socket that always has something to send is
     // still read, and one that always sends is still written to.
     let mut read_first = false;
+    // Wake-ups since the kill token and the heartbeat were last looked at.
+    // A busy session looks at them every `LOOK_EVERY` wake-ups and, like an
+    // idle one, before it sleeps (that is also when its queue's waker is
+    // registered): polling the token and registering the waker took 5% of
+    // the relay's CPU when done for every frame (perf).
+    let mut busy = 0u32;
     loop {
         read_first = !read_first;
         let event = std::future::poll_fn(|cx| {
-            if std::future::Future::poll(cancelled.as_mut(), cx).is_ready() {
-                return Poll::Ready(Woken::Killed);
+            let look = busy >= LOOK_EVERY;
+            if look {
+                busy = 0;
+                if std::future::Future::poll(cancelled.as_mut(), cx).is_ready() {
+                    return Poll::Ready(Woken::Killed);
+                }
+                if ping.poll_tick(cx).is_ready() {
+                    return Poll::Ready(Woken::Tick);
+                }
+            } else {
+                busy += 1;
             }
             if read_first {
-                if let Poll::Ready(frame) = ws.poll_next_unpin(cx) {
+                if let Poll::Ready(frame) = ws.poll_frame(cx) {
                     return Poll::Ready(Woken::Frame(frame));
                 }
+            }
+            if let Some(batch) = inbox.try_recv_all() {
+                return Poll::Ready(Woken::Queued(Some(batch)));
+            }
+            if !read_first {
+                if let Poll::Ready(frame) = ws.poll_frame(cx) {
+                    return Poll::Ready(Woken::Frame(frame));
+                }
+            }
+            // Nothing at hand: everything that can wake the session
+            // registers before it sleeps.
+            if !look && std::future::Future::poll(cancelled.as_mut(), cx).is_ready() {
+                return Poll::Ready(Woken::Killed);
             }
             if let Poll::Ready(batch) = inbox.poll_recv_all(cx) {
                 return Poll::Ready(Woken::Queued(batch));
             }
-            if !read_first {
-                if let Poll::Ready(frame) = ws.poll_next_unpin(cx) {
-                    return Poll::Ready(Woken::Frame(frame));
-                }
-            }
-            if ping.poll_tick(cx).is_ready() {
+            if !look && ping.poll_tick(cx).is_ready() {
                 return Poll::Ready(Woken::Tick);
             }
             Poll::Pending
         })
         .await;
-        // Only the text of a frame stays alive across the request's await
-        // (tungstenite's frames and errors are large, and an idle task is
-        // sized by its largest state).
+        // The text of a frame is borrowed from the socket's buffer until
+        // the request is done.
         let (text, received) = match event {
             Woken::Killed => return End::Cut,
             Woken::Queued(batch) => {
@@ -244,11 +266,12 @@ async fn drive(session: &Session, ws: &mut Ws, inbox: &mut Inbox) -> End {
                 }
             }
             Woken::Frame(frame) => {
-                // One clock read per frame: the heartbeat's and the relay
-                // latency's start.
-                let now = Instant::now();
+                // When the socket read the frame: the heartbeat's and the
+                // relay latency's start (one clock read per socket read,
+                // not per frame).
+                let now = ws.read_at();
                 last_heard = now;
-                match on_frame(session, &mut limiter, frame) {
+                match on_frame(session, &mut limiter, frame, ws) {
                     Next::Text(text) => (text, now),
                     Next::Continue => continue,
                     Next::Stop => return End::Stopped,
@@ -266,39 +289,40 @@ async fn drive(session: &Session, ws: &mut Ws, inbox: &mut Inbox) -> End {
         // A signal in memory mode is relayed without a wait; what must
         // wait (a request, a relay through the cluster) comes back boxed,
         // so that an idle session's task does not carry its state.
-        let wait = session.on_text(&text, received);
+        let wait = session.on_text(text, received);
         if let Some(wait) = wait {
             wait.await;
         }
     }
 }
 
+/// How many wake-ups a busy session goes without looking at its kill
+/// token and heartbeat timer (it always looks before it sleeps).
+const LOOK_EVERY: u32 = 32;
+
 /// What woke a session.
 enum Woken {
     Killed,
     Queued(Option<std::collections::VecDeque<Message>>),
-    Frame(Option<Result<Message, tungstenite::Error>>),
+    Frame(Frame),
     Tick,
 }
 
 /// What the reader does after a frame.
-enum Next {
-    Text(Utf8Bytes),
+enum Next<'a> {
+    /// A text to handle, borrowed from the socket's buffer.
+    Text(&'a str),
     Continue,
     Stop,
 }
 
 /// A frame from the socket: rate-limited, refused, or a text to handle.
-fn on_frame(
-    session: &Session,
-    limiter: &mut RateLimit,
-    frame: Option<Result<Message, tungstenite::Error>>,
-) -> Next {
+fn on_frame<'a>(session: &Session, limiter: &mut RateLimit, frame: Frame, ws: &'a Wsc) -> Next<'a> {
     let app = &session.app;
-    match classify(frame, limiter, &app.metrics, &session.who.player_id) {
+    match classify_frame(frame, || ws.text(), limiter, &app.metrics) {
         Incoming::Text(text) => Next::Text(text),
         Incoming::RateLimited(text) => {
-            let rid = text.as_deref().map_or(Value::Null, rid_of);
+            let rid = text.map_or(Value::Null, rid_of);
             session.reply_error(
                 &rid,
                 &ProtoError::new(
@@ -342,16 +366,16 @@ enum Written {
 /// session task), until the peer took it all, the connection is killed
 /// (its queue filled: a slow client), or `limit` passed.
 async fn write(
-    ws: &mut Ws,
+    ws: &mut Wsc,
     batch: std::collections::VecDeque<Message>,
     kill: &CancellationToken,
     limit: Duration,
 ) -> Written {
-    let closing = match ws.get_mut().send(batch) {
+    let closing = match ws.send(batch) {
         Ok(closing) => closing,
         Err(_) => return Written::Failed,
     };
-    if !ws.get_ref().flushed() && !boxed_flush(ws, kill, limit).await {
+    if !ws.socket().flushed() && !boxed_flush(ws, kill, limit).await {
         return Written::Failed;
     }
     if closing {
@@ -362,13 +386,13 @@ async fn write(
 }
 
 fn boxed_flush<'a>(
-    ws: &'a mut Ws,
+    ws: &'a mut Wsc,
     kill: &'a CancellationToken,
     limit: Duration,
 ) -> Boxed<'a, bool> {
     Box::pin(async move {
         let flush = std::future::poll_fn(|cx| {
-            tokio::io::AsyncWrite::poll_flush(std::pin::Pin::new(ws.get_mut()), cx)
+            tokio::io::AsyncWrite::poll_flush(std::pin::Pin::new(ws.socket_mut()), cx)
                 .map(|r| r.is_ok())
         });
         tokio::select! {
@@ -414,7 +438,7 @@ async fn finish(live: Live, end: End) {
 /// close frame went out, then waits for the peer's answer to it; closes
 /// the socket when the queue held no close frame (tungstenite sends its
 /// answer to the peer's close, or its own close).
-async fn flush_and_close(ws: &mut Ws, inbox: &mut Inbox) {
+async fn flush_and_close(ws: &mut Wsc, inbox: &mut Inbox) {
     let never = CancellationToken::new();
     while let Some(batch) = inbox.recv_all().await {
         match write(ws, batch, &never, CLOSE_LINGER).await {
@@ -423,17 +447,16 @@ async fn flush_and_close(ws: &mut Ws, inbox: &mut Inbox) {
             Written::Failed => return,
         }
     }
-    let _ = futures_util::SinkExt::close(ws).await;
+    let _ = ws.close().await;
 }
 
 /// After the server's close frame: reads (and drops) frames until the
 /// peer's close or the end of the stream.
-async fn await_close(ws: &mut Ws) {
-    while let Some(Ok(m)) = ws.next().await {
-        if matches!(m, Message::Close(_)) {
-            break;
-        }
-    }
+async fn await_close(ws: &mut Wsc) {
+    // Until the peer's close, the end, or a violation.
+    while let Frame::Text | Frame::Binary | Frame::Control =
+        std::future::poll_fn(|cx| ws.poll_frame(cx)).await
+    {}
 }
 
 impl Session {

@@ -23,6 +23,7 @@ use std::cell::RefCell;
 use std::io;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
+use std::time::Instant;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_tungstenite::tungstenite::Message;
@@ -49,6 +50,9 @@ pub(crate) struct Socket<T> {
     /// Written, not yet taken by the socket; empty (no allocation) once
     /// flushed.
     unsent: Vec<u8>,
+    /// When the socket last gave bytes: the arrival of every frame that
+    /// read completed (one clock read per read, not per frame).
+    read_at: Instant,
 }
 
 impl<T> Socket<T> {
@@ -58,7 +62,13 @@ impl<T> Socket<T> {
             rest: Vec::new(),
             taken: 0,
             unsent: Vec::new(),
+            read_at: Instant::now(),
         }
+    }
+
+    /// When the socket last gave bytes.
+    pub fn read_at(&self) -> Instant {
+        self.read_at
     }
 
     /// Nothing is waiting to be sent.
@@ -202,11 +212,14 @@ impl<T: AsyncRead + Unpin> AsyncRead for Socket<T> {
             return Poll::Ready(Ok(()));
         }
         if buf.remaining() >= BURST {
-            return Pin::new(&mut this.io).poll_read(cx, buf);
+            ready!(Pin::new(&mut this.io).poll_read(cx, buf))?;
+            this.read_at = Instant::now();
+            return Poll::Ready(Ok(()));
         }
         SCRATCH.with_borrow_mut(|scratch| {
             let mut burst = ReadBuf::new(&mut scratch[..]);
             ready!(Pin::new(&mut this.io).poll_read(cx, &mut burst))?;
+            this.read_at = Instant::now();
             let got = burst.filled();
             let n = buf.remaining().min(got.len());
             buf.put_slice(&got[..n]);
