@@ -275,8 +275,8 @@ fn category(f: &str) -> &'static str {
         "webrtc-sdp parser"
     } else if has("rendezvous::signaling") {
         "candidate / SDP checks (rendezvous::signaling)"
-    } else if has("tungstenite") {
-        "WebSocket framing (tungstenite)"
+    } else if has("tungstenite") || has("rendezvous::server::frames") {
+        "WebSocket framing (`/ws`: rendezvous::server::frames; tungstenite)"
     } else if has("malloc")
         || has("free")
         || has("realloc")

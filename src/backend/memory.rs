@@ -480,7 +480,7 @@ fn apply(
             let Some((to, event)) = super::signal_event(me, request) else {
                 return Ok(None);
             };
-            relay_locked(app, st, me, &to, &Utf8Bytes::from(event.to_json()))?;
+            relay_locked(app, st, me, &to, Utf8Bytes::from(event.to_json()))?;
             Fields::Other(json!({}))
         }
         Request::Ping
@@ -513,27 +513,24 @@ fn relay_locked(
     st: &mut State,
     me: &str,
     to: &str,
-    frame: &Utf8Bytes,
+    frame: Utf8Bytes,
 ) -> Result<(), ProtoError> {
     st.lobby.check_signal(me, to)?;
-    if st.table.send(to, frame) {
-        st.lobby.count_signal();
-        app.metrics.signals_relayed.increment(1);
-    } else {
-        st.send_to(to, frame);
+    match st.table.send_owned(to, frame) {
+        Ok(()) => {
+            st.lobby.count_signal();
+            app.metrics.signals_relayed.increment(1);
+        }
+        Err(frame) => {
+            st.send_to(to, &frame);
+        }
     }
     Ok(())
 }
 
 impl Memory {
     /// Relays a ready signal frame from `me` to `to` (see `relay_locked`).
-    pub fn relay(
-        &self,
-        app: &App,
-        me: &str,
-        to: &str,
-        frame: &Utf8Bytes,
-    ) -> Result<(), ProtoError> {
+    pub fn relay(&self, app: &App, me: &str, to: &str, frame: Utf8Bytes) -> Result<(), ProtoError> {
         relay_locked(app, &mut self.state.lock(), me, to, frame)
     }
 }

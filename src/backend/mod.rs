@@ -260,17 +260,17 @@ impl Backend {
     }
 
     /// The relay of a signal when it needs no wait (memory mode, where
-    /// `relay` would not wait either); `None`: call `relay`.
+    /// `relay` would not wait either); the frame back: call `relay`.
     pub fn relay_now(
         &self,
         app: &App,
         me: &str,
         to: &str,
-        frame: &Utf8Bytes,
-    ) -> Option<Result<(), ProtoError>> {
+        frame: Utf8Bytes,
+    ) -> Result<Result<(), ProtoError>, Utf8Bytes> {
         match self {
-            Backend::Memory(m) => Some(m.relay(app, me, to, frame)),
-            Backend::Cluster(_) => None,
+            Backend::Memory(m) => Ok(m.relay(app, me, to, frame)),
+            Backend::Cluster(_) => Err(frame),
         }
     }
 
@@ -287,7 +287,7 @@ impl Backend {
         confirm: bool,
     ) -> Result<(), ProtoError> {
         match self {
-            Backend::Memory(m) => m.relay(app, me, to, &frame),
+            Backend::Memory(m) => m.relay(app, me, to, frame),
             Backend::Cluster(c) => Box::pin(c.relay(me, to, frame.as_str(), confirm)).await,
         }
     }

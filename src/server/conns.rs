@@ -84,6 +84,19 @@ impl ConnTable {
 
     /// Queues a text frame for a connected player; false when it has no
     /// connection here.
+    /// Queues a frame it is given (no copy of its handle: the relay's
+    /// own frame goes straight into the queue); gives it back when the
+    /// player has no connection here.
+    pub fn send_owned(&self, player_id: &str, text: Utf8Bytes) -> Result<(), Utf8Bytes> {
+        match self.conns.get(player_id) {
+            Some(conn) => {
+                queue(&conn.tx, &conn.kill, text, &self.metrics);
+                Ok(())
+            }
+            None => Err(text),
+        }
+    }
+
     pub fn send(&self, player_id: &str, text: &Utf8Bytes) -> bool {
         match self.conns.get(player_id) {
             Some(conn) => {

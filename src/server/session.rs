@@ -580,10 +580,13 @@ impl Session {
         let (frame, to, rid) = self.prepare_signal(signal)?;
         let app = &self.app;
         let me = &self.who.player_id;
-        if let Some(result) = app.backend.relay_now(app, me, &to, &frame) {
-            self.relayed(result, rid, received);
-            return None;
-        }
+        let frame = match app.backend.relay_now(app, me, &to, frame) {
+            Ok(result) => {
+                self.relayed(result, rid, received);
+                return None;
+            }
+            Err(frame) => frame,
+        };
         Some(Box::pin(async move {
             let result = app.backend.relay(app, me, &to, frame, rid.is_some()).await;
             self.relayed(result, rid, received);
