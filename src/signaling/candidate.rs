@@ -217,11 +217,14 @@ fn is_token(s: &str) -> bool {
 
 /// Parses 1 to `max_digits` ASCII digits. `str::parse` alone would also
 /// accept a leading '+', which the grammar does not.
+/// (At most 19 digits, so the value cannot overflow.)
 fn parse_digits(s: &str, max_digits: usize) -> Option<u64> {
-    if s.is_empty() || s.len() > max_digits || !s.bytes().all(|b| b.is_ascii_digit()) {
+    if s.is_empty() || s.len() > max_digits.min(19) {
         return None;
     }
-    s.parse().ok()
+    s.bytes().try_fold(0u64, |n, b| {
+        b.is_ascii_digit().then(|| n * 10 + u64::from(b - b'0'))
+    })
 }
 
 fn is_port(s: &str) -> bool {
@@ -262,6 +265,16 @@ fn is_fqdn(s: &str) -> bool {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn parse_digits_agrees_with_str_parse(s in "[0-9+a-]{0,12}", max in 1usize..12) {
+            let want = (!s.is_empty() && s.len() <= max && s.bytes().all(|b| b.is_ascii_digit()))
+                .then(|| s.parse::<u64>().ok())
+                .flatten();
+            prop_assert_eq!(parse_digits(&s, max), want);
+        }
+    }
 
     #[test]
     fn a_word_is_plain_unless_a_byte_is_a_control_or_not_ascii() {
