@@ -28,10 +28,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message;
 
-use super::socket::Socket;
-
-/// The most one read takes from the socket.
-const BURST: usize = 16 * 1024;
+use super::socket::{Socket, BURST};
 
 thread_local! {
     static SCRATCH: RefCell<Vec<u8>> = RefCell::new(vec![0; BURST]);
@@ -578,23 +575,27 @@ mod tests {
             .unwrap();
         assert_eq!(next(&mut conn).await, Frame::Close);
         conn.close().await.unwrap();
-        match client.next().await {
-            Some(Ok(Message::Close(Some(c)))) => assert_eq!(c.code, CloseCode::Away),
-            other => panic!("{other:?}"),
-        }
-        // The server ends the TCP connection; the client's side is done.
-        drop(conn);
-        assert!(matches!(client.next().await, None | Some(Err(_))));
+        closed_with(conn, client, CloseCode::Away).await;
         // A close the server sent itself is not followed by another.
-        let (mut conn, mut client) = pair().await;
+        let (mut conn, client) = pair().await;
         let ours = Message::Close(Some(CloseFrame {
             code: CloseCode::Policy,
             reason: "no".into(),
         }));
         assert!(conn.send([ours]).unwrap());
         conn.close().await.unwrap();
+        closed_with(conn, client, CloseCode::Policy).await;
+    }
+
+    /// The client reads one close frame with `code`, then, once the server
+    /// ends the TCP connection, nothing more.
+    async fn closed_with(
+        conn: Conn<tokio::io::DuplexStream>,
+        mut client: WebSocketStream<tokio::io::DuplexStream>,
+        code: CloseCode,
+    ) {
         match client.next().await {
-            Some(Ok(Message::Close(Some(c)))) => assert_eq!(c.code, CloseCode::Policy),
+            Some(Ok(Message::Close(Some(c)))) => assert_eq!(c.code, code),
             other => panic!("{other:?}"),
         }
         drop(conn);

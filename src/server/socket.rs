@@ -28,8 +28,8 @@ use std::time::Instant;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_tungstenite::tungstenite::Message;
 
-/// The most one read takes from the socket.
-const BURST: usize = 16 * 1024;
+/// The most one read takes from the socket (here and in `super::frames`).
+pub(super) const BURST: usize = 16 * 1024;
 
 /// What a write may leave unsent before later writes wait for the socket.
 const KEEP_MAX: usize = 64 * 1024;
