@@ -596,3 +596,82 @@ fn sigterm_drains_clients_then_exits_zero() {
     let status = child.wait_within(Duration::from_secs(15));
     assert_eq!(status.code(), Some(0));
 }
+
+/// WebSocket-level violations over a real socket: a text frame that is not
+/// UTF-8 is closed with 1007, a frame with reserved bits set with 1002; a
+/// fragmented request is put together and answered; the server goes on
+/// serving everyone else.
+#[tokio::test]
+async fn websocket_violations_close_with_their_codes_and_fragments_are_joined() {
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+    use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+
+    let ts = TestServer::start().await;
+    let text_frame = |payload: Vec<u8>, fin: bool, op: Data| {
+        let mut f = Frame::message(payload, OpCode::Data(op), fin);
+        f.header_mut().is_final = fin;
+        Message::Frame(f)
+    };
+    async fn close_code(
+        ws: &mut tokio_tungstenite::WebSocketStream<
+            tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+        >,
+    ) -> Option<u16> {
+        while let Ok(Some(m)) = tokio::time::timeout(Duration::from_secs(5), ws.next()).await {
+            match m {
+                Ok(Message::Close(c)) => return c.map(|c| u16::from(c.code)),
+                Ok(_) => {}
+                Err(_) => return None,
+            }
+        }
+        None
+    }
+
+    // Not UTF-8.
+    let (mut ws, _) = tokio_tungstenite::connect_async(ts.ws_url()).await.unwrap();
+    ws.send(text_frame(vec![0xff, 0xfe, b'{'], true, Data::Text))
+        .await
+        .unwrap();
+    assert_eq!(close_code(&mut ws).await, Some(1007));
+
+    // Reserved bits set (no extension was negotiated).
+    let (mut ws, _) = tokio_tungstenite::connect_async(ts.ws_url()).await.unwrap();
+    let mut f = Frame::message(b"{}".to_vec(), OpCode::Data(Data::Text), true);
+    f.header_mut().rsv1 = true;
+    ws.send(Message::Frame(f)).await.unwrap();
+    assert_eq!(close_code(&mut ws).await, Some(1002));
+
+    // A request in three fragments is one request.
+    let (mut ws, _) = tokio_tungstenite::connect_async(ts.ws_url()).await.unwrap();
+    let request = br#"{"type":"ping","rid":"frag"}"#;
+    ws.send(text_frame(request[..5].to_vec(), false, Data::Text))
+        .await
+        .unwrap();
+    ws.send(text_frame(request[5..12].to_vec(), false, Data::Continue))
+        .await
+        .unwrap();
+    ws.send(text_frame(request[12..].to_vec(), true, Data::Continue))
+        .await
+        .unwrap();
+    let answered = tokio::time::timeout(Duration::from_secs(5), async {
+        while let Some(Ok(m)) = ws.next().await {
+            if let Message::Text(t) = m {
+                let v: Value = serde_json::from_str(&t).unwrap();
+                if v["rid"] == "frag" {
+                    return v;
+                }
+            }
+        }
+        Value::Null
+    })
+    .await
+    .unwrap();
+    assert_eq!(answered["type"], "ok", "{answered}");
+
+    // Everyone else is still served.
+    let c = Client::connect_with(&ts.ws_url(), no_reconnect())
+        .await
+        .unwrap();
+    c.request("ping", json!({})).await.expect("still serving");
+    ts.stop().await;
+}
