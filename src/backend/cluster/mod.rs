@@ -653,15 +653,23 @@ impl Cluster {
 }
 
 /// Queues a text for a local player: its connection, or the catch of a
-/// connection that just ended.
-pub(super) fn send_local(st: &mut State, pid: &str, text: &Utf8Bytes) -> bool {
-    if st.table.send(pid, text) {
-        return true;
-    }
-    if let Some(caught) = st.departed.get_mut(pid) {
-        if caught.len() < 256 {
-            caught.push(text.clone());
+/// connection that just ended. The text is moved into the queue (a
+/// received signal needs no second handle to its bytes).
+pub(super) fn send_local_owned(st: &mut State, pid: &str, text: Utf8Bytes) -> bool {
+    match st.table.send_owned(pid, text) {
+        Ok(()) => true,
+        Err(text) => {
+            if let Some(caught) = st.departed.get_mut(pid) {
+                if caught.len() < 256 {
+                    caught.push(text);
+                }
+            }
+            false
         }
     }
-    false
+}
+
+/// `send_local_owned` for a text shared with other recipients.
+pub(super) fn send_local(st: &mut State, pid: &str, text: &Utf8Bytes) -> bool {
+    send_local_owned(st, pid, text.clone())
 }

@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
-use super::{send_local, Cluster, State};
+use super::{send_local, send_local_owned, Cluster, State};
 use crate::cluster::notice::{Hello, ListingNotice, Notice, ReplySpec, RoomRec, Spec};
 use crate::cluster::{ops, PREFIX};
 use crate::protocol::ok_reply;
@@ -155,7 +155,7 @@ fn on_message(app: &App, cl: &Cluster, channel: &str, payload: &[u8]) {
         Notice::PeerJs { .. } => {}
         // Checked by the script.
         Notice::Signal { to, event } => {
-            if send_local(&mut st, &to, &Utf8Bytes::from(event)) {
+            if send_local_owned(&mut st, &to, Utf8Bytes::from(event)) {
                 st.table.metrics.signals_relayed.increment(1);
             }
         }
@@ -177,7 +177,7 @@ fn on_signals(cl: &Cluster, batch: &str) {
             tracing::debug!(to = %e.to, "signal dropped: sender and target no longer share a room");
             continue;
         }
-        if send_local(&mut st, e.to, &Utf8Bytes::from(e.frame.to_string())) {
+        if send_local_owned(&mut st, e.to, Utf8Bytes::from(e.frame.to_string())) {
             relayed += 1;
         }
     }

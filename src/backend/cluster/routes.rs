@@ -13,7 +13,9 @@
 //! leave or kick can never deliver outside a room: such a signal is
 //! dropped, as if it had been sent just after the change.
 
-use std::collections::HashMap;
+// foldhash, not SipHash: every routed and every received signal looks up
+// two players and a room here (SipHash was 1.7% of a cluster run in perf).
+use foldhash::HashMap;
 
 use crate::cluster::notice::RoomRec;
 
