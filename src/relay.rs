@@ -244,23 +244,12 @@ mod quick {
             let bytes = self.text.as_bytes();
             // Eight bytes at a time up to the first byte that ends or
             // escapes the string; the last few byte by byte.
-            loop {
-                if let Some(word) = bytes.get(self.at..self.at + 8) {
-                    let special = special_bytes(u64::from_le_bytes(word.try_into().ok()?));
-                    if special == 0 {
-                        self.at += 8;
-                        continue;
-                    }
-                    self.at += (special.trailing_zeros() / 8) as usize;
-                } else {
-                    while let Some(&b) = bytes.get(self.at) {
-                        if b == b'"' || b == b'\\' || b < 0x20 {
-                            break;
-                        }
-                        self.at += 1;
-                    }
+            self.at = crate::signaling::words::skip_unflagged(bytes, self.at, special_bytes);
+            while let Some(&b) = bytes.get(self.at) {
+                if b == b'"' || b == b'\\' || b < 0x20 {
+                    break;
                 }
-                break;
+                self.at += 1;
             }
             if *bytes.get(self.at)? != b'"' {
                 return None;
@@ -556,6 +545,7 @@ pub(crate) fn push_decimal(out: &mut String, mut n: u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::{decode_request, Request};
 
     #[test]
     fn numbers_are_written_in_decimal() {
@@ -565,7 +555,6 @@ mod tests {
             assert_eq!(s, format!("x{n}"));
         }
     }
-    use crate::protocol::{decode_request, Request};
 
     fn relayed(text: &str) -> Value {
         let sig = decode(text).expect("a signal");

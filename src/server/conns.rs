@@ -82,8 +82,6 @@ impl ConnTable {
         }
     }
 
-    /// Queues a text frame for a connected player; false when it has no
-    /// connection here.
     /// Queues a frame it is given (no copy of its handle: the relay's
     /// own frame goes straight into the queue); gives it back when the
     /// player has no connection here.
@@ -97,14 +95,10 @@ impl ConnTable {
         }
     }
 
+    /// Queues a text frame shared with other recipients for a connected
+    /// player; false when it has no connection here.
     pub fn send(&self, player_id: &str, text: &Utf8Bytes) -> bool {
-        match self.conns.get(player_id) {
-            Some(conn) => {
-                queue(&conn.tx, &conn.kill, text.clone(), &self.metrics);
-                true
-            }
-            None => false,
-        }
+        self.send_owned(player_id, text.clone()).is_ok()
     }
 
     /// Queues a room-list change for the subscribers of its mode.

@@ -18,21 +18,16 @@
 //! place) ends it with 1002, a text that is not UTF-8 with 1007.
 //! The drop-in endpoints (`/peerjs`, `/matchbox`) still use tungstenite.
 
-use std::cell::RefCell;
 use std::io;
 use std::task::{ready, Context, Poll};
 use std::time::Instant;
 
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message;
 
-use super::socket::{Socket, BURST};
-
-thread_local! {
-    static SCRATCH: RefCell<Vec<u8>> = RefCell::new(vec![0; BURST]);
-}
+use super::socket::Socket;
 
 /// What the next frame was.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -319,22 +314,13 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Conn<T> {
             self.buf.drain(..self.at);
             self.at = 0;
         }
-        let socket = &mut self.socket;
-        let buf = &mut self.buf;
-        SCRATCH.with_borrow_mut(|scratch| {
-            let mut burst = ReadBuf::new(&mut scratch[..]);
-            match ready!(std::pin::Pin::new(socket).poll_read(cx, &mut burst)) {
-                Ok(()) => {
-                    let got = burst.filled();
-                    buf.extend_from_slice(got);
-                    Poll::Ready(got.len())
-                }
-                Err(e) => {
-                    tracing::debug!("read error: {e}");
-                    Poll::Ready(0)
-                }
+        match ready!(self.socket.poll_append(cx, &mut self.buf)) {
+            Ok(n) => Poll::Ready(n),
+            Err(e) => {
+                tracing::debug!("read error: {e}");
+                Poll::Ready(0)
             }
-        })
+        }
     }
 
     /// Writes frames now, as far as the socket takes them (see

@@ -8,6 +8,8 @@
 //! socket for up to `BURST` bytes at once, into a buffer of the thread,
 //! hands tungstenite what it asked for and keeps the rest; the rest is
 //! freed as soon as it is handed over, so an idle socket holds nothing more.
+//! A reader with a buffer of its own (`/ws`: `super::frames`) takes each
+//! burst whole ([`Socket::poll_append`]).
 //!
 //! **Writes.** Two writers share the socket: the session writes its queued
 //! frames itself ([`Socket::send`], encoded here), and tungstenite writes its
@@ -28,8 +30,8 @@ use std::time::Instant;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_tungstenite::tungstenite::Message;
 
-/// The most one read takes from the socket (here and in `super::frames`).
-pub(super) const BURST: usize = 16 * 1024;
+/// The most one read takes from the socket.
+const BURST: usize = 16 * 1024;
 
 /// What a write may leave unsent before later writes wait for the socket.
 const KEEP_MAX: usize = 64 * 1024;
@@ -211,23 +213,51 @@ impl<T: AsyncRead + Unpin> AsyncRead for Socket<T> {
             }
             return Poll::Ready(Ok(()));
         }
-        if buf.remaining() >= BURST {
-            ready!(Pin::new(&mut this.io).poll_read(cx, buf))?;
-            this.read_at = Instant::now();
-            return Poll::Ready(Ok(()));
-        }
-        SCRATCH.with_borrow_mut(|scratch| {
-            let mut burst = ReadBuf::new(&mut scratch[..]);
-            ready!(Pin::new(&mut this.io).poll_read(cx, &mut burst))?;
-            this.read_at = Instant::now();
-            let got = burst.filled();
+        this.poll_burst(cx, |this, got| {
             let n = buf.remaining().min(got.len());
             buf.put_slice(&got[..n]);
             if n < got.len() {
                 this.rest = got[n..].to_vec();
                 this.taken = 0;
             }
-            Poll::Ready(Ok(()))
+        })
+    }
+}
+
+impl<T: AsyncRead + Unpin> Socket<T> {
+    /// Reads one burst into the thread's scratch buffer and hands it to
+    /// `take` (an empty burst: the end of the stream).
+    fn poll_burst<R>(
+        &mut self,
+        cx: &mut Context<'_>,
+        take: impl FnOnce(&mut Self, &[u8]) -> R,
+    ) -> Poll<io::Result<R>> {
+        SCRATCH.with_borrow_mut(|scratch| {
+            let mut burst = ReadBuf::new(&mut scratch[..]);
+            ready!(Pin::new(&mut self.io).poll_read(cx, &mut burst))?;
+            self.read_at = Instant::now();
+            Poll::Ready(Ok(take(self, burst.filled())))
+        })
+    }
+
+    /// Appends what the socket has to `out` (what a read kept back, else
+    /// one burst); how many bytes, 0 at the end of the stream. For a
+    /// reader with a buffer of its own (`super::frames`).
+    pub fn poll_append(
+        &mut self,
+        cx: &mut Context<'_>,
+        out: &mut Vec<u8>,
+    ) -> Poll<io::Result<usize>> {
+        if self.taken < self.rest.len() {
+            let n = self.rest.len() - self.taken;
+            out.extend_from_slice(&self.rest[self.taken..]);
+            self.rest = Vec::new();
+            self.taken = 0;
+            return Poll::Ready(Ok(n));
+        }
+        self.poll_burst(cx, |_, got| {
+            out.extend_from_slice(got);
+            got.len()
         })
     }
 }

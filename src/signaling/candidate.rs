@@ -62,10 +62,10 @@ fn shown(value: &str) -> String {
     out
 }
 
-/// No byte of `w` is below 0x20, 0x7f or above it.
-fn plain_ascii_word(w: u64) -> bool {
+/// The bytes of `w` below 0x20, 0x7f or above it.
+fn not_plain_ascii(w: u64) -> u64 {
     use super::words::{below, equal, HIGH};
-    (w & HIGH) | below(w, 0x20) | equal(w, 0x7f) == 0
+    (w & HIGH) | below(w, 0x20) | equal(w, 0x7f)
 }
 
 /// Checks one `RTCIceCandidate.candidate` string.
@@ -91,13 +91,7 @@ pub fn validate_candidate(candidate: &str) -> Result<(), CandidateError> {
     // Eight bytes at a time while no byte is a control or non-ASCII one;
     // the first word with one is looked at byte by byte.
     let bytes = candidate.as_bytes();
-    let mut clean = 0;
-    while let Some(word) = bytes.get(clean..clean + 8) {
-        if !plain_ascii_word(u64::from_le_bytes(word.try_into().expect("eight bytes"))) {
-            break;
-        }
-        clean += 8;
-    }
+    let clean = super::words::skip_unflagged(bytes, 0, not_plain_ascii);
     for &b in &bytes[clean..] {
         if b.is_ascii_control() {
             return Err(CandidateError::ControlCharacter);
@@ -285,7 +279,7 @@ mod tests {
                     bytes[at] = b;
                     let plain = bytes.iter().all(|c| c.is_ascii() && !c.is_ascii_control());
                     assert_eq!(
-                        plain_ascii_word(u64::from_le_bytes(bytes)),
+                        not_plain_ascii(u64::from_le_bytes(bytes)) == 0,
                         plain,
                         "{bytes:?}"
                     );

@@ -10,6 +10,20 @@ const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
 /// The high bit of every byte: by itself, the mask of non-ASCII bytes.
 pub(crate) const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
 
+/// Where the first byte at or after `from` that `flags` marks is, eight
+/// bytes at a time; past the last whole word, the start of the shorter
+/// rest (for the caller to look at byte by byte).
+pub(crate) fn skip_unflagged(bytes: &[u8], mut from: usize, flags: impl Fn(u64) -> u64) -> usize {
+    while let Some(word) = bytes.get(from..from + 8) {
+        let flagged = flags(u64::from_le_bytes(word.try_into().expect("eight bytes")));
+        if flagged != 0 {
+            return from + (flagged.trailing_zeros() / 8) as usize;
+        }
+        from += 8;
+    }
+    from
+}
+
 /// The bytes of `w` equal to `b`.
 pub(crate) fn equal(w: u64, b: u8) -> u64 {
     let v = w ^ (ONES * u64::from(b));
@@ -25,6 +39,29 @@ pub(crate) fn below(w: u64, n: u8) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The skip stops at the first flagged byte, or at the start of the
+    /// last stretch shorter than a word, from any start.
+    #[test]
+    fn skip_stops_at_the_first_flagged_byte_or_the_short_rest() {
+        for len in 0..30 {
+            for quote in (0..len).map(Some).chain([None]) {
+                let mut bytes = vec![b'a'; len];
+                if let Some(q) = quote {
+                    bytes[q] = b'"';
+                }
+                for from in 0..=len {
+                    let got = skip_unflagged(&bytes, from, |w| equal(w, b'"'));
+                    let whole_words_end = from + (len - from) / 8 * 8;
+                    let want = match quote {
+                        Some(q) if q >= from && q < whole_words_end => q,
+                        _ => whole_words_end,
+                    };
+                    assert_eq!(got, want, "len {len} quote {quote:?} from {from}");
+                }
+            }
+        }
+    }
 
     /// The first byte flagged in `m`.
     fn first(m: u64) -> Option<usize> {
