@@ -22,7 +22,11 @@ type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 async fn node(redis: &RedisServer, extra: &[&str]) -> RunningServer {
-    let url = redis.url();
+    node_at(&redis.url(), extra).await.expect("node starts")
+}
+
+/// A node of the store at `url`, or why it did not start.
+async fn node_at(url: &str, extra: &[&str]) -> Result<RunningServer, String> {
     let mut argv = vec![
         "rendezvous",
         "--listen",
@@ -30,11 +34,11 @@ async fn node(redis: &RedisServer, extra: &[&str]) -> RunningServer {
         "--max-connections-per-ip",
         "100000",
         "--redis-url",
-        &url,
+        url,
     ];
     argv.extend_from_slice(extra);
     let cfg = Config::try_parse_from(argv).expect("config");
-    server::start(cfg).await.expect("node starts")
+    server::start(cfg).await.map_err(|e| e.to_string())
 }
 
 async fn connect(srv: &RunningServer, query: &str) -> (Ws, Value) {
@@ -483,4 +487,52 @@ async fn signals_between_nodes_need_no_script_and_stay_in_order_and_in_the_room(
     drop((ann, bob, cy2));
     n1.shutdown().await;
     n2.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_store_that_wants_a_user_and_password_gets_them_on_every_connection() {
+    // No default user: every connection (scripts, the subscription, the
+    // signal batches) must log in as `rv`.
+    let redis = RedisServer::start_with(&[
+        "--user", "default", "off", "--user", "rv", "on", ">s3cret", "~*", "&*", "+@all",
+    ]);
+    let url = format!("redis://rv:s3cret@127.0.0.1:{}/", redis.port());
+    let wrong = format!("redis://rv:nope@127.0.0.1:{}/", redis.port());
+    // With a wrong one, the node starts but cannot serve: its handshakes
+    // are refused with 503, as while the store is down.
+    let refused = node_at(&wrong, &[]).await.expect("starts anyway");
+    let url_ws = format!("ws://{}/ws?name=x", refused.addr);
+    match tokio_tungstenite::connect_async(url_ws).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
+            assert_eq!(resp.status().as_u16(), 503)
+        }
+        other => panic!("expected a 503 refusal, got {:?}", other.map(|_| ())),
+    }
+    refused.shutdown().await;
+
+    let rate = ["--rate-limit", "100000", "--rate-burst", "100000"];
+    let n1 = node_at(&url, &rate).await.expect("n1 starts");
+    let n2 = node_at(&url, &rate).await.expect("n2 starts");
+    let (mut ann, ann_w) = connect(&n1, "name=ann").await;
+    let (mut bob, bob_w) = connect(&n2, "name=bob").await;
+    shared_room(&mut ann, &mut bob, 2).await;
+    let (ann_id, bob_id) = (
+        ann_w["player_id"].as_str().unwrap(),
+        bob_w["player_id"].as_str().unwrap(),
+    );
+    for i in 0..50 {
+        let msg = json!({"type": "ice_candidate", "to": bob_id, "candidate": candidate(i)});
+        ann.send(Message::Text(msg.to_string().into()))
+            .await
+            .unwrap();
+        let msg = json!({"type": "ice_candidate", "to": ann_id, "candidate": candidate(i)});
+        bob.send(Message::Text(msg.to_string().into()))
+            .await
+            .unwrap();
+    }
+    expect_candidates(&mut bob, ann_id, 50).await;
+    expect_candidates(&mut ann, bob_id, 50).await;
+    n1.app.stats_async().await.unwrap();
+    n2.app.stats_async().await.unwrap();
+    assert_eq!(n1.app.stats_async().await.unwrap().signals_relayed, 100);
 }

@@ -16,6 +16,7 @@
 pub mod notice;
 pub mod ops;
 pub mod peerjs;
+pub(crate) mod resp;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -140,6 +141,12 @@ impl Store {
 
     pub fn client(&self) -> &redis::Client {
         &self.client
+    }
+
+    /// A connection of its own (see [`resp`]), for the signal batches and
+    /// the node's subscription.
+    pub(crate) async fn raw(&self) -> std::io::Result<resp::Conn> {
+        resp::Conn::connect(self.client.get_connection_info()).await
     }
 
     /// Whether the node can serve: Redis answers and notices arrive.
@@ -314,14 +321,6 @@ impl Store {
             tokio::time::timeout(Duration::from_millis(500), ping).await,
             Ok(Ok(_))
         )
-    }
-
-    /// Runs a pipeline of plain commands (the batched signals).
-    pub async fn pipeline(&self, pipe: &redis::Pipeline) -> Result<(), StoreError> {
-        let mut conn = self.conn.clone();
-        pipe.query_async::<()>(&mut conn)
-            .await
-            .map_err(|e| StoreError::Unavailable(e.to_string()))
     }
 
     /// Adds `n` to the lobby's `signals_relayed` (signals relayed by a node

@@ -352,18 +352,31 @@ const REDIS_SERVER: &str = "redis-server";
 pub struct RedisServer {
     port: u16,
     child: Option<std::process::Child>,
+    /// More `redis-server` arguments (users, passwords).
+    extra: Vec<String>,
 }
 
 impl RedisServer {
     /// Starts a server on a port the OS picks and waits until it answers
     /// PING. Panics with a hint when `redis-server` is not installed.
     pub fn start() -> RedisServer {
+        RedisServer::start_with(&[])
+    }
+
+    /// [`RedisServer::start`] with more `redis-server` arguments, such as
+    /// `--requirepass` (a server that wants a password counts as up when
+    /// it answers PING with `NOAUTH`).
+    pub fn start_with(extra: &[&str]) -> RedisServer {
         // The port is free when picked, but something else may take it
         // before redis binds it: try a few ports.
         let mut last_err = String::new();
         for _ in 0..5 {
             let port = free_port();
-            let mut server = RedisServer { port, child: None };
+            let mut server = RedisServer {
+                port,
+                child: None,
+                extra: extra.iter().map(|a| a.to_string()).collect(),
+            };
             match server.launch() {
                 Ok(()) => return server,
                 Err(e) => last_err = e,
@@ -424,6 +437,7 @@ impl RedisServer {
         let spawned = Command::new(REDIS_SERVER)
             .args(["--port", &port, "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no"])
+            .args(&self.extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -469,7 +483,8 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// True when a Redis server on 127.0.0.1:`port` answers PING with PONG.
+/// True when a Redis server on 127.0.0.1:`port` answers PING with PONG
+/// (or, wanting a password, with `NOAUTH`).
 pub fn redis_ping(port: u16) -> bool {
     use std::io::{Read, Write};
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
@@ -488,7 +503,7 @@ pub fn redis_ping(port: u16) -> bool {
             Ok(n) => got.extend_from_slice(&buf[..n]),
         }
     }
-    got.starts_with(b"+PONG")
+    got.starts_with(b"+PONG") || got.starts_with(b"-NOAUTH")
 }
 
 /// Starts one cluster node (the server binary) sharing `redis_url`, named

@@ -12,13 +12,13 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::StreamExt;
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
 use super::{send_local, send_local_owned, Cluster, State};
 use crate::cluster::notice::{Hello, ListingNotice, Notice, ReplySpec, RoomRec, Spec};
+use crate::cluster::resp::Reply;
 use crate::cluster::{ops, PREFIX};
 use crate::protocol::ok_reply;
 use crate::server::conns::{close_frame, kicked_by_admin, replaced, Conn};
@@ -39,26 +39,51 @@ pub(super) async fn run_subscriber(app: Arc<App>, cl: Arc<Cluster>) {
     let mut backoff = Duration::from_millis(100);
     loop {
         let attempt = async {
-            let mut pubsub = store.client().get_async_pubsub().await?;
-            pubsub.subscribe(&store.channel).await?;
-            pubsub.subscribe(list_channel()).await?;
-            pubsub.subscribe(all_channel()).await?;
-            Ok::<_, redis::RedisError>(pubsub)
+            let mut conn = store.raw().await?;
+            let (list, all) = (list_channel(), all_channel());
+            conn.send(&[
+                b"SUBSCRIBE",
+                store.channel.as_bytes(),
+                list.as_bytes(),
+                all.as_bytes(),
+            ])
+            .await?;
+            for _ in 0..3 {
+                conn.next(|r| match r.ok()? {
+                    Reply::Array(Some(a))
+                        if a.first() == Some(&Reply::Bulk(Some(b"subscribe"))) =>
+                    {
+                        Ok(())
+                    }
+                    other => Err(std::io::Error::other(format!(
+                        "unexpected answer to SUBSCRIBE: {other:?}"
+                    ))),
+                })
+                .await??;
+            }
+            Ok::<_, std::io::Error>(conn)
         };
-        let pubsub = tokio::select! {
+        let conn = tokio::select! {
             r = tokio::time::timeout(Duration::from_secs(2), attempt) => r,
             _ = app.shutdown.cancelled() => return,
         };
-        match pubsub {
-            Ok(Ok(pubsub)) => {
+        match conn {
+            Ok(Ok(mut conn)) => {
                 backoff = Duration::from_millis(100);
                 store.subscribed.store(true, Ordering::Relaxed);
-                let mut stream = pubsub.into_on_message();
                 loop {
                     tokio::select! {
-                        msg = stream.next() => match msg {
-                            Some(msg) => on_message(&app, &cl, msg.get_channel_name(), msg.get_payload_bytes()),
-                            None => break,
+                        r = conn.next(|reply| {
+                            // `message`, channel, payload; nothing else is
+                            // pushed on a subscribed connection.
+                            if let Reply::Array(Some(a)) = reply {
+                                if let [Reply::Bulk(Some(b"message")), Reply::Bulk(Some(ch)), Reply::Bulk(Some(payload))] = &a[..] {
+                                    on_message(&app, &cl, std::str::from_utf8(ch).unwrap_or(""), payload);
+                                }
+                            }
+                        }) => if let Err(e) = r {
+                            tracing::debug!("notice subscription ended: {e}");
+                            break;
                         },
                         _ = app.shutdown.cancelled() => return,
                     }
@@ -100,7 +125,13 @@ fn on_message(app: &App, cl: &Cluster, channel: &str, payload: &[u8]) {
     let Ok(text) = std::str::from_utf8(payload) else {
         return;
     };
-    if channel == all_channel() {
+    let named = |name: &str| {
+        channel
+            .strip_prefix(PREFIX)
+            .and_then(|c| c.strip_prefix("ch:"))
+            == Some(name)
+    };
+    if named("all") {
         // An announcement: a ready event for every connection.
         cl.state
             .lock()
@@ -108,7 +139,7 @@ fn on_message(app: &App, cl: &Cluster, channel: &str, payload: &[u8]) {
             .send_all(&Utf8Bytes::from(text.to_string()));
         return;
     }
-    if channel == list_channel() {
+    if named("list") {
         let Ok(change) = serde_json::from_str::<ListingNotice>(text) else {
             return;
         };

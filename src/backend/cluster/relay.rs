@@ -13,6 +13,10 @@
 //! The batch format is not JSON, to spare escaping the frames: `S`, then
 //! four length-prefixed fields per signal (`<bytes>:<text>`): target,
 //! sender, room, frame.
+//!
+//! Batches go out on a connection of their own ([`crate::cluster::resp`]),
+//! each written from the buffer it was built in: its `PUBLISH` header goes
+//! in room kept free in front of it ([`HEAD`]).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -20,7 +24,7 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 use tokio::sync::{oneshot, Notify};
 
-use crate::cluster::{Store, StoreError, PREFIX};
+use crate::cluster::{resp, Store, StoreError, PREFIX};
 
 /// Signals queued by the sessions of this node, at most: a session that
 /// finds the queue full waits for the round trip under way.
@@ -29,6 +33,15 @@ const QUEUE: u64 = 65_536;
 /// another (one `PUBLISH` each, in order), so that no message nears the
 /// store's limits for a subscriber's output buffer.
 const BATCH_BYTES: usize = 1 << 20;
+
+/// Room in front of each batch for its `PUBLISH` header: the header of
+/// the longest channel name (64-byte node id) and a batch of at most
+/// [`BATCH_BYTES`] fits with room to spare; a longer one would be written
+/// on its own.
+const HEAD: usize = 128;
+/// How long a round may take (connecting included) before its signals
+/// count as lost and the connection is dropped.
+const ROUND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// Emptied batches kept for reuse, at most, and the largest kept.
 const FREE_KEPT: usize = 8;
@@ -40,7 +53,7 @@ const FREE_MAX_BYTES: usize = 256 * 1024;
 #[derive(Default)]
 struct Pending {
     /// (node, batch) in the order the batches were opened; a node can have
-    /// several when one filled up.
+    /// several when one filled up. A batch starts with [`HEAD`] spaces.
     batches: Vec<(String, String)>,
     signals: u64,
     /// Told whether the round trip that carries their signal succeeded.
@@ -63,14 +76,15 @@ impl Pending {
             .batches
             .iter()
             .rposition(|(n, _)| n == node)
-            .filter(|&i| self.batches[i].1.len() + need <= BATCH_BYTES);
+            .filter(|&i| self.batches[i].1.len() - HEAD + need <= BATCH_BYTES);
         let batch = match open {
             Some(i) => &mut self.batches[i].1,
             None => {
                 let mut b = self
                     .free
                     .pop()
-                    .unwrap_or_else(|| String::with_capacity(need.max(16 * 1024)));
+                    .unwrap_or_else(|| String::with_capacity(HEAD + need.max(16 * 1024)));
+                b.extend(std::iter::repeat_n(' ', HEAD));
                 b.push('S');
                 self.batches.push((node.to_string(), b));
                 &mut self.batches.last_mut().expect("just pushed").1
@@ -273,6 +287,7 @@ impl Drop for StopGuard {
 
 async fn run(store: Arc<Store>, guard: StopGuard, on_published: impl Fn(u64)) {
     let shared = &guard.0;
+    let mut conn: Option<resp::Conn> = None;
     loop {
         shared.work.notified().await;
         let round = {
@@ -290,19 +305,26 @@ async fn run(store: Arc<Store>, guard: StopGuard, on_published: impl Fn(u64)) {
             )
         };
         let signals = round.signals;
-        let ok = if round.batches.is_empty() {
+        let mut batches: Vec<(String, Vec<u8>)> = round
+            .batches
+            .into_iter()
+            .map(|(node, batch)| (node, batch.into_bytes()))
+            .collect();
+        let ok = if batches.is_empty() {
             true
         } else {
-            let mut pipe = redis::pipe();
-            for (node, batch) in &round.batches {
-                pipe.cmd("PUBLISH")
-                    .arg(format!("{PREFIX}ch:{node}"))
-                    .arg(batch.as_str())
-                    .ignore();
-            }
-            match store.pipeline(&pipe).await {
-                Ok(()) => true,
-                Err(e) => {
+            let sent =
+                tokio::time::timeout(ROUND_TIMEOUT, publish(&store, &mut conn, &mut batches)).await;
+            let failed = match sent {
+                Ok(Ok(())) => None,
+                Ok(Err(e)) => Some(e.to_string()),
+                Err(_) => Some(format!("no answer within {ROUND_TIMEOUT:?}")),
+            };
+            match failed {
+                None => true,
+                Some(e) => {
+                    // Its state is unknown: the next round connects anew.
+                    conn = None;
                     tracing::warn!("{signals} signals lost: {e}");
                     false
                 }
@@ -322,13 +344,44 @@ async fn run(store: Arc<Store>, guard: StopGuard, on_published: impl Fn(u64)) {
         // Emptied, the batches serve the next rounds (a few, of a usual
         // size: a burst's megabyte batches are let go).
         let mut p = shared.pending.lock();
-        for (_, mut batch) in round.batches {
+        for (_, mut batch) in batches {
             if p.free.len() < FREE_KEPT && batch.capacity() <= FREE_MAX_BYTES {
                 batch.clear();
-                p.free.push(batch);
+                p.free
+                    .push(String::from_utf8(batch).expect("an empty buffer is UTF-8"));
             }
         }
     }
+}
+
+/// Publishes a round's batches (connecting first when there is no
+/// connection), each one `PUBLISH` written from its own buffer, all before
+/// the first answer is read; an error if any of them was refused.
+async fn publish(
+    store: &Store,
+    conn: &mut Option<resp::Conn>,
+    batches: &mut [(String, Vec<u8>)],
+) -> std::io::Result<()> {
+    if conn.is_none() {
+        *conn = Some(store.raw().await?);
+    }
+    let c = conn.as_mut().expect("connected above");
+    for (node, batch) in batches.iter_mut() {
+        let head = resp::publish_head(&format!("{PREFIX}ch:{node}"), batch.len() - HEAD);
+        batch.extend_from_slice(b"\r\n");
+        if head.len() <= HEAD {
+            let at = HEAD - head.len();
+            batch[at..HEAD].copy_from_slice(&head);
+            c.write_all(&batch[at..]).await?;
+        } else {
+            c.write_all(&head).await?;
+            c.write_all(&batch[HEAD..]).await?;
+        }
+    }
+    for _ in 0..batches.len() {
+        c.next(|r| r.ok().map(|_| ())).await??;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -415,7 +468,8 @@ mod tests {
         p.batches
             .iter()
             .map(|(node, b)| {
-                let e = entries(b.strip_prefix('S').expect("batch mark")).expect("well formed");
+                let e =
+                    entries(b[HEAD..].strip_prefix('S').expect("batch mark")).expect("well formed");
                 let e = e.iter().map(|e| (e.to.to_string(), e.frame.to_string()));
                 (node.clone(), e.collect())
             })
@@ -466,7 +520,7 @@ mod tests {
         let n2: Vec<&(String, Vec<(String, String)>)> =
             round.iter().filter(|(n, _)| n == "n2").collect();
         assert!(n2.len() >= 3, "25 signals of 100 kB make several batches");
-        assert!(p.batches.iter().all(|(_, b)| b.len() <= BATCH_BYTES));
+        assert!(p.batches.iter().all(|(_, b)| b.len() - HEAD <= BATCH_BYTES));
         // In order across the batches, none lost.
         let order: Vec<String> = n2
             .iter()
