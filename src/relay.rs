@@ -453,7 +453,7 @@ impl Signal<'_> {
     /// text, rendered once per connection), the payload as sent, `to` and
     /// `rid` left out.
     pub fn event(&self, from_json: &str) -> Utf8Bytes {
-        let mut out = String::with_capacity(96 + from_json.len() + self.payload_len());
+        let mut out = String::with_capacity(self.event_len(from_json));
         out.push_str(r#"{"type":""#);
         out.push_str(self.kind.as_str());
         out.push_str(r#"","from":"#);
@@ -491,15 +491,26 @@ impl Signal<'_> {
         Utf8Bytes::from(out)
     }
 
-    fn payload_len(&self) -> usize {
-        match &self.payload {
-            Payload::Sdp(s) | Payload::CandidateLine(s) => s.len(),
-            Payload::Candidate(c) => {
-                c.candidate.len()
-                    + c.sdp_mid.as_ref().map_or(0, |m| m.len())
-                    + c.username_fragment.as_ref().map_or(0, |u| u.len())
+    /// Room for the relayed event, so that its buffer is allocated once
+    /// and never grown (text that had escapes may still need more).
+    fn event_len(&self, from_json: &str) -> usize {
+        // `{"type":"`, the longest type, `","from":`, ..., `}`.
+        const ENVELOPE: usize = 9 + "ice_candidate".len() + 10 + 1;
+        // `,"candidate":{"candidate":""`, `,"sdpMid":""`,
+        // `,"sdpMLineIndex":65535`, `,"usernameFragment":""`, `}`.
+        const CANDIDATE_KEYS: usize = 28 + 12 + 22 + 22 + 1;
+        let payload = match (&self.payload, self.raw_sdp) {
+            (_, Some(raw)) => 7 + raw.get().len(),
+            (Payload::Sdp(s), None) => 9 + s.len(),
+            (Payload::CandidateLine(s), None) => 15 + s.len(),
+            (Payload::Candidate(c), None) => {
+                CANDIDATE_KEYS
+                    + c.candidate.len()
+                    + c.sdp_mid.as_ref().map_or(4, |m| m.len())
+                    + c.username_fragment.as_ref().map_or(4, |u| u.len())
             }
-        }
+        };
+        ENVELOPE + from_json.len() + payload
     }
 }
 
@@ -553,6 +564,39 @@ mod tests {
             let mut s = String::from("x");
             push_decimal(&mut s, n);
             assert_eq!(s, format!("x{n}"));
+        }
+    }
+
+    #[test]
+    fn the_relayed_event_fits_the_room_reserved_for_it() {
+        let offer = serde_json::to_string(include_str!(
+            "../tests/fixtures/sdp/chromium-offer-datachannel.sdp"
+        ))
+        .unwrap();
+        let line = "candidate:1 1 udp 2113937151 192.0.2.1 5000 typ host";
+        let texts = [
+            format!(
+                r#"{{"type":"ice_candidate","to":"p","candidate":{{"candidate":"{line}","sdpMid":"0","sdpMLineIndex":65535,"usernameFragment":"abcd"}}}}"#
+            ),
+            format!(r#"{{"type":"ice_candidate","to":"p","candidate":{{"candidate":"{line}"}}}}"#),
+            format!(
+                r#"{{"type":"ice_candidate","to":"p","rid":1,"candidate":{{"candidate":"{line}","sdpMid":null}}}}"#
+            ),
+            format!(r#"{{"type":"ice_candidate","to":"p","candidate":"{line}"}}"#),
+            format!(r#"{{"type":"offer","to":"p","sdp":{offer}}}"#),
+            format!(r#"{{"type":"answer","to":"p","rid":"x","sdp":{offer}}}"#),
+        ];
+        for text in &texts {
+            let sig = decode(text).unwrap_or_else(|| panic!("{text}"));
+            for from in [r#""""#, r#""a-much-longer-player-id-of-forty-bytes-x""#] {
+                let event = sig.event(from);
+                assert!(
+                    event.len() <= sig.event_len(from),
+                    "{} > {}: {event}",
+                    event.len(),
+                    sig.event_len(from)
+                );
+            }
         }
     }
 
