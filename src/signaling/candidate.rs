@@ -9,7 +9,7 @@
 //! vendor extensions such as `generation`, `ufrag`, `network-id` and
 //! `network-cost`).
 
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::Ipv6Addr;
 
 use thiserror::Error;
 
@@ -228,7 +228,38 @@ fn is_port(s: &str) -> bool {
 /// IPv4, IPv6, or a DNS name (which covers the random-UUID `.local` mDNS
 /// names browsers use to hide local addresses).
 fn is_connection_address(s: &str) -> bool {
-    s.parse::<Ipv4Addr>().is_ok() || s.parse::<Ipv6Addr>().is_ok() || is_fqdn(s)
+    is_ipv4(s.as_bytes()) || s.parse::<Ipv6Addr>().is_ok() || is_fqdn(s)
+}
+
+/// `s.parse::<Ipv4Addr>().is_ok()`, without the general parser (it runs
+/// for every relayed candidate): four decimal octets of at most 255, no
+/// leading zero, separated by dots.
+fn is_ipv4(s: &[u8]) -> bool {
+    let mut octets = 0;
+    let mut i = 0;
+    loop {
+        let start = i;
+        let mut value: u32 = 0;
+        while let Some(&b @ b'0'..=b'9') = s.get(i) {
+            value = value * 10 + u32::from(b - b'0');
+            i += 1;
+            if i - start > 3 {
+                return false;
+            }
+        }
+        let digits = i - start;
+        if digits == 0 || value > 255 || (digits > 1 && s[start] == b'0') {
+            return false;
+        }
+        octets += 1;
+        if octets == 4 {
+            return i == s.len();
+        }
+        if s.get(i) != Some(&b'.') {
+            return false;
+        }
+        i += 1;
+    }
 }
 
 /// Host name per RFC 1123: dot-separated labels of letters, digits and
@@ -259,8 +290,47 @@ fn is_fqdn(s: &str) -> bool {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+    use std::net::Ipv4Addr;
+
+    #[test]
+    fn ipv4_addresses_are_four_octets_without_leading_zeros() {
+        for ok in [
+            "0.0.0.0",
+            "1.2.3.4",
+            "192.0.2.1",
+            "255.255.255.255",
+            "10.0.100.9",
+        ] {
+            assert!(is_ipv4(ok.as_bytes()), "{ok}");
+        }
+        for bad in [
+            "",
+            "1.2.3",
+            "1.2.3.4.",
+            ".1.2.3.4",
+            "1..2.3",
+            "256.1.1.1",
+            "1.2.3.256",
+            "01.2.3.4",
+            "1.2.3.04",
+            "1000.1.1.1",
+            "0001.1.1.1",
+            "1.2.3.4a",
+            "a1.2.3.4",
+            "1.2.3.4.5",
+            "1.2.3.-4",
+            "1.2. 3.4",
+        ] {
+            assert!(!is_ipv4(bad.as_bytes()), "{bad}");
+        }
+    }
 
     proptest! {
+        #[test]
+        fn the_ipv4_check_agrees_with_std(s in "[0-9.]{0,17}|[0-9]{1,3}(\\.[0-9]{1,4}){3}[.0-9a]{0,2}") {
+            prop_assert_eq!(is_ipv4(s.as_bytes()), s.parse::<Ipv4Addr>().is_ok(), "{}", s);
+        }
+
         #[test]
         fn parse_digits_agrees_with_str_parse(s in "[0-9+a-]{0,12}", max in 1usize..12) {
             let want = (!s.is_empty() && s.len() <= max && s.bytes().all(|b| b.is_ascii_digit()))
