@@ -540,6 +540,11 @@ fn push_opt_str(out: &mut String, s: Option<&Cow<'_, str>>) {
 /// every relayed candidate here and every field of every batched signal in
 /// cluster mode).
 pub(crate) fn push_decimal(out: &mut String, mut n: u64) {
+    if n < 10 {
+        // The usual `sdpMLineIndex`.
+        out.push(char::from(b'0' + n as u8));
+        return;
+    }
     let mut buf = [0u8; 20];
     let mut i = buf.len();
     loop {

@@ -122,7 +122,7 @@ pub(super) async fn run_subscriber(app: Arc<App>, cl: Arc<Cluster>) {
 }
 
 fn on_message(app: &App, cl: &Cluster, channel: &str, payload: &[u8]) {
-    let Ok(text) = std::str::from_utf8(payload) else {
+    let Ok(text) = simdutf8::basic::from_utf8(payload) else {
         return;
     };
     let named = |name: &str| {
