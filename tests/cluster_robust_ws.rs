@@ -536,3 +536,34 @@ async fn a_store_that_wants_a_user_and_password_gets_them_on_every_connection() 
     n2.app.stats_async().await.unwrap();
     assert_eq!(n1.app.stats_async().await.unwrap().signals_relayed, 100);
 }
+
+#[tokio::test]
+async fn a_store_on_a_unix_socket_serves_signals_across_nodes() {
+    // The subscription and the signal batches (`resp.rs`) as well as
+    // redis-rs's connection go through the socket file.
+    let dir = std::env::temp_dir().join(format!("rv-unix-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let sock = dir.join("redis.sock");
+    let redis = RedisServer::start_with(&["--unixsocket", sock.to_str().unwrap()]);
+    let url = format!("redis+unix://{}", sock.display());
+    let n1 = node_at(&url, &[]).await.expect("n1 starts");
+    let n2 = node_at(&url, &[]).await.expect("n2 starts");
+    let (mut ann, ann_w) = connect(&n1, "name=ann").await;
+    let (mut bob, bob_w) = connect(&n2, "name=bob").await;
+    shared_room(&mut ann, &mut bob, 2).await;
+    let (ann_id, bob_id) = (
+        ann_w["player_id"].as_str().unwrap(),
+        bob_w["player_id"].as_str().unwrap(),
+    );
+    for i in 0..20 {
+        let msg = json!({"type": "ice_candidate", "to": ann_id, "candidate": candidate(i)});
+        bob.send(Message::Text(msg.to_string().into()))
+            .await
+            .unwrap();
+    }
+    expect_candidates(&mut ann, bob_id, 20).await;
+    n1.shutdown().await;
+    n2.shutdown().await;
+    drop(redis);
+    let _ = std::fs::remove_dir_all(&dir);
+}
