@@ -510,9 +510,15 @@ async fn a_store_that_wants_a_user_and_password_gets_them_on_every_connection() 
     }
     refused.shutdown().await;
 
+    signals_cross_between_two_nodes_of(&url, 50).await;
+}
+
+/// Two nodes of the store at `url`, a player on each in one room, `n`
+/// candidates each way: all relayed, in order, and counted once.
+async fn signals_cross_between_two_nodes_of(url: &str, n: usize) {
     let rate = ["--rate-limit", "100000", "--rate-burst", "100000"];
-    let n1 = node_at(&url, &rate).await.expect("n1 starts");
-    let n2 = node_at(&url, &rate).await.expect("n2 starts");
+    let n1 = node_at(url, &rate).await.expect("n1 starts");
+    let n2 = node_at(url, &rate).await.expect("n2 starts");
     let (mut ann, ann_w) = connect(&n1, "name=ann").await;
     let (mut bob, bob_w) = connect(&n2, "name=bob").await;
     shared_room(&mut ann, &mut bob, 2).await;
@@ -520,7 +526,7 @@ async fn a_store_that_wants_a_user_and_password_gets_them_on_every_connection() 
         ann_w["player_id"].as_str().unwrap(),
         bob_w["player_id"].as_str().unwrap(),
     );
-    for i in 0..50 {
+    for i in 0..n {
         let msg = json!({"type": "ice_candidate", "to": bob_id, "candidate": candidate(i)});
         ann.send(Message::Text(msg.to_string().into()))
             .await
@@ -530,11 +536,14 @@ async fn a_store_that_wants_a_user_and_password_gets_them_on_every_connection() 
             .await
             .unwrap();
     }
-    expect_candidates(&mut bob, ann_id, 50).await;
-    expect_candidates(&mut ann, bob_id, 50).await;
+    expect_candidates(&mut bob, ann_id, n).await;
+    expect_candidates(&mut ann, bob_id, n).await;
     n1.app.stats_async().await.unwrap();
     n2.app.stats_async().await.unwrap();
-    assert_eq!(n1.app.stats_async().await.unwrap().signals_relayed, 100);
+    let stats = n1.app.stats_async().await.unwrap();
+    assert_eq!(stats.signals_relayed, 2 * n as u64);
+    n1.shutdown().await;
+    n2.shutdown().await;
 }
 
 #[tokio::test]
@@ -545,25 +554,7 @@ async fn a_store_on_a_unix_socket_serves_signals_across_nodes() {
     std::fs::create_dir_all(&dir).unwrap();
     let sock = dir.join("redis.sock");
     let redis = RedisServer::start_with(&["--unixsocket", sock.to_str().unwrap()]);
-    let url = format!("redis+unix://{}", sock.display());
-    let n1 = node_at(&url, &[]).await.expect("n1 starts");
-    let n2 = node_at(&url, &[]).await.expect("n2 starts");
-    let (mut ann, ann_w) = connect(&n1, "name=ann").await;
-    let (mut bob, bob_w) = connect(&n2, "name=bob").await;
-    shared_room(&mut ann, &mut bob, 2).await;
-    let (ann_id, bob_id) = (
-        ann_w["player_id"].as_str().unwrap(),
-        bob_w["player_id"].as_str().unwrap(),
-    );
-    for i in 0..20 {
-        let msg = json!({"type": "ice_candidate", "to": ann_id, "candidate": candidate(i)});
-        bob.send(Message::Text(msg.to_string().into()))
-            .await
-            .unwrap();
-    }
-    expect_candidates(&mut ann, bob_id, 20).await;
-    n1.shutdown().await;
-    n2.shutdown().await;
+    signals_cross_between_two_nodes_of(&format!("redis+unix://{}", sock.display()), 20).await;
     drop(redis);
     let _ = std::fs::remove_dir_all(&dir);
 }
