@@ -141,7 +141,7 @@ pub fn open_store(
         .unwrap_or_else(|| format!("n-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]));
     if !crate::cluster::valid_node_id(&node) {
         return Err(format!(
-            "--node-id {node:?}: use 1 to 64 letters, digits, '-' or '_'"
+            "--node-id {node:?}: use 1 to 64 letters, digits, '-' or '_' (not \"list\" or \"all\")"
         ));
     }
     Ok(Some(Arc::new(crate::cluster::Store::new(url, node)?)))

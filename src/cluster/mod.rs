@@ -97,10 +97,13 @@ pub struct Beat {
     pub fresh: bool,
 }
 
-/// A node id: letters, digits, `-` and `_`, 1 to 64 characters.
+/// A node id: letters, digits, `-` and `_`, 1 to 64 characters; not
+/// `list` or `all`, which name the channels every node listens to (a node
+/// of that name would take them for its own).
 pub fn valid_node_id(id: &str) -> bool {
     !id.is_empty()
         && id.len() <= 64
+        && !matches!(id, "list" | "all")
         && id
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
@@ -361,4 +364,30 @@ pub fn attrs_json(data: &JsonObject) -> String {
         .map(|(k, v)| format!("\u{1f}{k}\u{1f}{v}"))
         .collect();
     serde_json::to_string(&attrs).unwrap_or_else(|_| "[]".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::valid_node_id;
+
+    #[test]
+    fn node_ids_are_short_plain_names_other_than_the_shared_channels() {
+        let longest = "n".repeat(64);
+        for ok in ["a", "bench-a", "n_1", "List", "allx", longest.as_str()] {
+            assert!(valid_node_id(ok), "{ok}");
+        }
+        let too_long = "n".repeat(65);
+        for bad in [
+            "",
+            "list",
+            "all",
+            "a b",
+            "a:b",
+            "é",
+            "n.1",
+            too_long.as_str(),
+        ] {
+            assert!(!valid_node_id(bad), "{bad}");
+        }
+    }
 }
