@@ -30,6 +30,18 @@ use crate::protocol::{ErrorCode, JsonObject, ProtoError, Stats};
 /// Prefix of every key and channel.
 pub const PREFIX: &str = "rv:";
 
+/// The channels every node listens to besides its own (`lobby.lua` names
+/// them too): room-list changes and announcements. No node may be named
+/// after them.
+pub const LIST_CHANNEL: &str = "list";
+pub const ALL_CHANNEL: &str = "all";
+
+/// The store's name of a channel: a node's own (named after the node) or
+/// one of the shared ones.
+pub fn channel(name: &str) -> String {
+    format!("{PREFIX}ch:{name}")
+}
+
 const SCRIPT: &str = include_str!("lobby.lua");
 
 /// Why a store call failed.
@@ -103,7 +115,8 @@ pub struct Beat {
 pub fn valid_node_id(id: &str) -> bool {
     !id.is_empty()
         && id.len() <= 64
-        && !matches!(id, "list" | "all")
+        && id != LIST_CHANNEL
+        && id != ALL_CHANNEL
         && id
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
@@ -130,7 +143,7 @@ impl Store {
         let conn = ConnectionManager::new_lazy_with_config(client.clone(), config)
             .map_err(|e| format!("--redis-url: {e}"))?;
         Ok(Store {
-            channel: format!("{PREFIX}ch:{node}"),
+            channel: channel(&node),
             node,
             client,
             conn,

@@ -219,7 +219,7 @@ impl Store {
     pub async fn peerjs_publish(&self, node: &str, notice: &str) -> Result<bool, StoreError> {
         let mut conn = self.conn.clone();
         let n: i64 = redis::cmd("PUBLISH")
-            .arg(format!("{PREFIX}ch:{node}"))
+            .arg(super::channel(node))
             .arg(notice)
             .query_async(&mut conn)
             .await

@@ -84,14 +84,9 @@ fn parse_at(buf: &[u8], at: usize, depth: usize) -> Result<Option<(Reply<'_>, us
         b'-' => Reply::Error(line),
         b':' => Reply::Int(int(line)?),
         b'$' => {
-            let n = int(line)?;
-            if n == -1 {
+            let Some(n) = length(line, MAX_BULK, "bulk")? else {
                 return Ok(Some((Reply::Bulk(None), next)));
-            }
-            let n = usize::try_from(n)
-                .ok()
-                .filter(|&n| n <= MAX_BULK)
-                .ok_or_else(|| format!("bad bulk length {n}"))?;
+            };
             let end = next + n;
             if buf.len() < end + 2 {
                 return Ok(None);
@@ -102,14 +97,9 @@ fn parse_at(buf: &[u8], at: usize, depth: usize) -> Result<Option<(Reply<'_>, us
             return Ok(Some((Reply::Bulk(Some(&buf[next..end])), end + 2)));
         }
         b'*' => {
-            let n = int(line)?;
-            if n == -1 {
+            let Some(n) = length(line, MAX_ARRAY, "array")? else {
                 return Ok(Some((Reply::Array(None), next)));
-            }
-            let n = usize::try_from(n)
-                .ok()
-                .filter(|&n| n <= MAX_ARRAY)
-                .ok_or_else(|| format!("bad array length {n}"))?;
+            };
             if depth >= MAX_DEPTH {
                 return Err("replies nested too deep".into());
             }
@@ -131,6 +121,19 @@ fn parse_at(buf: &[u8], at: usize, depth: usize) -> Result<Option<(Reply<'_>, us
     Ok(Some((reply, next)))
 }
 
+/// The length of a bulk string or an array, at most `max`; `None` for
+/// `-1` (a null one).
+fn length(line: &[u8], max: usize, what: &str) -> Result<Option<usize>, String> {
+    match int(line)? {
+        -1 => Ok(None),
+        n => usize::try_from(n)
+            .ok()
+            .filter(|&n| n <= max)
+            .map(Some)
+            .ok_or_else(|| format!("bad {what} length {n}")),
+    }
+}
+
 fn int(line: &[u8]) -> Result<i64, String> {
     std::str::from_utf8(line)
         .ok()
@@ -140,8 +143,13 @@ fn int(line: &[u8]) -> Result<i64, String> {
 
 /// Appends one command (an array of bulk strings) to `out`.
 pub(crate) fn encode(out: &mut Vec<u8>, args: &[&[u8]]) {
+    encode_first(out, args.len(), args);
+}
+
+/// The start of a command of `count` arguments: its first ones, `args`.
+fn encode_first(out: &mut Vec<u8>, count: usize, args: &[&[u8]]) {
     out.push(b'*');
-    push_len(out, args.len());
+    push_len(out, count);
     for a in args {
         out.push(b'$');
         push_len(out, a.len());
@@ -159,10 +167,8 @@ fn push_len(out: &mut Vec<u8>, n: usize) {
 /// what goes in front of the payload (then `\r\n` after it).
 pub(crate) fn publish_head(channel: &str, len: usize) -> Vec<u8> {
     let mut head = Vec::with_capacity(48 + channel.len());
-    head.extend_from_slice(b"*3\r\n$7\r\nPUBLISH\r\n$");
-    push_len(&mut head, channel.len());
-    head.extend_from_slice(channel.as_bytes());
-    head.extend_from_slice(b"\r\n$");
+    encode_first(&mut head, 3, &[b"PUBLISH", channel.as_bytes()]);
+    head.push(b'$');
     push_len(&mut head, len);
     head
 }

@@ -592,7 +592,9 @@ impl Cluster {
 
     /// An announcement for every connection of every node.
     pub async fn announce(&self, text: &str) -> Result<(), StoreError> {
-        self.store.publish(&notices::all_channel(), text).await
+        self.store
+            .publish(&crate::cluster::channel(crate::cluster::ALL_CHANNEL), text)
+            .await
     }
 
     pub async fn close_room(&self, room_id: &str) -> Result<bool, StoreError> {

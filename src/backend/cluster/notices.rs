@@ -19,18 +19,10 @@ use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 use super::{send_local, send_local_owned, Cluster, State};
 use crate::cluster::notice::{Hello, ListingNotice, Notice, ReplySpec, RoomRec, Spec};
 use crate::cluster::resp::Reply;
-use crate::cluster::{ops, PREFIX};
+use crate::cluster::{channel, ops, ALL_CHANNEL, LIST_CHANNEL, PREFIX};
 use crate::protocol::ok_reply;
 use crate::server::conns::{close_frame, kicked_by_admin, replaced, Conn};
 use crate::server::App;
-
-fn list_channel() -> String {
-    format!("{PREFIX}ch:list")
-}
-
-pub(super) fn all_channel() -> String {
-    format!("{PREFIX}ch:all")
-}
 
 /// Receives this node's notices, the room-list changes and announcements;
 /// reconnects with backoff when Redis goes away.
@@ -40,7 +32,7 @@ pub(super) async fn run_subscriber(app: Arc<App>, cl: Arc<Cluster>) {
     loop {
         let attempt = async {
             let mut conn = store.raw().await?;
-            let (list, all) = (list_channel(), all_channel());
+            let (list, all) = (channel(LIST_CHANNEL), channel(ALL_CHANNEL));
             conn.send(&[
                 b"SUBSCRIBE",
                 store.channel.as_bytes(),
@@ -131,7 +123,7 @@ fn on_message(app: &App, cl: &Cluster, channel: &str, payload: &[u8]) {
             .and_then(|c| c.strip_prefix("ch:"))
             == Some(name)
     };
-    if named("all") {
+    if named(ALL_CHANNEL) {
         // An announcement: a ready event for every connection.
         cl.state
             .lock()
@@ -139,7 +131,7 @@ fn on_message(app: &App, cl: &Cluster, channel: &str, payload: &[u8]) {
             .send_all(&Utf8Bytes::from(text.to_string()));
         return;
     }
-    if named("list") {
+    if named(LIST_CHANNEL) {
         let Ok(change) = serde_json::from_str::<ListingNotice>(text) else {
             return;
         };

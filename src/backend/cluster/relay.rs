@@ -24,7 +24,7 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 use tokio::sync::{oneshot, Notify};
 
-use crate::cluster::{resp, Store, StoreError, PREFIX};
+use crate::cluster::{channel, resp, Store, StoreError};
 
 /// Signals queued by the sessions of this node, at most: a session that
 /// finds the queue full waits for the round trip under way.
@@ -367,7 +367,7 @@ async fn publish(
     }
     let c = conn.as_mut().expect("connected above");
     for (node, batch) in batches.iter_mut() {
-        let head = resp::publish_head(&format!("{PREFIX}ch:{node}"), batch.len() - HEAD);
+        let head = resp::publish_head(&channel(node), batch.len() - HEAD);
         batch.extend_from_slice(b"\r\n");
         if head.len() <= HEAD {
             let at = HEAD - head.len();
