@@ -286,25 +286,32 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Conn<T> {
     /// The next frame. After [`Frame::Text`], [`Conn::text`] has its text
     /// until the next call.
     pub fn poll_frame(&mut self, cx: &mut Context<'_>) -> Poll<Frame> {
-        self.release();
         loop {
-            if self.ended {
-                return Poll::Ready(Frame::End);
-            }
-            match self.parse() {
-                Some(Ok(frame)) => return Poll::Ready(frame),
-                Some(Err(fail)) => {
-                    // Nothing more is read after a violation.
-                    self.ended = true;
-                    self.buf = Vec::new();
-                    self.at = 0;
-                    return Poll::Ready(fail);
-                }
-                None => {}
+            if let Some(frame) = self.buffered_frame() {
+                return Poll::Ready(frame);
             }
             if ready!(self.poll_fill(cx)) == 0 {
                 self.ended = true;
                 return Poll::Ready(Frame::End);
+            }
+        }
+    }
+
+    /// The next frame if it is all in what was read already (no read from
+    /// the socket), as [`Conn::poll_frame`] gives it.
+    pub fn buffered_frame(&mut self) -> Option<Frame> {
+        self.release();
+        if self.ended {
+            return Some(Frame::End);
+        }
+        match self.parse()? {
+            Ok(frame) => Some(frame),
+            Err(fail) => {
+                // Nothing more is read after a violation.
+                self.ended = true;
+                self.buf = Vec::new();
+                self.at = 0;
+                Some(fail)
             }
         }
     }
@@ -337,6 +344,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Conn<T> {
     }
 
     /// Writes what the socket has not taken yet.
+    #[cfg(test)]
     pub async fn flush(&mut self) -> io::Result<()> {
         tokio::io::AsyncWriteExt::flush(&mut self.socket).await
     }
@@ -344,22 +352,31 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Conn<T> {
     /// Sends a close frame unless one went already (the answer to the
     /// peer's: its code, or 1002 for a code that may not be sent; else
     /// one without a code), and flushes.
+    #[cfg(test)]
     pub async fn close(&mut self) -> io::Result<()> {
-        if !self.close_sent {
-            let frame = match self.peer_close {
-                Some(Some(code)) if code.is_allowed() => Some(CloseFrame {
-                    code,
-                    reason: Default::default(),
-                }),
-                Some(Some(_)) => Some(CloseFrame {
-                    code: CloseCode::Protocol,
-                    reason: "Protocol violation".into(),
-                }),
-                Some(None) | None => None,
-            };
-            self.send([Message::Close(frame)])?;
+        if let Some(frame) = self.closing_frame() {
+            self.send([frame])?;
         }
         self.flush().await
+    }
+
+    /// The close frame [`Conn::close`] would send: none once one went.
+    pub fn closing_frame(&self) -> Option<Message> {
+        if self.close_sent {
+            return None;
+        }
+        let frame = match self.peer_close {
+            Some(Some(code)) if code.is_allowed() => Some(CloseFrame {
+                code,
+                reason: Default::default(),
+            }),
+            Some(Some(_)) => Some(CloseFrame {
+                code: CloseCode::Protocol,
+                reason: "Protocol violation".into(),
+            }),
+            Some(None) | None => None,
+        };
+        Some(Message::Close(frame))
     }
 
     /// When the socket last gave bytes.

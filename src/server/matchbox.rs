@@ -88,7 +88,7 @@ pub(super) fn route(
         .and(warp::header::headers_cloned())
         .and(warp::query::<HashMap<String, String>>())
         .and(warp::ext::optional::<OnUpgrade>())
-        .and(super::tls::remote())
+        .and(super::listen::remote())
         .map(move |room: String, headers, query, upgrade, remote| {
             handshake(app.clone(), room, headers, query, upgrade, remote)
         })

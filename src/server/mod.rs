@@ -8,6 +8,7 @@ pub(crate) mod conns;
 mod frames;
 mod http;
 mod incoming;
+mod listen;
 mod matchbox;
 pub mod metrics;
 pub(crate) mod outbox;
@@ -301,15 +302,7 @@ pub async fn start(cfg: Config) -> Result<RunningServer, StartError> {
 
     let shutdown = app.shutdown.clone();
     let web = assets::describe(app.cfg.web_dir.as_deref());
-    let server: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> = match tls {
-        Some(acceptor) => Box::pin(tls::serve(listener, acceptor, routes, shutdown)),
-        None => Box::pin(
-            warp::serve(routes)
-                .incoming(listener)
-                .graceful(async move { shutdown.cancelled().await })
-                .run(),
-        ),
-    };
+    let server = listen::serve(listener, tls, routes, shutdown);
     let task_app = app.clone();
     let task = tokio::spawn(async move {
         server.await;

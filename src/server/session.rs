@@ -208,6 +208,9 @@ async fn drive(session: &Session, ws: &mut Wsc, inbox: &mut Inbox) -> End {
     // registered): polling the token and registering the waker took 5% of
     // the relay's CPU when done for every frame (perf).
     let mut busy = 0u32;
+    // Frames taken from the read buffer ahead of queued output since the
+    // last write.
+    let mut ahead = 0u32;
     loop {
         read_first = !read_first;
         let event = std::future::poll_fn(|cx| {
@@ -222,6 +225,18 @@ async fn drive(session: &Session, ws: &mut Wsc, inbox: &mut Inbox) -> End {
                 }
             } else {
                 busy += 1;
+            }
+            // A few frames already read go before queued output: the
+            // replies to a short burst of requests (a `leave_room` and the
+            // close behind it) then leave in one write, not one each. Only
+            // a few: each request's replies wait in the queue meanwhile,
+            // and a long burst (hundreds of chats in one read) would fill
+            // it and cut the client off as a slow reader.
+            if ahead < READ_AHEAD {
+                if let Some(frame) = ws.buffered_frame() {
+                    ahead += 1;
+                    return Poll::Ready(Woken::Frame(frame));
+                }
             }
             if read_first {
                 if let Poll::Ready(frame) = ws.poll_frame(cx) {
@@ -255,6 +270,7 @@ async fn drive(session: &Session, ws: &mut Wsc, inbox: &mut Inbox) -> End {
         let (text, received) = match event {
             Woken::Killed => return End::Cut,
             Woken::Queued(batch) => {
+                ahead = 0;
                 // The session holds a sender, so the queue cannot end here.
                 let Some(batch) = batch else {
                     return End::Stopped;
@@ -295,6 +311,9 @@ async fn drive(session: &Session, ws: &mut Wsc, inbox: &mut Inbox) -> End {
         }
     }
 }
+
+/// How many frames already read may go ahead of queued output.
+const READ_AHEAD: u32 = 4;
 
 /// How many wake-ups a busy session goes without looking at its kill
 /// token and heartbeat timer (it always looks before it sleeps).
@@ -435,19 +454,28 @@ async fn finish(live: Live, end: End) {
 }
 
 /// Writes what is queued until the queue ends (every sender gone) or a
-/// close frame went out, then waits for the peer's answer to it; closes
-/// the socket when the queue held no close frame (tungstenite sends its
-/// answer to the peer's close, or its own close).
+/// close frame went out, then waits for the peer's answer to it; when the
+/// queue held no close frame, the connection's own close (the answer to
+/// the peer's, or a plain one) goes out with the last frames, in the same
+/// write, and the socket is closed.
 async fn flush_and_close(ws: &mut Wsc, inbox: &mut Inbox) {
     let never = CancellationToken::new();
+    let mut frames = std::collections::VecDeque::new();
+    let mut queued_close = false;
     while let Some(batch) = inbox.recv_all().await {
-        match write(ws, batch, &never, CLOSE_LINGER).await {
-            Written::Sent => {}
-            Written::Closed => return await_close(ws).await,
-            Written::Failed => return,
+        queued_close = batch.iter().any(|m| matches!(m, Message::Close(_)));
+        frames.extend(batch);
+        if queued_close {
+            break;
         }
     }
-    let _ = ws.close().await;
+    if !queued_close {
+        frames.extend(ws.closing_frame());
+    }
+    match write(ws, frames, &never, CLOSE_LINGER).await {
+        Written::Closed if queued_close => await_close(ws).await,
+        _ => {}
+    }
 }
 
 /// After the server's close frame: reads (and drops) frames until the

@@ -47,7 +47,7 @@ pub(super) fn route(
         .and(warp::header::headers_cloned())
         .and(warp::query::<HashMap<String, String>>())
         .and(warp::ext::optional::<OnUpgrade>())
-        .and(super::super::tls::remote())
+        .and(super::super::listen::remote())
         .map(move |headers, query, upgrade, remote| {
             handshake(app.clone(), headers, query, upgrade, remote)
         })
