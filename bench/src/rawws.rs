@@ -38,7 +38,10 @@ pub struct RawWs {
 
 /// What the server sent, one frame.
 pub enum Incoming<'a> {
-    Text(&'a [u8]),
+    /// A text (or binary) message, and when the read that completed it
+    /// returned ([`crate::util::now_ns`]: one clock read per read, not
+    /// per frame).
+    Text(&'a [u8], u64),
     /// The server closed (or sent a frame this client cannot read).
     Closed,
 }
@@ -142,7 +145,8 @@ impl RawWs {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(true),
                 Err(e) => return Err(e),
             };
-            if !self.take_frames(&mut on) {
+            let read_ns = crate::util::now_ns();
+            if !self.take_frames(&mut on, read_ns) {
                 return Ok(false);
             }
             if n < cap {
@@ -152,7 +156,7 @@ impl RawWs {
     }
 
     /// Takes the complete frames out of `inbuf`; false after a close.
-    fn take_frames(&mut self, on: &mut impl FnMut(Incoming<'_>)) -> bool {
+    fn take_frames(&mut self, on: &mut impl FnMut(Incoming<'_>), read_ns: u64) -> bool {
         loop {
             let b = &self.inbuf[self.start..];
             if b.len() < 2 {
@@ -180,7 +184,7 @@ impl RawWs {
             }
             let payload = &b[head..head + len];
             match opcode {
-                0x1 | 0x2 => on(Incoming::Text(payload)),
+                0x1 | 0x2 => on(Incoming::Text(payload, read_ns)),
                 0x9 => {
                     let p = payload.to_vec();
                     self.start += head + len;

@@ -155,8 +155,19 @@ pub async fn next_text(ws: &mut Ws, wait: Duration) -> anyhow::Result<String> {
 }
 
 /// Closes politely: a close frame, then a short wait for the server's.
-pub async fn close(mut ws: Ws) {
+pub async fn close(ws: Ws) {
+    close_after(ws, None).await
+}
+
+/// Sends `last` and a close frame in one write, then waits a little for
+/// the server's close.
+pub async fn close_after(mut ws: Ws, last: Option<Message>) {
     let _ = timeout(Duration::from_secs(1), async {
+        if let Some(m) = last {
+            if ws.feed(m).await.is_err() {
+                return;
+            }
+        }
         if ws.close(None).await.is_ok() {
             while let Some(Ok(_)) = ws.next().await {}
         }
@@ -188,15 +199,21 @@ pub async fn open(
     match kind {
         Kind::Rendezvous => {
             let mut ws = connect(addr, "/ws?name=bench", src, cfg).await?;
-            let first: Value = serde_json::from_str(&next_text(&mut ws, STEP_TIMEOUT).await?)?;
-            if first["type"] != "welcome" {
-                bail!("expected welcome, got {first}");
+            let text = next_text(&mut ws, STEP_TIMEOUT).await?;
+            // Typed, reading only what is needed (no JSON tree): in churn
+            // the generator's own CPU bounds the cycle rate.
+            #[derive(serde::Deserialize)]
+            struct Welcome {
+                #[serde(rename = "type")]
+                kind: String,
+                player_id: Option<String>,
             }
-            let id = first["player_id"].as_str().context("no player_id")?;
-            Ok(Session {
-                id: id.to_string(),
-                ws,
-            })
+            let first: Welcome = serde_json::from_str(&text)?;
+            if first.kind != "welcome" {
+                bail!("expected welcome, got {text}");
+            }
+            let id = first.player_id.context("no player_id")?;
+            Ok(Session { id, ws })
         }
         Kind::Matchbox => {
             let path = match spot.next {
@@ -204,14 +221,17 @@ pub async fn open(
                 None => format!("/{}", spot.room),
             };
             let mut ws = connect(addr, &path, src, cfg).await?;
-            let first: Value = serde_json::from_str(&next_text(&mut ws, STEP_TIMEOUT).await?)?;
-            let id = first["IdAssigned"]
-                .as_str()
-                .with_context(|| format!("expected IdAssigned, got {first}"))?;
-            Ok(Session {
-                id: id.to_string(),
-                ws,
-            })
+            let text = next_text(&mut ws, STEP_TIMEOUT).await?;
+            #[derive(serde::Deserialize)]
+            struct First {
+                #[serde(rename = "IdAssigned")]
+                id: Option<String>,
+            }
+            let first: First = serde_json::from_str(&text)?;
+            let id = first
+                .id
+                .with_context(|| format!("expected IdAssigned, got {text}"))?;
+            Ok(Session { id, ws })
         }
         Kind::Peerjs => {
             let id = spot.room;
@@ -249,6 +269,49 @@ pub async fn rdv_request(ws: &mut Ws, request: Value) -> anyhow::Result<Value> {
                 bail!("{}: {}", v["code"], v["message"]);
             }
             return Ok(v);
+        }
+    }
+}
+
+/// Sends `find_match` (rid 1) and waits for its answer; the ids of the
+/// room's players. Typed, reading only those (no JSON tree of the room).
+pub async fn rdv_find_match(ws: &mut Ws, request: &str) -> anyhow::Result<Vec<String>> {
+    #[derive(serde::Deserialize)]
+    struct Reply {
+        #[serde(rename = "type")]
+        kind: String,
+        rid: Option<u64>,
+        room: Option<Room>,
+        code: Option<String>,
+        message: Option<String>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Room {
+        players: Vec<Player>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Player {
+        player_id: String,
+    }
+    ws.send(Message::text(request)).await?;
+    loop {
+        let text = next_text(ws, STEP_TIMEOUT).await?;
+        // Events (without a rid) are passed over unparsed.
+        if !text.contains("\"rid\"") {
+            continue;
+        }
+        let r: Reply = serde_json::from_str(&text)?;
+        match (r.kind.as_str(), r.rid) {
+            ("ok", Some(1)) => {
+                let room = r.room.context("find_match answered without a room")?;
+                return Ok(room.players.into_iter().map(|p| p.player_id).collect());
+            }
+            ("error", Some(1)) => bail!(
+                "{}: {}",
+                r.code.unwrap_or_default(),
+                r.message.unwrap_or_default()
+            ),
+            _ => {}
         }
     }
 }

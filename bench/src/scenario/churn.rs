@@ -57,6 +57,8 @@ struct Shared {
     addr: SocketAddr,
     deadline: Instant,
     mode: String,
+    /// Rendezvous: the `find_match` request of every cycle.
+    find_match: String,
     signals: usize,
     cycles: AtomicU64,
     failures: AtomicU64,
@@ -80,11 +82,14 @@ pub async fn run(
     let cpu0 = pid.and_then(util::cpu_time);
     let own0 = util::own_cpu_time();
     let started = Instant::now();
+    let mode = format!("c{}", nonce());
     let shared = Arc::new(Shared {
         kind,
         addr,
         deadline: started + Duration::from_secs_f64(p.churn_s),
-        mode: format!("c{}", nonce()),
+        mode: mode.clone(),
+        find_match: json!({"type": "find_match", "rid": 1, "max_players": 2, "mode": mode})
+            .to_string(),
         signals: p.churn_signals,
         cycles: AtomicU64::new(0),
         failures: AtomicU64::new(0),
@@ -245,20 +250,19 @@ async fn rendezvous_cycle(sh: &Shared, src: std::net::Ipv4Addr) -> anyhow::Resul
     };
     let cfg = target::client_config(4096, 4096);
     let Session { mut ws, id } = target::open(sh.kind, sh.addr, &spot, src, cfg).await?;
-    let req = json!({"type": "find_match", "rid": 1, "max_players": 2, "mode": sh.mode});
-    let reply = target::rdv_request(&mut ws, req).await?;
-    let others = |room: &Value| -> Option<String> {
-        room["players"]
-            .as_array()?
-            .iter()
-            .filter_map(|p| p["player_id"].as_str())
-            .find(|p| *p != id)
-            .map(str::to_string)
-    };
-    let peer = match others(&reply["room"]) {
+    let players = target::rdv_find_match(&mut ws, &sh.find_match).await?;
+    let peer = match players.into_iter().find(|p| *p != id) {
         Some(p) => p,
         None => {
             // Wait for the second player, or give up when time is up.
+            #[derive(serde::Deserialize)]
+            struct Joined {
+                player: Player,
+            }
+            #[derive(serde::Deserialize)]
+            struct Player {
+                player_id: String,
+            }
             let waited = tokio::time::timeout_at(
                 sh.deadline
                     .max(Instant::now() + Duration::from_millis(1))
@@ -267,8 +271,8 @@ async fn rendezvous_cycle(sh: &Shared, src: std::net::Ipv4Addr) -> anyhow::Resul
                     if !t.contains("\"player_joined\"") {
                         return None;
                     }
-                    let v: Value = serde_json::from_str(t).ok()?;
-                    v["player"]["player_id"].as_str().map(str::to_string)
+                    let v: Joined = serde_json::from_str(t).ok()?;
+                    Some(v.player.player_id)
                 }),
             )
             .await;
@@ -288,11 +292,10 @@ async fn rendezvous_cycle(sh: &Shared, src: std::net::Ipv4Addr) -> anyhow::Resul
     Ok(end)
 }
 
-async fn leave_and_close(mut ws: Ws) {
-    let _ = ws
-        .send(Message::text(r#"{"type":"leave_room","rid":2}"#))
-        .await;
-    target::close(ws).await;
+/// `leave_room` and the close frame, in one write.
+async fn leave_and_close(ws: Ws) {
+    let leave = Message::text(r#"{"type":"leave_room","rid":2}"#);
+    target::close_after(ws, Some(leave)).await;
 }
 
 async fn matchbox_cycle(sh: &Shared, src: std::net::Ipv4Addr) -> anyhow::Result<End> {

@@ -15,7 +15,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures_util::FutureExt;
 use serde::Serialize;
 use tokio::sync::{watch, Semaphore};
 
@@ -377,7 +376,44 @@ struct Player {
 /// When a player next sends: on its schedule, or when permits are free.
 enum Pace {
     Flat,
-    Paced(tokio::time::Interval),
+    Paced(Schedule),
+}
+
+/// A sender's schedule: a signal every `period` from `next`. Ticks are
+/// counted by arithmetic on one timer, reset once per wake-up: tokio's
+/// `Interval` re-arms its timer for every tick taken, and at a 1 ms timer
+/// grain a sender takes several per wake-up.
+struct Schedule {
+    sleep: std::pin::Pin<Box<tokio::time::Sleep>>,
+    /// When the next signal is due, in [`util::now_ns`] time.
+    next: u64,
+    period: u64,
+}
+
+impl Schedule {
+    fn new(first: Instant, period: Duration) -> Self {
+        Schedule {
+            sleep: Box::pin(tokio::time::sleep_until(first.into())),
+            next: util::ns_of(first),
+            period: (period.as_nanos() as u64).max(1),
+        }
+    }
+
+    /// Waits until signals are due; how many (a late sender catches up in
+    /// one write), each one's lateness recorded, and the clock read once.
+    async fn due(&mut self, lag: &mut util::Recorder) -> (u64, u64) {
+        self.sleep.as_mut().await;
+        let now = util::now_ns();
+        let mut n = 0;
+        while self.next <= now {
+            lag.record_ns(now - self.next);
+            self.next += self.period;
+            n += 1;
+        }
+        let at = util::epoch() + Duration::from_nanos(self.next);
+        self.sleep.as_mut().reset(at.into());
+        (n, now)
+    }
 }
 
 impl Player {
@@ -388,9 +424,7 @@ impl Player {
             Some(r) => {
                 let period = Duration::from_secs_f64(1.0 / r.max(0.001));
                 let first = start + period.mul_f64(offset);
-                let mut iv = tokio::time::interval_at(first.into(), period);
-                iv.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-                Pace::Paced(iv)
+                Pace::Paced(Schedule::new(first, period))
             }
         };
         tokio::time::sleep_until(start.into()).await;
@@ -411,9 +445,12 @@ impl Player {
                         break;
                     }
                 }
-                n = next_batch(&mut pace, &self.send_sem, &mut self.lag), if sending && !unsent => {
+                (n, now) = next_batch(&mut pace, &self.send_sem, &mut self.lag), if sending && !unsent => {
+                    // One clock read per batch: its signals leave in one
+                    // write.
+                    let now = now.unwrap_or_else(util::now_ns);
                     for _ in 0..n {
-                        self.put_signal();
+                        self.put_signal(now);
                     }
                     self.counters.sent.fetch_add(n, Ordering::Relaxed);
                     if self.raw.try_flush().is_err() {
@@ -427,9 +464,9 @@ impl Player {
         self.in_window
     }
 
-    fn put_signal(&mut self) {
+    fn put_signal(&mut self, now: u64) {
         let mut digits = [0u8; 20];
-        let ts = put_u64(&mut digits, util::now_ns());
+        let ts = put_u64(&mut digits, now);
         let (head, tail) = self.frame.parts();
         self.raw.put_text(&[head.as_bytes(), ts, tail.as_bytes()]);
     }
@@ -448,14 +485,13 @@ impl Player {
         } = self;
         let mut closed = false;
         let ok = raw.try_read(|frame| {
-            let text = match frame {
-                Incoming::Text(t) => t,
+            let (text, now) = match frame {
+                Incoming::Text(t, at) => (t, at),
                 Incoming::Closed => {
                     closed = true;
                     return;
                 }
             };
-            let now = util::now_ns();
             let Ok(text) = std::str::from_utf8(text) else {
                 return;
             };
@@ -487,10 +523,15 @@ impl Player {
     }
 }
 
-/// Waits for the next signals to send; how many. At the maximum rate: free
-/// permits, up to 64 at once. Paced: the ticks due (a late sender catches
-/// up in one write), each one's lateness recorded.
-async fn next_batch(pace: &mut Pace, sem: &Semaphore, lag: &mut util::Recorder) -> u64 {
+/// Waits for the next signals to send; how many, and (paced) the clock
+/// read when they fell due. At the maximum rate: free permits, up to 64 at
+/// once. Paced: the ticks due (a late sender catches up in one write), each
+/// one's lateness recorded.
+async fn next_batch(
+    pace: &mut Pace,
+    sem: &Semaphore,
+    lag: &mut util::Recorder,
+) -> (u64, Option<u64>) {
     match pace {
         Pace::Flat => {
             let Ok(permit) = sem.acquire().await else {
@@ -507,18 +548,11 @@ async fn next_batch(pace: &mut Pace, sem: &Semaphore, lag: &mut util::Recorder) 
                     Err(_) => break,
                 }
             }
-            n
+            (n, None)
         }
-        Pace::Paced(iv) => {
-            let at = iv.tick().await;
-            let now = util::now_ns();
-            lag.record_ns(now.saturating_sub(util::ns_of(at.into_std())));
-            let mut n = 1;
-            while let Some(at) = iv.tick().now_or_never() {
-                lag.record_ns(util::now_ns().saturating_sub(util::ns_of(at.into_std())));
-                n += 1;
-            }
-            n
+        Pace::Paced(schedule) => {
+            let (n, now) = schedule.due(lag).await;
+            (n, Some(now))
         }
     }
 }
