@@ -675,3 +675,78 @@ async fn websocket_violations_close_with_their_codes_and_fragments_are_joined() 
     c.request("ping", json!({})).await.expect("still serving");
     ts.stop().await;
 }
+
+/// A client may send its first frame right behind the upgrade request,
+/// before it has read the 101: the server reads it past the request (hyper
+/// has it in its buffer when the session takes the socket over) and
+/// answers it after the handshake and the welcome, in that order.
+#[tokio::test]
+async fn a_frame_sent_behind_the_upgrade_request_is_answered() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let ts = TestServer::start().await;
+    let mut s = tokio::net::TcpStream::connect(ts.server.addr)
+        .await
+        .unwrap();
+    let mut bytes = format!(
+        "GET /ws?name=early HTTP/1.1\r\nHost: {}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+        ts.server.addr
+    )
+    .into_bytes();
+    // One masked text frame: a ping with a rid.
+    let payload = br#"{"type":"ping","rid":7}"#;
+    let key = [0x11, 0x22, 0x33, 0x44];
+    bytes.extend([0x81, 0x80 | payload.len() as u8]);
+    bytes.extend(key);
+    bytes.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
+    s.write_all(&bytes).await.unwrap();
+
+    let mut got = Vec::new();
+    let mut texts: Vec<String> = Vec::new();
+    let read = async {
+        let mut chunk = [0u8; 4096];
+        loop {
+            let n = s.read(&mut chunk).await.unwrap();
+            assert!(n > 0, "connection ended; got {texts:?}");
+            got.extend_from_slice(&chunk[..n]);
+            let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") else {
+                continue;
+            };
+            let head = String::from_utf8_lossy(&got[..end]).to_string();
+            assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+            // Server frames: unmasked, short or 16-bit lengths here.
+            texts.clear();
+            let mut at = end + 4;
+            while got.len() >= at + 2 {
+                let (len, hdr) = match got[at + 1] {
+                    126 if got.len() >= at + 4 => {
+                        (u16::from_be_bytes([got[at + 2], got[at + 3]]) as usize, 4)
+                    }
+                    126 => break,
+                    l => (l as usize, 2),
+                };
+                if got.len() < at + hdr + len {
+                    break;
+                }
+                assert_eq!(got[at], 0x81, "a text frame");
+                let text = &got[at + hdr..at + hdr + len];
+                texts.push(String::from_utf8(text.to_vec()).unwrap());
+                at += hdr + len;
+            }
+            if texts.iter().any(|t| t.contains(r#""rid":7"#)) {
+                break;
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), read)
+        .await
+        .expect("the answer to the early frame");
+    let kinds: Vec<Value> = texts
+        .iter()
+        .map(|t| serde_json::from_str::<Value>(t).unwrap()["type"].clone())
+        .collect();
+    assert_eq!(kinds, [json!("welcome"), json!("ok")], "{texts:?}");
+    let ok: Value = serde_json::from_str(&texts[1]).unwrap();
+    assert_eq!(ok["rid"], 7);
+    assert!(ok["server_time"].is_string(), "{ok}");
+}

@@ -12,14 +12,26 @@
 //!
 //! WebSocket upgrades are finished from hyper's `OnUpgrade`. The client
 //! address travels in a [`PeerAddr`] extension that [`remote`] reads.
+//!
+//! A plain TCP connection is served through [`PlainIo`], so that a `/ws`
+//! session can take its socket back from hyper ([`Stream::of`]): its reads
+//! and writes then go straight to the `TcpStream`, not through hyper's boxed
+//! `Upgraded`, and hyper's `101 Switching Protocols` is held back
+//! ([`HoldWrites`]) to leave in the same write as the `welcome` (one
+//! `sendto` less per connection, and one wake-up less for the client).
 
 use std::convert::Infallible;
+use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpListener;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -71,16 +83,27 @@ pub(super) async fn serve<F, R>(
             _ = shutdown.cancelled() => break,
         };
         let service = warp::service(filter.clone());
+        let hold = (tls.is_none()).then(|| HoldWrites(Arc::new(AtomicBool::new(false))));
+        let io_hold = hold.as_ref().map(|h| h.0.clone());
         let svc = hyper::service::service_fn(move |mut req: hyper::Request<_>| {
             req.extensions_mut().insert(PeerAddr(peer));
+            if let Some(h) = &hold {
+                req.extensions_mut().insert(h.clone());
+            }
             service.clone().call(req)
         });
         let shutdown = shutdown.clone();
-        match &tls {
-            None => {
-                connections.spawn(async move { http1(tcp, svc, &shutdown, peer).await });
+        match (&tls, io_hold) {
+            (None, Some(hold)) => {
+                let io = PlainIo {
+                    tcp,
+                    hold,
+                    held: Vec::new(),
+                };
+                connections.spawn(async move { http1(io, svc, &shutdown, peer).await });
             }
-            Some(acceptor) => {
+            (None, None) => unreachable!("a plain connection has its hold flag"),
+            (Some(acceptor), _) => {
                 let acceptor = acceptor.clone();
                 connections.spawn(async move {
                     let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp));
@@ -138,5 +161,155 @@ where
     };
     if let Err(e) = result {
         tracing::debug!(%peer, "connection error: {e}");
+    }
+}
+
+/// In the requests of a plain TCP connection: the `/ws` handshake turns it
+/// on just before answering 101, and from then on what hyper writes is held
+/// in the [`PlainIo`] for the session to send with its first frames.
+#[derive(Clone)]
+pub(super) struct HoldWrites(Arc<AtomicBool>);
+
+impl HoldWrites {
+    pub(super) fn start(&self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+/// A plain TCP connection as hyper sees it: the stream, and the writes
+/// held once [`HoldWrites`] is on.
+pub(crate) struct PlainIo {
+    tcp: TcpStream,
+    hold: Arc<AtomicBool>,
+    held: Vec<u8>,
+}
+
+impl PlainIo {
+    fn holding(&self) -> bool {
+        self.hold.load(Ordering::Relaxed)
+    }
+}
+
+impl AsyncRead for PlainIo {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().tcp).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for PlainIo {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        if this.holding() {
+            this.held.extend_from_slice(buf);
+            return Poll::Ready(Ok(buf.len()));
+        }
+        Pin::new(&mut this.tcp).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        if this.holding() {
+            let mut n = 0;
+            for b in bufs {
+                this.held.extend_from_slice(b);
+                n += b.len();
+            }
+            return Poll::Ready(Ok(n));
+        }
+        Pin::new(&mut this.tcp).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.tcp.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if this.holding() {
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut this.tcp).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().tcp).poll_shutdown(cx)
+    }
+}
+
+/// The stream of a `/ws` session: the TCP stream taken back from hyper, or
+/// (over TLS) hyper's `Upgraded`.
+pub(crate) enum Stream {
+    Plain(TcpStream),
+    Upgraded(TokioIo<hyper::upgrade::Upgraded>),
+}
+
+impl Stream {
+    /// The session's stream, with what hyper read past the request (the
+    /// client may send frames before it reads the 101) and what it wrote
+    /// but was held back (the 101): they go first.
+    pub(crate) fn of(upgraded: hyper::upgrade::Upgraded) -> (Stream, Vec<u8>, Vec<u8>) {
+        match upgraded.downcast::<TokioIo<PlainIo>>() {
+            Ok(parts) => {
+                let io = parts.io.into_inner();
+                (Stream::Plain(io.tcp), parts.read_buf.to_vec(), io.held)
+            }
+            Err(upgraded) => (
+                Stream::Upgraded(TokioIo::new(upgraded)),
+                Vec::new(),
+                Vec::new(),
+            ),
+        }
+    }
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Upgraded(s) => Pin::new(s).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Upgraded(s) => Pin::new(s).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_flush(cx),
+            Stream::Upgraded(s) => Pin::new(s).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Upgraded(s) => Pin::new(s).poll_shutdown(cx),
+        }
     }
 }

@@ -40,7 +40,7 @@ use crate::relay::{self, SignalKind};
 pub(super) type Ws = WebSocketStream<Socket<TokioIo<hyper::upgrade::Upgraded>>>;
 
 /// A `/ws` session's WebSocket (its frames read by hand: `super::frames`).
-type Wsc = Conn<TokioIo<hyper::upgrade::Upgraded>>;
+type Wsc = Conn<super::listen::Stream>;
 
 /// What a session knows of itself.
 struct Session {
@@ -127,7 +127,10 @@ async fn open(start: Box<Start>) -> Option<Live> {
     } = *start;
     let mut ws = match upgrade.await {
         Ok(upgraded) => Conn::new(
-            Socket::new(TokioIo::new(upgraded)),
+            {
+                let (stream, read, unsent) = super::listen::Stream::of(upgraded);
+                Socket::with_pending(stream, read, unsent)
+            },
             app.ws_config.max_frame_size.unwrap_or(usize::MAX),
             app.ws_config.max_message_size.unwrap_or(usize::MAX),
         ),

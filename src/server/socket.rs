@@ -68,6 +68,16 @@ impl<T> Socket<T> {
         }
     }
 
+    /// A socket whose first reads give `read` and whose first write is
+    /// preceded by `unsent`.
+    pub fn with_pending(io: T, read: Vec<u8>, unsent: Vec<u8>) -> Self {
+        Socket {
+            rest: read,
+            unsent,
+            ..Socket::new(io)
+        }
+    }
+
     /// When the socket last gave bytes.
     pub fn read_at(&self) -> Instant {
         self.read_at

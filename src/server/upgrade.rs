@@ -34,8 +34,9 @@ pub(super) fn route(
         .and(warp::query::<HashMap<String, String>>())
         .and(warp::ext::optional::<OnUpgrade>())
         .and(super::listen::remote())
-        .map(move |headers, query, upgrade, remote| {
-            handshake(app.clone(), headers, query, upgrade, remote)
+        .and(warp::ext::optional::<super::listen::HoldWrites>())
+        .map(move |headers, query, upgrade, remote, hold| {
+            handshake(app.clone(), headers, query, upgrade, remote, hold)
         })
 }
 
@@ -61,6 +62,7 @@ fn handshake(
     query: HashMap<String, String>,
     upgrade: Option<OnUpgrade>,
     remote: Option<SocketAddr>,
+    hold: Option<super::listen::HoldWrites>,
 ) -> warp::reply::Response {
     let refused = |status, code, message: &str| {
         app.metrics.handshakes_refused.increment(1);
@@ -133,6 +135,11 @@ fn handshake(
         admission,
     };
     tokio::spawn(super::session::run(Box::new(start)));
+    // The 101 waits in the connection for the session's first frames (the
+    // welcome, or a close): one write for both.
+    if let Some(hold) = hold {
+        hold.start();
+    }
     switching_protocols(accept)
 }
 
