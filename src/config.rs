@@ -163,6 +163,15 @@ pub struct Config {
     #[arg(long, env = "RENDEZVOUS_ALLOWED_ORIGINS", value_delimiter = ',')]
     pub allowed_origins: Vec<String>,
 
+    /// How long a connection may take to send a complete HTTP request head
+    /// (the WebSocket upgrade included) before it is closed: a client that
+    /// connects and says nothing, or sends its headers a byte at a time,
+    /// does not hold a socket and a task. Also how long an idle keep-alive
+    /// HTTP connection stays open.
+    #[arg(long, env = "RENDEZVOUS_HTTP_HEADER_TIMEOUT_MS", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub http_header_timeout_ms: u64,
+
     /// How long a graceful shutdown waits for clients to go before it cuts them.
     #[arg(long, env = "RENDEZVOUS_SHUTDOWN_TIMEOUT_MS", default_value_t = 5_000)]
     pub shutdown_timeout_ms: u64,

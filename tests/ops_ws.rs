@@ -750,3 +750,46 @@ async fn a_frame_sent_behind_the_upgrade_request_is_answered() {
     assert_eq!(ok["rid"], 7);
     assert!(ok["server_time"].is_string(), "{ok}");
 }
+
+/// A client that connects and sends nothing, or sends its request head a
+/// piece at a time and stops, is closed after `--http-header-timeout-ms`
+/// instead of holding a socket and a task; the server serves others
+/// meanwhile.
+#[tokio::test]
+async fn silent_and_slow_connections_are_closed_after_the_header_timeout() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let ts = TestServer::with_args(&["--http-header-timeout-ms", "300"]).await;
+    let addr = ts.server.addr;
+    let silent = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut slow = tokio::net::TcpStream::connect(addr).await.unwrap();
+    slow.write_all(b"GET /ws?name=slow HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    for (what, mut s) in [("silent", silent), ("slow", slow)] {
+        let mut buf = [0u8; 512];
+        let ended = tokio::time::timeout(Duration::from_secs(5), async {
+            loop {
+                match s.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {}
+                }
+            }
+        })
+        .await;
+        assert!(
+            ended.is_ok(),
+            "the {what} connection is still open after 5 s"
+        );
+    }
+    assert!(
+        started.elapsed() >= Duration::from_millis(250),
+        "closed before the timeout: {:?}",
+        started.elapsed()
+    );
+    // A client that sends its request at once is served as usual.
+    let c = Client::connect_with(&ts.ws_url(), no_reconnect())
+        .await
+        .unwrap();
+    assert!(!c.player_id().is_empty());
+}

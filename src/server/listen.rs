@@ -29,7 +29,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
@@ -60,6 +60,7 @@ pub(super) fn remote() -> impl Filter<Extract = (Option<SocketAddr>,), Error = I
 pub(super) async fn serve<F, R>(
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
+    header_timeout_ms: u64,
     filter: F,
     shutdown: CancellationToken,
 ) where
@@ -69,6 +70,7 @@ pub(super) async fn serve<F, R>(
     // Every HTTP connection, until it ends or is handed over as a
     // WebSocket: the server waits for them when it stops.
     let connections = TaskTracker::new();
+    let head_timeout = Duration::from_millis(header_timeout_ms);
     loop {
         let (tcp, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -100,7 +102,8 @@ pub(super) async fn serve<F, R>(
                     hold,
                     held: Vec::new(),
                 };
-                connections.spawn(async move { http1(io, svc, &shutdown, peer).await });
+                connections
+                    .spawn(async move { http1(io, svc, head_timeout, &shutdown, peer).await });
             }
             (None, None) => unreachable!("a plain connection has its hold flag"),
             (Some(acceptor), _) => {
@@ -121,7 +124,7 @@ pub(super) async fn serve<F, R>(
                         },
                         _ = shutdown.cancelled() => return,
                     };
-                    http1(stream, svc, &shutdown, peer).await
+                    http1(stream, svc, head_timeout, &shutdown, peer).await
                 });
             }
         }
@@ -133,9 +136,16 @@ pub(super) async fn serve<F, R>(
 
 /// One HTTP/1.1 connection with upgrades, until it ends (an upgraded one
 /// ends for hyper when it is handed over); once `shutdown` is cancelled it
-/// finishes the request at hand and ends.
-async fn http1<I, S, B>(io: I, svc: S, shutdown: &CancellationToken, peer: SocketAddr)
-where
+/// finishes the request at hand and ends. A request head (the first, or
+/// the next on a kept-alive connection) must be complete within
+/// `head_timeout`.
+async fn http1<I, S, B>(
+    io: I,
+    svc: S,
+    head_timeout: Duration,
+    shutdown: &CancellationToken,
+    peer: SocketAddr,
+) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     S: hyper::service::Service<
             hyper::Request<hyper::body::Incoming>,
@@ -149,6 +159,8 @@ where
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(head_timeout)
         .serve_connection(TokioIo::new(io), svc)
         .with_upgrades();
     let mut conn = std::pin::pin!(conn);

@@ -302,7 +302,13 @@ pub async fn start(cfg: Config) -> Result<RunningServer, StartError> {
 
     let shutdown = app.shutdown.clone();
     let web = assets::describe(app.cfg.web_dir.as_deref());
-    let server = listen::serve(listener, tls, routes, shutdown);
+    let server = listen::serve(
+        listener,
+        tls,
+        app.cfg.http_header_timeout_ms,
+        routes,
+        shutdown,
+    );
     let task_app = app.clone();
     let task = tokio::spawn(async move {
         server.await;
