@@ -793,3 +793,59 @@ async fn silent_and_slow_connections_are_closed_after_the_header_timeout() {
         .unwrap();
     assert!(!c.player_id().is_empty());
 }
+
+/// A graceful shutdown closes HTTP connections that wait for their next
+/// request (kept alive after a response, or not yet started) instead of
+/// waiting out its timeout for them.
+#[tokio::test]
+async fn shutdown_closes_idle_http_connections() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // Long timeouts: only the shutdown itself may close them.
+    let ts = TestServer::with_args(&[
+        "--shutdown-timeout-ms",
+        "30000",
+        "--http-header-timeout-ms",
+        "60000",
+    ])
+    .await;
+    let addr = ts.server.addr;
+    let mut kept = tokio::net::TcpStream::connect(addr).await.unwrap();
+    kept.write_all(format!("GET /api/stats HTTP/1.1\r\nHost: {addr}\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut head = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&head).contains("\r\n\r\n") {
+        let n = kept.read(&mut buf).await.unwrap();
+        assert!(n > 0, "the server closed a kept-alive connection");
+        head.extend_from_slice(&buf[..n]);
+    }
+    assert!(
+        head.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
+    let silent = tokio::net::TcpStream::connect(addr).await.unwrap();
+    // Let the server take the silent one in.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    let TestServer { server, redis } = ts;
+    let started = std::time::Instant::now();
+    tokio::time::timeout(Duration::from_secs(5), server.shutdown())
+        .await
+        .expect("the shutdown waited for idle HTTP connections");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    for (what, mut s) in [("kept-alive", kept), ("silent", silent)] {
+        let end = tokio::time::timeout(Duration::from_secs(5), async {
+            loop {
+                match s.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {}
+                }
+            }
+        })
+        .await;
+        assert!(end.is_ok(), "the {what} connection is still open");
+    }
+    drop(redis);
+}
