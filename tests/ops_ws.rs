@@ -757,7 +757,7 @@ async fn a_frame_sent_behind_the_upgrade_request_is_answered() {
 /// meanwhile.
 #[tokio::test]
 async fn silent_and_slow_connections_are_closed_after_the_header_timeout() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncWriteExt;
     let ts = TestServer::with_args(&["--http-header-timeout-ms", "300"]).await;
     let addr = ts.server.addr;
     let silent = tokio::net::TcpStream::connect(addr).await.unwrap();
@@ -766,19 +766,9 @@ async fn silent_and_slow_connections_are_closed_after_the_header_timeout() {
         .await
         .unwrap();
     let started = std::time::Instant::now();
-    for (what, mut s) in [("silent", silent), ("slow", slow)] {
-        let mut buf = [0u8; 512];
-        let ended = tokio::time::timeout(Duration::from_secs(5), async {
-            loop {
-                match s.read(&mut buf).await {
-                    Ok(0) | Err(_) => return,
-                    Ok(_) => {}
-                }
-            }
-        })
-        .await;
+    for (what, s) in [("silent", silent), ("slow", slow)] {
         assert!(
-            ended.is_ok(),
+            closed_within(s, Duration::from_secs(5)).await,
             "the {what} connection is still open after 5 s"
         );
     }
@@ -835,17 +825,28 @@ async fn shutdown_closes_idle_http_connections() {
         .await
         .expect("the shutdown waited for idle HTTP connections");
     assert!(started.elapsed() < Duration::from_secs(5));
-    for (what, mut s) in [("kept-alive", kept), ("silent", silent)] {
-        let end = tokio::time::timeout(Duration::from_secs(5), async {
-            loop {
-                match s.read(&mut buf).await {
-                    Ok(0) | Err(_) => return,
-                    Ok(_) => {}
-                }
-            }
-        })
-        .await;
-        assert!(end.is_ok(), "the {what} connection is still open");
+    for (what, s) in [("kept-alive", kept), ("silent", silent)] {
+        assert!(
+            closed_within(s, Duration::from_secs(5)).await,
+            "the {what} connection is still open"
+        );
     }
     drop(redis);
+}
+
+/// Whether the server ends `s` (end of stream or an error) within `wait`;
+/// whatever it sends first is read and dropped.
+async fn closed_within(mut s: tokio::net::TcpStream, wait: Duration) -> bool {
+    use tokio::io::AsyncReadExt;
+    let mut buf = [0u8; 512];
+    tokio::time::timeout(wait, async {
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await
+    .is_ok()
 }

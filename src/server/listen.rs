@@ -14,7 +14,7 @@
 //! address travels in a [`PeerAddr`] extension that [`remote`] reads.
 //!
 //! A plain TCP connection is served through [`PlainIo`], so that a `/ws`
-//! session can take its socket back from hyper ([`Stream::of`]): its reads
+//! session can take its socket back from hyper ([`stream_of`]): its reads
 //! and writes then go straight to the `TcpStream`, not through hyper's boxed
 //! `Upgraded`, and hyper's `101 Switching Protocols` is held back
 //! ([`HoldWrites`]) to leave in the same write as the `welcome` (one
@@ -33,6 +33,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
+use tokio_util::either::Either;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower_service::Service;
@@ -85,8 +86,10 @@ pub(super) async fn serve<F, R>(
             _ = shutdown.cancelled() => break,
         };
         let service = warp::service(filter.clone());
-        let hold = (tls.is_none()).then(|| HoldWrites(Arc::new(AtomicBool::new(false))));
-        let io_hold = hold.as_ref().map(|h| h.0.clone());
+        // Only a plain connection's writes can be held: a TLS session keeps
+        // hyper's `Upgraded` (see `stream_of`).
+        let flag = Arc::new(AtomicBool::new(false));
+        let hold = tls.is_none().then(|| HoldWrites(flag.clone()));
         let svc = hyper::service::service_fn(move |mut req: hyper::Request<_>| {
             req.extensions_mut().insert(PeerAddr(peer));
             if let Some(h) = &hold {
@@ -95,18 +98,17 @@ pub(super) async fn serve<F, R>(
             service.clone().call(req)
         });
         let shutdown = shutdown.clone();
-        match (&tls, io_hold) {
-            (None, Some(hold)) => {
+        match &tls {
+            None => {
                 let io = PlainIo {
                     tcp,
-                    hold,
+                    hold: flag,
                     held: Vec::new(),
                 };
                 connections
                     .spawn(async move { http1(io, svc, head_timeout, &shutdown, peer).await });
             }
-            (None, None) => unreachable!("a plain connection has its hold flag"),
-            (Some(acceptor), _) => {
+            Some(acceptor) => {
                 let acceptor = acceptor.clone();
                 connections.spawn(async move {
                     let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp));
@@ -262,66 +264,21 @@ impl AsyncWrite for PlainIo {
 
 /// The stream of a `/ws` session: the TCP stream taken back from hyper, or
 /// (over TLS) hyper's `Upgraded`.
-pub(crate) enum Stream {
-    Plain(TcpStream),
-    Upgraded(TokioIo<hyper::upgrade::Upgraded>),
-}
+pub(crate) type Stream = Either<TcpStream, TokioIo<hyper::upgrade::Upgraded>>;
 
-impl Stream {
-    /// The session's stream, with what hyper read past the request (the
-    /// client may send frames before it reads the 101) and what it wrote
-    /// but was held back (the 101): they go first.
-    pub(crate) fn of(upgraded: hyper::upgrade::Upgraded) -> (Stream, Vec<u8>, Vec<u8>) {
-        match upgraded.downcast::<TokioIo<PlainIo>>() {
-            Ok(parts) => {
-                let io = parts.io.into_inner();
-                (Stream::Plain(io.tcp), parts.read_buf.to_vec(), io.held)
-            }
-            Err(upgraded) => (
-                Stream::Upgraded(TokioIo::new(upgraded)),
-                Vec::new(),
-                Vec::new(),
-            ),
+/// The session's stream, with what hyper read past the request (the client
+/// may send frames before it reads the 101) and what it wrote but was held
+/// back (the 101): they go first.
+pub(crate) fn stream_of(upgraded: hyper::upgrade::Upgraded) -> (Stream, Vec<u8>, Vec<u8>) {
+    match upgraded.downcast::<TokioIo<PlainIo>>() {
+        Ok(parts) => {
+            let io = parts.io.into_inner();
+            (Either::Left(io.tcp), parts.read_buf.to_vec(), io.held)
         }
-    }
-}
-
-impl AsyncRead for Stream {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            Stream::Upgraded(s) => Pin::new(s).poll_read(cx, buf),
-        }
-    }
-}
-
-impl AsyncWrite for Stream {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
-            Stream::Upgraded(s) => Pin::new(s).poll_write(cx, buf),
-        }
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Stream::Plain(s) => Pin::new(s).poll_flush(cx),
-            Stream::Upgraded(s) => Pin::new(s).poll_flush(cx),
-        }
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
-            Stream::Upgraded(s) => Pin::new(s).poll_shutdown(cx),
-        }
+        Err(upgraded) => (
+            Either::Right(TokioIo::new(upgraded)),
+            Vec::new(),
+            Vec::new(),
+        ),
     }
 }

@@ -128,7 +128,7 @@ async fn open(start: Box<Start>) -> Option<Live> {
     let mut ws = match upgrade.await {
         Ok(upgraded) => Conn::new(
             {
-                let (stream, read, unsent) = super::listen::Stream::of(upgraded);
+                let (stream, read, unsent) = super::listen::stream_of(upgraded);
                 Socket::with_pending(stream, read, unsent)
             },
             app.ws_config.max_frame_size.unwrap_or(usize::MAX),
