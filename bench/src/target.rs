@@ -273,6 +273,12 @@ pub async fn rdv_request(ws: &mut Ws, request: Value) -> anyhow::Result<Value> {
     }
 }
 
+/// A Rendezvous player object, read for its id alone.
+#[derive(serde::Deserialize)]
+pub struct PlayerRef {
+    pub player_id: String,
+}
+
 /// Sends `find_match` (rid 1) and waits for its answer; the ids of the
 /// room's players. Typed, reading only those (no JSON tree of the room).
 pub async fn rdv_find_match(ws: &mut Ws, request: &str) -> anyhow::Result<Vec<String>> {
@@ -287,11 +293,7 @@ pub async fn rdv_find_match(ws: &mut Ws, request: &str) -> anyhow::Result<Vec<St
     }
     #[derive(serde::Deserialize)]
     struct Room {
-        players: Vec<Player>,
-    }
-    #[derive(serde::Deserialize)]
-    struct Player {
-        player_id: String,
+        players: Vec<PlayerRef>,
     }
     ws.send(Message::text(request)).await?;
     loop {

@@ -257,11 +257,7 @@ async fn rendezvous_cycle(sh: &Shared, src: std::net::Ipv4Addr) -> anyhow::Resul
             // Wait for the second player, or give up when time is up.
             #[derive(serde::Deserialize)]
             struct Joined {
-                player: Player,
-            }
-            #[derive(serde::Deserialize)]
-            struct Player {
-                player_id: String,
+                player: target::PlayerRef,
             }
             let waited = tokio::time::timeout_at(
                 sh.deadline
