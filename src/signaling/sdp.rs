@@ -75,8 +75,12 @@ fn describe(error: &SdpParserError) -> String {
             out
         }
         // Sequence errors mostly carry a placeholder line number of 0, so
-        // printing it would mislead.
-        SdpParserError::Sequence { message, .. } => message.clone(),
+        // printing it would mislead. Their message can quote a line too.
+        SdpParserError::Sequence { message, .. } => {
+            let mut out = String::new();
+            push_escaped_prefix(&mut out, message);
+            out
+        }
     }
 }
 
