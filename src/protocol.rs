@@ -130,13 +130,48 @@ impl ProtoError {
 
 /// Timestamps go on the wire as RFC 3339 with milliseconds and `Z`.
 pub fn ts(t: &DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+    match ts_bytes(t) {
+        Some(b) => b.iter().map(|&c| c as char).collect(),
+        None => t.to_rfc3339_opts(SecondsFormat::Millis, true),
+    }
+}
+
+/// `t` as chrono's `to_rfc3339_opts(SecondsFormat::Millis, true)` writes
+/// it, on the stack and without the formatting machinery (a room's
+/// listing carries one per player); `None` outside years 0 to 9999 and in
+/// a leap second, which chrono writes.
+fn ts_bytes(t: &DateTime<Utc>) -> Option<[u8; 24]> {
+    use chrono::{Datelike, Timelike};
+    let year = u32::try_from(t.year()).ok().filter(|y| *y <= 9999)?;
+    let nanos = t.nanosecond();
+    if nanos >= 1_000_000_000 {
+        return None;
+    }
+    let mut b = *b"0000-00-00T00:00:00.000Z";
+    let mut put = |at: usize, digits: usize, mut n: u32| {
+        for i in (at..at + digits).rev() {
+            b[i] = b'0' + (n % 10) as u8;
+            n /= 10;
+        }
+    };
+    put(0, 4, year);
+    put(5, 2, t.month());
+    put(8, 2, t.day());
+    put(11, 2, t.hour());
+    put(14, 2, t.minute());
+    put(17, 2, t.second());
+    put(20, 3, nanos / 1_000_000);
+    Some(b)
 }
 
 mod ts_millis {
     use super::*;
     pub fn serialize<S: Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&ts(t))
+        match ts_bytes(t) {
+            // ASCII digits and separators only.
+            Some(b) => s.serialize_str(std::str::from_utf8(&b).unwrap_or_default()),
+            None => s.serialize_str(&ts(t)),
+        }
     }
     pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
         DateTime::<Utc>::deserialize(d)
@@ -927,6 +962,56 @@ pub fn http_error_body(err: &ProtoError) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn timestamps_are_written_as_chrono_writes_them() {
+        use chrono::TimeZone;
+        let chrono_ts = |t: &DateTime<Utc>| t.to_rfc3339_opts(SecondsFormat::Millis, true);
+        let mut times = vec![
+            Utc::now(),
+            DateTime::<Utc>::UNIX_EPOCH,
+            Utc.with_ymd_and_hms(0, 1, 1, 0, 0, 0).unwrap(),
+            Utc.with_ymd_and_hms(9999, 12, 31, 23, 59, 59).unwrap()
+                + chrono::Duration::milliseconds(999),
+            // Outside four-digit years chrono writes a sign: kept.
+            Utc.with_ymd_and_hms(10000, 1, 1, 0, 0, 0).unwrap(),
+            Utc.with_ymd_and_hms(-1, 6, 15, 12, 30, 0).unwrap(),
+            // Sub-millisecond parts are cut, not rounded.
+            DateTime::<Utc>::from_timestamp(1_700_000_000, 999_999_999).unwrap(),
+            // A leap second.
+            Utc.with_ymd_and_hms(2016, 12, 31, 23, 59, 59).unwrap()
+                + chrono::Duration::nanoseconds(0),
+        ];
+        if let Some(leap) = chrono::NaiveDate::from_ymd_opt(2016, 12, 31)
+            .and_then(|d| d.and_hms_milli_opt(23, 59, 59, 1_500))
+        {
+            times.push(leap.and_utc());
+        }
+        // Spread over years 0 to 9999, at every millisecond digit.
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        for _ in 0..20_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let ms = (x % 315_537_897_600_000) as i64 - 62_167_219_200_000;
+            times.push(DateTime::<Utc>::from_timestamp_millis(ms).unwrap());
+        }
+        for t in &times {
+            assert_eq!(ts(t), chrono_ts(t), "{t:?}");
+            assert_eq!(
+                serde_json::to_value(PlayerInfo {
+                    player_id: "p".into(),
+                    name: "n".into(),
+                    data: JsonObject::new(),
+                    joined_at: *t,
+                    connected: true,
+                })
+                .unwrap()["joined_at"],
+                Value::String(chrono_ts(t)),
+                "{t:?}"
+            );
+        }
+    }
 
     #[test]
     fn join_room_as_spectator_only_when_asked() {
