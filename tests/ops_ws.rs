@@ -682,24 +682,75 @@ async fn websocket_violations_close_with_their_codes_and_fragments_are_joined() 
 /// answers it after the handshake and the welcome, in that order.
 #[tokio::test]
 async fn a_frame_sent_behind_the_upgrade_request_is_answered() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let ts = TestServer::start().await;
-    let mut s = tokio::net::TcpStream::connect(ts.server.addr)
-        .await
-        .unwrap();
-    let mut bytes = format!(
-        "GET /ws?name=early HTTP/1.1\r\nHost: {}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
-         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
-        ts.server.addr
+    upgrade_with_early_frame(ts.server.addr, "", &[]).await;
+}
+
+/// The request head may come in pieces (split anywhere, even inside its
+/// final blank line) and the first frame in a write of its own.
+#[tokio::test]
+async fn an_upgrade_request_sent_in_pieces_is_answered() {
+    let ts = TestServer::start().await;
+    let head_len = upgrade_head(ts.server.addr, "").len();
+    for cuts in [
+        vec![5],
+        vec![40, 41, 90],
+        vec![head_len - 2],
+        vec![head_len - 3, head_len - 1],
+        vec![head_len],
+        vec![head_len, head_len + 3],
+    ] {
+        upgrade_with_early_frame(ts.server.addr, "", &cuts).await;
+    }
+}
+
+/// Heads the accept loop does not read through itself (more headers than
+/// it looks at, or longer than it reads before handing the connection to
+/// hyper) are upgraded by hyper, with the bytes already read and the frame
+/// behind them.
+#[tokio::test]
+async fn upgrade_requests_with_long_heads_are_answered() {
+    let ts = TestServer::start().await;
+    let many: String = (0..40).map(|i| format!("X-Extra-{i}: {i}\r\n")).collect();
+    upgrade_with_early_frame(ts.server.addr, &many, &[]).await;
+    let long = format!("Cookie: c={}\r\n", "x".repeat(10_000));
+    upgrade_with_early_frame(ts.server.addr, &long, &[]).await;
+    upgrade_with_early_frame(ts.server.addr, &long, &[3000, 9000]).await;
+    // Still serving the ordinary way.
+    upgrade_with_early_frame(ts.server.addr, "", &[]).await;
+}
+
+/// A `GET /ws` upgrade head with `extra` headers (each ending in CRLF).
+fn upgrade_head(addr: std::net::SocketAddr, extra: &str) -> Vec<u8> {
+    format!(
+        "GET /ws?name=early HTTP/1.1\r\nHost: {addr}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+         {extra}Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
     )
-    .into_bytes();
+    .into_bytes()
+}
+
+/// Sends an upgrade request with `extra` headers and a ping right behind
+/// it, in writes cut at the offsets `cuts` (a pause between them), and
+/// checks the answer: 101, the welcome, then the ping's `ok`.
+async fn upgrade_with_early_frame(addr: std::net::SocketAddr, extra: &str, cuts: &[usize]) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.set_nodelay(true).unwrap();
+    let mut bytes = upgrade_head(addr, extra);
     // One masked text frame: a ping with a rid.
     let payload = br#"{"type":"ping","rid":7}"#;
     let key = [0x11, 0x22, 0x33, 0x44];
     bytes.extend([0x81, 0x80 | payload.len() as u8]);
     bytes.extend(key);
     bytes.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
-    s.write_all(&bytes).await.unwrap();
+    let mut from = 0;
+    for &cut in cuts.iter().chain([bytes.len()].iter()) {
+        s.write_all(&bytes[from..cut]).await.unwrap();
+        from = cut;
+        if cut < bytes.len() {
+            tokio::time::sleep(Duration::from_millis(30)).await;
+        }
+    }
 
     let mut got = Vec::new();
     let mut texts: Vec<String> = Vec::new();
@@ -745,7 +796,11 @@ async fn a_frame_sent_behind_the_upgrade_request_is_answered() {
         .iter()
         .map(|t| serde_json::from_str::<Value>(t).unwrap()["type"].clone())
         .collect();
-    assert_eq!(kinds, [json!("welcome"), json!("ok")], "{texts:?}");
+    assert_eq!(
+        kinds,
+        [json!("welcome"), json!("ok")],
+        "cuts {cuts:?}: {texts:?}"
+    );
     let ok: Value = serde_json::from_str(&texts[1]).unwrap();
     assert_eq!(ok["rid"], 7);
     assert!(ok["server_time"].is_string(), "{ok}");

@@ -303,6 +303,7 @@ pub async fn start(cfg: Config) -> Result<RunningServer, StartError> {
     let shutdown = app.shutdown.clone();
     let web = assets::describe(app.cfg.web_dir.as_deref());
     let server = listen::serve(
+        app.clone(),
         listener,
         tls,
         app.cfg.http_header_timeout_ms,

@@ -59,11 +59,26 @@ struct Session {
 /// What the handshake hands to a new session.
 pub(super) struct Start {
     pub app: Arc<App>,
-    pub upgrade: hyper::upgrade::OnUpgrade,
+    pub upgrade: Handover,
     pub name: String,
     pub resume: Option<String>,
     pub identity: Option<crate::auth::Identity>,
     pub admission: Admission,
+}
+
+/// How a session gets its connection.
+pub(super) enum Handover {
+    /// From hyper, once it has answered the request (TLS, or a request the
+    /// accept loop left to hyper: see `super::listen`).
+    Hyper(hyper::upgrade::OnUpgrade),
+    /// Straight from the accept loop, which read the request head itself:
+    /// the stream, what the client sent past the head, and the
+    /// `101 Switching Protocols` to send with the first frames.
+    Taken {
+        tcp: tokio::net::TcpStream,
+        read: Vec<u8>,
+        answer: Vec<u8>,
+    },
 }
 
 /// A registered session, with its socket and queue.
@@ -125,20 +140,23 @@ async fn open(start: Box<Start>) -> Option<Live> {
         identity,
         admission,
     } = *start;
-    let mut ws = match upgrade.await {
-        Ok(upgraded) => Conn::new(
-            {
-                let (stream, read, unsent) = super::listen::stream_of(upgraded);
-                Socket::with_pending(stream, read, unsent)
-            },
-            app.ws_config.max_frame_size.unwrap_or(usize::MAX),
-            app.ws_config.max_message_size.unwrap_or(usize::MAX),
-        ),
-        Err(e) => {
-            tracing::debug!("upgrade failed: {e}");
-            return None;
+    let (stream, read, unsent) = match upgrade {
+        Handover::Taken { tcp, read, answer } => {
+            (tokio_util::either::Either::Left(tcp), read, answer)
         }
+        Handover::Hyper(upgrade) => match upgrade.await {
+            Ok(upgraded) => super::listen::stream_of(upgraded),
+            Err(e) => {
+                tracing::debug!("upgrade failed: {e}");
+                return None;
+            }
+        },
     };
+    let mut ws = Conn::new(
+        Socket::with_pending(stream, read, unsent),
+        app.ws_config.max_frame_size.unwrap_or(usize::MAX),
+        app.ws_config.max_message_size.unwrap_or(usize::MAX),
+    );
     // Room for a full queue of held events on resume on top of the normal
     // bound (the queue allocates only for what it holds).
     let capacity = (app.cfg.max_queued_messages + app.cfg.resume_buffer + 1) as usize;

@@ -18,6 +18,7 @@ use tokio_tungstenite::WebSocketStream;
 use warp::http::{HeaderMap, StatusCode};
 use warp::{Filter, Reply};
 
+use super::session::Handover;
 use super::App;
 use crate::protocol::{self, ErrorCode, ProtoError};
 
@@ -50,7 +51,13 @@ fn header_has(headers: &HeaderMap, name: &str, token: &str) -> bool {
         .get_all(name)
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
+        .any(|v| has_token(v, token))
+}
+
+/// Whether a comma-separated header value lists `token` (any case).
+fn has_token(value: &str, token: &str) -> bool {
+    value
+        .split(',')
         .any(|t| t.trim().eq_ignore_ascii_case(token))
 }
 
@@ -88,25 +95,9 @@ fn handshake(
         Ok(parts) => parts,
         Err(refusal) => return refusal,
     };
-    let token_name = identity.as_ref().and_then(|i| i.name.clone());
-    let name = match query.get("name").map(|n| n.trim()) {
-        _ if token_name.is_some() => token_name.unwrap_or_default(),
-        None | Some("") => "player".to_string(),
-        Some(n) if n.chars().count() > MAX_NAME_CHARS => {
-            return refuse(
-                StatusCode::BAD_REQUEST,
-                ErrorCode::BadRequest,
-                "name must be 1 to 32 characters",
-            )
-        }
-        Some(n) if n.chars().any(char::is_control) => {
-            return refuse(
-                StatusCode::BAD_REQUEST,
-                ErrorCode::BadRequest,
-                "name must not contain control characters",
-            )
-        }
-        Some(n) => n.to_string(),
+    let name = match player_name(identity.as_ref(), query.get("name").map(String::as_str)) {
+        Ok(name) => name,
+        Err(msg) => return refuse(StatusCode::BAD_REQUEST, ErrorCode::BadRequest, msg),
     };
     let admission = match Admission::take(&app, remote.map(|r| r.ip())) {
         Ok(a) => a,
@@ -119,16 +110,13 @@ fn handshake(
             return refused(status, code, msg);
         }
     };
-    let resume = query
-        .get("resume")
-        .filter(|t| !t.is_empty() && t.len() <= 128)
-        .cloned();
+    let resume = resume_token(query.get("resume").map(String::as_str));
     tracing::debug!(?remote, "websocket upgrade");
     // The session is spawned with its start boxed (see `session::run`):
     // an idle socket's task is then only the reader loop.
     let start = super::session::Start {
         app,
-        upgrade,
+        upgrade: Handover::Hyper(upgrade),
         name,
         resume,
         identity,
@@ -141,6 +129,166 @@ fn handshake(
         hold.start();
     }
     switching_protocols(accept)
+}
+
+/// The display name: the token's, else the `name` parameter (trimmed;
+/// `player` when absent or empty), or why the parameter is refused.
+fn player_name(
+    identity: Option<&crate::auth::Identity>,
+    query_name: Option<&str>,
+) -> Result<String, &'static str> {
+    if let Some(name) = identity.and_then(|i| i.name.clone()) {
+        return Ok(name);
+    }
+    match query_name.map(str::trim) {
+        None | Some("") => Ok("player".to_string()),
+        Some(n) if n.chars().count() > MAX_NAME_CHARS => Err("name must be 1 to 32 characters"),
+        Some(n) if n.chars().any(char::is_control) => {
+            Err("name must not contain control characters")
+        }
+        Some(n) => Ok(n.to_string()),
+    }
+}
+
+/// The `resume` parameter, when it can be a resume token at all.
+fn resume_token(query_resume: Option<&str>) -> Option<String> {
+    query_resume
+        .filter(|t| !t.is_empty() && t.len() <= 128)
+        .map(str::to_string)
+}
+
+/// The most headers a `GET /ws` head may have to be taken by [`fast`]
+/// (more go to hyper, which takes up to 100).
+const FAST_MAX_HEADERS: usize = 32;
+
+/// A `GET /ws` upgrade answered from the request head the accept loop read
+/// itself (a plain TCP connection: `super::listen`), without hyper's
+/// connection, warp's filters or hyper's upgrade hand-over. Only a request
+/// that passes every check is taken: `None` for anything else (not this
+/// route, an unusual head, a refusal), and hyper then serves the request
+/// as before, so that refusals keep one implementation and are counted
+/// once. The session is spawned on `take`'s stream; the answer is the 101
+/// it sends with its first frames.
+pub(super) fn fast(app: &Arc<App>, head: &[u8], remote: SocketAddr) -> Option<FastUpgrade> {
+    let mut headers = [httparse::EMPTY_HEADER; FAST_MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut headers);
+    if !matches!(req.parse(head), Ok(httparse::Status::Complete(_))) {
+        return None;
+    }
+    if req.method != Some("GET") || req.version != Some(1) {
+        return None;
+    }
+    let (path, query) = match req.path?.split_once('?') {
+        Some((path, query)) => (path, query),
+        None => (req.path?, ""),
+    };
+    if path != "/ws" {
+        return None;
+    }
+    let mut origin = None;
+    let mut host = None;
+    let mut key = None;
+    let mut version = None;
+    let (mut upgrade, mut connection) = (false, false);
+    for h in req.headers.iter() {
+        let name = h.name;
+        if name.eq_ignore_ascii_case("origin") {
+            origin = origin.or(Some(text(h.value)?));
+        } else if name.eq_ignore_ascii_case("host") {
+            host = host.or(Some(text(h.value)?));
+        } else if name.eq_ignore_ascii_case("sec-websocket-key") {
+            key = key.or(Some(h.value));
+        } else if name.eq_ignore_ascii_case("sec-websocket-version") {
+            version = version.or(Some(h.value));
+        } else if name.eq_ignore_ascii_case("upgrade") {
+            upgrade |= has_token(text(h.value)?, "websocket");
+        } else if name.eq_ignore_ascii_case("connection") {
+            connection |= has_token(text(h.value)?, "upgrade");
+        } else if name.eq_ignore_ascii_case("content-length")
+            || name.eq_ignore_ascii_case("transfer-encoding")
+        {
+            // A body before the upgrade: hyper's business.
+            return None;
+        }
+    }
+    if !(upgrade && connection) || version != Some(b"13".as_slice()) {
+        return None;
+    }
+    let key = key?;
+    if app.draining.is_cancelled() || app.shutdown.is_cancelled() || !app.backend.available() {
+        return None;
+    }
+    origin_allowed(&app.cfg.allowed_origins, origin, host.unwrap_or("")).ok()?;
+    // As warp's query filter reads it into a map: the last value of a
+    // repeated parameter counts.
+    let (mut token, mut name, mut resume) = (None, None, None);
+    for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
+        match &*k {
+            "token" => token = Some(v),
+            "name" => name = Some(v),
+            "resume" => resume = Some(v),
+            _ => {}
+        }
+    }
+    let identity = app.auth.check(token.as_deref()).ok()?;
+    let name = player_name(identity.as_ref(), name.as_deref()).ok()?;
+    let admission = Admission::take(app, Some(remote.ip())).ok()?;
+    tracing::debug!(?remote, "websocket upgrade");
+    let accept = tungstenite::handshake::derive_accept_key(key);
+    let mut answer = Vec::with_capacity(160);
+    answer.extend_from_slice(
+        b"HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: upgrade\r\nsec-websocket-accept: ",
+    );
+    answer.extend_from_slice(accept.as_bytes());
+    answer.extend_from_slice(b"\r\n\r\n");
+    Some(FastUpgrade {
+        app: app.clone(),
+        answer,
+        name,
+        resume: resume_token(resume.as_deref()),
+        identity,
+        admission,
+    })
+}
+
+/// A header's value as hyper's `HeaderValue::to_str` gives it; any other
+/// byte in a header [`fast`] reads leaves the request to hyper.
+fn text(v: &[u8]) -> Option<&str> {
+    if v.iter().all(|&b| (b >= 32 && b != 127) || b == b'\t') {
+        std::str::from_utf8(v).ok()
+    } else {
+        None
+    }
+}
+
+/// A `/ws` upgrade [`fast`] accepted: the session to start on the socket.
+pub(super) struct FastUpgrade {
+    app: Arc<App>,
+    answer: Vec<u8>,
+    name: String,
+    resume: Option<String>,
+    identity: Option<crate::auth::Identity>,
+    admission: Admission,
+}
+
+impl FastUpgrade {
+    /// Spawns the session on `tcp`; `read` is what the client sent past the
+    /// request head.
+    pub(super) fn start(self, tcp: tokio::net::TcpStream, read: Vec<u8>) {
+        let start = super::session::Start {
+            app: self.app,
+            upgrade: Handover::Taken {
+                tcp,
+                read,
+                answer: self.answer,
+            },
+            name: self.name,
+            resume: self.resume,
+            identity: self.identity,
+            admission: self.admission,
+        };
+        tokio::spawn(super::session::run(Box::new(start)));
+    }
 }
 
 /// The 101 answer that hands the socket over.
@@ -264,7 +412,19 @@ pub(super) fn check_origin(allowed: &[String], headers: &HeaderMap) -> Result<()
     let Some(origin) = headers.get("origin") else {
         return Ok(());
     };
-    let origin = origin.to_str().unwrap_or("").trim();
+    let host = headers
+        .get("host")
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("");
+    origin_allowed(allowed, Some(origin.to_str().unwrap_or("")), host)
+}
+
+/// [`check_origin`] on the header values (`None`: no Origin header).
+fn origin_allowed(allowed: &[String], origin: Option<&str>, host: &str) -> Result<(), String> {
+    let Some(origin) = origin else {
+        return Ok(());
+    };
+    let origin = origin.trim();
     if allowed
         .iter()
         .any(|a| a == "*" || a.eq_ignore_ascii_case(origin))
@@ -275,10 +435,6 @@ pub(super) fn check_origin(allowed: &[String], headers: &HeaderMap) -> Result<()
         let authority = origin
             .strip_prefix("http://")
             .or_else(|| origin.strip_prefix("https://"))
-            .unwrap_or("");
-        let host = headers
-            .get("host")
-            .and_then(|h| h.to_str().ok())
             .unwrap_or("");
         if !authority.is_empty() && authority.eq_ignore_ascii_case(host) {
             return Ok(());
