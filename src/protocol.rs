@@ -130,9 +130,9 @@ impl ProtoError {
 
 /// Timestamps go on the wire as RFC 3339 with milliseconds and `Z`.
 pub fn ts(t: &DateTime<Utc>) -> String {
-    match ts_bytes(t) {
-        Some(b) => b.iter().map(|&c| c as char).collect(),
-        None => t.to_rfc3339_opts(SecondsFormat::Millis, true),
+    match ts_bytes(t).map(|b| std::str::from_utf8(&b).map(str::to_string)) {
+        Some(Ok(s)) => s,
+        _ => t.to_rfc3339_opts(SecondsFormat::Millis, true),
     }
 }
 
@@ -141,12 +141,27 @@ pub fn ts(t: &DateTime<Utc>) -> String {
 /// listing carries one per player); `None` outside years 0 to 9999 and in
 /// a leap second, which chrono writes.
 fn ts_bytes(t: &DateTime<Utc>) -> Option<[u8; 24]> {
-    use chrono::{Datelike, Timelike};
-    let year = u32::try_from(t.year()).ok().filter(|y| *y <= 9999)?;
+    use chrono::Timelike;
+    // 0000-01-01T00:00:00Z and 10000-01-01T00:00:00Z, in Unix seconds.
+    const FIRST: i64 = -62_167_219_200;
+    const END: i64 = 253_402_300_800;
+    let secs = t.timestamp();
     let nanos = t.nanosecond();
-    if nanos >= 1_000_000_000 {
+    if !(FIRST..END).contains(&secs) || nanos >= 1_000_000_000 {
         return None;
     }
+    let (days, rest) = (secs.div_euclid(86_400), secs.rem_euclid(86_400) as u32);
+    // Days to a civil date (proleptic Gregorian; H. Hinnant's algorithm),
+    // from an era starting on 0000-03-01.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097) as u32;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = (era * 400 + i64::from(yoe) + i64::from(month <= 2)) as u32;
     let mut b = *b"0000-00-00T00:00:00.000Z";
     let mut put = |at: usize, digits: usize, mut n: u32| {
         for i in (at..at + digits).rev() {
@@ -155,11 +170,11 @@ fn ts_bytes(t: &DateTime<Utc>) -> Option<[u8; 24]> {
         }
     };
     put(0, 4, year);
-    put(5, 2, t.month());
-    put(8, 2, t.day());
-    put(11, 2, t.hour());
-    put(14, 2, t.minute());
-    put(17, 2, t.second());
+    put(5, 2, month);
+    put(8, 2, day);
+    put(11, 2, rest / 3600);
+    put(14, 2, rest / 60 % 60);
+    put(17, 2, rest % 60);
     put(20, 3, nanos / 1_000_000);
     Some(b)
 }
