@@ -720,6 +720,95 @@ async fn upgrade_requests_with_long_heads_are_answered() {
     upgrade_with_early_frame(ts.server.addr, "", &[]).await;
 }
 
+/// What the accept loop reads itself and what it leaves to hyper answer
+/// the same: a refused upgrade gets its status (and is counted once), the
+/// query reads as warp reads it (the last of a repeated parameter, `+` and
+/// percent escapes decoded), and unusual heads are served.
+#[tokio::test]
+async fn upgrade_heads_are_answered_as_the_protocol_says() {
+    let ts = TestServer::start().await;
+    let addr = ts.server.addr;
+    let refused = || async {
+        let (_, text) = http_raw("GET", &ts.http("/metrics"), &[]).await;
+        metric(&text, "rendezvous_handshakes_refused_total")
+    };
+    let before = refused().await;
+    let key = "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n";
+    let up = "Connection: Upgrade\r\nUpgrade: websocket\r\n";
+    let cases: Vec<(String, &str)> = vec![
+        // Not version 13: 426 and the version the server speaks.
+        (format!("GET /ws HTTP/1.1\r\nHost: {addr}\r\n{up}{key}Sec-WebSocket-Version: 12\r\n\r\n"), "426"),
+        // No Upgrade header, no key.
+        (format!("GET /ws HTTP/1.1\r\nHost: {addr}\r\nConnection: Upgrade\r\n{key}Sec-WebSocket-Version: 13\r\n\r\n"), "400"),
+        (format!("GET /ws HTTP/1.1\r\nHost: {addr}\r\n{up}Sec-WebSocket-Version: 13\r\n\r\n"), "400"),
+        // A foreign browser origin.
+        (format!("GET /ws HTTP/1.1\r\nHost: {addr}\r\nOrigin: http://evil.example\r\n{up}{key}Sec-WebSocket-Version: 13\r\n\r\n"), "403"),
+        // A name with a control character (percent-encoded).
+        (format!("GET /ws?name=a%07b HTTP/1.1\r\nHost: {addr}\r\n{up}{key}Sec-WebSocket-Version: 13\r\n\r\n"), "400"),
+        // Header names in any case, a token list in Connection: upgraded.
+        (format!("GET /ws HTTP/1.1\r\nhost: {addr}\r\nCONNECTION: keep-alive, Upgrade\r\nupgrade: WebSocket\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\nSEC-WEBSOCKET-VERSION: 13\r\n\r\n"), "101"),
+    ];
+    for (head, want) in &cases {
+        let answer = raw_answer(addr, head.as_bytes()).await;
+        assert!(
+            answer.starts_with(&format!("HTTP/1.1 {want}")),
+            "{head:?} was answered {answer:?}"
+        );
+        if *want == "426" {
+            assert!(
+                answer
+                    .to_ascii_lowercase()
+                    .contains("sec-websocket-version: 13"),
+                "{answer}"
+            );
+        }
+        if *want == "101" {
+            assert!(
+                answer.contains("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="),
+                "the accept key of RFC 6455's example: {answer}"
+            );
+        }
+    }
+    // The metric counts refused WebSocket handshakes (the origin, the
+    // name), each once, not requests that are no upgrade at all (a version
+    // or header missing), as on the drop-in endpoints.
+    assert_eq!(refused().await - before, 2.0);
+    // The query as warp reads it.
+    for (query, name) in [
+        ("name=ann&name=bob", "bob"),
+        ("name=ann+lee%21", "ann lee!"),
+        ("other=1&name=%20zoe%20", "zoe"),
+    ] {
+        let c = Client::connect_with(&format!("{}?{query}", ts.ws_url()), no_reconnect())
+            .await
+            .unwrap();
+        assert_eq!(c.welcome.name, name, "{query}");
+    }
+    ts.stop().await;
+}
+
+/// Sends `head` on a new connection and returns the answer's head.
+async fn raw_answer(addr: std::net::SocketAddr, head: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(head).await.unwrap();
+    let mut got = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let read = async {
+        while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = s.read(&mut chunk).await.unwrap();
+            if n == 0 {
+                break;
+            }
+            got.extend_from_slice(&chunk[..n]);
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), read)
+        .await
+        .expect("an answer within 10 s");
+    String::from_utf8_lossy(&got).to_string()
+}
+
 /// A `GET /ws` upgrade head with `extra` headers (each ending in CRLF).
 fn upgrade_head(addr: std::net::SocketAddr, extra: &str) -> Vec<u8> {
     format!(

@@ -195,7 +195,7 @@ impl Metrics {
         describe(
             "rendezvous_handshakes_refused_total",
             None,
-            "WebSocket handshakes refused (origin, limits, shutdown, bad request)",
+            "WebSocket handshakes refused (origin, token, limits, shutdown, bad parameters; not requests that are no upgrade)",
         );
         describe(
             "rendezvous_endpoint_messages_in_total",

@@ -97,7 +97,7 @@ fn handshake(
     };
     let name = match player_name(identity.as_ref(), query.get("name").map(String::as_str)) {
         Ok(name) => name,
-        Err(msg) => return refuse(StatusCode::BAD_REQUEST, ErrorCode::BadRequest, msg),
+        Err(msg) => return refused(StatusCode::BAD_REQUEST, ErrorCode::BadRequest, msg),
     };
     let admission = match Admission::take(&app, remote.map(|r| r.ip())) {
         Ok(a) => a,
