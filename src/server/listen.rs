@@ -300,14 +300,7 @@ impl AsyncRead for PlainIo {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        if this.head_read < this.head.len() {
-            let n = buf.remaining().min(this.head.len() - this.head_read);
-            buf.put_slice(&this.head[this.head_read..this.head_read + n]);
-            this.head_read += n;
-            if this.head_read == this.head.len() {
-                this.head = Vec::new();
-                this.head_read = 0;
-            }
+        if super::socket::replay(&mut this.head, &mut this.head_read, buf) {
             return Poll::Ready(Ok(()));
         }
         Pin::new(&mut this.tcp).poll_read(cx, buf)

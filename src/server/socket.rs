@@ -206,6 +206,23 @@ fn truncate(s: &str, max: usize) -> &str {
     &s[..end]
 }
 
+/// Reads into `buf` what is left of `pending` from `*taken` on (bytes read
+/// earlier that the reader has not had yet), and frees `pending` once all of
+/// it went; false when nothing was pending.
+pub(crate) fn replay(pending: &mut Vec<u8>, taken: &mut usize, buf: &mut ReadBuf<'_>) -> bool {
+    if *taken >= pending.len() {
+        return false;
+    }
+    let n = buf.remaining().min(pending.len() - *taken);
+    buf.put_slice(&pending[*taken..*taken + n]);
+    *taken += n;
+    if *taken == pending.len() {
+        *pending = Vec::new();
+        *taken = 0;
+    }
+    true
+}
+
 impl<T: AsyncRead + Unpin> AsyncRead for Socket<T> {
     fn poll_read(
         self: Pin<&mut Self>,
@@ -213,14 +230,7 @@ impl<T: AsyncRead + Unpin> AsyncRead for Socket<T> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        if this.taken < this.rest.len() {
-            let n = buf.remaining().min(this.rest.len() - this.taken);
-            buf.put_slice(&this.rest[this.taken..this.taken + n]);
-            this.taken += n;
-            if this.taken == this.rest.len() {
-                this.rest = Vec::new();
-                this.taken = 0;
-            }
+        if replay(&mut this.rest, &mut this.taken, buf) {
             return Poll::Ready(Ok(()));
         }
         this.poll_burst(cx, |this, got| {

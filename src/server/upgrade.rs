@@ -167,8 +167,8 @@ const FAST_MAX_HEADERS: usize = 32;
 /// that passes every check is taken: `None` for anything else (not this
 /// route, an unusual head, a refusal), and hyper then serves the request
 /// as before, so that refusals keep one implementation and are counted
-/// once. The session is spawned on `take`'s stream; the answer is the 101
-/// it sends with its first frames.
+/// once. [`FastUpgrade::start`] spawns the session on the stream, with the
+/// 101 to send before its first frames.
 pub(super) fn fast(app: &Arc<App>, head: &[u8], remote: SocketAddr) -> Option<FastUpgrade> {
     let mut headers = [httparse::EMPTY_HEADER; FAST_MAX_HEADERS];
     let mut req = httparse::Request::new(&mut headers);
