@@ -493,6 +493,115 @@ impl Client {
         Self::room_of(&self.request("start_game", json!({})).await?)
     }
 
+    /// `finish_game`, with the game's result (`Value::Null` for none).
+    pub async fn finish_game(&self, result: Value) -> Result<RoomInfo, ClientError> {
+        let fields = if result.is_null() {
+            json!({})
+        } else {
+            json!({ "result": result })
+        };
+        Self::room_of(&self.request("finish_game", fields).await?)
+    }
+
+    /// `set_room_data` (host only): replaces the room's `data`.
+    pub async fn set_room_data(&self, data: Value) -> Result<RoomInfo, ClientError> {
+        Self::room_of(
+            &self
+                .request("set_room_data", json!({ "data": data }))
+                .await?,
+        )
+    }
+
+    /// `set_player_data`: replaces this player's `data`.
+    pub async fn set_player_data(&self, data: Value) -> Result<RoomInfo, ClientError> {
+        Self::room_of(
+            &self
+                .request("set_player_data", json!({ "data": data }))
+                .await?,
+        )
+    }
+
+    /// `kick` (host only): the player leaves and cannot rejoin the room.
+    pub async fn kick(&self, player_id: &str) -> Result<(), ClientError> {
+        self.request("kick", json!({ "player_id": player_id }))
+            .await
+            .map(|_| ())
+    }
+
+    /// `chat`: a line to every member, this player included.
+    pub async fn chat(&self, text: &str) -> Result<(), ClientError> {
+        self.request("chat", json!({ "text": text }))
+            .await
+            .map(|_| ())
+    }
+
+    /// `ping`: the server's time.
+    pub async fn ping(&self) -> Result<String, ClientError> {
+        let r = self.request("ping", json!({})).await?;
+        Ok(r["server_time"].as_str().unwrap_or_default().to_string())
+    }
+
+    /// `list_rooms` with any of its fields (`status`, `mode`, `limit`).
+    pub async fn list_rooms(&self, fields: Value) -> Result<Vec<RoomInfo>, ClientError> {
+        let r = self.request("list_rooms", fields).await?;
+        serde_json::from_value(r["rooms"].clone()).map_err(|e| ClientError::Protocol(e.to_string()))
+    }
+
+    /// `subscribe_stats`: the stats now, then `stats` events every
+    /// `interval_ms` (the server's default for `None`).
+    pub async fn subscribe_stats(&self, interval_ms: Option<u64>) -> Result<Value, ClientError> {
+        let fields = match interval_ms {
+            Some(ms) => json!({ "interval_ms": ms }),
+            None => json!({}),
+        };
+        Ok(self.request("subscribe_stats", fields).await?["stats"].take())
+    }
+
+    pub async fn unsubscribe_stats(&self) -> Result<(), ClientError> {
+        self.request("unsubscribe_stats", json!({}))
+            .await
+            .map(|_| ())
+    }
+
+    /// `subscribe_rooms`: the public waiting rooms now (of `mode`, or all),
+    /// then `room_listed`, `room_updated` and `room_delisted` events.
+    pub async fn subscribe_rooms(&self, mode: Option<&str>) -> Result<Vec<RoomInfo>, ClientError> {
+        let fields = match mode {
+            Some(m) => json!({ "mode": m }),
+            None => json!({}),
+        };
+        let r = self.request("subscribe_rooms", fields).await?;
+        serde_json::from_value(r["rooms"].clone()).map_err(|e| ClientError::Protocol(e.to_string()))
+    }
+
+    pub async fn unsubscribe_rooms(&self) -> Result<(), ClientError> {
+        self.request("unsubscribe_rooms", json!({}))
+            .await
+            .map(|_| ())
+    }
+
+    /// `offer` with a `rid`: returns once the server relayed it.
+    pub async fn offer(&self, to: &str, sdp: &str) -> Result<(), ClientError> {
+        self.request("offer", json!({ "to": to, "sdp": sdp }))
+            .await
+            .map(|_| ())
+    }
+
+    /// `answer` with a `rid`: returns once the server relayed it.
+    pub async fn answer(&self, to: &str, sdp: &str) -> Result<(), ClientError> {
+        self.request("answer", json!({ "to": to, "sdp": sdp }))
+            .await
+            .map(|_| ())
+    }
+
+    /// `ice_candidate` with a `rid` (see [`Client::send_ice_candidate`] for
+    /// the fire-and-forget form browsers use).
+    pub async fn ice_candidate(&self, to: &str, candidate: Value) -> Result<(), ClientError> {
+        self.request("ice_candidate", json!({ "to": to, "candidate": candidate }))
+            .await
+            .map(|_| ())
+    }
+
     /// The next event, waiting at most `wait`.
     pub async fn next_event_within(&self, wait: Duration) -> Result<Value, ClientError> {
         let mut rx = self.events.lock().await;

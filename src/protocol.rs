@@ -418,65 +418,73 @@ pub struct IceSignal {
     pub candidate: CandidateField,
 }
 
-/// A decoded request. The variant names are the wire `type`s.
-#[derive(Debug, Clone)]
-pub enum Request {
-    FindMatch(FindMatch),
-    CreateRoom(CreateRoom),
-    JoinRoom(JoinRoom),
-    LeaveRoom,
-    ListRooms(ListRooms),
-    QueueMatch(QueueMatch),
-    CancelMatch,
-    CreateParty(CreateParty),
-    JoinParty(JoinParty),
-    LeaveParty,
-    StartGame,
-    FinishGame(FinishGame),
-    SetRoomData(SetData),
-    SetPlayerData(SetData),
-    Kick(Kick),
-    Offer(SdpSignal),
-    Answer(SdpSignal),
-    IceCandidate(IceSignal),
-    Chat(Chat),
-    Ping,
-    SubscribeStats(SubscribeStats),
-    UnsubscribeStats,
-    SubscribeRooms(SubscribeRooms),
-    UnsubscribeRooms,
+/// The one request table: every request type is named here once, with its
+/// wire `type` and its fields' struct (none for a request without fields).
+/// From it come [`Request`], [`Request::kind`], the decoding in
+/// [`decode_request`] and [`REQUEST_TYPES`] (the metrics labels, the
+/// decoder fuzz, the clients' completeness tests).
+macro_rules! requests {
+    ($($variant:ident $(($fields:ty))? = $wire:literal,)*) => {
+        /// A decoded request. The variant names are the wire `type`s.
+        #[derive(Debug, Clone)]
+        pub enum Request {
+            $($variant $(($fields))?,)*
+        }
+
+        /// Every request type, as on the wire, in the table's order.
+        pub const REQUEST_TYPES: &[&str] = &[$($wire,)*];
+
+        impl Request {
+            /// The wire `type` of the request.
+            pub fn kind(&self) -> &'static str {
+                match self {
+                    $(requests!(@pat $variant $(($fields))?) => $wire,)*
+                }
+            }
+        }
+
+        /// The request of wire type `kind` with its fields read from `text`,
+        /// or `None` for a type not in the table.
+        fn decode_fields(kind: &str, text: &str) -> Option<Result<Request, ProtoError>> {
+            Some(match kind {
+                $($wire => requests!(@decode text, kind, $variant $(($fields))?),)*
+                _ => return None,
+            })
+        }
+    };
+    (@pat $variant:ident ($fields:ty)) => { Request::$variant(_) };
+    (@pat $variant:ident) => { Request::$variant };
+    (@decode $text:ident, $kind:ident, $variant:ident ($fields:ty)) => {
+        fields::<$fields>($text, $kind).map(Request::$variant)
+    };
+    (@decode $text:ident, $kind:ident, $variant:ident) => { Ok(Request::$variant) };
 }
 
-impl Request {
-    /// The wire `type` of the request.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Request::FindMatch(_) => "find_match",
-            Request::CreateRoom(_) => "create_room",
-            Request::JoinRoom(_) => "join_room",
-            Request::LeaveRoom => "leave_room",
-            Request::ListRooms(_) => "list_rooms",
-            Request::QueueMatch(_) => "queue_match",
-            Request::CancelMatch => "cancel_match",
-            Request::CreateParty(_) => "create_party",
-            Request::JoinParty(_) => "join_party",
-            Request::LeaveParty => "leave_party",
-            Request::StartGame => "start_game",
-            Request::FinishGame(_) => "finish_game",
-            Request::SetRoomData(_) => "set_room_data",
-            Request::SetPlayerData(_) => "set_player_data",
-            Request::Kick(_) => "kick",
-            Request::Offer(_) => "offer",
-            Request::Answer(_) => "answer",
-            Request::IceCandidate(_) => "ice_candidate",
-            Request::Chat(_) => "chat",
-            Request::Ping => "ping",
-            Request::SubscribeStats(_) => "subscribe_stats",
-            Request::UnsubscribeStats => "unsubscribe_stats",
-            Request::SubscribeRooms(_) => "subscribe_rooms",
-            Request::UnsubscribeRooms => "unsubscribe_rooms",
-        }
-    }
+requests! {
+    FindMatch(FindMatch) = "find_match",
+    CreateRoom(CreateRoom) = "create_room",
+    JoinRoom(JoinRoom) = "join_room",
+    LeaveRoom = "leave_room",
+    ListRooms(ListRooms) = "list_rooms",
+    QueueMatch(QueueMatch) = "queue_match",
+    CancelMatch = "cancel_match",
+    CreateParty(CreateParty) = "create_party",
+    JoinParty(JoinParty) = "join_party",
+    LeaveParty = "leave_party",
+    StartGame = "start_game",
+    FinishGame(FinishGame) = "finish_game",
+    SetRoomData(SetData) = "set_room_data",
+    SetPlayerData(SetData) = "set_player_data",
+    Kick(Kick) = "kick",
+    Offer(SdpSignal) = "offer",
+    Answer(SdpSignal) = "answer",
+    IceCandidate(IceSignal) = "ice_candidate",
+    Chat(Chat) = "chat",
+    Ping = "ping",
+    SubscribeStats(SubscribeStats) = "subscribe_stats",
+    UnsubscribeStats = "unsubscribe_stats",
+    SubscribeRooms(SubscribeRooms) = "subscribe_rooms",
+    UnsubscribeRooms = "unsubscribe_rooms",
 }
 
 /// A frame decoded as far as it could be: the `rid` to echo, and the request
@@ -560,39 +568,13 @@ pub fn decode_request(text: &str) -> Decoded {
             }
         }
     };
-    let request = match kind.as_str() {
-        "find_match" => fields(text, &kind).map(Request::FindMatch),
-        "create_room" => fields(text, &kind).map(Request::CreateRoom),
-        "join_room" => fields(text, &kind).map(Request::JoinRoom),
-        "leave_room" => Ok(Request::LeaveRoom),
-        "list_rooms" => fields(text, &kind).map(Request::ListRooms),
-        "queue_match" => fields(text, &kind).map(Request::QueueMatch),
-        "cancel_match" => Ok(Request::CancelMatch),
-        "create_party" => fields(text, &kind).map(Request::CreateParty),
-        "join_party" => fields(text, &kind).map(Request::JoinParty),
-        "leave_party" => Ok(Request::LeaveParty),
-        "start_game" => Ok(Request::StartGame),
-        "finish_game" => fields(text, &kind).map(Request::FinishGame),
-        "set_room_data" => fields(text, &kind).map(Request::SetRoomData),
-        "set_player_data" => fields(text, &kind).map(Request::SetPlayerData),
-        "kick" => fields(text, &kind).map(Request::Kick),
-        "offer" => fields(text, &kind).map(Request::Offer),
-        "answer" => fields(text, &kind).map(Request::Answer),
-        "ice_candidate" => fields(text, &kind).map(Request::IceCandidate),
-        "chat" => fields(text, &kind).map(Request::Chat),
-        "ping" => Ok(Request::Ping),
-        "subscribe_stats" => fields(text, &kind).map(Request::SubscribeStats),
-        "unsubscribe_stats" => Ok(Request::UnsubscribeStats),
-        "subscribe_rooms" => fields(text, &kind).map(Request::SubscribeRooms),
-        "unsubscribe_rooms" => Ok(Request::UnsubscribeRooms),
-        other => {
-            let shown: String = other.chars().take(64).collect();
-            Err(ProtoError::new(
-                ErrorCode::UnknownType,
-                format!("unknown message type {shown:?}"),
-            ))
-        }
-    };
+    let request = decode_fields(&kind, text).unwrap_or_else(|| {
+        let shown: String = kind.chars().take(64).collect();
+        Err(ProtoError::new(
+            ErrorCode::UnknownType,
+            format!("unknown message type {shown:?}"),
+        ))
+    });
     Decoded { rid, request }
 }
 

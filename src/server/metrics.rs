@@ -32,34 +32,10 @@ const SIGNAL_KINDS: [SignalKind; 3] = [
     SignalKind::IceCandidate,
 ];
 
-/// Request types counted in `rendezvous_messages_in_total`.
-pub const REQUEST_TYPES: &[&str] = &[
-    "find_match",
-    "create_room",
-    "join_room",
-    "leave_room",
-    "list_rooms",
-    "queue_match",
-    "cancel_match",
-    "create_party",
-    "join_party",
-    "leave_party",
-    "start_game",
-    "finish_game",
-    "set_room_data",
-    "set_player_data",
-    "kick",
-    "offer",
-    "answer",
-    "ice_candidate",
-    "chat",
-    "ping",
-    "subscribe_stats",
-    "unsubscribe_stats",
-    "subscribe_rooms",
-    "unsubscribe_rooms",
-    "invalid",
-];
+/// The label of `rendezvous_messages_in_total` for a frame that decoded to
+/// no request; the others are the request table's types
+/// ([`crate::protocol::REQUEST_TYPES`]).
+pub const INVALID: &str = "invalid";
 
 const ERROR_CODES: &[ErrorCode] = &[
     ErrorCode::BadRequest,
@@ -284,8 +260,9 @@ impl Metrics {
         };
         let signals_in = SIGNAL_KINDS
             .map(|k| Fast::new(labeled("rendezvous_messages_in_total", "type", k.as_str())));
-        let messages_in = REQUEST_TYPES
+        let messages_in = crate::protocol::REQUEST_TYPES
             .iter()
+            .chain([INVALID].iter())
             .filter(|t| !SIGNAL_KINDS.iter().any(|k| k.as_str() == **t))
             .map(|t| {
                 let c = labeled("rendezvous_messages_in_total", "type", t);

@@ -550,7 +550,7 @@ impl Session {
         let request = match decoded.request {
             Ok(r) => r,
             Err(e) => {
-                app.metrics.message_in("invalid");
+                app.metrics.message_in(super::metrics::INVALID);
                 return self.reply_error(&decoded.rid, &e);
             }
         };
