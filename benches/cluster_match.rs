@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use futures_util::future::join_all;
-use rendezvous::cluster::{ops, Store};
+use rendezvous::backend::redis::store::{ops, Store};
 
 struct Redis(Child);
 

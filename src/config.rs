@@ -285,6 +285,21 @@ impl Config {
         Config::parse_from(["rendezvous"])
     }
 
+    /// What the webhook and allocation hooks take of the flags.
+    pub fn hooks(&self) -> crate::hooks::HooksConfig {
+        crate::hooks::HooksConfig {
+            webhook_url: self.webhook_url.clone(),
+            webhook_secret: self.webhook_secret.clone(),
+            webhook_events: self.webhook_events.clone(),
+            known_events: crate::lobby::EVENT_TYPES,
+            webhook_queue: self.webhook_queue,
+            webhook_retry_for_ms: self.webhook_retry_for_ms,
+            webhook_timeout_ms: self.webhook_timeout_ms,
+            allocator_url: self.allocator_url.clone(),
+            allocator_timeout_ms: self.allocator_timeout_ms,
+        }
+    }
+
     /// Drops blanks from the URL lists (`--stun-urls ""` means none).
     pub fn normalized(mut self) -> Self {
         for list in [

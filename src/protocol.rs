@@ -418,6 +418,17 @@ pub struct IceSignal {
     pub candidate: CandidateField,
 }
 
+/// `welcome.features`: what this server supports beyond protocol v1.
+pub const FEATURES: &[&str] = &[
+    "tickets",
+    "parties",
+    "backfill",
+    "spectators",
+    "peerjs",
+    "matchbox",
+    "webhooks",
+];
+
 /// The one request table: every request type is named here once, with its
 /// wire `type` and its fields' struct (none for a request without fields).
 /// From it come [`Request`], [`Request::kind`], the decoding in
@@ -485,6 +496,33 @@ requests! {
     UnsubscribeStats = "unsubscribe_stats",
     SubscribeRooms(SubscribeRooms) = "subscribe_rooms",
     UnsubscribeRooms = "unsubscribe_rooms",
+}
+
+/// The three signal types.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignalKind {
+    Offer,
+    Answer,
+    IceCandidate,
+}
+
+impl SignalKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SignalKind::Offer => "offer",
+            SignalKind::Answer => "answer",
+            SignalKind::IceCandidate => "ice_candidate",
+        }
+    }
+
+    pub fn parse(kind: &str) -> Option<SignalKind> {
+        match kind {
+            "offer" => Some(SignalKind::Offer),
+            "answer" => Some(SignalKind::Answer),
+            "ice_candidate" => Some(SignalKind::IceCandidate),
+            _ => None,
+        }
+    }
 }
 
 /// A frame decoded as far as it could be: the `rid` to echo, and the request

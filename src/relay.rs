@@ -22,31 +22,31 @@ use serde_json::Value;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use crate::protocol::valid_rid;
+pub use crate::protocol::SignalKind;
 
-/// The three signal types.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SignalKind {
-    Offer,
-    Answer,
-    IceCandidate,
-}
-
-impl SignalKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SignalKind::Offer => "offer",
-            SignalKind::Answer => "answer",
-            SignalKind::IceCandidate => "ice_candidate",
+/// A signal request (`offer`, `answer`, `ice_candidate`) as its target and
+/// the event the target receives, `from` stamped; `None` for any other.
+pub(crate) fn signal_event(
+    me: &str,
+    request: crate::protocol::Request,
+) -> Option<(String, crate::protocol::Event)> {
+    let from = me.to_string();
+    match request {
+        crate::protocol::Request::Offer(sig) => {
+            Some((sig.to, crate::protocol::Event::Offer { from, sdp: sig.sdp }))
         }
-    }
-
-    pub(crate) fn parse(kind: &str) -> Option<SignalKind> {
-        match kind {
-            "offer" => Some(SignalKind::Offer),
-            "answer" => Some(SignalKind::Answer),
-            "ice_candidate" => Some(SignalKind::IceCandidate),
-            _ => None,
-        }
+        crate::protocol::Request::Answer(sig) => Some((
+            sig.to,
+            crate::protocol::Event::Answer { from, sdp: sig.sdp },
+        )),
+        crate::protocol::Request::IceCandidate(sig) => Some((
+            sig.to,
+            crate::protocol::Event::IceCandidate {
+                from,
+                candidate: sig.candidate,
+            },
+        )),
+        _ => None,
     }
 }
 
@@ -613,7 +613,7 @@ mod tests {
     /// What the general path relays for the same frame.
     fn general(text: &str) -> Value {
         let req = decode_request(text).request.unwrap();
-        let (_, event) = crate::backend::signal_event("me", req).unwrap();
+        let (_, event) = super::signal_event("me", req).unwrap();
         serde_json::to_value(&event).unwrap()
     }
 

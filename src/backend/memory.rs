@@ -16,14 +16,14 @@ use tokio::sync::Notify;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 use uuid::Uuid;
 
-use super::{Backend, Caller, Footprint, Presence, Registered, Registration, Reply};
+use super::{Caller, Footprint, Presence, Registered, Registration, Reply};
+use crate::backend::conns::{kicked_by_admin, replaced, Conn, ConnTable};
+use crate::backend::Ctx;
 use crate::hooks::Hooks;
 use crate::lobby::{Delivery, Lobby};
 use crate::protocol::{
     ok_reply, ok_room_reply, Event, ProtoError, Request, RoomInfo, RoomStatus, Stats,
 };
-use crate::server::conns::{kicked_by_admin, replaced, Conn, ConnTable};
-use crate::server::App;
 
 /// Events for a player whose seat is held while its connection is gone,
 /// kept for its return (bounded; the oldest go first).
@@ -91,7 +91,8 @@ impl State {
                 .retain(|pid, _| lobby.player(pid).is_some_and(|p| !p.connected));
         }
         for event in self.lobby.take_hooks() {
-            self.hooks.send(&event);
+            self.hooks
+                .send(event.kind(), event.room_id(), || event.data());
         }
         for id in self.lobby.take_starts() {
             if let Some(room) = self.lobby.room(&id) {
@@ -109,7 +110,7 @@ impl State {
 impl Memory {
     pub fn new(
         app_cfg: &crate::config::Config,
-        metrics: Arc<crate::server::metrics::Metrics>,
+        metrics: Arc<crate::metrics::Metrics>,
         hooks: Arc<Hooks>,
     ) -> Self {
         let mut lobby = Lobby::new(app_cfg.lobby());
@@ -139,26 +140,22 @@ impl Memory {
 
     /// The allocation hook's task: asks the allocator for every room that
     /// started, each in its own task, then sends its `game_start`.
-    pub async fn run_allocations(app: Arc<App>) {
-        let Backend::Memory(m) = &app.backend else {
-            return;
-        };
+    pub async fn run_allocations(ctx: Arc<Ctx>, m: Arc<Memory>) {
         loop {
             tokio::select! {
                 _ = m.starts_ready.notified() => {}
-                _ = app.shutdown.cancelled() => return,
+                _ = ctx.shutdown.cancelled() => return,
             }
             let starts = std::mem::take(&mut m.state.lock().starts);
             for (id, room) in starts {
-                let app = app.clone();
+                let ctx = ctx.clone();
+                let m = m.clone();
                 tokio::spawn(async move {
-                    let alloc = app.hooks.allocate(&room).await;
-                    if let Backend::Memory(m) = &app.backend {
-                        let mut guard = m.state.lock();
-                        let mut out = Vec::new();
-                        guard.lobby.announce_start(id, &alloc, &mut out);
-                        m.finish(&mut guard, out);
-                    }
+                    let alloc = ctx.hooks.allocate(&room).await;
+                    let mut guard = m.state.lock();
+                    let mut out = Vec::new();
+                    guard.lobby.announce_start(id, &alloc, &mut out);
+                    m.finish(&mut guard, out);
                 });
             }
         }
@@ -171,7 +168,7 @@ impl Memory {
     /// Sets up the connection under the lock: a resumed or new identity,
     /// `welcome` first in the queue, then the events kept while away; the
     /// room's other members learn of the return last.
-    pub fn register(&self, app: &App, reg: Registration) -> Registered {
+    pub fn register(&self, ctx: &Ctx, reg: Registration) -> Registered {
         let mut guard = self.state.lock();
         let st = &mut *guard;
         let roles = reg.roles();
@@ -185,7 +182,7 @@ impl Memory {
             }
             None => match redeemed.filter(|pid| st.lobby.player(pid).is_some()) {
                 Some(pid) => (pid, true),
-                None => (crate::server::new_player_id(), false),
+                None => (crate::ids::new_player_id(), false),
             },
         };
         // One identity, one connection: an older socket of the same player
@@ -204,7 +201,7 @@ impl Memory {
             .lobby
             .party_of(&player_id)
             .and_then(|p| st.lobby.party_info(&p.id.clone()));
-        let welcome = app.welcome(
+        let welcome = ctx.welcome(
             &player_id,
             &name,
             token,
@@ -253,7 +250,7 @@ impl Memory {
     /// under the lock, ahead of the change's events.
     pub fn request(
         &self,
-        app: &App,
+        ctx: &Ctx,
         caller: &Caller<'_>,
         rid: &Value,
         request: Request,
@@ -261,7 +258,7 @@ impl Memory {
         let mut guard = self.state.lock();
         let st = &mut *guard;
         let mut out = Vec::new();
-        let fields = apply(app, st, caller, request, &mut out)?;
+        let fields = apply(ctx, st, caller, request, &mut out)?;
         let text = match fields {
             Some(Fields::Room(room, created)) => ok_room_reply(rid, &room, created),
             Some(Fields::Other(fields)) => ok_reply(rid, fields),
@@ -354,7 +351,7 @@ impl Memory {
     }
 
     /// One housekeeping pass: timers of the lobby, then due stats pushes.
-    pub fn tick(&self, app: &App) {
+    pub fn tick(&self, ctx: &Ctx) {
         let now = Instant::now();
         let mut guard = self.state.lock();
         let st = &mut *guard;
@@ -367,7 +364,7 @@ impl Memory {
         }
         let mut stats = st.lobby.stats();
         stats.connections = st.table.conns.len() as u64;
-        stats.uptime_s = app.started.elapsed().as_secs();
+        stats.uptime_s = ctx.started.elapsed().as_secs();
         let text = Utf8Bytes::from(Event::Stats { stats }.to_json());
         for pid in due {
             st.table.send(&pid, &text);
@@ -409,7 +406,7 @@ enum Fields {
 /// One request against the lobby: the reply's fields, or `None` when it
 /// sends nothing back (no request, today), or the refusal.
 fn apply(
-    app: &App,
+    ctx: &Ctx,
     st: &mut State,
     caller: &Caller<'_>,
     request: Request,
@@ -477,10 +474,10 @@ fn apply(
             Fields::Other(json!({}))
         }
         request @ (Request::Offer(_) | Request::Answer(_) | Request::IceCandidate(_)) => {
-            let Some((to, event)) = super::signal_event(me, request) else {
+            let Some((to, event)) = crate::relay::signal_event(me, request) else {
                 return Ok(None);
             };
-            relay_locked(app, st, me, &to, Utf8Bytes::from(event.to_json()))?;
+            relay_locked(ctx, st, me, &to, Utf8Bytes::from(event.to_json()))?;
             Fields::Other(json!({}))
         }
         Request::Ping
@@ -509,7 +506,7 @@ pub(super) fn unreachable_session_request() -> Result<(), ProtoError> {
 /// connection count as relayed. The frame is built before the lock is
 /// taken: under it, only the membership check and the queue push.
 fn relay_locked(
-    app: &App,
+    ctx: &Ctx,
     st: &mut State,
     me: &str,
     to: &str,
@@ -519,7 +516,7 @@ fn relay_locked(
     match st.table.send_owned(to, frame) {
         Ok(()) => {
             st.lobby.count_signal();
-            app.metrics.signals_relayed.increment(1);
+            ctx.metrics.signals_relayed.increment(1);
         }
         Err(frame) => {
             st.send_to(to, &frame);
@@ -530,7 +527,7 @@ fn relay_locked(
 
 impl Memory {
     /// Relays a ready signal frame from `me` to `to` (see `relay_locked`).
-    pub fn relay(&self, app: &App, me: &str, to: &str, frame: Utf8Bytes) -> Result<(), ProtoError> {
-        relay_locked(app, &mut self.state.lock(), me, to, frame)
+    pub fn relay(&self, ctx: &Ctx, me: &str, to: &str, frame: Utf8Bytes) -> Result<(), ProtoError> {
+        relay_locked(ctx, &mut self.state.lock(), me, to, frame)
     }
 }

@@ -9,8 +9,11 @@
 //! code and message whatever the store. The engines decide only what needs
 //! state.
 
-pub(crate) mod cluster;
+pub(crate) mod conns;
+mod ctx;
 pub(crate) mod memory;
+pub(crate) mod outbox;
+pub mod redis;
 pub mod validate;
 
 use std::sync::Arc;
@@ -21,15 +24,17 @@ use tokio_tungstenite::tungstenite::Utf8Bytes;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::Identity;
-use crate::cluster::StoreError;
-use crate::protocol::{Event, ProtoError, Request, RoomInfo, RoomStatus, Stats};
-use crate::server::conns::ConnTable;
-use crate::server::App;
+use conns::ConnTable;
+pub(crate) use ctx::TICK;
+pub use ctx::{Ctx, DropInNotices};
+use redis::store::StoreError;
+
+use crate::protocol::{ProtoError, Request, RoomInfo, RoomStatus, Stats};
 
 /// A connection asking to be registered.
 pub(crate) struct Registration {
     pub conn_id: u64,
-    pub tx: crate::server::outbox::Outbox,
+    pub tx: crate::backend::outbox::Outbox,
     pub kill: CancellationToken,
     pub name: String,
     pub resume: Option<String>,
@@ -67,24 +72,6 @@ pub(crate) enum Reply {
     Sent,
     /// The session replies `ok` with these fields.
     Fields(Value),
-}
-
-/// A signal request (`offer`, `answer`, `ice_candidate`) as its target and
-/// the event the target receives, `from` stamped; `None` for any other.
-pub(crate) fn signal_event(me: &str, request: Request) -> Option<(String, Event)> {
-    let from = me.to_string();
-    match request {
-        Request::Offer(sig) => Some((sig.to, Event::Offer { from, sdp: sig.sdp })),
-        Request::Answer(sig) => Some((sig.to, Event::Answer { from, sdp: sig.sdp })),
-        Request::IceCandidate(sig) => Some((
-            sig.to,
-            Event::IceCandidate {
-                from,
-                candidate: sig.candidate,
-            },
-        )),
-        _ => None,
-    }
 }
 
 /// A player's presence (`GET /api/players/{id}`).
@@ -131,7 +118,7 @@ impl Footprint {
 /// until it is up.
 pub fn open_store(
     cfg: &crate::config::Config,
-) -> Result<Option<Arc<crate::cluster::Store>>, String> {
+) -> Result<Option<Arc<crate::backend::redis::store::Store>>, String> {
     let Some(url) = &cfg.redis_url else {
         return Ok(None);
     };
@@ -139,12 +126,14 @@ pub fn open_store(
         .node_id
         .clone()
         .unwrap_or_else(|| format!("n-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]));
-    if !crate::cluster::valid_node_id(&node) {
+    if !crate::backend::redis::store::valid_node_id(&node) {
         return Err(format!(
             "--node-id {node:?}: use 1 to 64 letters, digits, '-' or '_' (not \"list\" or \"all\")"
         ));
     }
-    Ok(Some(Arc::new(crate::cluster::Store::new(url, node)?)))
+    Ok(Some(Arc::new(crate::backend::redis::store::Store::new(
+        url, node,
+    )?)))
 }
 
 /// The lobby state: in this process, or in Redis.
@@ -152,21 +141,22 @@ pub fn open_store(
 // would buy nothing.
 #[allow(clippy::large_enum_variant)]
 pub(crate) enum Backend {
-    Memory(memory::Memory),
-    Cluster(Arc<cluster::Cluster>),
+    Memory(Arc<memory::Memory>),
+    Redis(Arc<redis::Cluster>),
 }
 
 impl Backend {
     /// The Redis backend over `store`, or the in-memory one without.
-    pub fn new(
-        cfg: &crate::config::Config,
-        store: Option<Arc<crate::cluster::Store>>,
-        metrics: Arc<crate::server::metrics::Metrics>,
-        hooks: Arc<crate::hooks::Hooks>,
-    ) -> Backend {
+    pub fn new(ctx: &Ctx, store: Option<Arc<redis::store::Store>>) -> Backend {
         match store {
-            None => Backend::Memory(memory::Memory::new(cfg, metrics, hooks)),
-            Some(store) => Backend::Cluster(Arc::new(cluster::Cluster::new(store, metrics))),
+            None => Backend::Memory(Arc::new(memory::Memory::new(
+                &ctx.cfg,
+                ctx.metrics.clone(),
+                ctx.hooks.clone(),
+            ))),
+            Some(store) => {
+                Backend::Redis(Arc::new(redis::Cluster::new(store, ctx.metrics.clone())))
+            }
         }
     }
 
@@ -174,7 +164,7 @@ impl Backend {
     pub fn table<R>(&self, f: impl FnOnce(&mut ConnTable) -> R) -> R {
         match self {
             Backend::Memory(m) => m.table(f),
-            Backend::Cluster(c) => c.table(f),
+            Backend::Redis(c) => c.table(f),
         }
     }
 
@@ -183,7 +173,7 @@ impl Backend {
     pub fn available(&self) -> bool {
         match self {
             Backend::Memory(_) => true,
-            Backend::Cluster(c) => c.available(),
+            Backend::Redis(c) => c.available(),
         }
     }
 
@@ -194,7 +184,7 @@ impl Backend {
     /// Waits (up to 2 s) until requests can be served, so a node whose
     /// Redis is there serves from its first request.
     pub async fn ready(&self) {
-        if let Backend::Cluster(c) = self {
+        if let Backend::Redis(c) = self {
             let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
             while !c.available() && std::time::Instant::now() < deadline {
                 tokio::time::sleep(std::time::Duration::from_millis(20)).await;
@@ -205,57 +195,54 @@ impl Backend {
 
     /// Starts the backend's housekeeping tasks (timers, stats pushes; in
     /// cluster mode also the notice subscription and liveness beats).
-    pub fn spawn_tasks(app: &Arc<App>) {
-        match &app.backend {
-            Backend::Memory(_) => {
-                if app.hooks.allocator_on() {
-                    tokio::spawn(memory::Memory::run_allocations(app.clone()));
+    pub fn spawn_tasks(&self, ctx: &Arc<Ctx>) {
+        match self {
+            Backend::Memory(m) => {
+                if ctx.hooks.allocator_on() {
+                    tokio::spawn(memory::Memory::run_allocations(ctx.clone(), m.clone()));
                 }
-                let app = app.clone();
+                let ctx = ctx.clone();
+                let m = m.clone();
                 tokio::spawn(async move {
-                    let mut interval = tokio::time::interval(crate::server::TICK);
+                    let mut interval = tokio::time::interval(crate::backend::TICK);
                     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                     loop {
                         tokio::select! {
-                            _ = interval.tick() => {
-                                if let Backend::Memory(m) = &app.backend {
-                                    m.tick(&app);
-                                }
-                            }
-                            _ = app.shutdown.cancelled() => break,
+                            _ = interval.tick() => m.tick(&ctx),
+                            _ = ctx.shutdown.cancelled() => break,
                         }
                     }
                 });
             }
-            Backend::Cluster(c) => cluster::Cluster::spawn_tasks(app, c),
+            Backend::Redis(c) => redis::Cluster::spawn_tasks(ctx, c),
         }
     }
 
-    pub async fn register(&self, app: &App, reg: Registration) -> Result<Registered, ProtoError> {
+    pub async fn register(&self, ctx: &Ctx, reg: Registration) -> Result<Registered, ProtoError> {
         match self {
-            Backend::Memory(m) => Ok(m.register(app, reg)),
-            Backend::Cluster(c) => Box::pin(c.register(app, reg)).await,
+            Backend::Memory(m) => Ok(m.register(ctx, reg)),
+            Backend::Redis(c) => Box::pin(c.register(ctx, reg)).await,
         }
     }
 
-    pub async fn unregister(&self, app: &App, who: &Registered, conn_id: u64) {
+    pub async fn unregister(&self, ctx: &Ctx, who: &Registered, conn_id: u64) {
         match self {
             Backend::Memory(m) => m.unregister(&who.player_id, conn_id),
-            Backend::Cluster(c) => Box::pin(c.unregister(app, who, conn_id)).await,
+            Backend::Redis(c) => Box::pin(c.unregister(ctx, who, conn_id)).await,
         }
     }
 
     /// Runs a lobby request that passed [`validate::validate`].
     pub async fn request(
         &self,
-        app: &App,
+        ctx: &Ctx,
         caller: &Caller<'_>,
         rid: &Value,
         request: Request,
     ) -> Result<Reply, ProtoError> {
         match self {
-            Backend::Memory(m) => m.request(app, caller, rid, request),
-            Backend::Cluster(c) => Box::pin(c.request(app, caller, rid, request)).await,
+            Backend::Memory(m) => m.request(ctx, caller, rid, request),
+            Backend::Redis(c) => Box::pin(c.request(ctx, caller, rid, request)).await,
         }
     }
 
@@ -263,14 +250,14 @@ impl Backend {
     /// `relay` would not wait either); the frame back: call `relay`.
     pub fn relay_now(
         &self,
-        app: &App,
+        ctx: &Ctx,
         me: &str,
         to: &str,
         frame: Utf8Bytes,
     ) -> Result<Result<(), ProtoError>, Utf8Bytes> {
         match self {
-            Backend::Memory(m) => Ok(m.relay(app, me, to, frame)),
-            Backend::Cluster(_) => Err(frame),
+            Backend::Memory(m) => Ok(m.relay(ctx, me, to, frame)),
+            Backend::Redis(_) => Err(frame),
         }
     }
 
@@ -280,15 +267,15 @@ impl Backend {
     /// queued (cluster mode batches the others).
     pub async fn relay(
         &self,
-        app: &App,
+        ctx: &Ctx,
         me: &str,
         to: &str,
         frame: Utf8Bytes,
         confirm: bool,
     ) -> Result<(), ProtoError> {
         match self {
-            Backend::Memory(m) => m.relay(app, me, to, frame),
-            Backend::Cluster(c) => Box::pin(c.relay(me, to, frame.as_str(), confirm)).await,
+            Backend::Memory(m) => m.relay(ctx, me, to, frame),
+            Backend::Redis(c) => Box::pin(c.relay(me, to, frame.as_str(), confirm)).await,
         }
     }
 
@@ -300,7 +287,7 @@ impl Backend {
     ) -> Result<Vec<RoomInfo>, StoreError> {
         match self {
             Backend::Memory(m) => Ok(m.list_rooms(status, mode, limit)),
-            Backend::Cluster(c) => Box::pin(c.list_rooms(status, mode, limit)).await,
+            Backend::Redis(c) => Box::pin(c.list_rooms(status, mode, limit)).await,
         }
     }
 
@@ -311,14 +298,14 @@ impl Backend {
     ) -> Result<Vec<RoomInfo>, StoreError> {
         match self {
             Backend::Memory(m) => Ok(m.subscribe_rooms(player_id, mode)),
-            Backend::Cluster(c) => Box::pin(c.subscribe_rooms(player_id, mode)).await,
+            Backend::Redis(c) => Box::pin(c.subscribe_rooms(player_id, mode)).await,
         }
     }
 
     pub fn unsubscribe_rooms(&self, player_id: &str) {
         match self {
             Backend::Memory(m) => m.unsubscribe_rooms(player_id),
-            Backend::Cluster(c) => c.unsubscribe_rooms(player_id),
+            Backend::Redis(c) => c.unsubscribe_rooms(player_id),
         }
     }
 
@@ -326,7 +313,7 @@ impl Backend {
     pub async fn stats(&self) -> Result<Stats, StoreError> {
         match self {
             Backend::Memory(m) => Ok(m.stats()),
-            Backend::Cluster(c) => Box::pin(c.stats()).await,
+            Backend::Redis(c) => Box::pin(c.stats()).await,
         }
     }
 
@@ -335,7 +322,7 @@ impl Backend {
     pub fn stats_now(&self) -> Stats {
         match self {
             Backend::Memory(m) => m.stats(),
-            Backend::Cluster(c) => c.stats_cached(),
+            Backend::Redis(c) => c.stats_cached(),
         }
     }
 
@@ -347,14 +334,14 @@ impl Backend {
     pub async fn room(&self, id: &str) -> Result<Option<RoomInfo>, StoreError> {
         match self {
             Backend::Memory(m) => Ok(m.room(id)),
-            Backend::Cluster(c) => Box::pin(c.room(id)).await,
+            Backend::Redis(c) => Box::pin(c.room(id)).await,
         }
     }
 
     pub async fn player(&self, id: &str) -> Result<Option<Presence>, StoreError> {
         match self {
             Backend::Memory(m) => Ok(m.player(id)),
-            Backend::Cluster(c) => Box::pin(c.player(id)).await,
+            Backend::Redis(c) => Box::pin(c.player(id)).await,
         }
     }
 
@@ -365,7 +352,7 @@ impl Backend {
                 m.announce(&Utf8Bytes::from(text.to_string()));
                 Ok(())
             }
-            Backend::Cluster(c) => Box::pin(c.announce(text)).await,
+            Backend::Redis(c) => Box::pin(c.announce(text)).await,
         }
     }
 
@@ -373,7 +360,7 @@ impl Backend {
     pub async fn close_room(&self, room_id: &str) -> Result<bool, StoreError> {
         match self {
             Backend::Memory(m) => Ok(m.close_room(room_id)),
-            Backend::Cluster(c) => Box::pin(c.close_room(room_id)).await,
+            Backend::Redis(c) => Box::pin(c.close_room(room_id)).await,
         }
     }
 
@@ -382,16 +369,16 @@ impl Backend {
     pub async fn disconnect_player(&self, player_id: &str) -> Result<bool, StoreError> {
         match self {
             Backend::Memory(m) => Ok(m.disconnect_player(player_id)),
-            Backend::Cluster(c) => Box::pin(c.disconnect_player(player_id)).await,
+            Backend::Redis(c) => Box::pin(c.disconnect_player(player_id)).await,
         }
     }
 
     /// Graceful shutdown, after the sessions were closed: in cluster mode
     /// the seats of this node's players are held for their return
     /// elsewhere.
-    pub async fn hand_over(&self, app: &App) {
-        if let Backend::Cluster(c) = self {
-            c.hand_over(app).await;
+    pub async fn hand_over(&self, ctx: &Ctx) {
+        if let Backend::Redis(c) = self {
+            c.hand_over(ctx).await;
         }
     }
 
@@ -399,14 +386,14 @@ impl Backend {
     pub async fn check_invariants(&self) -> Result<(), String> {
         match self {
             Backend::Memory(m) => m.check_invariants(),
-            Backend::Cluster(c) => Box::pin(c.check_invariants()).await,
+            Backend::Redis(c) => Box::pin(c.check_invariants()).await,
         }
     }
 
     pub async fn footprint(&self) -> Result<Footprint, String> {
         match self {
             Backend::Memory(m) => Ok(m.footprint()),
-            Backend::Cluster(c) => Box::pin(c.footprint()).await,
+            Backend::Redis(c) => Box::pin(c.footprint()).await,
         }
     }
 }

@@ -2,12 +2,12 @@
 //! happened in the lobby, and asking it for a dedicated server when a match
 //! starts.
 //!
-//! The engines say what happened ([`HookEvent`]); this module turns events
+//! The engines say what happened (`lobby::HookEvent`); this module turns events
 //! into signed POSTs (`sign`, `post`) and delivers them at least once, in
 //! order per room, without ever blocking the lobby (`outbox`). In memory
 //! the engine's events go straight to the outbox; in cluster mode they are
 //! appended to a Redis stream by the same script that made the change, and
-//! one node at a time delivers them (`backend::cluster::hooks`).
+//! one node at a time delivers them (`backend::redis::hooks`).
 
 mod event;
 pub mod outbox;
@@ -22,13 +22,29 @@ use hyper::Uri;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
-pub use event::{body, parse_filter, HookEvent, EVENT_TYPES};
+pub use event::{body, parse_filter};
 use outbox::{Outbox, Outgoing};
 use post::{parse_url, PostError, Poster};
 
-use crate::config::Config;
+use crate::metrics::WebhookMetrics;
 use crate::protocol::{Allocation, JsonObject, RoomInfo};
-use crate::server::metrics::WebhookMetrics;
+
+/// What the hooks are configured with (from the CLI's `--webhook-*` and
+/// `--allocator-*` flags).
+#[derive(Debug, Clone, Default)]
+pub struct HooksConfig {
+    pub webhook_url: Vec<String>,
+    pub webhook_secret: Option<String>,
+    /// `--webhook-events` as given (empty: all of `known_events`).
+    pub webhook_events: Vec<String>,
+    /// Every event type the engines make.
+    pub known_events: &'static [&'static str],
+    pub webhook_queue: u64,
+    pub webhook_retry_for_ms: u64,
+    pub webhook_timeout_ms: u64,
+    pub allocator_url: Option<String>,
+    pub allocator_timeout_ms: u64,
+}
 
 /// The hooks of one server, as configured.
 pub struct Hooks {
@@ -45,11 +61,11 @@ pub struct Hooks {
 impl Hooks {
     /// Checks the flags; `Err` names the problem (exit code 2).
     pub fn new(
-        cfg: &Config,
+        cfg: &HooksConfig,
         metrics: Arc<WebhookMetrics>,
         stop: CancellationToken,
     ) -> Result<Hooks, String> {
-        let events = parse_filter(&cfg.webhook_events)?;
+        let events = parse_filter(&cfg.webhook_events, cfg.known_events)?;
         let urls = cfg
             .webhook_url
             .iter()
@@ -104,17 +120,19 @@ impl Hooks {
         self.allocator.is_some()
     }
 
-    /// Queues an event made on this server (in-memory mode). Never waits.
-    pub fn send(&self, event: &HookEvent) {
+    /// Queues an event made on this server (in-memory mode): its type, the
+    /// room it is about (the events of one room are delivered in order) and
+    /// its `data`, built only when the type is sent. Never waits.
+    pub fn send(&self, kind: &'static str, room_id: &str, data: impl FnOnce() -> Value) {
         let Some(outbox) = &self.outbox else { return };
-        if !self.wants(event.kind()) {
+        if !self.wants(kind) {
             return;
         }
-        let (id, body) = envelope(event.kind(), &event.data());
+        let (id, body) = envelope(kind, &data());
         outbox.push(Outgoing {
             id,
-            kind: event.kind(),
-            room_id: event.room_id().to_string(),
+            kind,
+            room_id: room_id.to_string(),
             body,
             made: Instant::now(),
             done: None,

@@ -25,7 +25,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use super::post::{PostError, Poster};
-use crate::server::metrics::WebhookMetrics;
+use crate::metrics::WebhookMetrics;
 
 /// Most POSTs in flight to one URL at once.
 const PER_URL: usize = 32;

@@ -84,7 +84,7 @@ impl Lobby {
             });
         });
         self.hook(|l| {
-            Some(crate::hooks::HookEvent::RoomFinished {
+            Some(crate::lobby::HookEvent::RoomFinished {
                 room: l.hook_room(id)?,
                 result: hook_result,
             })

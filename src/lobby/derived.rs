@@ -186,7 +186,7 @@ impl Lobby {
             let room = self.rooms.remove(&room_id).expect("room present");
             self.codes.remove(&room.code);
             self.hook(|_| {
-                Some(crate::hooks::HookEvent::RoomClosed {
+                Some(crate::lobby::HookEvent::RoomClosed {
                     room_id: room_id.to_string(),
                 })
             });

@@ -6,7 +6,7 @@
 use uuid::Uuid;
 
 use super::{Delivery, Lobby};
-use crate::hooks::HookEvent;
+use crate::lobby::HookEvent;
 use crate::protocol::{Allocation, Event, RoomStatus};
 
 impl Lobby {
@@ -85,7 +85,7 @@ mod tests {
     use serde_json::json;
 
     use super::super::{Lobby, LobbyConfig};
-    use crate::hooks::HookEvent;
+    use crate::lobby::HookEvent;
     use crate::protocol::{Allocation, CreateRoom, Event, RoomStatus};
 
     fn lobby(players: &[&str]) -> Lobby {

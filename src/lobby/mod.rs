@@ -20,6 +20,7 @@
 mod actions;
 mod codes;
 mod derived;
+mod hook_event;
 mod hooks;
 pub mod index;
 pub mod party;
@@ -47,6 +48,7 @@ use codes::CodeSource;
 pub use codes::{new_code_text, CODE_ALPHABET, CODE_LEN};
 pub use derived::LobbyFootprint;
 use derived::{Counts, Footprint};
+pub use hook_event::{HookEvent, EVENT_TYPES};
 use index::MatchIndex;
 pub use players::Player;
 pub use room::{Room, Seat};
@@ -144,7 +146,7 @@ pub struct Lobby {
     listing_changes: Vec<ListingChange>,
     code_source: CodeSource,
     /// Hook events of the current change, while webhooks are on.
-    hooks: Option<Vec<crate::hooks::HookEvent>>,
+    hooks: Option<Vec<crate::lobby::HookEvent>>,
     /// An allocator is asked before `game_start` (see `hooks.rs`).
     hold_starts: bool,
     starts: Vec<Uuid>,

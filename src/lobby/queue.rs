@@ -16,7 +16,7 @@ use uuid::Uuid;
 use super::tickets::{Formed, Ticket, TicketSpec, SCAN_CAP};
 use super::timers::Timer;
 use super::{emit, err, Delivery, Lobby, Seat};
-use crate::hooks::HookEvent;
+use crate::lobby::HookEvent;
 use crate::protocol::{
     ErrorCode, Event, JsonObject, ProtoError, QueueMatch, RoomStatus, TicketInfo,
 };

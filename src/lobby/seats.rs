@@ -12,7 +12,7 @@ use super::validate::{
     check_allowed, check_data, check_filters, check_max_players, check_max_spectators, check_mode,
 };
 use super::{emit, err, not_in_room, Delivery, Footprint, Lobby, Matched, Room, Seat};
-use crate::hooks::HookEvent;
+use crate::lobby::HookEvent;
 use crate::protocol::{
     CreateRoom, ErrorCode, Event, FindMatch, JsonObject, LeaveReason, ProtoError, RoomInfo,
     RoomStatus,

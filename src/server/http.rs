@@ -10,7 +10,7 @@ use warp::http::StatusCode;
 use warp::{Filter, Rejection, Reply};
 
 use super::App;
-use crate::cluster::StoreError;
+use crate::backend::redis::store::StoreError;
 use crate::lobby::{DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT};
 use crate::protocol::{http_error_body, ts, ErrorCode, ProtoError, RoomStatus};
 

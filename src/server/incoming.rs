@@ -7,8 +7,8 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{self, Message, Utf8Bytes};
 
 use super::frames::Frame;
-use super::metrics::Metrics;
 use super::ratelimit::{Limit, RateLimit};
+use crate::metrics::Metrics;
 
 /// A frame, classified; `S` is its text (owned from tungstenite, borrowed
 /// from the socket's buffer on `/ws`).

@@ -18,7 +18,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::outbox::{outbox, Inbox, Outbox};
+use crate::backend::outbox::{outbox, Inbox, Outbox};
 use futures_util::StreamExt;
 use hyper::upgrade::OnUpgrade;
 use serde_json::{json, Value};
@@ -28,13 +28,13 @@ use tokio_util::sync::CancellationToken;
 use warp::http::{HeaderMap, StatusCode};
 use warp::Filter;
 
-use super::conns::close_frame;
 use super::incoming::{classify, Incoming};
 use super::ratelimit::{sdp_bucket, RateLimit};
 use super::session::Ws;
 use super::upgrade::{first_checks, refuse, switch, upgrade_parts, Admission};
 use super::writer::{write_loop, CLOSE_LINGER};
 use super::App;
+use crate::backend::conns::close_frame;
 use crate::backend::validate::validate;
 use crate::backend::{Caller, Registration};
 use crate::protocol::{
@@ -450,7 +450,7 @@ mod tests {
     #[test]
     fn lobby_ids_and_matchbox_ids_map_both_ways() {
         for _ in 0..100 {
-            let pid = crate::server::new_player_id();
+            let pid = crate::ids::new_player_id();
             let uuid = uuid_of(&pid).expect("a lobby id has a uuid");
             assert_eq!(player_of(&uuid).as_deref(), Some(pid.as_str()));
         }
@@ -463,7 +463,7 @@ mod tests {
 
     #[test]
     fn signals_translate_to_lobby_requests() {
-        let to = uuid_of(&crate::server::new_player_id()).unwrap();
+        let to = uuid_of(&crate::ids::new_player_id()).unwrap();
         let offer = json!({"Signal": {"receiver": to, "data": {"Offer": "v=0"}}});
         assert!(matches!(signal_request(&offer), Some(Request::Offer(_))));
         let end = json!({"Signal": {"receiver": to, "data": {"IceCandidate": "null"}}});

@@ -4,14 +4,11 @@
 //! memory, or Redis in cluster mode); nothing here asks which one runs.
 
 pub mod assets;
-pub(crate) mod conns;
 mod frames;
 mod http;
 mod incoming;
 mod listen;
 mod matchbox;
-pub mod metrics;
-pub(crate) mod outbox;
 mod peerjs;
 mod ratelimit;
 mod session;
@@ -33,49 +30,36 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_util::sync::CancellationToken;
 use warp::Filter;
 
-use crate::backend::{Backend, Footprint};
-use crate::cluster::StoreError;
+use crate::backend::redis::store::StoreError;
+use crate::backend::{Backend, Ctx, Footprint};
 use crate::config::Config;
 use crate::protocol::{Event, Stats};
 
-pub(crate) use upgrade::new_player_id;
-
-/// How often timers (held seats, finished and idle rooms) and stats
-/// subscriptions are looked at.
-pub(crate) const TICK: Duration = Duration::from_millis(100);
-
-/// `welcome.features`: what this server supports beyond protocol v1.
-pub const FEATURES: &[&str] = &[
-    "tickets",
-    "parties",
-    "backfill",
-    "spectators",
-    "peerjs",
-    "matchbox",
-    "webhooks",
-];
-
-/// The server state handed to every handler.
+/// The server state handed to every handler. The backend's part of it
+/// ([`Ctx`]: configuration, metrics, hooks, shutdown) is reached through
+/// `Deref`, so `app.cfg` reads as before.
 pub struct App {
-    pub cfg: Config,
-    pub(crate) backend: Backend,
-    pub started: Instant,
+    pub ctx: Arc<Ctx>,
+    pub(crate) backend: Arc<Backend>,
     /// Cancelled first on shutdown: `/healthz` turns 503, handshakes 503.
     pub draining: CancellationToken,
-    /// Cancelled last: the HTTP server and the ticker stop.
-    pub shutdown: CancellationToken,
     conn_seq: AtomicU64,
     pub(crate) ws_config: WebSocketConfig,
-    pub metrics: Arc<metrics::Metrics>,
     pub(crate) auth: crate::auth::Authenticator,
     /// One permit per open (or opening) WebSocket: `--max-connections`.
     pub(crate) conn_permits: Arc<tokio::sync::Semaphore>,
     /// Open WebSockets per client address: `--max-connections-per-ip`.
     pub(crate) per_ip: Mutex<HashMap<IpAddr, u64>>,
     /// The PeerJS drop-in endpoint's peers.
-    pub(crate) peerjs: peerjs::PeerJs,
-    /// Webhooks and the allocation hook.
-    pub hooks: Arc<crate::hooks::Hooks>,
+    pub(crate) peerjs: Arc<peerjs::PeerJs>,
+}
+
+impl std::ops::Deref for App {
+    type Target = Ctx;
+
+    fn deref(&self) -> &Ctx {
+        &self.ctx
+    }
 }
 
 impl App {
@@ -83,7 +67,7 @@ impl App {
         cfg: Config,
         auth: crate::auth::Authenticator,
         // The Redis store of cluster mode (`--redis-url`); `None`: in memory.
-        store: Option<Arc<crate::cluster::Store>>,
+        store: Option<Arc<crate::backend::redis::store::Store>>,
     ) -> Result<Arc<Self>, String> {
         let cfg = cfg.normalized();
         let max_msg = cfg.max_message_bytes as usize;
@@ -102,31 +86,37 @@ impl App {
         ws_config.max_write_buffer_size = 4 * max_msg + 4096;
         ws_config.max_message_size = Some(4 * max_msg);
         ws_config.max_frame_size = Some(4 * max_msg);
-        let metrics = Arc::new(metrics::Metrics::new());
+        let metrics = Arc::new(crate::metrics::Metrics::new());
         let shutdown = CancellationToken::new();
         let hooks = Arc::new(crate::hooks::Hooks::new(
-            &cfg,
+            &cfg.hooks(),
             metrics.webhook.clone(),
             shutdown.clone(),
         )?);
-        let backend = Backend::new(&cfg, store, metrics.clone(), hooks.clone());
-        let permits = cfg
+        let peerjs = Arc::new(peerjs::PeerJs::new(metrics.clone()));
+        let ctx = Arc::new(Ctx {
+            metrics: metrics.clone(),
+            hooks,
+            shutdown,
+            started: Instant::now(),
+            dropins: peerjs.clone(),
+            cfg,
+        });
+        let backend = Arc::new(Backend::new(&ctx, store));
+        let permits = ctx
+            .cfg
             .max_connections
             .min(tokio::sync::Semaphore::MAX_PERMITS as u64) as usize;
         Ok(Arc::new(App {
+            ctx,
             backend,
-            hooks,
-            started: Instant::now(),
             draining: CancellationToken::new(),
-            shutdown,
             conn_seq: AtomicU64::new(1),
             ws_config,
-            metrics,
             auth,
             conn_permits: Arc::new(tokio::sync::Semaphore::new(permits)),
             per_ip: Mutex::new(HashMap::new()),
-            peerjs: peerjs::PeerJs::default(),
-            cfg,
+            peerjs,
         }))
     }
 
@@ -158,50 +148,6 @@ impl App {
         s.signals_relayed += self.peerjs.signals_here();
         s.uptime_s = self.started.elapsed().as_secs();
         Ok(s)
-    }
-
-    /// The `welcome` event text of a registered connection: the one place
-    /// it is built, for both backends.
-    pub(crate) fn welcome(
-        &self,
-        player_id: &str,
-        name: &str,
-        token: String,
-        resumed: bool,
-        (room, party): (
-            Option<crate::protocol::RoomInfo>,
-            Option<crate::protocol::PartyInfo>,
-        ),
-        missed: u64,
-    ) -> String {
-        let cfg = &self.cfg;
-        Event::Welcome(Box::new(crate::protocol::Welcome {
-            protocol: crate::protocol::PROTOCOL_VERSION,
-            player_id: player_id.to_string(),
-            name: name.to_string(),
-            resume_token: token,
-            resumed,
-            room,
-            heartbeat_interval_ms: cfg.heartbeat_interval_ms,
-            heartbeat_timeout_ms: cfg.heartbeat_timeout_ms,
-            ice_servers: crate::signaling::ice_servers(
-                &cfg.stun_urls,
-                &cfg.turn_urls,
-                cfg.turn_secret.as_deref(),
-                cfg.turn_ttl_s,
-                player_id,
-                chrono::Utc::now().timestamp(),
-            ),
-            limits: crate::protocol::Limits {
-                max_message_bytes: cfg.max_message_bytes,
-                max_players: cfg.max_players,
-            },
-            server_time: crate::protocol::ts(&chrono::Utc::now()),
-            missed,
-            features: FEATURES.iter().map(|f| f.to_string()).collect(),
-            party,
-        }))
-        .to_json()
     }
 
     /// Sizes of the lobby's state (in cluster mode: its keys in Redis) and
@@ -296,7 +242,7 @@ pub async fn start(cfg: Config) -> Result<RunningServer, StartError> {
     let store = crate::backend::open_store(&cfg).map_err(StartError::Config)?;
     let app = App::new(cfg, auth, store).map_err(StartError::Config)?;
     let routes = routes(app.clone());
-    Backend::spawn_tasks(&app);
+    app.backend.spawn_tasks(&app.ctx);
     peerjs::spawn_sweeper(&app);
     app.backend.ready().await;
 

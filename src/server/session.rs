@@ -20,15 +20,15 @@ use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 use tokio_tungstenite::WebSocketStream;
 use tokio_util::sync::CancellationToken;
 
-use super::conns::{close_frame, queue};
 use super::frames::{Conn, Frame};
 use super::incoming::{classify_frame, Incoming};
-use super::outbox::{outbox, Inbox, Outbox};
 use super::ratelimit::{rid_of, sdp_bucket, RateLimit, SDP_PER_SECOND};
 use super::socket::Socket;
 use super::upgrade::Admission;
 use super::writer::CLOSE_LINGER;
 use super::App;
+use crate::backend::conns::{close_frame, queue};
+use crate::backend::outbox::{outbox, Inbox, Outbox};
 use crate::backend::validate::{validate, validate_signal};
 use crate::backend::{Caller, Registered, Registration, Reply};
 use crate::protocol::{
@@ -550,7 +550,7 @@ impl Session {
         let request = match decoded.request {
             Ok(r) => r,
             Err(e) => {
-                app.metrics.message_in(super::metrics::INVALID);
+                app.metrics.message_in(crate::metrics::INVALID);
                 return self.reply_error(&decoded.rid, &e);
             }
         };

@@ -10,8 +10,8 @@ use futures_util::SinkExt;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
-use super::outbox::Inbox;
 use super::session::Ws;
+use crate::backend::outbox::Inbox;
 
 /// How long the server waits for the client's answer to a close frame.
 pub(super) const CLOSE_LINGER: Duration = Duration::from_millis(1000);

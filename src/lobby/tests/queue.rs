@@ -572,7 +572,7 @@ fn at_the_room_limit_tickets_wait() {
 
 #[test]
 fn a_formed_room_is_created_joined_and_started_for_the_hooks() {
-    use crate::hooks::HookEvent;
+    use crate::lobby::HookEvent;
     let mut l = lobby(&["a", "b"]);
     l.record_hooks(true);
     let mut out = Vec::new();

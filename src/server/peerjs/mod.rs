@@ -9,7 +9,7 @@
 //! by `dst` with `src` stamped. A message for an id nobody holds yet is
 //! kept for [`EXPIRE_AFTER`]; then its sender gets `EXPIRE`. PeerJS peers
 //! are not lobby players: this registry of ids lives beside the lobby, and
-//! in cluster mode [`crate::cluster::peerjs`] tells which node holds an id.
+//! in cluster mode [`crate::backend::redis::store::peerjs`] tells which node holds an id.
 
 mod session;
 
@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::server::outbox::Outbox;
+use crate::backend::outbox::Outbox;
 use parking_lot::Mutex;
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Utf8Bytes;
@@ -26,9 +26,10 @@ use tokio_util::sync::CancellationToken;
 use warp::http::StatusCode;
 use warp::{Filter, Reply};
 
-use super::conns::{queue, replaced};
 use super::App;
+use crate::backend::conns::{queue, replaced};
 use crate::backend::Backend;
+use crate::metrics::Metrics;
 
 /// How long a message for an absent peer is kept before its sender gets
 /// `EXPIRE` (peerjs-server's `expire_timeout`).
@@ -92,12 +93,30 @@ struct Held {
 }
 
 /// The PeerJS peers of this server and the messages held for absent ones.
-#[derive(Default)]
 pub(crate) struct PeerJs {
     peers: Mutex<HashMap<String, Peer>>,
     held: Mutex<HashMap<String, Held>>,
     /// Relayed messages (in memory; in cluster mode they count in Redis).
     signals: AtomicU64,
+    metrics: Arc<Metrics>,
+}
+
+impl PeerJs {
+    pub(crate) fn new(metrics: Arc<Metrics>) -> Self {
+        PeerJs {
+            peers: Mutex::default(),
+            held: Mutex::default(),
+            signals: AtomicU64::new(0),
+            metrics,
+        }
+    }
+}
+
+/// Cluster mode: PeerJS messages that another node relayed to a peer here.
+impl crate::backend::DropInNotices for PeerJs {
+    fn peerjs(&self, to: &str, text: Option<String>, close: Option<u64>) {
+        self.on_notice(to, text, close)
+    }
 }
 
 /// What opening a peer found.
@@ -115,8 +134,8 @@ impl PeerJs {
 
     /// PeerJS connections of the whole cluster (of this server in memory).
     pub(crate) async fn connections_everywhere(&self, app: &App) -> u64 {
-        match &app.backend {
-            Backend::Cluster(c) => c
+        match &*app.backend {
+            Backend::Redis(c) => c
                 .store
                 .peerjs_count_all()
                 .await
@@ -128,7 +147,7 @@ impl PeerJs {
     /// Cluster mode: publishes this node's count after a change (and from
     /// the sweeper, so it does not lapse).
     async fn publish_count(&self, app: &App) {
-        if let Backend::Cluster(c) = &app.backend {
+        if let Backend::Redis(c) = &*app.backend {
             let n = self.connections();
             if let Err(e) = c.store.peerjs_set_count(n).await {
                 tracing::debug!("peerjs count not published: {e}");
@@ -156,11 +175,12 @@ impl PeerJs {
         if self.peers.lock().get(id).is_some_and(|p| p.token != token) {
             return Opened::Taken;
         }
-        if let Backend::Cluster(c) = &app.backend {
-            let holder = crate::cluster::peerjs::Holder::new(&c.store.node, conn_id, token);
+        if let Backend::Redis(c) = &*app.backend {
+            let holder =
+                crate::backend::redis::store::peerjs::Holder::new(&c.store.node, conn_id, token);
             match c.store.peerjs_claim(id, &holder).await {
-                Ok(crate::cluster::peerjs::Claimed::Taken) => return Opened::Taken,
-                Ok(crate::cluster::peerjs::Claimed::TakenOver { node, conn })
+                Ok(crate::backend::redis::store::peerjs::Claimed::Taken) => return Opened::Taken,
+                Ok(crate::backend::redis::store::peerjs::Claimed::TakenOver { node, conn })
                     if node != c.store.node =>
                 {
                     let notice = json!({"t": "peer_js", "to": id, "close": conn}).to_string();
@@ -204,8 +224,9 @@ impl PeerJs {
             mine
         };
         self.publish_count(app).await;
-        if let Backend::Cluster(c) = &app.backend {
-            let holder = crate::cluster::peerjs::Holder::new(&c.store.node, conn_id, token);
+        if let Backend::Redis(c) = &*app.backend {
+            let holder =
+                crate::backend::redis::store::peerjs::Holder::new(&c.store.node, conn_id, token);
             if let Err(e) = c.store.peerjs_release(id, &holder).await {
                 tracing::debug!("peerjs release failed: {e}");
             }
@@ -215,8 +236,9 @@ impl PeerJs {
 
     /// Cluster mode: keeps the claim of a live connection.
     async fn refresh(&self, app: &App, id: &str, token: &str, conn_id: u64) {
-        if let Backend::Cluster(c) = &app.backend {
-            let holder = crate::cluster::peerjs::Holder::new(&c.store.node, conn_id, token);
+        if let Backend::Redis(c) = &*app.backend {
+            let holder =
+                crate::backend::redis::store::peerjs::Holder::new(&c.store.node, conn_id, token);
             if let Err(e) = c.store.peerjs_refresh(id, &holder).await {
                 tracing::debug!("peerjs refresh failed: {e}");
             }
@@ -240,7 +262,7 @@ impl PeerJs {
         if self.send_here(app, dst, text) {
             return true;
         }
-        let Backend::Cluster(c) = &app.backend else {
+        let Backend::Redis(c) = &*app.backend else {
             return false;
         };
         match c.store.peerjs_node(dst).await {
@@ -259,11 +281,11 @@ impl PeerJs {
     fn count_signal(&self, app: &App) {
         app.metrics.signals_relayed.increment(1);
         app.metrics.peerjs.signals_relayed.increment(1);
-        match &app.backend {
+        match &*app.backend {
             Backend::Memory(_) => {
                 self.signals.fetch_add(1, Ordering::Relaxed);
             }
-            Backend::Cluster(c) => {
+            Backend::Redis(c) => {
                 let store = c.store.clone();
                 tokio::spawn(async move {
                     let _ = store.peerjs_count_signal().await;
@@ -300,7 +322,7 @@ impl PeerJs {
     }
 
     /// A notice of another node for a peer of this one.
-    pub(crate) fn on_notice(&self, app: &App, to: &str, text: Option<String>, close: Option<u64>) {
+    fn on_notice(&self, to: &str, text: Option<String>, close: Option<u64>) {
         let mut peers = self.peers.lock();
         if let Some(conn) = close {
             // Taken over elsewhere: no longer this node's peer.
@@ -312,7 +334,7 @@ impl PeerJs {
         }
         let Some(p) = peers.get(to) else { return };
         if let Some(text) = text {
-            queue(&p.tx, &p.kill, text.into(), &app.metrics);
+            queue(&p.tx, &p.kill, text.into(), &self.metrics);
         }
     }
 
@@ -326,7 +348,7 @@ impl PeerJs {
                 .map(|(dst, h)| (dst.clone(), now.duration_since(h.since) >= EXPIRE_AFTER))
                 .partition(|(_, old)| *old)
         };
-        if let Backend::Cluster(c) = &app.backend {
+        if let Backend::Redis(c) = &*app.backend {
             // Taken out of the hold only once a holder is known, so a peer
             // opening here meanwhile still finds its messages.
             for (dst, _) in waiting.iter().take(100) {
@@ -357,9 +379,9 @@ impl PeerJs {
     /// Every peer id (`--peerjs-discovery`): this server's, or the
     /// cluster's.
     async fn ids(&self, app: &App) -> Option<Vec<String>> {
-        match &app.backend {
+        match &*app.backend {
             Backend::Memory(_) => Some(self.peers.lock().keys().cloned().collect()),
-            Backend::Cluster(c) => c.store.peerjs_ids(10_000).await.ok(),
+            Backend::Redis(c) => c.store.peerjs_ids(10_000).await.ok(),
         }
     }
 

@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::server::outbox::{outbox, Outbox};
+use crate::backend::outbox::{outbox, Outbox};
 use futures_util::{SinkExt, StreamExt};
 use hyper::upgrade::OnUpgrade;
 use serde_json::Value;
@@ -22,7 +22,6 @@ use tokio_util::sync::CancellationToken;
 use warp::http::{HeaderMap, StatusCode};
 use warp::{Filter, Reply};
 
-use super::super::conns::{close_frame, queue};
 use super::super::incoming::{classify, Incoming};
 use super::super::ratelimit::{sdp_bucket, RateLimit};
 use super::super::session::Ws;
@@ -31,6 +30,7 @@ use super::super::writer::{write_loop, CLOSE_LINGER};
 use super::super::App;
 use super::{relayed, server_message, valid_id, Opened, ALIVE_TIMEOUT, MAX_ID_LEN};
 use crate::auth::AuthMode;
+use crate::backend::conns::{close_frame, queue};
 
 /// Peers a connection talked to, told `LEAVE` when it goes.
 const MAX_TALKED: usize = 256;

@@ -2,7 +2,7 @@
 -- atomic script. Loaded once per Redis (SCRIPT LOAD) and called by SHA with
 --   ARGV[1] = operation, ARGV[2] = calling node id, ARGV[3] = the operation's
 --   arguments as one JSON object with named fields (built from typed structs
---   in src/cluster/ops.rs).
+--   in src/backend/redis/store/ops.rs).
 -- Each operation is a function of the table OPS below, taking those
 -- arguments. Raw JSON that must keep its exact text (room and player data,
 -- results, rids) travels as strings inside the object, never decoded here:

@@ -9,25 +9,25 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use super::Cluster;
-use crate::cluster::ops;
+use crate::backend::conns::close_frame;
+use crate::backend::redis::store::ops;
+use crate::backend::Ctx;
 use crate::protocol::Event;
-use crate::server::conns::close_frame;
-use crate::server::App;
 
 /// Refreshes this node's beat every third of its TTL and reaps nodes whose
 /// beats lapsed. When Redis lost its data or the others took this node for
 /// dead, its connections are closed (1012) so their clients reconnect and
 /// resume against the lobby as it is.
-pub(super) async fn run_beats(app: Arc<App>, cl: Arc<Cluster>) {
+pub(super) async fn run_beats(ctx: Arc<Ctx>, cl: Arc<Cluster>) {
     let store = &cl.store;
-    let every = Duration::from_millis((app.cfg.node_ttl_ms / 3).max(100));
+    let every = Duration::from_millis((ctx.cfg.node_ttl_ms / 3).max(100));
     let mut interval = tokio::time::interval(every);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut gen: Option<String> = None;
     loop {
         tokio::select! {
             _ = interval.tick() => {}
-            _ = app.shutdown.cancelled() => return,
+            _ = ctx.shutdown.cancelled() => return,
         }
         let (conns, watching) = {
             let st = cl.state.lock();
@@ -37,22 +37,22 @@ pub(super) async fn run_beats(app: Arc<App>, cl: Arc<Cluster>) {
         let r = store
             .run(&ops::Beat {
                 conns,
-                ttl_ms: app.cfg.node_ttl_ms,
-                grace_ms: app.cfg.reconnect_grace_ms,
+                ttl_ms: ctx.cfg.node_ttl_ms,
+                grace_ms: ctx.cfg.reconnect_grace_ms,
                 watching,
                 generation: &proposal,
                 first: gen.is_none(),
-                pending: app.cfg.resume_buffer,
-                hooks: if app.hooks.webhooks_on() {
-                    app.hooks.events.join(" ")
+                pending: ctx.cfg.resume_buffer,
+                hooks: if ctx.hooks.webhooks_on() {
+                    ctx.hooks.events.join(" ")
                 } else {
                     String::new()
                 },
-                hookcap: app.cfg.webhook_queue,
-                alloc: app.hooks.allocator_on(),
+                hookcap: ctx.cfg.webhook_queue,
+                alloc: ctx.hooks.allocator_on(),
             })
             .await;
-        let beat: crate::cluster::Beat = match r.map(serde_json::from_value) {
+        let beat: crate::backend::redis::store::Beat = match r.map(serde_json::from_value) {
             Ok(Ok(b)) => b,
             Ok(Err(e)) => {
                 tracing::error!("bad beat reply: {e}");
@@ -91,21 +91,21 @@ pub(super) async fn run_beats(app: Arc<App>, cl: Arc<Cluster>) {
 }
 
 /// Timers (held seats, finished and idle rooms) and stats pushes.
-pub(super) async fn run_ticks(app: Arc<App>, cl: Arc<Cluster>) {
-    let mut interval = tokio::time::interval(crate::server::TICK);
+pub(super) async fn run_ticks(ctx: Arc<Ctx>, cl: Arc<Cluster>) {
+    let mut interval = tokio::time::interval(crate::backend::TICK);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         // Fresh room ids and codes each time: the rooms tickets may form.
         let tick = ops::Tick {
-            idle_ms: app.cfg.room_idle_timeout_ms,
+            idle_ms: ctx.cfg.room_idle_timeout_ms,
             rooms: (0..4).map(|_| super::new_room()).collect(),
-            fill_ms: app.cfg.ticket_fill_after_ms,
-            max_rooms: app.cfg.max_rooms,
+            fill_ms: ctx.cfg.ticket_fill_after_ms,
+            max_rooms: ctx.cfg.max_rooms,
             now: super::now(),
         };
         tokio::select! {
             _ = interval.tick() => {}
-            _ = app.shutdown.cancelled() => return,
+            _ = ctx.shutdown.cancelled() => return,
         }
         if !cl.store.available() {
             continue;
@@ -122,7 +122,7 @@ pub(super) async fn run_ticks(app: Arc<App>, cl: Arc<Cluster>) {
         let Ok(mut stats) = cl.stats().await else {
             continue;
         };
-        stats.uptime_s = app.started.elapsed().as_secs();
+        stats.uptime_s = ctx.started.elapsed().as_secs();
         let text = Utf8Bytes::from(Event::Stats { stats }.to_json());
         let st = cl.state.lock();
         for pid in due {

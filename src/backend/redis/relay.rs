@@ -14,7 +14,7 @@
 //! four length-prefixed fields per signal (`<bytes>:<text>`): target,
 //! sender, room, frame.
 //!
-//! Batches go out on a connection of their own ([`crate::cluster::resp`]),
+//! Batches go out on a connection of their own ([`crate::backend::redis::store::resp`]),
 //! each written from the buffer it was built in: its `PUBLISH` header goes
 //! in room kept free in front of it ([`HEAD`]).
 
@@ -24,7 +24,7 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 use tokio::sync::{oneshot, Notify};
 
-use crate::cluster::{channel, resp, Store, StoreError};
+use crate::backend::redis::store::{channel, resp, Store, StoreError};
 
 /// Signals queued by the sessions of this node, at most: a session that
 /// finds the queue full waits for the round trip under way.

@@ -22,8 +22,8 @@ use metrics_exporter_prometheus::{
     Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
 };
 
+use crate::protocol::SignalKind;
 use crate::protocol::{ErrorCode, Stats};
-use crate::relay::SignalKind;
 
 /// The signals, in the order of `Metrics::signals_in`.
 const SIGNAL_KINDS: [SignalKind; 3] = [

@@ -23,12 +23,12 @@ use parking_lot::Mutex;
 use redis::streams::{StreamAutoClaimReply, StreamId, StreamReadReply};
 
 use super::Cluster;
-use crate::cluster::notice::RoomRec;
-use crate::cluster::{ops, PREFIX};
+use crate::backend::redis::store::notice::RoomRec;
+use crate::backend::redis::store::{ops, PREFIX};
+use crate::backend::Ctx;
 use crate::hooks::outbox::Outgoing;
-use crate::hooks::HookEvent;
+use crate::lobby::HookEvent;
 use crate::protocol::{LeaveReason, RoomStatus};
-use crate::server::App;
 
 const POLL: Duration = Duration::from_millis(200);
 const GROUP: &str = "d";
@@ -54,8 +54,8 @@ fn key() -> String {
 }
 
 /// The delivering loop of a node with `--webhook-url`.
-pub(super) async fn run_webhooks(app: Arc<App>, cl: Arc<Cluster>) {
-    let Some(outbox) = app.hooks.outbox.clone() else {
+pub(super) async fn run_webhooks(ctx: Arc<Ctx>, cl: Arc<Cluster>) {
+    let Some(outbox) = ctx.hooks.outbox.clone() else {
         return;
     };
     let lease = redis::Script::new(LEASE);
@@ -64,7 +64,7 @@ pub(super) async fn run_webhooks(app: Arc<App>, cl: Arc<Cluster>) {
     loop {
         tokio::select! {
             _ = tokio::time::sleep(POLL) => {}
-            _ = app.shutdown.cancelled() => {
+            _ = ctx.shutdown.cancelled() => {
                 let mut conn = cl.store.conn();
                 flush_acks(&mut conn, &acks).await;
                 if leading {
@@ -82,7 +82,7 @@ pub(super) async fn run_webhooks(app: Arc<App>, cl: Arc<Cluster>) {
         let held: redis::RedisResult<i64> = lease
             .key(format!("{PREFIX}hooks:lead"))
             .arg(&cl.store.node)
-            .arg(app.cfg.node_ttl_ms)
+            .arg(ctx.cfg.node_ttl_ms)
             .invoke_async(&mut conn)
             .await;
         match held {
@@ -109,7 +109,7 @@ pub(super) async fn run_webhooks(app: Arc<App>, cl: Arc<Cluster>) {
             tracing::info!(node = %cl.store.node, "webhook delivery: this node leads");
             leading = true;
         }
-        count_dropped(&app, &mut conn).await;
+        count_dropped(&ctx, &mut conn).await;
         // Read while the outbox has room; a full batch means more waits.
         loop {
             let room = BATCH.min(outbox.room_left());
@@ -317,14 +317,14 @@ async fn flush_acks(conn: &mut redis::aio::ConnectionManager, acks: &Acks) {
 
 /// Events the script could not append (the stream at `--webhook-queue`)
 /// are counted in Redis; the leader moves them to its metrics.
-async fn count_dropped(app: &App, conn: &mut redis::aio::ConnectionManager) {
+async fn count_dropped(ctx: &Ctx, conn: &mut redis::aio::ConnectionManager) {
     let n: redis::RedisResult<Option<u64>> = redis::cmd("GETDEL")
         .arg(format!("{PREFIX}hooks:dropped"))
         .query_async(conn)
         .await;
     if let Ok(Some(n)) = n {
         if n > 0 {
-            app.hooks.metrics.dropped_overflow.increment(n);
+            ctx.hooks.metrics.dropped_overflow.increment(n);
             tracing::warn!("{n} webhook events dropped: the stream was full (--webhook-queue)");
         }
     }
@@ -332,15 +332,15 @@ async fn count_dropped(app: &App, conn: &mut redis::aio::ConnectionManager) {
 
 /// The allocation hook's task: for each room this node's calls started,
 /// ask the allocator (each in its own task) and announce `game_start`.
-pub(super) async fn run_allocations(app: Arc<App>, cl: Arc<Cluster>) {
+pub(super) async fn run_allocations(ctx: Arc<Ctx>, cl: Arc<Cluster>) {
     loop {
         tokio::select! {
             _ = cl.store.starts_ready.notified() => {}
-            _ = app.shutdown.cancelled() => return,
+            _ = ctx.shutdown.cancelled() => return,
         }
         let starts = std::mem::take(&mut *cl.store.starts.lock());
         for id in starts {
-            let app = app.clone();
+            let ctx = ctx.clone();
             let cl = cl.clone();
             tokio::spawn(async move {
                 let room = match cl.store.room(&id).await {
@@ -350,7 +350,7 @@ pub(super) async fn run_allocations(app: Arc<App>, cl: Arc<Cluster>) {
                 let Some(room) = room.filter(|r| r.st == RoomStatus::Active) else {
                     return;
                 };
-                let alloc = app.hooks.allocate(&room.info(true)).await;
+                let alloc = ctx.hooks.allocate(&room.info(true)).await;
                 let text = alloc
                     .allocation
                     .as_ref()

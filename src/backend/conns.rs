@@ -16,7 +16,7 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 use tokio_util::sync::CancellationToken;
 
-use super::metrics::Metrics;
+use crate::metrics::Metrics;
 
 /// A live connection, as the rest of the server sees it.
 pub(crate) struct Conn {

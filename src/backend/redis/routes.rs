@@ -17,7 +17,7 @@
 // two players and a room here (SipHash was 1.7% of a cluster run in perf).
 use foldhash::HashMap;
 
-use crate::cluster::notice::RoomRec;
+use crate::backend::redis::store::notice::RoomRec;
 
 /// A member of a room: id, node, connected, and whether it only watches
 /// (spectators signal players, not each other).

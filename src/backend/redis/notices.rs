@@ -17,16 +17,18 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
 use super::{send_local, send_local_owned, Cluster, State};
-use crate::cluster::notice::{Hello, ListingNotice, Notice, ReplySpec, RoomRec, Spec};
-use crate::cluster::resp::Reply;
-use crate::cluster::{channel, ops, ALL_CHANNEL, LIST_CHANNEL, PREFIX};
+use crate::backend::conns::{close_frame, kicked_by_admin, replaced, Conn};
+use crate::backend::redis::store::notice::{
+    Hello, ListingNotice, Notice, ReplySpec, RoomRec, Spec,
+};
+use crate::backend::redis::store::resp::Reply;
+use crate::backend::redis::store::{channel, ops, ALL_CHANNEL, LIST_CHANNEL, PREFIX};
+use crate::backend::Ctx;
 use crate::protocol::ok_reply;
-use crate::server::conns::{close_frame, kicked_by_admin, replaced, Conn};
-use crate::server::App;
 
 /// Receives this node's notices, the room-list changes and announcements;
 /// reconnects with backoff when Redis goes away.
-pub(super) async fn run_subscriber(app: Arc<App>, cl: Arc<Cluster>) {
+pub(super) async fn run_subscriber(ctx: Arc<Ctx>, cl: Arc<Cluster>) {
     let store = cl.store.clone();
     let mut backoff = Duration::from_millis(100);
     loop {
@@ -57,7 +59,7 @@ pub(super) async fn run_subscriber(app: Arc<App>, cl: Arc<Cluster>) {
         };
         let conn = tokio::select! {
             r = tokio::time::timeout(Duration::from_secs(2), attempt) => r,
-            _ = app.shutdown.cancelled() => return,
+            _ = ctx.shutdown.cancelled() => return,
         };
         match conn {
             Ok(Ok(mut conn)) => {
@@ -70,14 +72,14 @@ pub(super) async fn run_subscriber(app: Arc<App>, cl: Arc<Cluster>) {
                             // pushed on a subscribed connection.
                             if let Reply::Array(Some(a)) = reply {
                                 if let [Reply::Bulk(Some(b"message")), Reply::Bulk(Some(ch)), Reply::Bulk(Some(payload))] = &a[..] {
-                                    on_message(&app, &cl, std::str::from_utf8(ch).unwrap_or(""), payload);
+                                    on_message(&ctx, &cl, std::str::from_utf8(ch).unwrap_or(""), payload);
                                 }
                             }
                         }) => if let Err(e) = r {
                             tracing::debug!("notice subscription ended: {e}");
                             break;
                         },
-                        _ = app.shutdown.cancelled() => return,
+                        _ = ctx.shutdown.cancelled() => return,
                     }
                 }
                 store.subscribed.store(false, Ordering::Relaxed);
@@ -107,13 +109,13 @@ pub(super) async fn run_subscriber(app: Arc<App>, cl: Arc<Cluster>) {
         }
         tokio::select! {
             _ = tokio::time::sleep(backoff) => {}
-            _ = app.shutdown.cancelled() => return,
+            _ = ctx.shutdown.cancelled() => return,
         }
         backoff = (backoff * 2).min(Duration::from_secs(2));
     }
 }
 
-fn on_message(app: &App, cl: &Cluster, channel: &str, payload: &[u8]) {
+fn on_message(ctx: &Ctx, cl: &Cluster, channel: &str, payload: &[u8]) {
     let Ok(text) = simdutf8::basic::from_utf8(payload) else {
         return;
     };
@@ -152,7 +154,7 @@ fn on_message(app: &App, cl: &Cluster, channel: &str, payload: &[u8]) {
         }
     };
     if let Notice::PeerJs { to, x, close } = notice {
-        return app.peerjs.on_notice(app, &to, x, close);
+        return ctx.dropins.peerjs(&to, x, close);
     }
     let mut st = cl.state.lock();
     match notice {
@@ -170,7 +172,7 @@ fn on_message(app: &App, cl: &Cluster, channel: &str, payload: &[u8]) {
             if let Some(r) = &hello.room {
                 st.routes.learn(r, &cl.store.node);
             }
-            on_hello(app, &mut st, &hello)
+            on_hello(ctx, &mut st, &hello)
         }
         Notice::Replaced { player } => st.table.close_conn(&player, replaced()),
         Notice::Kill { player } => st.table.close_conn(&player, kicked_by_admin()),
@@ -266,7 +268,7 @@ fn learn_routes(st: &mut State, room: &RoomRec, events: &[Spec], me: &str) {
 
 /// Finishes a connection's registration: `welcome`, then the events kept
 /// while the player was away, then it is live for later notices.
-fn on_hello(app: &App, st: &mut State, hello: &Hello) {
+fn on_hello(ctx: &Ctx, st: &mut State, hello: &Hello) {
     let Ok(conn_id) = hello.conn.parse::<u64>() else {
         return;
     };
@@ -277,7 +279,7 @@ fn on_hello(app: &App, st: &mut State, hello: &Hello) {
     // (a resume that beat its `bye`): they come right after `welcome`.
     let caught = st.departed.remove(&hello.player).unwrap_or_default();
     st.table.close_conn(&hello.player, replaced());
-    let welcome = app.welcome(
+    let welcome = ctx.welcome(
         &hello.player,
         &hello.name,
         hello.token.clone(),

@@ -1,5 +1,5 @@
 //! The Redis backend (cluster mode): the lobby lives in Redis and is
-//! changed by the store's script (`crate::cluster`); this node keeps only
+//! changed by the store's script (`store`); this node keeps only
 //! its own connections.
 //!
 //! The order of events holds across nodes because the script publishes
@@ -12,6 +12,7 @@ mod liveness;
 mod notices;
 mod relay;
 mod routes;
+pub mod store;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -22,15 +23,15 @@ use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use super::{Caller, Footprint, Presence, Registered, Registration, Reply};
-use crate::cluster::notice::RoomRec;
-use crate::cluster::{attrs_json, ops, Store, StoreError};
+use crate::backend::conns::ConnTable;
+use crate::backend::redis::store::notice::RoomRec;
+use crate::backend::redis::store::{attrs_json, ops, Store, StoreError};
+use crate::backend::Ctx;
 use crate::protocol::{self, ErrorCode, ProtoError, Request, RoomInfo, RoomStatus, Stats};
-use crate::server::conns::ConnTable;
-use crate::server::App;
 
 /// A connection waiting for its `hello` notice.
 pub(crate) struct Joining {
-    pub tx: crate::server::outbox::Outbox,
+    pub tx: crate::backend::outbox::Outbox,
     pub kill: tokio_util::sync::CancellationToken,
     pub done: tokio::sync::oneshot::Sender<(String, u64)>,
 }
@@ -87,7 +88,7 @@ fn attrs(data: &protocol::JsonObject) -> Vec<String> {
 }
 
 impl Cluster {
-    pub fn new(store: Arc<Store>, metrics: Arc<crate::server::metrics::Metrics>) -> Self {
+    pub fn new(store: Arc<Store>, metrics: Arc<crate::metrics::Metrics>) -> Self {
         Cluster {
             store,
             state: Mutex::new(State {
@@ -111,21 +112,21 @@ impl Cluster {
     }
 
     /// Starts the notice subscription, the liveness beats and the timers.
-    pub fn spawn_tasks(app: &Arc<App>, this: &Arc<Cluster>) {
+    pub fn spawn_tasks(ctx: &Arc<Ctx>, this: &Arc<Cluster>) {
         let unflushed = this.unflushed_signals.clone();
         let _ = this
             .publisher
             .set(relay::Publisher::start(this.store.clone(), move |n| {
                 unflushed.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
             }));
-        tokio::spawn(notices::run_subscriber(app.clone(), this.clone()));
-        tokio::spawn(liveness::run_beats(app.clone(), this.clone()));
-        tokio::spawn(liveness::run_ticks(app.clone(), this.clone()));
-        if app.hooks.webhooks_on() {
-            tokio::spawn(hooks::run_webhooks(app.clone(), this.clone()));
+        tokio::spawn(notices::run_subscriber(ctx.clone(), this.clone()));
+        tokio::spawn(liveness::run_beats(ctx.clone(), this.clone()));
+        tokio::spawn(liveness::run_ticks(ctx.clone(), this.clone()));
+        if ctx.hooks.webhooks_on() {
+            tokio::spawn(hooks::run_webhooks(ctx.clone(), this.clone()));
         }
-        if app.hooks.allocator_on() {
-            tokio::spawn(hooks::run_allocations(app.clone(), this.clone()));
+        if ctx.hooks.allocator_on() {
+            tokio::spawn(hooks::run_allocations(ctx.clone(), this.clone()));
         }
     }
 
@@ -133,7 +134,7 @@ impl Cluster {
     /// resumed or the JWT's) and the epoch that tells this connection
     /// apart. `welcome` and the held events are queued when the
     /// registration's notice arrives.
-    pub async fn register(&self, app: &App, reg: Registration) -> Result<Registered, ProtoError> {
+    pub async fn register(&self, ctx: &Ctx, reg: Registration) -> Result<Registered, ProtoError> {
         let (done, done_rx) = tokio::sync::oneshot::channel();
         let conn_id = reg.conn_id;
         self.state.lock().joining.insert(
@@ -144,7 +145,7 @@ impl Cluster {
                 done,
             },
         );
-        let fresh = crate::server::new_player_id();
+        let fresh = crate::ids::new_player_id();
         let token = uuid::Uuid::new_v4().simple().to_string();
         let result = self
             .store
@@ -156,9 +157,9 @@ impl Cluster {
                 sub: reg.identity.as_ref().map(|i| i.sub.as_str()).unwrap_or(""),
                 token: &token,
                 rooms: vec![new_room()],
-                max_rooms: app.cfg.max_rooms,
-                idle_ms: app.cfg.room_idle_timeout_ms,
-                fill_ms: app.cfg.ticket_fill_after_ms,
+                max_rooms: ctx.cfg.max_rooms,
+                idle_ms: ctx.cfg.room_idle_timeout_ms,
+                fill_ms: ctx.cfg.ticket_fill_after_ms,
                 now: now(),
             })
             .await;
@@ -179,7 +180,7 @@ impl Cluster {
                     registered.get("p").and_then(Value::as_str),
                     registered.get("epoch").and_then(Value::as_u64),
                 ) {
-                    self.bye(app, pid, epoch).await;
+                    self.bye(ctx, pid, epoch).await;
                 }
                 Err(ProtoError::new(
                     ErrorCode::Internal,
@@ -192,7 +193,7 @@ impl Cluster {
     /// The connection closed: the seat is held for the grace period (the
     /// store ignores this when a newer connection took over: its epoch
     /// moved on).
-    pub async fn unregister(&self, app: &App, who: &Registered, conn_id: u64) {
+    pub async fn unregister(&self, ctx: &Ctx, who: &Registered, conn_id: u64) {
         {
             let mut st = self.state.lock();
             if st.table.is_current(&who.player_id, conn_id) {
@@ -201,16 +202,16 @@ impl Cluster {
                 st.departed.insert(who.player_id.clone(), Vec::new());
             }
         }
-        self.bye(app, &who.player_id, who.epoch).await;
+        self.bye(ctx, &who.player_id, who.epoch).await;
     }
 
-    async fn bye(&self, app: &App, player_id: &str, epoch: u64) {
+    async fn bye(&self, ctx: &Ctx, player_id: &str, epoch: u64) {
         let held = self
             .store
             .run(&ops::Bye {
                 p: player_id,
                 epoch,
-                grace_ms: app.cfg.reconnect_grace_ms,
+                grace_ms: ctx.cfg.reconnect_grace_ms,
             })
             .await;
         match held {
@@ -228,13 +229,13 @@ impl Cluster {
     /// through their notice (in order with their events).
     pub async fn request(
         &self,
-        app: &App,
+        ctx: &Ctx,
         caller: &Caller<'_>,
         rid: &Value,
         request: Request,
     ) -> Result<Reply, ProtoError> {
         let me = caller.player_id;
-        let cfg = &app.cfg;
+        let cfg = &ctx.cfg;
         let rid = || rid.to_string();
         let store = &self.store;
         // After the signals this node queued before it (see `relay`).
@@ -421,7 +422,7 @@ impl Cluster {
                     .await?;
             }
             request @ (Request::Offer(_) | Request::Answer(_) | Request::IceCandidate(_)) => {
-                if let Some((to, event)) = super::signal_event(me, request) {
+                if let Some((to, event)) = crate::relay::signal_event(me, request) {
                     self.relay(me, &to, &event.to_json(), true).await?;
                     return Ok(Reply::Fields(json!({})));
                 }
@@ -593,7 +594,10 @@ impl Cluster {
     /// An announcement for every connection of every node.
     pub async fn announce(&self, text: &str) -> Result<(), StoreError> {
         self.store
-            .publish(&crate::cluster::channel(crate::cluster::ALL_CHANNEL), text)
+            .publish(
+                &crate::backend::redis::store::channel(crate::backend::redis::store::ALL_CHANNEL),
+                text,
+            )
             .await
     }
 
@@ -616,11 +620,11 @@ impl Cluster {
 
     /// Graceful shutdown: whatever sessions did not hold their seats
     /// themselves yet is held now, so the players resume elsewhere.
-    pub async fn hand_over(&self, app: &App) {
+    pub async fn hand_over(&self, ctx: &Ctx) {
         let r = self
             .store
             .run(&ops::LeaveNode {
-                grace_ms: app.cfg.reconnect_grace_ms,
+                grace_ms: ctx.cfg.reconnect_grace_ms,
             })
             .await;
         if let Err(e) = r {
