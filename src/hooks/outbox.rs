@@ -71,7 +71,16 @@ pub struct Outbox {
     timeout_ms: u64,
     metrics: Arc<WebhookMetrics>,
     stop: CancellationToken,
+    /// Test-only: called by a room's worker right after the critical
+    /// section that follows a delivery (where it pops the event and, when
+    /// the queue is empty, removes it), before it locks again or exits; a
+    /// test pushes from here to land exactly in that gap.
+    #[cfg(test)]
+    gap_hook: Mutex<Option<GapHook>>,
 }
+
+#[cfg(test)]
+type GapHook = Box<dyn FnOnce(&Arc<Outbox>) + Send>;
 
 impl Outbox {
     pub fn new(
@@ -101,6 +110,8 @@ impl Outbox {
             timeout_ms,
             metrics,
             stop,
+            #[cfg(test)]
+            gap_hook: Mutex::new(None),
         })
     }
 
@@ -165,25 +176,42 @@ impl Outbox {
 
     /// Sends a room's events to one URL, one after the other, until its
     /// queue is empty (a worker per room and URL while it has events).
+    ///
+    /// The queue's presence in the map is the "a worker is running" flag
+    /// `push` reads: the worker pops the event it delivered and, when that
+    /// left the queue empty, removes it and exits, in one lock hold. So a
+    /// push either lands in a queue this worker will still look at, or
+    /// finds no queue after the worker has decided to exit and starts the
+    /// next one: never two workers on one room.
     async fn drain_room(self: Arc<Self>, lane: Arc<Lane>, room: String) {
-        loop {
-            let next = {
-                let rooms = lane.rooms.lock();
-                rooms
-                    .get(&room)
-                    .and_then(|q| q.front())
-                    .map(|i| (i.event.clone(), i.shared.clone()))
-            };
-            let Some((event, shared)) = next else { return };
+        let mut next = {
+            let rooms = lane.rooms.lock();
+            rooms
+                .get(&room)
+                .and_then(|q| q.front())
+                .map(|i| (i.event.clone(), i.shared.clone()))
+        };
+        while let Some((event, shared)) = next {
             self.deliver(&lane, &event).await;
-            {
+            next = {
                 let mut rooms = lane.rooms.lock();
-                if let Some(q) = rooms.get_mut(&room) {
-                    q.pop_front();
-                    if q.is_empty() {
-                        rooms.remove(&room);
+                match rooms.get_mut(&room) {
+                    Some(q) => {
+                        q.pop_front();
+                        match q.front() {
+                            Some(i) => Some((i.event.clone(), i.shared.clone())),
+                            None => {
+                                rooms.remove(&room);
+                                None
+                            }
+                        }
                     }
+                    None => None,
                 }
+            };
+            #[cfg(test)]
+            if let Some(hook) = self.gap_hook.lock().take() {
+                hook(&self);
             }
             if shared.lanes_left.fetch_sub(1, Ordering::AcqRel) == 1 {
                 self.held.fetch_sub(1, Ordering::Relaxed);
@@ -248,4 +276,127 @@ fn log_failure(lane: &Lane, event: &Outgoing, e: &PostError, wait: Duration) {
         id = %event.id, kind = event.kind, url = %lane.url,
         "webhook not delivered ({e}); retry in {} ms", wait.as_millis()
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::convert::Infallible;
+
+    use http_body_util::{BodyExt, Full};
+    use hyper::body::Incoming;
+    use hyper::{Request, Response};
+    use hyper_util::rt::TokioIo;
+
+    fn metrics() -> Arc<WebhookMetrics> {
+        use metrics::{Counter, Gauge, Histogram};
+        Arc::new(WebhookMetrics {
+            delivered: Counter::noop(),
+            attempts: Counter::noop(),
+            failures: Counter::noop(),
+            dropped_overflow: Counter::noop(),
+            dropped_expired: Counter::noop(),
+            queue: Gauge::noop(),
+            delivery_seconds: Histogram::noop(),
+            allocations: Counter::noop(),
+            allocation_failures: Counter::noop(),
+        })
+    }
+
+    /// A receiver on 127.0.0.1 answering 200 to every POST and recording
+    /// each one's `rendezvous-delivery` id in the order the requests came.
+    async fn receiver() -> (Uri, Arc<Mutex<Vec<String>>>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let log = seen.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((tcp, _)) = listener.accept().await else {
+                    return;
+                };
+                let log = log.clone();
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+                        let log = log.clone();
+                        async move {
+                            let id = req.headers()["rendezvous-delivery"]
+                                .to_str()
+                                .unwrap()
+                                .to_string();
+                            let _ = req.into_body().collect().await;
+                            log.lock().push(id);
+                            Ok::<_, Infallible>(Response::new(Full::new(Bytes::new())))
+                        }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(tcp), service)
+                        .await;
+                });
+            }
+        });
+        (format!("http://{addr}/hook").parse().unwrap(), seen)
+    }
+
+    fn event(id: &str, done: Arc<Mutex<Vec<String>>>) -> Outgoing {
+        let name = id.to_string();
+        Outgoing {
+            id: id.to_string(),
+            kind: "room.updated",
+            room_id: "r1".into(),
+            body: Bytes::from_static(b"{}"),
+            made: Instant::now(),
+            done: Some(Box::new(move || done.lock().push(name))),
+        }
+    }
+
+    /// Issue 35 point 1: a push landing between the worker's removal of
+    /// the room's emptied queue and its next look at the map. The hook
+    /// runs in exactly that gap (no timing involved) and pushes two more
+    /// events for the room. Each of the three must be POSTed once, in
+    /// order, each `done` called once, and `held` must come back to 0.
+    /// With the old worker (remove, unlock, lock again at the top of the
+    /// loop) the push made a second worker for the room while the first
+    /// one went on: e2 POSTed twice, e3 popped unsent, `held` stuck at 1.
+    /// One thread: the worker runs on after the hook until it awaits the
+    /// POST, so what the old code did is the same every run.
+    #[tokio::test]
+    async fn push_in_the_workers_exit_gap_is_sent_once_in_order() {
+        let (url, seen) = receiver().await;
+        let outbox = Outbox::new(
+            vec![url],
+            Poster::new("secret"),
+            100,
+            Duration::from_secs(30),
+            5_000,
+            metrics(),
+            CancellationToken::new(),
+        );
+        let done = Arc::new(Mutex::new(Vec::new()));
+        let in_gap = done.clone();
+        *outbox.gap_hook.lock() = Some(Box::new(move |outbox: &Arc<Outbox>| {
+            assert!(outbox.push(event("e2", in_gap.clone())));
+            assert!(outbox.push(event("e3", in_gap)));
+        }));
+        assert!(outbox.push(event("e1", done.clone())));
+
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while (outbox.held() != 0 || done.lock().len() < 3) && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(outbox.gap_hook.lock().is_none(), "the hook never ran");
+        assert_eq!(
+            outbox.held(),
+            0,
+            "held stuck; posted {:?}, done {:?}",
+            seen.lock(),
+            done.lock()
+        );
+        assert_eq!(
+            *seen.lock(),
+            ["e1", "e2", "e3"],
+            "each posted once, in order"
+        );
+        assert_eq!(*done.lock(), ["e1", "e2", "e3"], "each done once, in order");
+    }
 }

@@ -153,7 +153,8 @@ async fn open(start: Box<Start>) -> Option<Live> {
         },
     };
     let mut ws = Conn::new(
-        Socket::with_pending(stream, read, unsent),
+        Socket::with_pending(stream, read, unsent)
+            .with_write_limit(Duration::from_millis(app.cfg.heartbeat_timeout_ms)),
         app.ws_config.max_frame_size.unwrap_or(usize::MAX),
         app.ws_config.max_message_size.unwrap_or(usize::MAX),
     );

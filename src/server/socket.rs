@@ -18,14 +18,23 @@
 //! later, so frames never interleave. What is kept is freed once flushed
 //! (tungstenite's own write buffer would stay at its largest size for the
 //! life of the socket). A write that would grow what is kept past
-//! `KEEP_MAX` waits for the socket instead (a peer that sends pings and
-//! reads nothing).
+//! `KEEP_MAX` waits for the socket instead.
+//!
+//! **A peer that reads nothing.** The server writes without being asked
+//! (pongs answer pings, on every endpoint), so a peer that sends pings and
+//! never reads would have what is kept grow with every ping it sends. So
+//! nothing is read while something is kept: a read first waits for the
+//! socket to take what was written (the reader is woken when it can), and
+//! a peer that has taken nothing for the socket's write limit (the
+//! heartbeat timeout) gets a read error, which ends its connection like a
+//! slow reader of any other frame. At most one read's worth of pongs is
+//! ever kept.
 
 use std::cell::RefCell;
 use std::io;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_tungstenite::tungstenite::Message;
@@ -55,7 +64,16 @@ pub(crate) struct Socket<T> {
     /// When the socket last gave bytes: the arrival of every frame that
     /// read completed (one clock read per read, not per frame).
     read_at: Instant,
+    /// When the socket last took some of `unsent` (or `unsent` was
+    /// started); `None` while it is empty.
+    kept_since: Option<Instant>,
+    /// How long a peer may leave what was written unread before its reads
+    /// fail (see the module's doc).
+    write_limit: Duration,
 }
+
+/// The write limit of a socket nobody set one for.
+const WRITE_LIMIT: Duration = Duration::from_secs(45);
 
 impl<T> Socket<T> {
     pub fn new(io: T) -> Self {
@@ -65,7 +83,16 @@ impl<T> Socket<T> {
             taken: 0,
             unsent: Vec::new(),
             read_at: Instant::now(),
+            kept_since: None,
+            write_limit: WRITE_LIMIT,
         }
+    }
+
+    /// How long the peer may take nothing of what was written before the
+    /// socket's reads fail (the heartbeat timeout, for the endpoints).
+    pub fn with_write_limit(mut self, limit: Duration) -> Self {
+        self.write_limit = limit;
+        self
     }
 
     /// A socket whose first reads give `read` and whose first write is
@@ -73,6 +100,7 @@ impl<T> Socket<T> {
     pub fn with_pending(io: T, read: Vec<u8>, unsent: Vec<u8>) -> Self {
         Socket {
             rest: read,
+            kept_since: (!unsent.is_empty()).then(Instant::now),
             unsent,
             ..Socket::new(io)
         }
@@ -126,11 +154,16 @@ impl<T: AsyncWrite + Unpin> Socket<T> {
             Poll::Ready(Err(e)) => return Err(e),
             Poll::Pending => 0,
         };
-        self.unsent.extend_from_slice(&buf[n..]);
+        if n < buf.len() {
+            self.unsent.extend_from_slice(&buf[n..]);
+            self.kept_since = Some(Instant::now());
+        }
         Ok(())
     }
 
-    /// Writes what is kept until the socket took all of it, then frees it.
+    /// Writes what is kept until the socket took all of it, then frees it;
+    /// an error once the socket has taken none of it for `write_limit`.
+    /// Reads go through here first (see the module's doc).
     fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let mut done = 0;
         let result = loop {
@@ -146,8 +179,18 @@ impl<T: AsyncWrite + Unpin> Socket<T> {
         };
         if done == self.unsent.len() {
             self.unsent = Vec::new();
-        } else {
+            self.kept_since = None;
+        } else if done > 0 {
             self.unsent.drain(..done);
+            self.kept_since = Some(Instant::now());
+        } else if self
+            .kept_since
+            .is_some_and(|t| t.elapsed() > self.write_limit)
+        {
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the peer took nothing of what was written for the write limit",
+            )));
         }
         result
     }
@@ -223,13 +266,14 @@ pub(crate) fn replay(pending: &mut Vec<u8>, taken: &mut usize, buf: &mut ReadBuf
     true
 }
 
-impl<T: AsyncRead + Unpin> AsyncRead for Socket<T> {
+impl<T: AsyncRead + AsyncWrite + Unpin> AsyncRead for Socket<T> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        ready!(this.poll_drain(cx))?;
         if replay(&mut this.rest, &mut this.taken, buf) {
             return Poll::Ready(Ok(()));
         }
@@ -244,7 +288,7 @@ impl<T: AsyncRead + Unpin> AsyncRead for Socket<T> {
     }
 }
 
-impl<T: AsyncRead + Unpin> Socket<T> {
+impl<T: AsyncRead + AsyncWrite + Unpin> Socket<T> {
     /// Reads one burst into the thread's scratch buffer and hands it to
     /// `take` (an empty burst: the end of the stream).
     fn poll_burst<R>(
@@ -268,6 +312,7 @@ impl<T: AsyncRead + Unpin> Socket<T> {
         cx: &mut Context<'_>,
         out: &mut Vec<u8>,
     ) -> Poll<io::Result<usize>> {
+        ready!(self.poll_drain(cx))?;
         if self.taken < self.rest.len() {
             let n = self.rest.len() - self.taken;
             out.extend_from_slice(&self.rest[self.taken..]);

@@ -360,11 +360,13 @@ where
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
     let config = app.ws_config;
+    let write_limit = std::time::Duration::from_millis(app.cfg.heartbeat_timeout_ms);
     tokio::spawn(async move {
         match upgrade.await {
             Ok(upgraded) => {
                 let ws = WebSocketStream::from_raw_socket(
-                    super::socket::Socket::new(TokioIo::new(upgraded)),
+                    super::socket::Socket::new(TokioIo::new(upgraded))
+                        .with_write_limit(write_limit),
                     Role::Server,
                     Some(config),
                 )

@@ -27,20 +27,17 @@ pub(super) async fn write_loop(
             _ = kill.cancelled() => None,
         };
         let Some(batch) = batch else { break };
-        // Everything queued goes out in one flush, up to a close frame.
-        let mut closing = false;
-        for m in batch {
-            closing = matches!(m, Message::Close(_));
-            if sink.feed(m).await.is_err() {
-                return;
-            }
-            if closing {
-                break;
-            }
-        }
-        if sink.flush().await.is_err() {
-            return;
-        }
+        // Everything queued goes out in one flush, up to a close frame. A
+        // peer that reads nothing holds the flush up: the connection's end
+        // (its reader gave up on it, or it was killed) ends the wait, so
+        // the socket is not kept open by a writer nobody will wake.
+        let closing = tokio::select! {
+            sent = write_batch(&mut sink, batch) => match sent {
+                Some(closing) => closing,
+                None => return,
+            },
+            _ = kill.cancelled() => return,
+        };
         if closing {
             // Give the peer a moment to answer the close, then end the
             // session whatever it does.
@@ -49,5 +46,26 @@ pub(super) async fn write_loop(
             return;
         }
     }
-    let _ = sink.close().await;
+    tokio::select! {
+        _ = sink.close() => {}
+        _ = kill.cancelled() => {}
+    }
+}
+
+/// Feeds a batch to the sink up to a close frame and flushes it; whether a
+/// close frame went, `None` when the socket failed.
+async fn write_batch(
+    sink: &mut futures_util::stream::SplitSink<Ws, Message>,
+    batch: std::collections::VecDeque<Message>,
+) -> Option<bool> {
+    let mut closing = false;
+    for m in batch {
+        closing = matches!(m, Message::Close(_));
+        sink.feed(m).await.ok()?;
+        if closing {
+            break;
+        }
+    }
+    sink.flush().await.ok()?;
+    Some(closing)
 }
