@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::backend::outbox::{outbox, Outbox};
+use futures_util::stream::SplitStream;
 use futures_util::{SinkExt, StreamExt};
 use hyper::upgrade::OnUpgrade;
 use serde_json::Value;
@@ -160,6 +161,8 @@ struct Conn {
     sdp_bucket: governor::DefaultDirectRateLimiter,
 }
 
+/// One PeerJS connection: opened (or refused with `ID-TAKEN`/`ERROR`),
+/// served until it ends, then closed (its peers told `LEAVE`).
 async fn run(app: Arc<App>, ws: Ws, who: Admitted) {
     let capacity = app.cfg.max_queued_messages as usize + 1;
     let (tx, rx) = outbox(capacity);
@@ -202,68 +205,80 @@ async fn run(app: Arc<App>, ws: Ws, who: Admitted) {
         queue(&conn.tx, &conn.kill, text, &app.metrics);
         app.peerjs.count_signal(&app);
     }
-
-    let mut last_heard = Instant::now();
-    let mut last_refresh = Instant::now();
-    let mut check = tokio::time::interval(Duration::from_secs(1));
-    let mut limiter = RateLimit::new(app.cfg.rate_limit, app.cfg.rate_burst);
-    loop {
-        tokio::select! {
-            frame = stream.next() => {
-                last_heard = Instant::now();
-                match classify(frame, &mut limiter, &app.metrics, &who.id) {
-                    Incoming::Text(text) => {
-                        if !conn.on_text(&text).await {
-                            break;
-                        }
-                    }
-                    Incoming::RateLimited(_) => conn.error("rate limited: too many messages per second"),
-                    Incoming::Binary => conn.error("binary frames are not part of the PeerJS protocol"),
-                    Incoming::Close(code, reason) => {
-                        let _ = conn.tx.try_send(close_frame(code, reason));
-                        break;
-                    }
-                    Incoming::End => break,
-                    Incoming::Control => {}
-                }
-            }
-            _ = check.tick() => {
-                if last_heard.elapsed() > ALIVE_TIMEOUT {
-                    break;
-                }
-                if last_refresh.elapsed() > REFRESH_EVERY {
-                    last_refresh = Instant::now();
-                    app.peerjs.refresh(&app, &who.id, &who.token, conn_id).await;
-                }
-            }
-            _ = app.draining.cancelled() => {
-                let _ = conn.tx.try_send(close_frame(CloseCode::Away, "server shutting down"));
-                break;
-            }
-            _ = kill.cancelled() => break,
-        }
-    }
+    conn.serve(&mut stream, &who.token, conn_id).await;
     drop(who.admission);
     app.metrics.peerjs.connections.decrement(1.0);
-    let gone = app.peerjs.close(&app, &who.id, &who.token, conn_id).await;
-    // The peers it talked to learn it is gone (peerjs-server leaves this to
-    // the client, which cannot say it when its page just closed); not when
-    // the same client reconnected and took its id over.
-    let talked = if gone {
-        std::mem::take(&mut conn.talked)
-    } else {
-        HashSet::new()
-    };
-    for other in talked {
-        let text = Utf8Bytes::from(relayed("LEAVE", &who.id, &other, None));
-        app.peerjs.send(&app, &other, &text).await;
-    }
-    drop(conn);
+    conn.close(&who.token, conn_id).await;
     let _ = tokio::time::timeout(CLOSE_LINGER, writer).await;
     kill.cancel();
 }
 
 impl Conn {
+    /// Reads frames until the connection ends: the peer closes or goes
+    /// quiet, the server drains, or the connection is killed; refreshes the
+    /// peer's claim on its id meanwhile.
+    async fn serve(&mut self, stream: &mut SplitStream<Ws>, token: &str, conn_id: u64) {
+        let app = self.app.clone();
+        let mut last_heard = Instant::now();
+        let mut last_refresh = Instant::now();
+        let mut check = tokio::time::interval(Duration::from_secs(1));
+        let mut limiter = RateLimit::new(app.cfg.rate_limit, app.cfg.rate_burst);
+        loop {
+            tokio::select! {
+                frame = stream.next() => {
+                    last_heard = Instant::now();
+                    match classify(frame, &mut limiter, &app.metrics, &self.id) {
+                        Incoming::Text(text) => {
+                            if !self.on_text(&text).await {
+                                return;
+                            }
+                        }
+                        Incoming::RateLimited(_) => self.error("rate limited: too many messages per second"),
+                        Incoming::Binary => self.error("binary frames are not part of the PeerJS protocol"),
+                        Incoming::Close(code, reason) => {
+                            let _ = self.tx.try_send(close_frame(code, reason));
+                            return;
+                        }
+                        Incoming::End => return,
+                        Incoming::Control => {}
+                    }
+                }
+                _ = check.tick() => {
+                    if last_heard.elapsed() > ALIVE_TIMEOUT {
+                        return;
+                    }
+                    if last_refresh.elapsed() > REFRESH_EVERY {
+                        last_refresh = Instant::now();
+                        app.peerjs.refresh(&app, &self.id, token, conn_id).await;
+                    }
+                }
+                _ = app.draining.cancelled() => {
+                    let _ = self.tx.try_send(close_frame(CloseCode::Away, "server shutting down"));
+                    return;
+                }
+                _ = self.kill.cancelled() => return,
+            }
+        }
+    }
+
+    /// Gives the id up and tells the peers it talked to that it is gone
+    /// (peerjs-server leaves this to the client, which cannot say it when
+    /// its page just closed); not when the same client reconnected and took
+    /// its id over.
+    async fn close(mut self, token: &str, conn_id: u64) {
+        let app = self.app.clone();
+        let gone = app.peerjs.close(&app, &self.id, token, conn_id).await;
+        let talked = if gone {
+            std::mem::take(&mut self.talked)
+        } else {
+            HashSet::new()
+        };
+        for other in talked {
+            let text = Utf8Bytes::from(relayed("LEAVE", &self.id, &other, None));
+            app.peerjs.send(&app, &other, &text).await;
+        }
+    }
+
     fn error(&self, msg: &str) {
         let text = server_message("ERROR", Some(msg));
         queue(&self.tx, &self.kill, text.into(), &self.app.metrics);
