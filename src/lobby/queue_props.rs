@@ -185,6 +185,116 @@ impl World {
     }
 }
 
+impl World {
+    /// Applies one operation; the deliveries it made.
+    fn step(&mut self, op: Op, codes: &mut Vec<String>) -> Result<Vec<Delivery>, TestCaseError> {
+        let mut out = Vec::new();
+        match op {
+            Op::Queue {
+                who,
+                max,
+                min,
+                skill,
+                regions,
+            } if self.connected[who] => {
+                let req = QueueMatch {
+                    max_players: Some(max),
+                    min_players: Some(min),
+                    skill: skill.map(f64::from),
+                    regions: (!regions.is_empty()).then(|| {
+                        regions
+                            .iter()
+                            .map(|(r, t)| (format!("r{r}"), f64::from(*t)))
+                            .collect()
+                    }),
+                    ..QueueMatch::default()
+                };
+                if let Ok(t) = self
+                    .lobby
+                    .queue_match(&pid(who), req.clone(), self.now, &mut out)
+                {
+                    // Every member of the leader's party rides along.
+                    let members = self.lobby.party_of(&pid(who)).map(|p| p.members.clone());
+                    if let Some(m) = members.filter(|m| m.len() > 1) {
+                        prop_assert_eq!(&t.players, &m);
+                    }
+                    self.asked.insert(
+                        t.ticket_id,
+                        Asked {
+                            at: self.now,
+                            req,
+                            players: t.players,
+                        },
+                    );
+                }
+            }
+            Op::Cancel(who) => {
+                let _ = self.lobby.cancel_match(&pid(who), &mut out);
+            }
+            Op::CreateParty(who) => {
+                if let Ok(p) = self.lobby.create_party(&pid(who), Some(3)) {
+                    codes.push(p.code);
+                }
+            }
+            Op::JoinParty(who, k) if !codes.is_empty() => {
+                let code = codes[k % codes.len()].clone();
+                let _ = self.lobby.join_party(&pid(who), &code, &mut out);
+            }
+            Op::LeaveParty(who) => {
+                let _ = self.lobby.leave_party(&pid(who), &mut out);
+            }
+            Op::Leave(who) => {
+                let _ = self.lobby.leave_room(&pid(who), &mut out);
+            }
+            Op::Drop(who) if self.connected[who] => {
+                self.lobby.disconnect(&pid(who), self.now, &mut out);
+                self.connected[who] = false;
+            }
+            Op::Back(who) if !self.connected[who] => {
+                self.lobby.connect(&pid(who), &pid(who), vec![], &mut out);
+                self.connected[who] = true;
+            }
+            Op::Wait(ms) => {
+                // Tick every 100 ms of the wait, as the server does.
+                let end = self.now + Duration::from_millis(ms);
+                while self.now < end {
+                    self.now += Duration::from_millis(100);
+                    let mut o = Vec::new();
+                    self.lobby.tick(self.now, &mut o);
+                    self.check_formed(&o)?;
+                    out.extend(o);
+                }
+                // A player forgotten after its grace comes back fresh.
+                for i in 0..PLAYERS {
+                    if !self.connected[i] && self.lobby.player(&pid(i)).is_none() {
+                        self.lobby.connect(&pid(i), &pid(i), vec![], &mut out);
+                        self.connected[i] = true;
+                    }
+                }
+            }
+            _ => {}
+        }
+        Ok(out)
+    }
+
+    /// Nobody is both queued and seated; a queued party is whole in its
+    /// ticket.
+    fn check_queued(&self) -> Result<(), TestCaseError> {
+        for i in 0..PLAYERS {
+            let p = pid(i);
+            let queued = self.lobby.tickets.ticket_of(&p).map(|t| t.players.clone());
+            if let Some(players) = queued {
+                prop_assert!(self.lobby.player(&p).is_some_and(|x| x.room.is_none()));
+                if players.len() > 1 {
+                    let party = self.lobby.party_of(&p).map(|x| x.members.clone());
+                    prop_assert_eq!(party, Some(players), "a party ticket follows its party");
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
 
@@ -210,91 +320,13 @@ proptest! {
         out.clear();
         let mut codes: Vec<String> = Vec::new();
         for op in ops {
-            let mut out = Vec::new();
-            match op {
-                Op::Queue { who, max, min, skill, regions } if w.connected[who] => {
-                    let req = QueueMatch {
-                        max_players: Some(max),
-                        min_players: Some(min),
-                        skill: skill.map(f64::from),
-                        regions: (!regions.is_empty()).then(|| {
-                            regions.iter().map(|(r, t)| (format!("r{r}"), f64::from(*t))).collect()
-                        }),
-                        ..QueueMatch::default()
-                    };
-                    if let Ok(t) = w.lobby.queue_match(&pid(who), req.clone(), w.now, &mut out) {
-                        // Every member of the leader's party rides along.
-                        let members = w.lobby.party_of(&pid(who)).map(|p| p.members.clone());
-                        if let Some(m) = members.filter(|m| m.len() > 1) {
-                            prop_assert_eq!(&t.players, &m);
-                        }
-                        w.asked.insert(t.ticket_id, Asked { at: w.now, req, players: t.players });
-                    }
-                }
-                Op::Cancel(who) => {
-                    let _ = w.lobby.cancel_match(&pid(who), &mut out);
-                }
-                Op::CreateParty(who) => {
-                    if let Ok(p) = w.lobby.create_party(&pid(who), Some(3)) {
-                        codes.push(p.code);
-                    }
-                }
-                Op::JoinParty(who, k) if !codes.is_empty() => {
-                    let code = codes[k % codes.len()].clone();
-                    let _ = w.lobby.join_party(&pid(who), &code, &mut out);
-                }
-                Op::LeaveParty(who) => {
-                    let _ = w.lobby.leave_party(&pid(who), &mut out);
-                }
-                Op::Leave(who) => {
-                    let _ = w.lobby.leave_room(&pid(who), &mut out);
-                }
-                Op::Drop(who) if w.connected[who] => {
-                    w.lobby.disconnect(&pid(who), w.now, &mut out);
-                    w.connected[who] = false;
-                }
-                Op::Back(who) if !w.connected[who] => {
-                    w.lobby.connect(&pid(who), &pid(who), vec![], &mut out);
-                    w.connected[who] = true;
-                }
-                Op::Wait(ms) => {
-                    // Tick every 100 ms of the wait, as the server does.
-                    let end = w.now + Duration::from_millis(ms);
-                    while w.now < end {
-                        w.now += Duration::from_millis(100);
-                        let mut o = Vec::new();
-                        w.lobby.tick(w.now, &mut o);
-                        w.check_formed(&o)?;
-                        out.extend(o);
-                    }
-                    // A player forgotten after its grace comes back fresh.
-                    for i in 0..PLAYERS {
-                        if !w.connected[i] && w.lobby.player(&pid(i)).is_none() {
-                            w.lobby.connect(&pid(i), &pid(i), vec![], &mut out);
-                            w.connected[i] = true;
-                        }
-                    }
-                }
-                _ => {}
-            }
+            let mut out = w.step(op, &mut codes)?;
             out.extend(w.lobby.take_later());
             w.check_formed(&out)?;
             if let Err(e) = w.lobby.check_invariants() {
                 return Err(TestCaseError::fail(e));
             }
-            // Nobody is both queued and seated; a queued party is whole in
-            // its ticket.
-            for i in 0..PLAYERS {
-                let p = pid(i);
-                let queued = w.lobby.tickets.ticket_of(&p).map(|t| t.players.clone());
-                if let Some(players) = queued {
-                    prop_assert!(w.lobby.player(&p).is_some_and(|x| x.room.is_none()));
-                    if players.len() > 1 {
-                        let party = w.lobby.party_of(&p).map(|x| x.members.clone());
-                        prop_assert_eq!(party, Some(players), "a party ticket follows its party");
-                    }
-                }
-            }
+            w.check_queued()?;
         }
     }
 }

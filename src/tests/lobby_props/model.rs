@@ -224,66 +224,10 @@ impl World {
                 self.touch_room_of(i);
             }
             Op::FindMatch(i, max, mode, f) if self.connected(i) => {
-                let req = FindMatch {
-                    max_players: Some(max),
-                    mode: Some(format!("m{mode}")),
-                    filters: filters(f),
-                    // The model has no backfill rooms (the differential
-                    // test and lobby_ws cover them).
-                    backfill: false,
-                    max_spectators: None,
-                };
-                let got = self.lobby.find_match(&pid(i), req, self.now, &mut out);
-                let want = self.free(i).and_then(|()| {
-                    if max > MAX_PLAYERS {
-                        return Err(ErrorCode::BadRequest);
-                    }
-                    Ok(self.rooms.iter().position(|r| {
-                        !r.private
-                            && r.status == RoomStatus::Waiting
-                            && (r.members.len() as u64) < r.max
-                            && r.max == max
-                            && r.mode == mode
-                            && (f == 0 || r.k == Some(f))
-                            && !r.kicked.contains(&i)
-                    }))
-                });
-                assert_eq!(code_of(&got), want.map(|_| ()), "{op:?}");
-                if let (Ok(m), Ok(found)) = (got, want) {
-                    assert_eq!(m.created, found.is_none(), "{op:?}");
-                    let r = match found {
-                        Some(r) => {
-                            assert_eq!(m.room.room_id, self.rooms[r].id, "oldest match");
-                            r
-                        }
-                        None => {
-                            let k = (f != 0).then_some(f);
-                            let code = m.room.code.clone().unwrap();
-                            self.new_room(&m.room.room_id, &code, max, false, mode, k);
-                            self.rooms.len() - 1
-                        }
-                    };
-                    self.seat(i, r);
-                    if found.is_none() {
-                        self.rooms[r].touched = false;
-                    }
-                }
+                self.find_match(op, i, max, mode, f, &mut out);
             }
             Op::Create(i, max, private, mode) if self.connected(i) => {
-                let req = CreateRoom {
-                    max_players: Some(max),
-                    mode: Some(format!("m{mode}")),
-                    private,
-                    ..Default::default()
-                };
-                let got = self.lobby.create_room(&pid(i), req, self.now, &mut out);
-                assert_eq!(code_of(&got), self.free(i), "{op:?}");
-                if let Ok(room) = got {
-                    self.new_room(&room.room_id, &room.code.unwrap(), max, private, mode, None);
-                    let r = self.rooms.len() - 1;
-                    self.seat(i, r);
-                    self.rooms[r].touched = false;
-                }
+                self.create(op, i, max, private, mode, &mut out);
             }
             Op::JoinNth(i, n) if self.connected(i) && !self.rooms.is_empty() => {
                 let r = n % self.rooms.len();
@@ -311,77 +255,19 @@ impl World {
                 assert_eq!(code_of(&got), want, "{op:?}");
             }
             Op::Leave(i) if self.connected(i) => {
-                let got = self.lobby.leave_room(&pid(i), &mut out);
-                let want = self.my_room(i).map(|_| ());
-                assert_eq!(code_of(&got), want, "{op:?}");
-                if got.is_ok() {
-                    let new_host = self.unseat(i);
-                    self.check_host_change(new_host, &out);
-                }
+                self.leave(op, i, &mut out);
             }
             Op::Start(i) if self.connected(i) => {
-                let got = self.lobby.start_game(&pid(i), &mut out);
-                let want = self.my_room_as_host(i).and_then(|r| {
-                    let room = &self.rooms[r];
-                    if room.status != RoomStatus::Waiting {
-                        Err(ErrorCode::RoomNotWaiting)
-                    } else if room.members.len() < 2 {
-                        Err(ErrorCode::NotEnoughPlayers)
-                    } else {
-                        Ok(r)
-                    }
-                });
-                assert_eq!(code_of(&got), want.map(|_| ()), "{op:?}");
-                if let Ok(r) = want {
-                    self.rooms[r].status = RoomStatus::Active;
-                    self.rooms[r].touched = true;
-                }
+                self.start(op, i, &mut out);
             }
             Op::Finish(i) if self.connected(i) => {
-                let got = self.lobby.finish_game(&pid(i), None, self.now, &mut out);
-                let want = self
-                    .my_room_as_host(i)
-                    .and_then(|r| match self.rooms[r].status {
-                        RoomStatus::Active => Ok(r),
-                        _ => Err(ErrorCode::RoomNotActive),
-                    });
-                assert_eq!(code_of(&got), want.map(|_| ()), "{op:?}");
-                if let Ok(r) = want {
-                    self.rooms[r].status = RoomStatus::Finished;
-                    self.rooms[r].finished_at = Some(self.now);
-                }
+                self.finish(op, i, &mut out);
             }
             Op::Kick(i, j) if self.connected(i) => {
-                let got = self.lobby.kick(&pid(i), &pid(j), &mut out);
-                let want = self.my_room_as_host(i).and_then(|r| {
-                    if i == j {
-                        Err(ErrorCode::BadRequest)
-                    } else if !self.rooms[r].members.contains(&j) {
-                        Err(ErrorCode::PeerNotFound)
-                    } else {
-                        Ok(r)
-                    }
-                });
-                assert_eq!(code_of(&got), want.map(|_| ()), "{op:?}");
-                if let Ok(r) = want {
-                    self.rooms[r].kicked.insert(j);
-                    assert!(
-                        out.iter()
-                            .any(|d| d.to == [pid(j)] && matches!(d.event, Event::Kicked { .. })),
-                        "the kicked player is told"
-                    );
-                    self.unseat(j);
-                }
+                self.kick(op, i, j, &mut out);
             }
             Op::SetRoomData(i, v) if self.connected(i) => {
-                let data = json!({ "k": v }).as_object().cloned().unwrap();
-                let got = self.lobby.set_room_data(&pid(i), data, &mut out);
-                let want = self.my_room_as_host(i);
-                assert_eq!(code_of(&got), want.map(|_| ()), "{op:?}");
-                if let Ok(r) = want {
-                    self.rooms[r].k = Some(v);
-                    self.rooms[r].touched = true;
-                }
+                self.set_room_data(op, i, v, &mut out);
             }
             Op::Chat(i) if self.connected(i) => {
                 let got = self.lobby.chat(&pid(i), "hi", &mut out);
@@ -410,6 +296,161 @@ impl World {
         self.compare();
     }
 
+    fn find_match(
+        &mut self,
+        op: &Op,
+        i: usize,
+        max: u64,
+        mode: u8,
+        f: u8,
+        out: &mut Vec<Delivery>,
+    ) {
+        let req = FindMatch {
+            max_players: Some(max),
+            mode: Some(format!("m{mode}")),
+            filters: filters(f),
+            // The model has no backfill rooms (the differential
+            // test and lobby_ws cover them).
+            backfill: false,
+            max_spectators: None,
+        };
+        let got = self.lobby.find_match(&pid(i), req, self.now, out);
+        let want = self.free(i).and_then(|()| {
+            if max > MAX_PLAYERS {
+                return Err(ErrorCode::BadRequest);
+            }
+            Ok(self.rooms.iter().position(|r| {
+                !r.private
+                    && r.status == RoomStatus::Waiting
+                    && (r.members.len() as u64) < r.max
+                    && r.max == max
+                    && r.mode == mode
+                    && (f == 0 || r.k == Some(f))
+                    && !r.kicked.contains(&i)
+            }))
+        });
+        assert_eq!(code_of(&got), want.map(|_| ()), "{op:?}");
+        if let (Ok(m), Ok(found)) = (got, want) {
+            assert_eq!(m.created, found.is_none(), "{op:?}");
+            let r = match found {
+                Some(r) => {
+                    assert_eq!(m.room.room_id, self.rooms[r].id, "oldest match");
+                    r
+                }
+                None => {
+                    let k = (f != 0).then_some(f);
+                    let code = m.room.code.clone().unwrap();
+                    self.new_room(&m.room.room_id, &code, max, false, mode, k);
+                    self.rooms.len() - 1
+                }
+            };
+            self.seat(i, r);
+            if found.is_none() {
+                self.rooms[r].touched = false;
+            }
+        }
+    }
+
+    fn start(&mut self, op: &Op, i: usize, out: &mut Vec<Delivery>) {
+        let got = self.lobby.start_game(&pid(i), out);
+        let want = self.my_room_as_host(i).and_then(|r| {
+            let room = &self.rooms[r];
+            if room.status != RoomStatus::Waiting {
+                Err(ErrorCode::RoomNotWaiting)
+            } else if room.members.len() < 2 {
+                Err(ErrorCode::NotEnoughPlayers)
+            } else {
+                Ok(r)
+            }
+        });
+        assert_eq!(code_of(&got), want.map(|_| ()), "{op:?}");
+        if let Ok(r) = want {
+            self.rooms[r].status = RoomStatus::Active;
+            self.rooms[r].touched = true;
+        }
+    }
+
+    fn finish(&mut self, op: &Op, i: usize, out: &mut Vec<Delivery>) {
+        let got = self.lobby.finish_game(&pid(i), None, self.now, out);
+        let want = self
+            .my_room_as_host(i)
+            .and_then(|r| match self.rooms[r].status {
+                RoomStatus::Active => Ok(r),
+                _ => Err(ErrorCode::RoomNotActive),
+            });
+        assert_eq!(code_of(&got), want.map(|_| ()), "{op:?}");
+        if let Ok(r) = want {
+            self.rooms[r].status = RoomStatus::Finished;
+            self.rooms[r].finished_at = Some(self.now);
+        }
+    }
+
+    fn kick(&mut self, op: &Op, i: usize, j: usize, out: &mut Vec<Delivery>) {
+        let got = self.lobby.kick(&pid(i), &pid(j), out);
+        let want = self.my_room_as_host(i).and_then(|r| {
+            if i == j {
+                Err(ErrorCode::BadRequest)
+            } else if !self.rooms[r].members.contains(&j) {
+                Err(ErrorCode::PeerNotFound)
+            } else {
+                Ok(r)
+            }
+        });
+        assert_eq!(code_of(&got), want.map(|_| ()), "{op:?}");
+        if let Ok(r) = want {
+            self.rooms[r].kicked.insert(j);
+            assert!(
+                out.iter()
+                    .any(|d| d.to == [pid(j)] && matches!(d.event, Event::Kicked { .. })),
+                "the kicked player is told"
+            );
+            self.unseat(j);
+        }
+    }
+    fn create(
+        &mut self,
+        op: &Op,
+        i: usize,
+        max: u64,
+        private: bool,
+        mode: u8,
+        out: &mut Vec<Delivery>,
+    ) {
+        let req = CreateRoom {
+            max_players: Some(max),
+            mode: Some(format!("m{mode}")),
+            private,
+            ..Default::default()
+        };
+        let got = self.lobby.create_room(&pid(i), req, self.now, out);
+        assert_eq!(code_of(&got), self.free(i), "{op:?}");
+        if let Ok(room) = got {
+            self.new_room(&room.room_id, &room.code.unwrap(), max, private, mode, None);
+            let r = self.rooms.len() - 1;
+            self.seat(i, r);
+            self.rooms[r].touched = false;
+        }
+    }
+
+    fn set_room_data(&mut self, op: &Op, i: usize, v: u8, out: &mut Vec<Delivery>) {
+        let data = json!({ "k": v }).as_object().cloned().unwrap();
+        let got = self.lobby.set_room_data(&pid(i), data, out);
+        let want = self.my_room_as_host(i);
+        assert_eq!(code_of(&got), want.map(|_| ()), "{op:?}");
+        if let Ok(r) = want {
+            self.rooms[r].k = Some(v);
+            self.rooms[r].touched = true;
+        }
+    }
+    fn leave(&mut self, op: &Op, i: usize, out: &mut Vec<Delivery>) {
+        let got = self.lobby.leave_room(&pid(i), out);
+        let want = self.my_room(i).map(|_| ());
+        assert_eq!(code_of(&got), want, "{op:?}");
+        if got.is_ok() {
+            let new_host = self.unseat(i);
+            self.check_host_change(new_host, &out);
+        }
+    }
     fn after_join(
         &mut self,
         i: usize,
