@@ -230,6 +230,8 @@ pub struct FindMatch {
     /// Places for spectators in the room it creates (our addition, as
     /// `create_room`'s).
     pub max_spectators: Option<u64>,
+    /// 1.2: the room it creates starts once every seated player is ready.
+    pub start_when_ready: bool,
 }
 
 /// Fields of `queue_match` (1.1), as sent; defaults are applied by
@@ -275,6 +277,9 @@ pub struct CreateRoom {
     pub backfill: bool,
     /// 1.1: places for spectators (default 0).
     pub max_spectators: Option<u64>,
+    /// 1.2: the room starts once every seated player is ready (and at
+    /// least 2 are seated).
+    pub start_when_ready: bool,
 }
 
 /// Fields of `join_room`: one of the two.
@@ -356,6 +361,12 @@ pub struct Kick {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Chat {
     pub text: String,
+}
+
+/// Fields of `set_ready` (1.2).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SetReady {
+    pub ready: bool,
 }
 
 /// Fields of `subscribe_stats`.
@@ -440,6 +451,8 @@ pub enum Request {
     Answer(SdpSignal),
     IceCandidate(IceSignal),
     Chat(Chat),
+    /// 1.2: ready check.
+    SetReady(SetReady),
     Ping,
     SubscribeStats(SubscribeStats),
     UnsubscribeStats,
@@ -470,6 +483,7 @@ impl Request {
             Request::Answer(_) => "answer",
             Request::IceCandidate(_) => "ice_candidate",
             Request::Chat(_) => "chat",
+            Request::SetReady(_) => "set_ready",
             Request::Ping => "ping",
             Request::SubscribeStats(_) => "subscribe_stats",
             Request::UnsubscribeStats => "unsubscribe_stats",
@@ -580,6 +594,7 @@ pub fn decode_request(text: &str) -> Decoded {
         "answer" => fields(text, &kind).map(Request::Answer),
         "ice_candidate" => fields(text, &kind).map(Request::IceCandidate),
         "chat" => fields(text, &kind).map(Request::Chat),
+        "set_ready" => fields(text, &kind).map(Request::SetReady),
         "ping" => Ok(Request::Ping),
         "subscribe_stats" => fields(text, &kind).map(Request::SubscribeStats),
         "unsubscribe_stats" => Ok(Request::UnsubscribeStats),
@@ -645,6 +660,10 @@ pub struct PlayerInfo {
     #[serde(with = "ts_millis")]
     pub joined_at: DateTime<Utc>,
     pub connected: bool,
+    /// 1.2: the player's ready flag (`set_ready`); always false for
+    /// spectators.
+    #[serde(default)]
+    pub ready: bool,
 }
 
 /// The room object of PROTOCOL.md. `code` is present only in views for members.
@@ -672,6 +691,9 @@ pub struct RoomInfo {
     /// `max_spectators`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub spectators: Vec<PlayerInfo>,
+    /// 1.2: shown (true) only for rooms made with `start_when_ready`.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub start_when_ready: bool,
 }
 
 fn is_false(b: &bool) -> bool {
@@ -859,6 +881,12 @@ pub enum Event {
         player_id: String,
         data: JsonObject,
     },
+    /// 1.2: a seated player's ready flag changed.
+    PlayerReady {
+        room_id: String,
+        player_id: String,
+        ready: bool,
+    },
     Kicked {
         room_id: String,
     },
@@ -1020,6 +1048,7 @@ mod tests {
                     data: JsonObject::new(),
                     joined_at: *t,
                     connected: true,
+                    ready: false,
                 })
                 .unwrap()["joined_at"],
                 Value::String(chrono_ts(t)),
@@ -1060,6 +1089,7 @@ mod tests {
             backfill: false,
             max_spectators: 0,
             spectators: vec![],
+            start_when_ready: false,
         };
         let v = serde_json::to_value(&room).unwrap();
         assert!(v.get("backfill").is_none(), "{v}");
@@ -1126,6 +1156,7 @@ mod tests {
             backfill: false,
             max_spectators: 0,
             spectators: Vec::new(),
+            start_when_ready: false,
         }
     }
 

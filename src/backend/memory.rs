@@ -476,6 +476,7 @@ fn apply(
             lobby.chat(me, &req.text, out)?;
             Fields::Other(json!({}))
         }
+        Request::SetReady(req) => Fields::Room(lobby.set_ready(me, req.ready, out)?, None),
         request @ (Request::Offer(_) | Request::Answer(_) | Request::IceCandidate(_)) => {
             let Some((to, event)) = super::signal_event(me, request) else {
                 return Ok(None);

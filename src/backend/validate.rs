@@ -105,6 +105,7 @@ pub fn validate(cfg: &Config, request: &Request) -> Result<(), ProtoError> {
             }
         }
         Request::LeaveRoom
+        | Request::SetReady(_)
         | Request::CancelMatch
         | Request::LeaveParty
         | Request::StartGame

@@ -145,6 +145,53 @@ impl Lobby {
         Ok(self.rooms[&id].info(true))
     }
 
+    /// `set_ready` (1.2): a seated player's ready flag. Members hear of a
+    /// change (setting the same value again is silent); a
+    /// `start_when_ready` room whose seated players are now all ready
+    /// starts as by `start_game`.
+    pub fn set_ready(
+        &mut self,
+        player_id: &str,
+        ready: bool,
+        out: &mut Vec<Delivery>,
+    ) -> Result<RoomInfo, ProtoError> {
+        let (id, _) = self.my_room(player_id)?;
+        let room = &self.rooms[&id];
+        let Some(i) = room.seat_index(player_id) else {
+            return Err(err(ErrorCode::Forbidden, "spectators are never ready"));
+        };
+        if room.status != RoomStatus::Waiting {
+            return Err(err(
+                ErrorCode::RoomNotWaiting,
+                format!("the room is {}", room.status.as_str()),
+            ));
+        }
+        if room.seats[i].ready == ready {
+            return Ok(room.info(true));
+        }
+        let hold = self.hold_starts;
+        let mut started = false;
+        self.update_room(id, |room| {
+            room.seats[i].ready = ready;
+            out.push(Delivery {
+                to: room.member_ids(),
+                event: Event::PlayerReady {
+                    room_id: room.id_str.clone(),
+                    player_id: player_id.to_string(),
+                    ready,
+                },
+            });
+            if room.all_ready() {
+                Self::start(room, hold, out);
+                started = true;
+            }
+        });
+        if started {
+            self.started(id);
+        }
+        Ok(self.rooms[&id].info(true))
+    }
+
     pub fn kick(
         &mut self,
         player_id: &str,

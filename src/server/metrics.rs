@@ -53,6 +53,7 @@ pub const REQUEST_TYPES: &[&str] = &[
     "answer",
     "ice_candidate",
     "chat",
+    "set_ready",
     "ping",
     "subscribe_stats",
     "unsubscribe_stats",

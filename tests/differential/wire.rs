@@ -30,8 +30,10 @@ pub fn render(req: &Req, seq: u64, ids: &impl Resolve) -> (Message, bool) {
             filters,
             backfill,
             max_spectators,
+            start_when_ready,
         } => {
             put("max_spectators", *max_spectators);
+            put("start_when_ready", *start_when_ready);
             put("max_players", *max);
             put("mode", *mode);
             put("filters", *filters);
@@ -46,8 +48,10 @@ pub fn render(req: &Req, seq: u64, ids: &impl Resolve) -> (Message, bool) {
             allowed,
             backfill,
             max_spectators,
+            start_when_ready,
         } => {
             put("private", *private);
+            put("start_when_ready", *start_when_ready);
             put("backfill", *backfill);
             put("max_spectators", *max_spectators);
             put("max_players", *max);
@@ -152,6 +156,10 @@ pub fn render(req: &Req, seq: u64, ids: &impl Resolve) -> (Message, bool) {
         Req::Chat(t) => {
             put("text", Some(t));
             "chat"
+        }
+        Req::SetReady(ready) => {
+            put("ready", *ready);
+            "set_ready"
         }
         Req::Ping => "ping",
         Req::SubscribeStats(ms) => {

@@ -257,6 +257,7 @@ impl Cluster {
                         max,
                         backfill: req.backfill,
                         max_spectators: req.max_spectators.unwrap_or(0),
+                        start_when_ready: req.start_when_ready,
                         rid: rid(),
                         now: now(),
                     })
@@ -277,6 +278,7 @@ impl Cluster {
                         allowed_roles: &req.allowed_roles,
                         backfill: req.backfill,
                         max_spectators: req.max_spectators.unwrap_or(0),
+                        start_when_ready: req.start_when_ready,
                         attrs: attrs(&data),
                         max_rooms: cfg.max_rooms,
                         idle_ms: cfg.room_idle_timeout_ms,
@@ -406,6 +408,15 @@ impl Cluster {
                     .run(&ops::Kick {
                         p: me,
                         target: &req.player_id,
+                        rid: rid(),
+                    })
+                    .await?;
+            }
+            Request::SetReady(req) => {
+                store
+                    .run(&ops::SetReady {
+                        p: me,
+                        ready: req.ready,
                         rid: rid(),
                     })
                     .await?;
