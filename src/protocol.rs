@@ -369,6 +369,15 @@ pub struct SetReady {
     pub ready: bool,
 }
 
+/// Fields of `send` (1.2): `data` is kept as sent (its size is checked on
+/// that text, and it is relayed byte for byte).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SendMessage {
+    #[serde(default)]
+    pub to: Option<String>,
+    pub data: Box<serde_json::value::RawValue>,
+}
+
 /// Fields of `subscribe_stats`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default)]
@@ -453,6 +462,8 @@ pub enum Request {
     Chat(Chat),
     /// 1.2: ready check.
     SetReady(SetReady),
+    /// 1.2: game data relayed by the server.
+    Send(SendMessage),
     Ping,
     SubscribeStats(SubscribeStats),
     UnsubscribeStats,
@@ -484,6 +495,7 @@ impl Request {
             Request::IceCandidate(_) => "ice_candidate",
             Request::Chat(_) => "chat",
             Request::SetReady(_) => "set_ready",
+            Request::Send(_) => "send",
             Request::Ping => "ping",
             Request::SubscribeStats(_) => "subscribe_stats",
             Request::UnsubscribeStats => "unsubscribe_stats",
@@ -595,6 +607,7 @@ pub fn decode_request(text: &str) -> Decoded {
         "ice_candidate" => fields(text, &kind).map(Request::IceCandidate),
         "chat" => fields(text, &kind).map(Request::Chat),
         "set_ready" => fields(text, &kind).map(Request::SetReady),
+        "send" => fields(text, &kind).map(Request::Send),
         "ping" => Ok(Request::Ping),
         "subscribe_stats" => fields(text, &kind).map(Request::SubscribeStats),
         "unsubscribe_stats" => Ok(Request::UnsubscribeStats),
@@ -713,6 +726,10 @@ pub struct Stats {
     pub held_seats: u64,
     pub matches_started: u64,
     pub signals_relayed: u64,
+    /// 1.2: accepted `send` requests (one each, whatever the number of
+    /// recipients).
+    #[serde(default)]
+    pub messages_relayed: u64,
     /// 1.1: tickets waiting in `queue_match`'s queue (one per party).
     #[serde(default)]
     pub tickets_queued: u64,
@@ -886,6 +903,11 @@ pub enum Event {
         room_id: String,
         player_id: String,
         ready: bool,
+    },
+    /// 1.2: game data relayed from a member (`send`).
+    Message {
+        from: String,
+        data: Value,
     },
     Kicked {
         room_id: String,

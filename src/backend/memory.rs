@@ -484,7 +484,8 @@ fn apply(
             relay_locked(app, st, me, &to, Utf8Bytes::from(event.to_json()))?;
             Fields::Other(json!({}))
         }
-        Request::Ping
+        Request::Send(_)
+        | Request::Ping
         | Request::SubscribeStats(_)
         | Request::UnsubscribeStats
         | Request::SubscribeRooms(_)
@@ -530,6 +531,25 @@ fn relay_locked(
 }
 
 impl Memory {
+    /// Relays a `send` message (1.2) from `me` to `to` (or every other
+    /// member): to each connection, or kept for a held seat, under the
+    /// lock. The number of recipients.
+    pub fn send_message(
+        &self,
+        me: &str,
+        to: Option<&str>,
+        frame: Utf8Bytes,
+    ) -> Result<u64, ProtoError> {
+        let mut guard = self.state.lock();
+        let st = &mut *guard;
+        let targets = st.lobby.message_targets(me, to)?;
+        for pid in &targets {
+            st.send_to(pid, &frame);
+        }
+        st.lobby.count_message();
+        Ok(targets.len() as u64)
+    }
+
     /// Relays a ready signal frame from `me` to `to` (see `relay_locked`).
     pub fn relay(&self, app: &App, me: &str, to: &str, frame: Utf8Bytes) -> Result<(), ProtoError> {
         relay_locked(app, &mut self.state.lock(), me, to, frame)

@@ -1625,6 +1625,29 @@ function OPS.set_ready(a)
   return ok()
 end
 
+-- send (1.2), when the calling node could not route it itself (a held
+-- recipient, a room it does not know, a refusal to give).
+-- a: p, to ('' for every other member), event (raw, `from` set)
+function OPS.send(a)
+  local p, r, e = my_room(a.p, false)
+  if e then return e end
+  local to
+  if a.to ~= '' then
+    if not seat_index(r, p.id) then return fail('forbidden', 'spectators send to the whole room only') end
+    if a.to == p.id or not (seat_index(r, a.to) or spectator_index(r, a.to)) then
+      return fail('peer_not_found', 'no player ' .. q(a.to) .. ' in your room')
+    end
+    to = { a.to }
+  else
+    to = members(r, p.id)
+  end
+  -- To each recipient's node, or into its pending list while held.
+  emit(to, { k = 'raw', x = a.event })
+  flush(nil)
+  redis.call('HINCRBY', P .. 'stats', 'messages_relayed', 1)
+  return ok(#to)
+end
+
 -- a: p, to, event (raw, `from` set)
 function OPS.signal(a)
   local me = redis.call('HMGET', P .. 'pl:' .. a.p, 'room', 'sp')

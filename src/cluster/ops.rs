@@ -37,6 +37,7 @@ ops! {
     Kick<'_> => "kick",
     Chat<'_> => "chat",
     SetReady<'_> => "set_ready",
+    SendMsg<'_> => "send",
     Signal<'_> => "signal",
     Close<'_> => "close",
     Announce<'_> => "announce",
@@ -206,6 +207,16 @@ pub struct SetReady<'a> {
     pub p: &'a str,
     pub ready: bool,
     pub rid: String,
+}
+
+/// `send` (1.2) that the node could not route itself.
+#[derive(Serialize)]
+pub struct SendMsg<'a> {
+    pub p: &'a str,
+    /// Empty: every other member.
+    pub to: &'a str,
+    /// The relayed `message` event, `from` set.
+    pub event: &'a str,
 }
 
 #[derive(Serialize)]

@@ -277,4 +277,33 @@ impl Lobby {
     pub fn count_signal(&mut self) {
         self.signals_relayed += 1;
     }
+
+    /// The recipients of a `send` (1.2) from `from`: `to` alone, or every
+    /// other member of its room (spectators included). A spectator sends
+    /// to the whole room only (`forbidden`); a `to` that is no other member
+    /// is `peer_not_found`.
+    pub fn message_targets(&self, from: &str, to: Option<&str>) -> Result<Vec<String>, ProtoError> {
+        let room = self.room_of(from).ok_or_else(not_in_room)?;
+        let Some(to) = to else {
+            return Ok(room.member_ids_except(from));
+        };
+        if room.seat_index(from).is_none() {
+            return Err(err(
+                ErrorCode::Forbidden,
+                "spectators send to the whole room only",
+            ));
+        }
+        if to == from || (room.seat_index(to).is_none() && room.spectator_index(to).is_none()) {
+            return Err(err(
+                ErrorCode::PeerNotFound,
+                format!("no player {to:?} in your room"),
+            ));
+        }
+        Ok(vec![to.to_string()])
+    }
+
+    /// Counts an accepted `send` (1.2), once whatever its recipients.
+    pub fn count_message(&mut self) {
+        self.messages_relayed += 1;
+    }
 }

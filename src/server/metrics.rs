@@ -54,6 +54,7 @@ pub const REQUEST_TYPES: &[&str] = &[
     "ice_candidate",
     "chat",
     "set_ready",
+    "send",
     "ping",
     "subscribe_stats",
     "unsubscribe_stats",
@@ -106,6 +107,8 @@ pub struct Metrics {
     pub messages_out: Fast,
     errors: HashMap<ErrorCode, Counter>,
     pub signals_relayed: Fast,
+    /// 1.2: accepted `send` requests (counted by the sender's node).
+    pub messages_relayed: Counter,
     pub relay_seconds: Latency,
     pub slow_clients_closed: Counter,
     pub auth_failures: Counter,
@@ -177,6 +180,11 @@ impl Metrics {
             "rendezvous_signals_relayed_total",
             None,
             "Offers, answers and ICE candidates handed to their target",
+        );
+        describe(
+            "rendezvous_messages_relayed_total",
+            None,
+            "send requests accepted and relayed to the room (one per request)",
         );
         describe(
             "rendezvous_slow_clients_closed_total",
@@ -337,6 +345,7 @@ impl Metrics {
             messages_out: Fast::new(counter("rendezvous_messages_out_total")),
             errors,
             signals_relayed: Fast::new(counter("rendezvous_signals_relayed_total")),
+            messages_relayed: counter("rendezvous_messages_relayed_total"),
             relay_seconds: Latency::default(),
             slow_clients_closed: counter("rendezvous_slow_clients_closed_total"),
             auth_failures: counter("rendezvous_auth_failures_total"),

@@ -53,6 +53,8 @@ pub const FEATURES: &[&str] = &[
     "peerjs",
     "matchbox",
     "webhooks",
+    "ready",
+    "messages",
 ];
 
 /// The server state handed to every handler.

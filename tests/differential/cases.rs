@@ -733,3 +733,53 @@ async fn ready_checks_start_rooms() {
     )
     .await;
 }
+
+// ----- room messages (1.2) -----
+
+fn send_msg(to: Option<usize>, data: &'static str, rid: bool) -> Req {
+    Req::SendMsg {
+        to: to.map(PlayerRef::Slot),
+        data: Some(data),
+        rid,
+    }
+}
+
+/// Messages to one member and to the room, with and without `rid`, from
+/// players and spectators, to a held seat (kept for its resume), and every
+/// refusal: not in a room, no such member, a spectator's `to`, too large.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn room_messages_alike() {
+    check(
+        4,
+        vec![
+            Send(0, send_msg(None, "1", true)),
+            Send(0, create_watched("3", "2")),
+            Send(1, Req::JoinById(RoomRef::Known(0))),
+            Send(3, spectate(0)),
+            Send(0, send_msg(Some(1), "{\"move\":4}", true)),
+            Send(0, send_msg(None, "[1,2,3]", false)),
+            Send(3, send_msg(None, "\"cheer\"", true)),
+            Send(3, send_msg(Some(0), "1", true)),
+            Send(1, send_msg(Some(3), "null", true)),
+            Send(0, send_msg(Some(2), "1", true)),
+            Send(0, send_msg(Some(0), "1", false)),
+            Send(0, send_msg(None, crate::steps::oversized_data(), true)),
+            Send(
+                0,
+                Req::SendMsg {
+                    to: None,
+                    data: None,
+                    rid: true,
+                },
+            ),
+            Step::Drop(1),
+            Send(0, send_msg(None, "\"while away\"", true)),
+            Send(0, send_msg(Some(1), "2", false)),
+            Step::Resume(1),
+            Send(1, send_msg(None, "\"back\"", true)),
+            Send(0, Req::Start),
+            Send(0, send_msg(None, "\"active\"", true)),
+        ],
+    )
+    .await;
+}

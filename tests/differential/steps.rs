@@ -99,6 +99,13 @@ pub enum Req {
     Chat(&'static str),
     /// `set_ready` (1.2) with `ready` (absent, or of a wrong type too).
     SetReady(Option<&'static str>),
+    /// `send` (1.2): to one player or (`None`) the room, `data` as a JSON
+    /// fragment (absent: `None`), with or without `rid`.
+    SendMsg {
+        to: Option<PlayerRef>,
+        data: Option<&'static str>,
+        rid: bool,
+    },
     Ping,
     SubscribeStats(Option<&'static str>),
     UnsubscribeStats,
@@ -383,6 +390,18 @@ fn req() -> impl Strategy<Value = Req> {
             1 => Just(None),
         ]
         .prop_map(Req::SetReady),
+        4 => (
+            proptest::option::weighted(0.5, player_ref()),
+            prop_oneof![
+                8 => proptest::sample::select(&[
+                    "{\"move\":4}", "[1,\"two\",null]", "null", "12.50", "\"x\"",
+                ][..]).prop_map(Some),
+                1 => Just(Some(oversized_data())),
+                1 => Just(None),
+            ],
+            proptest::bool::weighted(0.7),
+        )
+            .prop_map(|(to, data, rid)| Req::SendMsg { to, data, rid }),
         1 => Just(Req::Ping),
         // Never the default interval (1 s): pushes would race the steps.
         1 => proptest::sample::select(&["60000", "100", "70000", "\"x\""][..])
@@ -403,6 +422,12 @@ fn req() -> impl Strategy<Value = Req> {
         .prop_map(Req::Raw),
         1 => Just(Req::Binary),
     ]
+}
+
+/// A `send` payload over the default `--max-send-bytes` (4096).
+pub fn oversized_data() -> &'static str {
+    static DATA: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    DATA.get_or_init(|| format!("\"{}\"", "d".repeat(4100)))
 }
 
 pub fn step() -> impl Strategy<Value = Step> {

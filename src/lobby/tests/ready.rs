@@ -227,3 +227,33 @@ fn find_match_makes_start_when_ready_rooms_and_a_full_room_still_starts() {
     assert!(m.room.players.iter().all(|p| !p.ready));
     l.check_invariants().unwrap();
 }
+
+/// `send` (1.2) recipients: one member, or every other one; a spectator
+/// sends to the room only.
+#[test]
+fn message_targets_follow_the_room() {
+    let mut l = connected(LobbyConfig::default(), &["a", "b", "s", "x"]);
+    let room = room_of(&mut l, "a", 3, false);
+    join(&mut l, "b", &room);
+    let mut out = Vec::new();
+    l.spectate("s", Some(&room), None, &mut out).unwrap();
+    assert_eq!(l.message_targets("a", None).unwrap(), ["b", "s"]);
+    assert_eq!(l.message_targets("s", None).unwrap(), ["a", "b"]);
+    assert_eq!(l.message_targets("a", Some("s")).unwrap(), ["s"]);
+    let code = |r: Result<Vec<String>, crate::protocol::ProtoError>| r.unwrap_err().code;
+    assert_eq!(
+        code(l.message_targets("s", Some("a"))),
+        ErrorCode::Forbidden
+    );
+    assert_eq!(
+        code(l.message_targets("a", Some("a"))),
+        ErrorCode::PeerNotFound
+    );
+    assert_eq!(
+        code(l.message_targets("a", Some("x"))),
+        ErrorCode::PeerNotFound
+    );
+    assert_eq!(code(l.message_targets("x", None)), ErrorCode::NotInRoom);
+    l.count_message();
+    assert_eq!(l.stats().messages_relayed, 1);
+}
