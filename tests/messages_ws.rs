@@ -57,24 +57,28 @@ async fn send_to_one_member_or_to_the_room() {
         json!({"type": "message", "from": ann.player_id(), "data": {"move": 4}})
     );
     // To the room: every other member, spectators included, not the sender.
-    let ok = ann
-        .request("send", json!({"data": [1, "two", null]}))
+    let delivered = ann
+        .send_message_with_reply(json!([1, "two", null]), None)
         .await
         .unwrap();
-    assert_eq!(ok["delivered"], 2);
+    assert_eq!(delivered, 2);
     for c in [&bob, &sam] {
         assert_eq!(message(c).await["data"], json!([1, "two", null]));
     }
     expect_no_event(&ann, SHORT).await;
     // Any JSON value; a burst arrives in the order sent.
     for i in 0..20 {
-        ann.send("send", json!({"data": i})).await.unwrap();
+        ann.send_message(json!(i), None).await.unwrap();
     }
+    ann.send_message(json!("last"), Some(bob.player_id()))
+        .await
+        .unwrap();
     for c in [&bob, &sam] {
         for i in 0..20 {
             assert_eq!(message(c).await["data"], i);
         }
     }
+    assert_eq!(message(&bob).await["data"], "last");
     ts.stop().await;
 }
 

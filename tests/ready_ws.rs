@@ -127,8 +127,9 @@ async fn the_last_ready_player_starts_the_room() {
     let (c, _) = room_with(&ts, 4, true, &["ann", "bob", "cat"]).await;
     set_ready(&c[0], true).await;
     set_ready(&c[1], true).await;
-    let reply = set_ready(&c[2], true).await;
-    assert_eq!(reply["room"]["status"], "active", "{reply}");
+    let room = c[2].set_ready(true).await.unwrap();
+    assert_eq!(room.status.as_str(), "active", "{room:?}");
+    assert!(room.players.iter().all(|p| p.ready));
     for cl in &c {
         // player_ready, then the start as by start_game.
         let mut kinds = Vec::new();
