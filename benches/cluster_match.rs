@@ -91,6 +91,7 @@ async fn preload(store: &Store, rooms: usize) {
                     allowed_roles: &[],
                     backfill: false,
                     max_spectators: 0,
+                    start_when_ready: false,
                     attrs: Vec::new(),
                     max_rooms: 10_000_000,
                     idle_ms: 3_600_000,
@@ -131,6 +132,7 @@ fn bench(c: &mut Criterion) {
                             max: 3,
                             backfill: false,
                             max_spectators: 0,
+                            start_when_ready: false,
                             rid: "1".into(),
                             now: NOW.into(),
                         })

@@ -56,6 +56,7 @@ fn match_and_leave(lobby: &mut Lobby, filters: Option<serde_json::Map<String, se
                 filters,
                 backfill: false,
                 max_spectators: None,
+                start_when_ready: false,
             },
             Instant::now(),
             &mut out,

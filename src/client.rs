@@ -602,6 +602,32 @@ impl Client {
             .map(|_| ())
     }
 
+    /// 1.2: sets this seated player's ready flag; the room as it is then
+    /// (already `active` when this made a `start_when_ready` room start).
+    pub async fn set_ready(&self, ready: bool) -> Result<RoomInfo, ClientError> {
+        Self::room_of(&self.request("set_ready", json!({ "ready": ready })).await?)
+    }
+
+    /// 1.2: relays `data` to `to`, or (`None`) to every other member of the
+    /// room, fire-and-forget: no `ok` to wait for; a refusal comes back as
+    /// an `error` event with `rid: null`.
+    pub async fn send_message(&self, data: Value, to: Option<&str>) -> Result<(), ClientError> {
+        self.send("send", message_fields(data, to)).await
+    }
+
+    /// 1.2: [`Client::send_message`] with a reply: the number of
+    /// recipients (`delivered`).
+    pub async fn send_message_with_reply(
+        &self,
+        data: Value,
+        to: Option<&str>,
+    ) -> Result<u64, ClientError> {
+        let reply = self.request("send", message_fields(data, to)).await?;
+        reply["delivered"]
+            .as_u64()
+            .ok_or_else(|| ClientError::Protocol(format!("no delivered in {reply}")))
+    }
+
     /// The next event, waiting at most `wait`.
     pub async fn next_event_within(&self, wait: Duration) -> Result<Value, ClientError> {
         let mut rx = self.events.lock().await;
@@ -655,5 +681,13 @@ impl Client {
             let _ = sink.send(Message::Close(None)).await;
             let _ = sink.close().await;
         }
+    }
+}
+
+/// The fields of a `send` (1.2).
+fn message_fields(data: Value, to: Option<&str>) -> Value {
+    match to {
+        Some(to) => json!({ "to": to, "data": data }),
+        None => json!({ "data": data }),
     }
 }

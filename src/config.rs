@@ -119,6 +119,23 @@ pub struct Config {
     #[arg(long, env = "RENDEZVOUS_MAX_SDP_BYTES", default_value_t = 32_768)]
     pub max_sdp_bytes: u64,
 
+    /// Largest `data` of a `send` (1.2), in bytes of its JSON as sent.
+    #[arg(long, env = "RENDEZVOUS_MAX_SEND_BYTES", default_value_t = 4096,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_send_bytes: u64,
+
+    /// `send` requests (1.2) per second a connection may make (a token
+    /// bucket of its own, apart from signals; every `send` also counts in
+    /// `--rate-limit`).
+    #[arg(long, env = "RENDEZVOUS_SEND_RATE", default_value_t = 30,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub send_rate: u32,
+
+    /// `send` requests a connection may make in one burst.
+    #[arg(long, env = "RENDEZVOUS_SEND_BURST", default_value_t = 60,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub send_burst: u32,
+
     /// STUN server URLs for `welcome.ice_servers`, comma separated.
     #[arg(long, env = "RENDEZVOUS_STUN_URLS", value_delimiter = ',')]
     pub stun_urls: Vec<String>,

@@ -81,6 +81,8 @@ pub struct Metrics {
     pub messages_out: Fast,
     errors: HashMap<ErrorCode, Counter>,
     pub signals_relayed: Fast,
+    /// 1.2: accepted `send` requests (counted by the sender's node).
+    pub messages_relayed: Counter,
     pub relay_seconds: Latency,
     pub slow_clients_closed: Counter,
     pub auth_failures: Counter,
@@ -152,6 +154,11 @@ impl Metrics {
             "rendezvous_signals_relayed_total",
             None,
             "Offers, answers and ICE candidates handed to their target",
+        );
+        describe(
+            "rendezvous_messages_relayed_total",
+            None,
+            "send requests accepted and relayed to the room (one per request)",
         );
         describe(
             "rendezvous_slow_clients_closed_total",
@@ -313,6 +320,7 @@ impl Metrics {
             messages_out: Fast::new(counter("rendezvous_messages_out_total")),
             errors,
             signals_relayed: Fast::new(counter("rendezvous_signals_relayed_total")),
+            messages_relayed: counter("rendezvous_messages_relayed_total"),
             relay_seconds: Latency::default(),
             slow_clients_closed: counter("rendezvous_slow_clients_closed_total"),
             auth_failures: counter("rendezvous_auth_failures_total"),

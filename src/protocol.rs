@@ -230,6 +230,8 @@ pub struct FindMatch {
     /// Places for spectators in the room it creates (our addition, as
     /// `create_room`'s).
     pub max_spectators: Option<u64>,
+    /// 1.2: the room it creates starts once every seated player is ready.
+    pub start_when_ready: bool,
 }
 
 /// Fields of `queue_match` (1.1), as sent; defaults are applied by
@@ -275,6 +277,9 @@ pub struct CreateRoom {
     pub backfill: bool,
     /// 1.1: places for spectators (default 0).
     pub max_spectators: Option<u64>,
+    /// 1.2: the room starts once every seated player is ready (and at
+    /// least 2 are seated).
+    pub start_when_ready: bool,
 }
 
 /// Fields of `join_room`: one of the two.
@@ -358,6 +363,21 @@ pub struct Chat {
     pub text: String,
 }
 
+/// Fields of `set_ready` (1.2).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SetReady {
+    pub ready: bool,
+}
+
+/// Fields of `send` (1.2): `data` is kept as sent (its size is checked on
+/// that text, and it is relayed byte for byte).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SendMessage {
+    #[serde(default)]
+    pub to: Option<String>,
+    pub data: Box<serde_json::value::RawValue>,
+}
+
 /// Fields of `subscribe_stats`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default)]
@@ -427,6 +447,8 @@ pub const FEATURES: &[&str] = &[
     "peerjs",
     "matchbox",
     "webhooks",
+    "ready",
+    "messages",
 ];
 
 /// The one request table: every request type is named here once, with its
@@ -435,11 +457,11 @@ pub const FEATURES: &[&str] = &[
 /// [`decode_request`] and [`REQUEST_TYPES`] (the metrics labels, the
 /// decoder fuzz, the clients' completeness tests).
 macro_rules! requests {
-    ($($variant:ident $(($fields:ty))? = $wire:literal,)*) => {
+    ($($(#[$doc:meta])* $variant:ident $(($fields:ty))? = $wire:literal,)*) => {
         /// A decoded request. The variant names are the wire `type`s.
         #[derive(Debug, Clone)]
         pub enum Request {
-            $($variant $(($fields))?,)*
+            $($(#[$doc])* $variant $(($fields))?,)*
         }
 
         /// Every request type, as on the wire, in the table's order.
@@ -491,6 +513,10 @@ requests! {
     Answer(SdpSignal) = "answer",
     IceCandidate(IceSignal) = "ice_candidate",
     Chat(Chat) = "chat",
+    /// 1.2: ready check.
+    SetReady(SetReady) = "set_ready",
+    /// 1.2: game data relayed by the server.
+    Send(SendMessage) = "send",
     Ping = "ping",
     SubscribeStats(SubscribeStats) = "subscribe_stats",
     UnsubscribeStats = "unsubscribe_stats",
@@ -665,6 +691,10 @@ pub struct PlayerInfo {
     #[serde(with = "ts_millis")]
     pub joined_at: DateTime<Utc>,
     pub connected: bool,
+    /// 1.2: the player's ready flag (`set_ready`); always false for
+    /// spectators.
+    #[serde(default)]
+    pub ready: bool,
 }
 
 /// The room object of PROTOCOL.md. `code` is present only in views for members.
@@ -692,6 +722,9 @@ pub struct RoomInfo {
     /// `max_spectators`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub spectators: Vec<PlayerInfo>,
+    /// 1.2: shown (true) only for rooms made with `start_when_ready`.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub start_when_ready: bool,
 }
 
 fn is_false(b: &bool) -> bool {
@@ -711,6 +744,10 @@ pub struct Stats {
     pub held_seats: u64,
     pub matches_started: u64,
     pub signals_relayed: u64,
+    /// 1.2: accepted `send` requests (one each, whatever the number of
+    /// recipients).
+    #[serde(default)]
+    pub messages_relayed: u64,
     /// 1.1: tickets waiting in `queue_match`'s queue (one per party).
     #[serde(default)]
     pub tickets_queued: u64,
@@ -879,6 +916,17 @@ pub enum Event {
         player_id: String,
         data: JsonObject,
     },
+    /// 1.2: a seated player's ready flag changed.
+    PlayerReady {
+        room_id: String,
+        player_id: String,
+        ready: bool,
+    },
+    /// 1.2: game data relayed from a member (`send`).
+    Message {
+        from: String,
+        data: Value,
+    },
     Kicked {
         room_id: String,
     },
@@ -1040,6 +1088,7 @@ mod tests {
                     data: JsonObject::new(),
                     joined_at: *t,
                     connected: true,
+                    ready: false,
                 })
                 .unwrap()["joined_at"],
                 Value::String(chrono_ts(t)),
@@ -1080,6 +1129,7 @@ mod tests {
             backfill: false,
             max_spectators: 0,
             spectators: vec![],
+            start_when_ready: false,
         };
         let v = serde_json::to_value(&room).unwrap();
         assert!(v.get("backfill").is_none(), "{v}");
@@ -1146,6 +1196,7 @@ mod tests {
             backfill: false,
             max_spectators: 0,
             spectators: Vec::new(),
+            start_when_ready: false,
         }
     }
 

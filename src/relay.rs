@@ -448,6 +448,24 @@ pub(crate) fn decoded_both_ways(text: &str) -> (Option<String>, Option<String>) 
     )
 }
 
+/// How every `message` event (1.2) starts: in cluster mode the target's
+/// node tells a relayed message from a signal by it.
+pub const MESSAGE_PREFIX: &str = r#"{"type":"message","#;
+
+/// The `message` event of a `send` (1.2): `from` stamped (as JSON text),
+/// `data` spliced in as sent.
+pub fn message_frame(from_json: &str, data: &RawValue) -> Utf8Bytes {
+    let data = data.get();
+    let mut out = String::with_capacity(MESSAGE_PREFIX.len() + from_json.len() + data.len() + 16);
+    out.push_str(MESSAGE_PREFIX);
+    out.push_str(r#""from":"#);
+    out.push_str(from_json);
+    out.push_str(r#","data":"#);
+    out.push_str(data);
+    out.push('}');
+    Utf8Bytes::from(out)
+}
+
 impl Signal<'_> {
     /// The event the target receives: `from` stamped (given as JSON
     /// text, rendered once per connection), the payload as sent, `to` and

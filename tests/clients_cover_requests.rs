@@ -25,11 +25,13 @@ fn capitalized(w: &str) -> String {
 }
 
 /// The JavaScript method of a request type: camelCase, except the signals,
-/// which are `sendOffer`, `sendAnswer` and `sendIceCandidate`.
+/// which are `sendOffer`, `sendAnswer` and `sendIceCandidate`, and `send`,
+/// which is `sendMessage` (the client's `send` is the raw frame).
 fn js_method(kind: &str) -> String {
     let pascal: String = words(kind).map(capitalized).collect();
     match kind {
         "offer" | "answer" | "ice_candidate" => format!("send{pascal}"),
+        "send" => "sendMessage".to_string(),
         _ => {
             let mut c = pascal.chars();
             c.next()
@@ -106,4 +108,6 @@ fn method_names_follow_the_rules() {
     assert_eq!(js_method("ping"), "ping");
     assert_eq!(csharp_method("unsubscribe_rooms"), "UnsubscribeRoomsAsync");
     assert_eq!(rust_method("send"), "send_message");
+    assert_eq!(js_method("send"), "sendMessage");
+    assert_eq!(js_method("set_ready"), "setReady");
 }

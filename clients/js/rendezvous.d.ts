@@ -30,6 +30,10 @@ export type Feature =
   | 'webhooks'
   | 'peerjs'
   | 'matchbox'
+  /** 1.2: `set_ready`, `start_when_ready`. */
+  | 'ready'
+  /** 1.2: `send` and `message` events. */
+  | 'messages'
   | (string & {});
 
 /** Error codes of the protocol (1.1 ones included), and the client's own. */
@@ -76,6 +80,8 @@ export interface Player {
   data: JsonObject;
   joined_at: Timestamp;
   connected: boolean;
+  /** 1.2 `ready`: the player's ready flag (false for spectators); absent on older servers. */
+  ready?: boolean;
 }
 
 export interface Room {
@@ -98,6 +104,8 @@ export interface Room {
   max_spectators?: number;
   /** 1.1 `backfill`: an active room offered to matchmaking when a seat frees up. */
   backfill?: boolean;
+  /** 1.2 `ready`: the room starts once every seated player is ready (shown only when true). */
+  start_when_ready?: boolean;
 }
 
 export interface IceServer {
@@ -122,6 +130,8 @@ export interface Stats {
   tickets_queued?: number;
   /** 1.1 `parties`. */
   parties?: number;
+  /** 1.2 `messages`: accepted `send` requests. */
+  messages_relayed?: number;
 }
 
 export interface Welcome {
@@ -185,7 +195,14 @@ export interface Party {
 /** Fields (snake_case, as on the wire) and `ok` reply of every request type. */
 export interface Requests {
   find_match: {
-    fields: { max_players?: number; mode?: string; filters?: Filters; backfill?: boolean; max_spectators?: number };
+    fields: {
+      max_players?: number;
+      mode?: string;
+      filters?: Filters;
+      backfill?: boolean;
+      max_spectators?: number;
+      start_when_ready?: boolean;
+    };
     reply: { room: Room; created: boolean };
   };
   create_room: {
@@ -198,6 +215,7 @@ export interface Requests {
       allowed_roles?: string[];
       max_spectators?: number;
       backfill?: boolean;
+      start_when_ready?: boolean;
     };
     reply: { room: Room };
   };
@@ -221,6 +239,10 @@ export interface Requests {
   answer: { fields: { to: string; sdp: string }; reply: {} };
   ice_candidate: { fields: { to: string; candidate: IceCandidate | '' }; reply: {} };
   chat: { fields: { text: string }; reply: {} };
+  /** 1.2 `ready`. */
+  set_ready: { fields: { ready: boolean }; reply: { room: Room } };
+  /** 1.2 `messages`: to one member, or (no `to`) to every other member. */
+  send: { fields: { to?: string; data: unknown }; reply: { delivered: number } };
   ping: { fields: Record<string, never>; reply: { server_time: Timestamp } };
   subscribe_stats: { fields: { interval_ms?: number }; reply: { stats: Stats } };
   unsubscribe_stats: { fields: Record<string, never>; reply: {} };
@@ -282,6 +304,10 @@ export interface GameStartEvent {
 export interface RoomDataEvent { type: 'room_data'; room_id: string; data: JsonObject }
 export interface PlayerDataEvent { type: 'player_data'; room_id: string; player_id: string; data: JsonObject }
 export interface KickedEvent { type: 'kicked'; room_id: string }
+/** 1.2 `ready`: a seated player's ready flag changed. */
+export interface PlayerReadyEvent { type: 'player_ready'; room_id: string; player_id: string; ready: boolean }
+/** 1.2 `messages`: game data a member sent with `send`, relayed by the server. */
+export interface MessageEvent<T = unknown> { type: 'message'; from: string; data: T }
 export interface OfferEvent { type: 'offer'; from: string; sdp: string }
 export interface AnswerEvent { type: 'answer'; from: string; sdp: string }
 export interface IceCandidateEvent { type: 'ice_candidate'; from: string; candidate: IceCandidate | '' }
@@ -352,6 +378,8 @@ export interface ServerEvents {
   room_joined: RoomJoinedEvent;
   spectator_joined: SpectatorJoinedEvent;
   spectator_left: SpectatorLeftEvent;
+  player_ready: PlayerReadyEvent;
+  message: MessageEvent;
 }
 
 export type ServerEvent = ServerEvents[keyof ServerEvents];
@@ -547,6 +575,8 @@ export class Client extends Emitter<ClientEvents> {
     backfill?: boolean;
     /** 1.1 `spectators`: places for spectators in a room it creates. */
     maxSpectators?: number;
+    /** 1.2 `ready`: a room it creates starts once every seated player is ready. */
+    startWhenReady?: boolean;
   }): Promise<Requests['find_match']['reply']>;
   /**
    * 1.1 `tickets`: queues a ticket and resolves with it; the room comes later
@@ -567,6 +597,8 @@ export class Client extends Emitter<ClientEvents> {
     maxSpectators?: number;
     /** 1.1 `backfill`. */
     backfill?: boolean;
+    /** 1.2 `ready`: starts once every seated player is ready (at least 2). */
+    startWhenReady?: boolean;
   }): Promise<{ room: Room }>;
   /** By join code (4 to 8 letters or digits) or room id; the object form may join as a spectator (1.1). */
   joinRoom(target: string | { roomId: string; as?: 'player' | 'spectator' } | { code: string; as?: 'player' | 'spectator' }): Promise<{ room: Room }>;
@@ -586,6 +618,12 @@ export class Client extends Emitter<ClientEvents> {
   setPlayerData(data: JsonObject): Promise<{ room: Room }>;
   kick(playerId: string): Promise<{}>;
   chat(text: string): Promise<{}>;
+  /** 1.2 `ready`: this seated player's ready flag (rejects with `not_in_room`, `room_not_waiting`, `forbidden`). */
+  setReady(ready: boolean): Promise<{ room: Room }>;
+  /** 1.2 `messages`: relays `data` to `to`, or to every other member; fire-and-forget (a refusal is an `error` event with `rid: null`). */
+  sendMessage(data: unknown, options?: { to?: string }): Promise<{}>;
+  /** 1.2 `messages`: `sendMessage` with a reply: the number of recipients. */
+  sendMessageWithReply(data: unknown, options?: { to?: string }): Promise<{ delivered: number }>;
   /** Also measures the round trip. */
   ping(): Promise<{ server_time: Timestamp; rtt_ms: number }>;
   /** Interval in ms (250 to 60000, default 1000). */

@@ -148,6 +148,13 @@ class Emitter {
 }
 
 /** Converts top-level camelCase option keys to the protocol's snake_case (values untouched). */
+/** The fields of a `send`: `data` (null when undefined) and `to` if given. */
+function messageFields(data, options) {
+  const fields = { data: data === undefined ? null : data };
+  if (options && options.to !== undefined) fields.to = options.to;
+  return fields;
+}
+
 function toWire(options) {
   const out = {};
   if (!options) return out;
@@ -554,6 +561,44 @@ export class Client extends Emitter {
   /** Sends a chat message to the room through the server. @param {string} text @returns {Promise<{}>} */
   chat(text) {
     return this.request('chat', { text });
+  }
+
+  /**
+   * 1.2 (`welcome.features` has `"ready"`): sets this seated player's ready
+   * flag in a waiting room; every member gets `player_ready` when it
+   * changes. A room made with `startWhenReady` starts once every seated
+   * player is ready.
+   * @param {boolean} ready
+   * @returns {Promise<{room: object}>}
+   */
+  setReady(ready) {
+    return this.request('set_ready', { ready: !!ready });
+  }
+
+  /**
+   * 1.2 (`welcome.features` has `"messages"`): relays `data` (any JSON
+   * value) through the server to one member (`{to}`) or to every other
+   * member of the room, as a `message` event. Fire-and-forget, like
+   * `sendIceCandidate`: resolves at once; a refusal arrives as an `error`
+   * event with `rid: null`.
+   * @param {*} data
+   * @param {{to?: string}} [options]
+   * @returns {Promise<{}>}
+   */
+  sendMessage(data, options = {}) {
+    return this.send('send', messageFields(data, options));
+  }
+
+  /**
+   * `sendMessage` with a reply: resolves with `{delivered}` (the number of
+   * recipients), or rejects with the refusal (`not_in_room`,
+   * `peer_not_found`, `forbidden`, `payload_too_large`, `rate_limited`).
+   * @param {*} data
+   * @param {{to?: string}} [options]
+   * @returns {Promise<{delivered: number}>}
+   */
+  sendMessageWithReply(data, options = {}) {
+    return this.request('send', messageFields(data, options));
   }
 
   /**

@@ -473,6 +473,7 @@ fn apply(
             lobby.chat(me, &req.text, out)?;
             Fields::Other(json!({}))
         }
+        Request::SetReady(req) => Fields::Room(lobby.set_ready(me, req.ready, out)?, None),
         request @ (Request::Offer(_) | Request::Answer(_) | Request::IceCandidate(_)) => {
             let Some((to, event)) = crate::relay::signal_event(me, request) else {
                 return Ok(None);
@@ -480,7 +481,8 @@ fn apply(
             relay_locked(ctx, st, me, &to, Utf8Bytes::from(event.to_json()))?;
             Fields::Other(json!({}))
         }
-        Request::Ping
+        Request::Send(_)
+        | Request::Ping
         | Request::SubscribeStats(_)
         | Request::UnsubscribeStats
         | Request::SubscribeRooms(_)
@@ -526,6 +528,25 @@ fn relay_locked(
 }
 
 impl Memory {
+    /// Relays a `send` message (1.2) from `me` to `to` (or every other
+    /// member): to each connection, or kept for a held seat, under the
+    /// lock. The number of recipients.
+    pub fn send_message(
+        &self,
+        me: &str,
+        to: Option<&str>,
+        frame: Utf8Bytes,
+    ) -> Result<u64, ProtoError> {
+        let mut guard = self.state.lock();
+        let st = &mut *guard;
+        let targets = st.lobby.message_targets(me, to)?;
+        for pid in &targets {
+            st.send_to(pid, &frame);
+        }
+        st.lobby.count_message();
+        Ok(targets.len() as u64)
+    }
+
     /// Relays a ready signal frame from `me` to `to` (see `relay_locked`).
     pub fn relay(&self, ctx: &Ctx, me: &str, to: &str, frame: Utf8Bytes) -> Result<(), ProtoError> {
         relay_locked(ctx, &mut self.state.lock(), me, to, frame)

@@ -279,6 +279,22 @@ impl Backend {
         }
     }
 
+    /// Relays a `send` message (1.2): `frame` is the `message` event,
+    /// `from` set; `confirm` when the sender waits for its `ok`. The number
+    /// of recipients.
+    pub async fn send_message(
+        &self,
+        me: &str,
+        to: Option<&str>,
+        frame: Utf8Bytes,
+        confirm: bool,
+    ) -> Result<u64, ProtoError> {
+        match self {
+            Backend::Memory(m) => m.send_message(me, to, frame),
+            Backend::Redis(c) => Box::pin(c.send_message(me, to, frame.as_str(), confirm)).await,
+        }
+    }
+
     pub async fn list_rooms(
         &self,
         status: RoomStatus,

@@ -82,6 +82,19 @@ pub fn validate(cfg: &Config, request: &Request) -> Result<(), ProtoError> {
         Request::SetRoomData(req) | Request::SetPlayerData(req) => check_data(&req.data, "data"),
         Request::Kick(req) => check_player_id(&req.player_id),
         Request::Chat(req) => check_chat_text(&req.text),
+        Request::Send(req) => {
+            if let Some(to) = &req.to {
+                check_player_id(to)?;
+            }
+            let n = req.data.get().len() as u64;
+            if n > cfg.max_send_bytes {
+                return Err(ProtoError::new(
+                    ErrorCode::PayloadTooLarge,
+                    format!("data is {n} bytes, the limit is {}", cfg.max_send_bytes),
+                ));
+            }
+            Ok(())
+        }
         Request::SubscribeStats(req) => {
             let ms = req.interval_ms.unwrap_or(1000);
             if !(250..=60_000).contains(&ms) {
@@ -105,6 +118,7 @@ pub fn validate(cfg: &Config, request: &Request) -> Result<(), ProtoError> {
             }
         }
         Request::LeaveRoom
+        | Request::SetReady(_)
         | Request::CancelMatch
         | Request::LeaveParty
         | Request::StartGame

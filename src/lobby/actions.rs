@@ -145,6 +145,53 @@ impl Lobby {
         Ok(self.rooms[&id].info(true))
     }
 
+    /// `set_ready` (1.2): a seated player's ready flag. Members hear of a
+    /// change (setting the same value again is silent); a
+    /// `start_when_ready` room whose seated players are now all ready
+    /// starts as by `start_game`.
+    pub fn set_ready(
+        &mut self,
+        player_id: &str,
+        ready: bool,
+        out: &mut Vec<Delivery>,
+    ) -> Result<RoomInfo, ProtoError> {
+        let (id, _) = self.my_room(player_id)?;
+        let room = &self.rooms[&id];
+        let Some(i) = room.seat_index(player_id) else {
+            return Err(err(ErrorCode::Forbidden, "spectators are never ready"));
+        };
+        if room.status != RoomStatus::Waiting {
+            return Err(err(
+                ErrorCode::RoomNotWaiting,
+                format!("the room is {}", room.status.as_str()),
+            ));
+        }
+        if room.seats[i].ready == ready {
+            return Ok(room.info(true));
+        }
+        let hold = self.hold_starts;
+        let mut started = false;
+        self.update_room(id, |room| {
+            room.seats[i].ready = ready;
+            out.push(Delivery {
+                to: room.member_ids(),
+                event: Event::PlayerReady {
+                    room_id: room.id_str.clone(),
+                    player_id: player_id.to_string(),
+                    ready,
+                },
+            });
+            if room.all_ready() {
+                Self::start(room, hold, out);
+                started = true;
+            }
+        });
+        if started {
+            self.started(id);
+        }
+        Ok(self.rooms[&id].info(true))
+    }
+
     pub fn kick(
         &mut self,
         player_id: &str,
@@ -229,5 +276,34 @@ impl Lobby {
 
     pub fn count_signal(&mut self) {
         self.signals_relayed += 1;
+    }
+
+    /// The recipients of a `send` (1.2) from `from`: `to` alone, or every
+    /// other member of its room (spectators included). A spectator sends
+    /// to the whole room only (`forbidden`); a `to` that is no other member
+    /// is `peer_not_found`.
+    pub fn message_targets(&self, from: &str, to: Option<&str>) -> Result<Vec<String>, ProtoError> {
+        let room = self.room_of(from).ok_or_else(not_in_room)?;
+        let Some(to) = to else {
+            return Ok(room.member_ids_except(from));
+        };
+        if room.seat_index(from).is_none() {
+            return Err(err(
+                ErrorCode::Forbidden,
+                "spectators send to the whole room only",
+            ));
+        }
+        if to == from || (room.seat_index(to).is_none() && room.spectator_index(to).is_none()) {
+            return Err(err(
+                ErrorCode::PeerNotFound,
+                format!("no player {to:?} in your room"),
+            ));
+        }
+        Ok(vec![to.to_string()])
+    }
+
+    /// Counts an accepted `send` (1.2), once whatever its recipients.
+    pub fn count_message(&mut self) {
+        self.messages_relayed += 1;
     }
 }

@@ -222,6 +222,7 @@ impl Lobby {
             held_seats: self.counts.held,
             matches_started: self.matches_started,
             signals_relayed: self.signals_relayed,
+            messages_relayed: self.messages_relayed,
             tickets_queued: self.tickets.len() as u64,
             parties: self.parties.len() as u64,
             uptime_s: 0,

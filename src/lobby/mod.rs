@@ -142,6 +142,8 @@ pub struct Lobby {
     seq: u64,
     matches_started: u64,
     signals_relayed: u64,
+    /// 1.2: accepted `send` requests.
+    messages_relayed: u64,
     watch_listing: bool,
     listing_changes: Vec<ListingChange>,
     code_source: CodeSource,
@@ -185,6 +187,7 @@ impl Lobby {
             seq: 0,
             matches_started: 0,
             signals_relayed: 0,
+            messages_relayed: 0,
             watch_listing: false,
             listing_changes: Vec::new(),
             code_source: CodeSource::default(),

@@ -225,6 +225,7 @@ impl Lobby {
                 data: JsonObject::new(),
                 joined_at: Utc::now(),
                 connected: true,
+                ready: false,
             })
             .collect();
         let hold = self.hold_starts;

@@ -21,6 +21,8 @@ pub struct Seat {
     pub data: JsonObject,
     pub joined_at: DateTime<Utc>,
     pub connected: bool,
+    /// 1.2: `set_ready`; kept while the seat is held.
+    pub ready: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -47,6 +49,8 @@ pub struct Room {
     pub allowed_roles: Vec<String>,
     /// Refilled through matchmaking while active with a free seat.
     pub backfill: bool,
+    /// 1.2: starts once every seated player is ready (at least 2).
+    pub start_when_ready: bool,
     /// The tickets that seated players here (`queue_match`): each ticket's
     /// id and players, for their `game_start`.
     pub tickets: Vec<(String, Vec<String>)>,
@@ -151,6 +155,15 @@ impl Room {
         self.seats.iter().map(|s| s.player_id.clone()).collect()
     }
 
+    /// Whether a `start_when_ready` room should start now: waiting, at
+    /// least 2 seated (a full room has at least 2), every one ready.
+    pub fn all_ready(&self) -> bool {
+        self.start_when_ready
+            && self.status == RoomStatus::Waiting
+            && self.seats.len() >= 2
+            && self.seats.iter().all(|s| s.ready)
+    }
+
     pub fn held_seats(&self) -> u64 {
         self.seats.iter().filter(|s| !s.connected).count() as u64
     }
@@ -175,6 +188,7 @@ impl Room {
             backfill: self.backfill,
             max_spectators: self.max_spectators,
             spectators: self.spectators.iter().map(Seat::info).collect(),
+            start_when_ready: self.start_when_ready,
         }
     }
 
@@ -193,6 +207,7 @@ impl Seat {
             data: self.data.clone(),
             joined_at: self.joined_at,
             connected: self.connected,
+            ready: self.ready,
         }
     }
 }

@@ -103,6 +103,7 @@ impl Lobby {
             allowed_players,
             allowed_roles,
             backfill,
+            start_when_ready: false,
             tickets: Vec::new(),
             chat: VecDeque::new(),
             activity: 0,
@@ -151,6 +152,7 @@ impl Lobby {
                 data: JsonObject::new(),
                 joined_at: Utc::now(),
                 connected,
+                ready: false,
             };
             let others = room.member_ids();
             created = room.seats.is_empty();
@@ -270,6 +272,7 @@ impl Lobby {
         )?;
         if let Some(room) = self.rooms.get_mut(&id) {
             room.max_spectators = max_spectators;
+            room.start_when_ready = req.start_when_ready;
         }
         Ok(self.seat(id, player_id, out))
     }
@@ -335,6 +338,7 @@ impl Lobby {
                 data: JsonObject::new(),
                 joined_at: Utc::now(),
                 connected: true,
+                ready: false,
             };
             emit(
                 out,
@@ -446,6 +450,7 @@ impl Lobby {
                 )?;
                 if let Some(room) = self.rooms.get_mut(&id) {
                     room.max_spectators = max_spectators;
+                    room.start_when_ready = req.start_when_ready;
                 }
                 (id, true)
             }
@@ -496,6 +501,8 @@ impl Lobby {
                 reason,
             })
         });
+        let hold = self.hold_starts;
+        let mut started = false;
         self.update_room(room_id, |room| {
             if let Some(i) = room.spectator_index(player_id) {
                 room.spectators.remove(i);
@@ -541,7 +548,15 @@ impl Lobby {
                     },
                 });
             }
+            // 1.2: the rest may all be ready now.
+            if room.all_ready() {
+                Self::start(room, hold, out);
+                started = true;
+            }
         });
+        if started {
+            self.started(room_id);
+        }
         self.release(player_id);
         self.refill(room_id, out);
     }

@@ -5,6 +5,7 @@
 
 mod party;
 mod queue;
+mod ready;
 mod ticket_spec;
 
 use std::time::{Duration, Instant};
@@ -55,6 +56,7 @@ fn find(l: &mut Lobby, pid: &str, now: Instant) -> super::Matched {
         filters: None,
         backfill: false,
         max_spectators: None,
+        start_when_ready: false,
     };
     l.find_match(pid, req, now, &mut out).expect("find_match")
 }

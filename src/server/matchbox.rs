@@ -304,6 +304,7 @@ impl Conn {
             filters: None,
             backfill: false,
             max_spectators: None,
+            start_when_ready: false,
         });
         if let Err(e) = validate(&self.app.cfg, &request) {
             tracing::debug!("matchbox find_match refused: {}", e.message);

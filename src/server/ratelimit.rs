@@ -22,6 +22,14 @@ pub(super) fn sdp_bucket() -> governor::DefaultDirectRateLimiter {
     governor::RateLimiter::direct_with_clock(quota, clock())
 }
 
+/// The bucket of `send` requests (1.2): `--send-rate` per second,
+/// `--send-burst` at once, per connection, apart from signals.
+pub(super) fn send_bucket(per_second: u32, burst: u32) -> governor::DefaultDirectRateLimiter {
+    let quota = governor::Quota::per_second(NonZeroU32::new(per_second).unwrap_or(NonZeroU32::MIN))
+        .allow_burst(NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN));
+    governor::RateLimiter::direct_with_clock(quota, clock())
+}
+
 /// The clock of every bucket, made once. `RateLimiter::direct` makes a new
 /// `quanta` clock per bucket, and making one asks the CPU (`cpuid`) whether
 /// its counter can be used: under a hypervisor each `cpuid` traps, and two

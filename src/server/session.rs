@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::frames::{Conn, Frame};
 use super::incoming::{classify_frame, Incoming};
-use super::ratelimit::{rid_of, sdp_bucket, RateLimit, SDP_PER_SECOND};
+use super::ratelimit::{rid_of, sdp_bucket, send_bucket, RateLimit, SDP_PER_SECOND};
 use super::socket::Socket;
 use super::upgrade::Admission;
 use super::writer::CLOSE_LINGER;
@@ -52,6 +52,9 @@ struct Session {
     /// JWT roles, for `join_room`'s access lists.
     roles: Vec<String>,
     sdp_bucket: governor::DefaultDirectRateLimiter,
+    /// `send` requests' bucket (1.2), made on the first `send` (boxed: an
+    /// idle session should not carry it).
+    send_bucket: std::sync::OnceLock<Box<governor::DefaultDirectRateLimiter>>,
     /// The player id as JSON text, stamped as `from` on relayed signals.
     from_json: String,
 }
@@ -197,6 +200,7 @@ async fn open(start: Box<Start>) -> Option<Live> {
         kill,
         roles,
         sdp_bucket: sdp_bucket(),
+        send_bucket: std::sync::OnceLock::new(),
     };
     Some(Live {
         session,
@@ -571,10 +575,31 @@ impl Session {
             );
             return self.reply_error(rid, &e);
         }
+        let is_send = matches!(request, Request::Send(_));
+        if is_send && !self.send_allowed() {
+            app.metrics.rate_limited.increment(1);
+            let e = ProtoError::new(
+                ErrorCode::RateLimited,
+                format!("more than {} sends per second", app.cfg.send_rate),
+            );
+            return self.reply_error(rid, &e);
+        }
         if let Err(e) = validate(&app.cfg, &request) {
             return self.reply_error(rid, &e);
         }
         let result = match request {
+            Request::Send(req) => {
+                let frame = relay::message_frame(&self.from_json, &req.data);
+                let to = req.to.as_deref();
+                let me = &self.who.player_id;
+                app.backend
+                    .send_message(me, to, frame, !rid.is_null())
+                    .await
+                    .map(|n| {
+                        app.metrics.messages_relayed.increment(1);
+                        Reply::Fields(json!({ "delivered": n }))
+                    })
+            }
             Request::Ping => Ok(Reply::Fields(
                 json!({"server_time": protocol::ts(&chrono::Utc::now())}),
             )),
@@ -609,8 +634,9 @@ impl Session {
                         .relay_seconds
                         .record(received.elapsed().as_secs_f64());
                 }
-                // A signal without `rid` is fire-and-forget: no `ok`.
-                let quiet = is_signal && rid.is_null();
+                // A signal or `send` without `rid` is fire-and-forget: no
+                // `ok`.
+                let quiet = (is_signal || is_send) && rid.is_null();
                 if let (Reply::Fields(fields), false) = (reply, quiet) {
                     self.reply(ok_reply(rid, fields));
                 }
@@ -684,6 +710,15 @@ impl Session {
         }
         let frame = signal.event(&self.from_json);
         Some((frame, signal.to, signal.rid))
+    }
+
+    /// Takes a token from the connection's `send` bucket.
+    fn send_allowed(&self) -> bool {
+        let cfg = &self.app.cfg;
+        self.send_bucket
+            .get_or_init(|| Box::new(send_bucket(cfg.send_rate, cfg.send_burst)))
+            .check()
+            .is_ok()
     }
 
     async fn subscribe_stats(&self, interval_ms: Option<u64>) -> Result<Reply, ProtoError> {

@@ -32,6 +32,8 @@ const VALID: &[&str] = &[
     r#"{"type":"set_player_data","data":{"ready":true}}"#,
     r#"{"type":"kick","player_id":"p_2"}"#,
     r#"{"type":"chat","text":"héllo"}"#,
+    r#"{"type":"set_ready","ready":true}"#,
+    r#"{"type":"send","to":"p_2","data":{"move":[4,2]}}"#,
     r#"{"type":"subscribe_stats","interval_ms":1000}"#,
     r#"{"type":"subscribe_rooms","mode":"duel"}"#,
     r#"{"type":"leave_room"}"#,

@@ -36,6 +36,7 @@ fn find(max: Option<&'static str>, filters: Option<&'static str>) -> Req {
         filters,
         backfill: None,
         max_spectators: None,
+        start_when_ready: None,
     }
 }
 
@@ -48,6 +49,7 @@ fn create(max: Option<&'static str>, data: Option<&'static str>) -> Req {
         allowed: None,
         backfill: None,
         max_spectators: None,
+        start_when_ready: None,
     }
 }
 
@@ -433,6 +435,7 @@ fn find_backfill(filters: Option<&'static str>) -> Req {
         filters,
         backfill: Some("true"),
         max_spectators: None,
+        start_when_ready: None,
     }
 }
 
@@ -474,6 +477,7 @@ fn create_watched(max: &'static str, places: &'static str) -> Req {
         allowed: None,
         backfill: None,
         max_spectators: Some(places),
+        start_when_ready: None,
     }
 }
 
@@ -656,6 +660,125 @@ async fn parties_alike() {
             Step::WaitTimers,
             Send(0, Req::LeaveParty),
             Send(4, Req::LeaveParty),
+        ],
+    )
+    .await;
+}
+
+// ----- ready checks (1.2) -----
+
+fn create_when_ready(max: &'static str) -> Req {
+    Req::CreateRoom {
+        private: None,
+        max: Some(max),
+        mode: None,
+        data: None,
+        allowed: None,
+        backfill: None,
+        max_spectators: Some("1"),
+        start_when_ready: Some("true"),
+    }
+}
+
+fn ready(v: &'static str) -> Req {
+    Req::SetReady(Some(v))
+}
+
+/// Ready flags change and are told once, a spectator cannot be ready, bad
+/// values are refused, a dropped player keeps its flag, and the room starts
+/// when the last seated player is ready, or when a player who was not
+/// leaves or is kicked, or when its held seat runs out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ready_checks_start_rooms() {
+    check(
+        5,
+        vec![
+            Send(0, ready("true")),
+            Send(0, create_when_ready("4")),
+            Send(1, Req::JoinById(RoomRef::Known(0))),
+            Send(2, Req::JoinById(RoomRef::Known(0))),
+            Send(3, spectate(0)),
+            Send(3, ready("true")),
+            Send(0, ready("1")),
+            Send(0, Req::SetReady(None)),
+            Send(0, ready("true")),
+            Send(0, ready("true")),
+            Send(1, ready("true")),
+            Step::Drop(1),
+            Step::Resume(1),
+            Send(2, ready("false")),
+            Send(0, Req::Kick(PlayerRef::Slot(2))),
+            Send(0, ready("false")),
+            // A second room: the host leaves, the rest are ready.
+            Send(0, Req::Leave),
+            Send(1, Req::Leave),
+            Send(3, Req::Leave),
+            Send(2, create_when_ready("3")),
+            Send(3, Req::JoinById(RoomRef::Known(1))),
+            Send(4, Req::JoinById(RoomRef::Known(1))),
+            Send(3, ready("true")),
+            Send(4, ready("true")),
+            Send(2, Req::Leave),
+            // A third: a held seat that was not ready runs out.
+            Send(3, Req::Leave),
+            Send(4, Req::Leave),
+            Send(0, create_when_ready("3")),
+            Send(1, Req::JoinById(RoomRef::Known(2))),
+            Send(2, Req::JoinById(RoomRef::Known(2))),
+            Send(0, ready("true")),
+            Send(1, ready("true")),
+            Step::Drop(2),
+            Step::WaitTimers,
+        ],
+    )
+    .await;
+}
+
+// ----- room messages (1.2) -----
+
+fn send_msg(to: Option<usize>, data: &'static str, rid: bool) -> Req {
+    Req::SendMsg {
+        to: to.map(PlayerRef::Slot),
+        data: Some(data),
+        rid,
+    }
+}
+
+/// Messages to one member and to the room, with and without `rid`, from
+/// players and spectators, to a held seat (kept for its resume), and every
+/// refusal: not in a room, no such member, a spectator's `to`, too large.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn room_messages_alike() {
+    check(
+        4,
+        vec![
+            Send(0, send_msg(None, "1", true)),
+            Send(0, create_watched("3", "2")),
+            Send(1, Req::JoinById(RoomRef::Known(0))),
+            Send(3, spectate(0)),
+            Send(0, send_msg(Some(1), "{\"move\":4}", true)),
+            Send(0, send_msg(None, "[1,2,3]", false)),
+            Send(3, send_msg(None, "\"cheer\"", true)),
+            Send(3, send_msg(Some(0), "1", true)),
+            Send(1, send_msg(Some(3), "null", true)),
+            Send(0, send_msg(Some(2), "1", true)),
+            Send(0, send_msg(Some(0), "1", false)),
+            Send(0, send_msg(None, crate::steps::oversized_data(), true)),
+            Send(
+                0,
+                Req::SendMsg {
+                    to: None,
+                    data: None,
+                    rid: true,
+                },
+            ),
+            Step::Drop(1),
+            Send(0, send_msg(None, "\"while away\"", true)),
+            Send(0, send_msg(Some(1), "2", false)),
+            Step::Resume(1),
+            Send(1, send_msg(None, "\"back\"", true)),
+            Send(0, Req::Start),
+            Send(0, send_msg(None, "\"active\"", true)),
         ],
     )
     .await;

@@ -40,6 +40,8 @@ pub enum Req {
         filters: Option<&'static str>,
         backfill: Option<&'static str>,
         max_spectators: Option<&'static str>,
+        /// 1.2.
+        start_when_ready: Option<&'static str>,
     },
     CreateRoom {
         private: Option<&'static str>,
@@ -49,6 +51,8 @@ pub enum Req {
         allowed: Option<PlayerRef>,
         backfill: Option<&'static str>,
         max_spectators: Option<&'static str>,
+        /// 1.2.
+        start_when_ready: Option<&'static str>,
     },
     /// `queue_match` (1.1). Skills, regions and sizes are chosen so that
     /// whether two tickets match never depends on how long they waited
@@ -93,6 +97,15 @@ pub enum Req {
         rid: bool,
     },
     Chat(&'static str),
+    /// `set_ready` (1.2) with `ready` (absent, or of a wrong type too).
+    SetReady(Option<&'static str>),
+    /// `send` (1.2): to one player or (`None`) the room, `data` as a JSON
+    /// fragment (absent: `None`), with or without `rid`.
+    SendMsg {
+        to: Option<PlayerRef>,
+        data: Option<&'static str>,
+        rid: bool,
+    },
     Ping,
     SubscribeStats(Option<&'static str>),
     UnsubscribeStats,
@@ -208,6 +221,10 @@ const DATA: &[&str] = &[
     "\"text\"",
 ];
 
+/// `start_when_ready` (1.2): mostly on when given, so ready checks start
+/// rooms; sometimes of the wrong type.
+const WHEN_READY: &[&str] = &["true", "true", "false", "\"yes\""];
+
 /// `backfill`: mostly on, so rooms that lose a player mid-game are
 /// offered again; sometimes of the wrong type.
 const BACKFILL: &[&str] = &["true", "true", "false", "1"];
@@ -253,14 +270,16 @@ fn req() -> impl Strategy<Value = Req> {
         opt(FILTERS),
         opt(BACKFILL),
         proptest::option::weighted(0.3, proptest::sample::select(&["2", "0", "101"][..])),
+        opt(WHEN_READY),
     )
         .prop_map(
-            |(max, mode, filters, backfill, max_spectators)| Req::FindMatch {
+            |(max, mode, filters, backfill, max_spectators, start_when_ready)| Req::FindMatch {
                 max,
                 mode,
                 filters,
                 backfill,
                 max_spectators,
+                start_when_ready,
             },
         );
     let create = (
@@ -275,16 +294,20 @@ fn req() -> impl Strategy<Value = Req> {
             1 => Just(None),
             4 => proptest::sample::select(&["2", "2", "1", "0", "101", "-1"][..]).prop_map(Some),
         ],
+        opt(WHEN_READY),
     )
         .prop_map(
-            |(private, max, mode, data, allowed, backfill, max_spectators)| Req::CreateRoom {
-                private,
-                max,
-                mode,
-                data,
-                allowed,
-                backfill,
-                max_spectators,
+            |(private, max, mode, data, allowed, backfill, max_spectators, start_when_ready)| {
+                Req::CreateRoom {
+                    private,
+                    max,
+                    mode,
+                    data,
+                    allowed,
+                    backfill,
+                    max_spectators,
+                    start_when_ready,
+                }
             },
         );
     let list = (
@@ -360,6 +383,25 @@ fn req() -> impl Strategy<Value = Req> {
         2 => ice,
         2 => proptest::sample::select(&["\"hi\"", "\"\"", "\"   \"", "12", "\"ünïcode ✓\""][..])
             .prop_map(Req::Chat),
+        4 => prop_oneof![
+            6 => Just(Some("true")),
+            2 => Just(Some("false")),
+            1 => proptest::sample::select(&["1", "\"true\"", "null"][..]).prop_map(Some),
+            1 => Just(None),
+        ]
+        .prop_map(Req::SetReady),
+        4 => (
+            proptest::option::weighted(0.5, player_ref()),
+            prop_oneof![
+                8 => proptest::sample::select(&[
+                    "{\"move\":4}", "[1,\"two\",null]", "null", "12.50", "\"x\"",
+                ][..]).prop_map(Some),
+                1 => Just(Some(oversized_data())),
+                1 => Just(None),
+            ],
+            proptest::bool::weighted(0.7),
+        )
+            .prop_map(|(to, data, rid)| Req::SendMsg { to, data, rid }),
         1 => Just(Req::Ping),
         // Never the default interval (1 s): pushes would race the steps.
         1 => proptest::sample::select(&["60000", "100", "70000", "\"x\""][..])
@@ -380,6 +422,12 @@ fn req() -> impl Strategy<Value = Req> {
         .prop_map(Req::Raw),
         1 => Just(Req::Binary),
     ]
+}
+
+/// A `send` payload over the default `--max-send-bytes` (4096).
+pub fn oversized_data() -> &'static str {
+    static DATA: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    DATA.get_or_init(|| format!("\"{}\"", "d".repeat(4100)))
 }
 
 pub fn step() -> impl Strategy<Value = Step> {

@@ -14,7 +14,7 @@ pub trait Resolve {
     fn code(&self, r: CodeRef) -> String;
 }
 
-/// The frame of a request; true for a signal sent without `rid`.
+/// The frame of a request; true for a signal or a `send` sent without `rid`.
 pub fn render(req: &Req, seq: u64, ids: &impl Resolve) -> (Message, bool) {
     let s = |v: &str| Value::String(v.to_string()).to_string();
     let mut f: Vec<(String, String)> = Vec::new();
@@ -30,8 +30,10 @@ pub fn render(req: &Req, seq: u64, ids: &impl Resolve) -> (Message, bool) {
             filters,
             backfill,
             max_spectators,
+            start_when_ready,
         } => {
             put("max_spectators", *max_spectators);
+            put("start_when_ready", *start_when_ready);
             put("max_players", *max);
             put("mode", *mode);
             put("filters", *filters);
@@ -46,8 +48,10 @@ pub fn render(req: &Req, seq: u64, ids: &impl Resolve) -> (Message, bool) {
             allowed,
             backfill,
             max_spectators,
+            start_when_ready,
         } => {
             put("private", *private);
+            put("start_when_ready", *start_when_ready);
             put("backfill", *backfill);
             put("max_spectators", *max_spectators);
             put("max_players", *max);
@@ -153,6 +157,16 @@ pub fn render(req: &Req, seq: u64, ids: &impl Resolve) -> (Message, bool) {
             put("text", Some(t));
             "chat"
         }
+        Req::SetReady(ready) => {
+            put("ready", *ready);
+            "set_ready"
+        }
+        Req::SendMsg { to, data, .. } => {
+            let to = to.map(|p| s(&ids.player(p)));
+            put("to", to.as_deref());
+            put("data", *data);
+            "send"
+        }
         Req::Ping => "ping",
         Req::SubscribeStats(ms) => {
             put("interval_ms", *ms);
@@ -167,7 +181,10 @@ pub fn render(req: &Req, seq: u64, ids: &impl Resolve) -> (Message, bool) {
         Req::Raw(text) => return (Message::Text((*text).into()), false),
         Req::Binary => return (Message::Binary(vec![1u8, 2, 3].into()), false),
     };
-    let rid_less = matches!(req, Req::Signal { rid: false, .. });
+    let rid_less = matches!(
+        req,
+        Req::Signal { rid: false, .. } | Req::SendMsg { rid: false, .. }
+    );
     let mut text = format!("{{\"type\":{}", s(kind));
     if !rid_less {
         text.push_str(&format!(",\"rid\":{seq}"));

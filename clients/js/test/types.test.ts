@@ -62,6 +62,25 @@ async function game(): Promise<void> {
   await client.setPlayerData({ ready: true });
   await client.kick('p_x');
   await client.chat('gg');
+  // 1.2: ready checks and room messages.
+  const readyRoom: Room = (await client.setReady(true)).room;
+  const flags: (boolean | undefined)[] = readyRoom.players.map((p) => p.ready);
+  await client.createRoom({ maxPlayers: 4, startWhenReady: true });
+  await client.findMatch({ maxPlayers: 2, startWhenReady: true });
+  await client.sendMessage({ move: 4 });
+  await client.sendMessage([1, 2], { to: 'p_bob' });
+  const delivered: number = (await client.sendMessageWithReply('hi', { to: 'p_bob' })).delivered;
+  client.on('message', (m) => {
+    const from: string = m.from;
+    const data: unknown = m.data;
+  });
+  client.on('player_ready', (e) => {
+    const ready: boolean = e.ready;
+  });
+  // @ts-expect-error: ready is a boolean
+  await client.setReady('yes');
+  // @ts-expect-error: `to` is a player id
+  await client.sendMessage(1, { to: 5 });
   const { rtt_ms, server_time } = await client.ping();
   const stats = (await client.subscribeStats(1000)).stats;
   const total: number = stats.total_rooms;
@@ -239,6 +258,7 @@ const requests = [
   'set_room_data', 'set_player_data', 'kick', 'offer', 'answer', 'ice_candidate', 'chat', 'ping',
   'subscribe_stats', 'unsubscribe_stats', 'subscribe_rooms', 'unsubscribe_rooms',
   'queue_match', 'cancel_match', 'create_party', 'join_party', 'leave_party',
+  'set_ready', 'send',
 ] as const;
 const allRequests: Exactly<(typeof requests)[number], RequestType> = true;
 const events = [
@@ -246,7 +266,7 @@ const events = [
   'room_status', 'game_start', 'room_data', 'player_data', 'kicked', 'offer', 'answer', 'ice_candidate',
   'chat', 'chat_history', 'announcement', 'stats', 'room_listed', 'room_updated', 'room_delisted',
   'server_shutdown', 'ticket_expired', 'ticket_queued', 'ticket_cancelled', 'party_updated', 'room_joined',
-  'spectator_joined', 'spectator_left',
+  'spectator_joined', 'spectator_left', 'player_ready', 'message',
 ] as const;
 const allEvents: Exactly<(typeof events)[number], keyof ServerEvents> = true;
 // Each event's `type` field is its own name.

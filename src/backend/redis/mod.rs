@@ -58,6 +58,9 @@ pub(crate) struct Cluster {
     /// Signals relayed without a script, not yet added to the store's
     /// `signals_relayed` (added before every stats read and every beat).
     unflushed_signals: Arc<std::sync::atomic::AtomicU64>,
+    /// `send` messages (1.2) relayed without a script, not yet added to
+    /// the store's `messages_relayed` (flushed with the signals).
+    unflushed_messages: Arc<std::sync::atomic::AtomicU64>,
     /// Publishes routed signals in batches (started with the tasks).
     publisher: std::sync::OnceLock<relay::Publisher>,
 }
@@ -98,6 +101,7 @@ impl Cluster {
                 routes: routes::Routes::default(),
             }),
             unflushed_signals: Arc::default(),
+            unflushed_messages: Arc::default(),
             publisher: std::sync::OnceLock::new(),
             cached: Mutex::new(Stats::default()),
         }
@@ -114,10 +118,12 @@ impl Cluster {
     /// Starts the notice subscription, the liveness beats and the timers.
     pub fn spawn_tasks(ctx: &Arc<Ctx>, this: &Arc<Cluster>) {
         let unflushed = this.unflushed_signals.clone();
+        let messages = this.unflushed_messages.clone();
         let _ = this
             .publisher
-            .set(relay::Publisher::start(this.store.clone(), move |n| {
+            .set(relay::Publisher::start(this.store.clone(), move |n, m| {
                 unflushed.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+                messages.fetch_add(m, std::sync::atomic::Ordering::Relaxed);
             }));
         tokio::spawn(notices::run_subscriber(ctx.clone(), this.clone()));
         tokio::spawn(liveness::run_beats(ctx.clone(), this.clone()));
@@ -258,6 +264,7 @@ impl Cluster {
                         max,
                         backfill: req.backfill,
                         max_spectators: req.max_spectators.unwrap_or(0),
+                        start_when_ready: req.start_when_ready,
                         rid: rid(),
                         now: now(),
                     })
@@ -278,6 +285,7 @@ impl Cluster {
                         allowed_roles: &req.allowed_roles,
                         backfill: req.backfill,
                         max_spectators: req.max_spectators.unwrap_or(0),
+                        start_when_ready: req.start_when_ready,
                         attrs: attrs(&data),
                         max_rooms: cfg.max_rooms,
                         idle_ms: cfg.room_idle_timeout_ms,
@@ -411,6 +419,15 @@ impl Cluster {
                     })
                     .await?;
             }
+            Request::SetReady(req) => {
+                store
+                    .run(&ops::SetReady {
+                        p: me,
+                        ready: req.ready,
+                        rid: rid(),
+                    })
+                    .await?;
+            }
             Request::Chat(req) => {
                 store
                     .run(&ops::Chat {
@@ -427,7 +444,8 @@ impl Cluster {
                     return Ok(Reply::Fields(json!({})));
                 }
             }
-            Request::Ping
+            Request::Send(_)
+            | Request::Ping
             | Request::SubscribeStats(_)
             | Request::UnsubscribeStats
             | Request::SubscribeRooms(_)
@@ -479,6 +497,52 @@ impl Cluster {
         Ok(())
     }
 
+    /// Relays a `send` message (1.2) from `me`: to `to`, or to every other
+    /// member. Recipients this node knows as connected members of the
+    /// sender's room get it through the batching publisher, as signals do
+    /// (checked again by their node); anything else (a held recipient, an
+    /// unknown room, a refusal) takes the script, after what was queued
+    /// before it. The number of recipients.
+    pub async fn send_message(
+        &self,
+        me: &str,
+        to: Option<&str>,
+        frame: &str,
+        confirm: bool,
+    ) -> Result<u64, ProtoError> {
+        if let Some(publisher) = self.publisher.get() {
+            publisher.ready().await?;
+            let queued = {
+                let st = self.state.lock();
+                st.routes.message_route(me, to).map(|(room, targets)| {
+                    let n = targets.len() as u64;
+                    (
+                        n,
+                        publisher.push_message(&targets, me, room, frame, confirm),
+                    )
+                })
+            };
+            match queued {
+                Some((n, Some(answer))) => {
+                    relay::Publisher::confirmed(answer).await?;
+                    return Ok(n);
+                }
+                Some((n, None)) => return Ok(n),
+                None => {}
+            }
+        }
+        self.barrier().await;
+        let n = self
+            .store
+            .run(&ops::SendMsg {
+                p: me,
+                to: to.unwrap_or(""),
+                event: frame,
+            })
+            .await?;
+        Ok(n.as_u64().unwrap_or(0))
+    }
+
     /// Waits for the signals this node queued so far to be published: a
     /// script call after them must not overtake them.
     async fn barrier(&self) {
@@ -493,6 +557,10 @@ impl Cluster {
         let n = self.unflushed_signals.swap(0, Ordering::Relaxed);
         if n > 0 && self.store.add_signals(n).await.is_err() {
             self.unflushed_signals.fetch_add(n, Ordering::Relaxed);
+        }
+        let m = self.unflushed_messages.swap(0, Ordering::Relaxed);
+        if m > 0 && self.store.add_messages(m).await.is_err() {
+            self.unflushed_messages.fetch_add(m, Ordering::Relaxed);
         }
     }
 

@@ -198,6 +198,14 @@ fn on_signals(cl: &Cluster, batch: &str) {
     let mut st = cl.state.lock();
     let mut relayed = 0;
     for e in entries {
+        // A `send` message (1.2): members may send to spectators, and
+        // spectators to the whole room; counted by the sender's node.
+        if e.frame.starts_with(crate::relay::MESSAGE_PREFIX) {
+            if st.routes.admits_message(e.from, e.to, e.room) {
+                send_local_owned(&mut st, e.to, Utf8Bytes::from(e.frame.to_string()));
+            }
+            continue;
+        }
         if !st.routes.admits(e.from, e.to, e.room) {
             tracing::debug!(to = %e.to, "signal dropped: sender and target no longer share a room");
             continue;

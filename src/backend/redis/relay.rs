@@ -14,6 +14,10 @@
 //! four length-prefixed fields per signal (`<bytes>:<text>`): target,
 //! sender, room, frame.
 //!
+//! `send` messages (1.2) travel the same way, one entry per recipient,
+//! their frame a `message` event (which is how the target's node tells
+//! them from signals).
+//!
 //! Batches go out on a connection of their own ([`crate::backend::redis::store::resp`]),
 //! each written from the buffer it was built in: its `PUBLISH` header goes
 //! in room kept free in front of it ([`HEAD`]).
@@ -55,7 +59,12 @@ struct Pending {
     /// (node, batch) in the order the batches were opened; a node can have
     /// several when one filled up. A batch starts with [`HEAD`] spaces.
     batches: Vec<(String, String)>,
+    /// Entries (signals and message copies) queued.
     signals: u64,
+    /// Of those, entries of `send` messages, and the messages they carry
+    /// (counted once each, whatever their recipients).
+    message_entries: u64,
+    messages: u64,
     /// Told whether the round trip that carries their signal succeeded.
     confirms: Vec<oneshot::Sender<bool>>,
     /// Told when every signal queued before them is published.
@@ -159,7 +168,9 @@ pub(crate) struct Publisher {
 }
 
 impl Publisher {
-    pub fn start(store: Arc<Store>, on_published: impl Fn(u64) + Send + 'static) -> Publisher {
+    /// `on_published(signals, messages)` counts what each round delivered
+    /// to the store.
+    pub fn start(store: Arc<Store>, on_published: impl Fn(u64, u64) + Send + 'static) -> Publisher {
         let shared = Arc::new(Shared {
             pending: Mutex::new(Pending::default()),
             queued: AtomicU64::new(0),
@@ -231,6 +242,45 @@ impl Publisher {
         answer
     }
 
+    /// Queues a `send` message (1.2) for its recipients, each `(node,
+    /// player)`, all in this round; counted as one message once published.
+    /// Call `ready` first.
+    pub fn push_message(
+        &self,
+        to: &[(String, String)],
+        from: &str,
+        room: &str,
+        frame: &str,
+        confirm: bool,
+    ) -> Option<oneshot::Receiver<bool>> {
+        let sh = &self.shared;
+        let mut p = sh.pending.lock();
+        if sh.stopped.load(Ordering::Acquire) {
+            return confirm.then(|| {
+                let (tx, rx) = oneshot::channel();
+                let _ = tx.send(false);
+                rx
+            });
+        }
+        let was_empty = p.is_empty();
+        for (node, pid) in to {
+            p.push(node, pid, from, room, frame);
+        }
+        p.message_entries += to.len() as u64;
+        p.messages += 1;
+        sh.queued.fetch_add(to.len() as u64, Ordering::AcqRel);
+        let answer = confirm.then(|| {
+            let (tx, rx) = oneshot::channel();
+            p.confirms.push(tx);
+            rx
+        });
+        drop(p);
+        if was_empty {
+            sh.work.notify_one();
+        }
+        answer
+    }
+
     /// Waits for the answer of a confirmed `push`.
     pub async fn confirmed(answer: oneshot::Receiver<bool>) -> Result<(), StoreError> {
         match answer.await {
@@ -285,7 +335,7 @@ impl Drop for StopGuard {
     }
 }
 
-async fn run(store: Arc<Store>, guard: StopGuard, on_published: impl Fn(u64)) {
+async fn run(store: Arc<Store>, guard: StopGuard, on_published: impl Fn(u64, u64)) {
     let shared = &guard.0;
     let mut conn: Option<resp::Conn> = None;
     loop {
@@ -305,6 +355,8 @@ async fn run(store: Arc<Store>, guard: StopGuard, on_published: impl Fn(u64)) {
             )
         };
         let signals = round.signals;
+        let messages = round.messages;
+        let message_entries = round.message_entries;
         let mut batches: Vec<(String, Vec<u8>)> = round
             .batches
             .into_iter()
@@ -331,7 +383,7 @@ async fn run(store: Arc<Store>, guard: StopGuard, on_published: impl Fn(u64)) {
             }
         };
         if ok && signals > 0 {
-            on_published(signals);
+            on_published(signals - message_entries, messages);
         }
         shared.queued.fetch_sub(signals, Ordering::AcqRel);
         shared.room.notify_waiters();
@@ -406,7 +458,7 @@ mod tests {
 
     fn publisher_on(url: &str) -> Publisher {
         let store = Store::new(url, "n1".into()).expect("a valid url");
-        Publisher::start(Arc::new(store), |_| {})
+        Publisher::start(Arc::new(store), |_, _| {})
     }
 
     #[tokio::test]

@@ -129,6 +129,56 @@ impl Routes {
             .map(|(_, node, _, _)| (room.as_str(), node.as_str()))
     }
 
+    /// Where a `send` (1.2) from `from` goes: the sender's room and each
+    /// recipient's `(node, id)`, when this node can tell alone: the room is
+    /// known, every recipient is a connected member, and a `to` comes from
+    /// a seated player and names another member. Anything else (a held
+    /// recipient, a refusal to give, an empty room) takes the script.
+    pub fn message_route(
+        &self,
+        from: &str,
+        to: Option<&str>,
+    ) -> Option<(&str, Vec<(String, String)>)> {
+        let room = self.room_of.get(from)?;
+        let r = self.rooms.get(room)?;
+        let out: Vec<(String, String)> = match to {
+            Some(to) => {
+                let seated = r.seats.iter().any(|(id, _, _, w)| !*w && id == from);
+                if !seated || to == from {
+                    return None;
+                }
+                let (_, node, c, _) = r.seats.iter().find(|(id, _, _, _)| id == to)?;
+                if !*c {
+                    return None;
+                }
+                vec![(node.clone(), to.to_string())]
+            }
+            None => {
+                let mut out = Vec::with_capacity(r.seats.len());
+                for (id, node, c, _) in r.seats.iter().filter(|m| m.0 != from) {
+                    if !*c {
+                        return None;
+                    }
+                    out.push((node.clone(), id.clone()));
+                }
+                out
+            }
+        };
+        (!out.is_empty()).then_some((room.as_str(), out))
+    }
+
+    /// The target's node's check of a `send` message: `to` is here in
+    /// `room`, and `from` is a member of it (the sender's node checked the
+    /// rest).
+    pub fn admits_message(&self, from: &str, to: &str, room: &str) -> bool {
+        if self.room_of.get(to).is_none_or(|r| r != room) {
+            return false;
+        }
+        self.rooms
+            .get(room)
+            .is_some_and(|r| r.seats.iter().any(|m| m.0 == from))
+    }
+
     /// The target's node's check: `to` is here in `room`, and `from` is a
     /// member of it.
     pub fn admits(&self, from: &str, to: &str, room: &str) -> bool {
@@ -190,9 +240,19 @@ mod tests {
         assert_eq!(r.route("b", "a"), None, "only players here route");
         assert!(r.admits("b", "a", "r1"));
         assert!(!r.admits("x", "a", "r1"));
+        // A send to everyone routes only when no one is held.
+        assert_eq!(r.message_route("a", None), None, "c is held");
+        let to_b = r.message_route("a", Some("b")).unwrap();
+        assert_eq!(to_b, ("r1", vec![("n2".to_string(), "b".to_string())]));
+        assert_eq!(r.message_route("a", Some("c")), None);
+        assert_eq!(r.message_route("a", Some("a")), None);
+        assert!(r.admits_message("b", "a", "r1"));
+        assert!(!r.admits_message("x", "a", "r1"));
         // b moves to n3 (a takeover), then leaves.
         r.learn(&room("r1", &[("a", "n1", true), ("b", "n3", true)]), "n1");
         assert_eq!(r.route("a", "b"), Some(("r1", "n3")));
+        let all = r.message_route("a", None).unwrap();
+        assert_eq!(all, ("r1", vec![("n3".to_string(), "b".to_string())]));
         r.learn(&room("r1", &[("a", "n1", true)]), "n1");
         assert_eq!(r.route("a", "b"), None);
         assert!(!r.admits("b", "a", "r1"));

@@ -170,6 +170,7 @@ fn a_change_of_members_cancels_the_party_ticket() {
         filters: None,
         backfill: false,
         max_spectators: None,
+        start_when_ready: false,
     };
     assert_eq!(
         code_of(l.find_match("b", fm, Instant::now(), &mut out)),
@@ -328,6 +329,7 @@ fn fm(max: u64) -> FindMatch {
         filters: None,
         backfill: false,
         max_spectators: None,
+        start_when_ready: false,
     }
 }
 

@@ -463,6 +463,7 @@ fn the_recount_sees_a_ticket_out_of_step() {
         data: Default::default(),
         joined_at: chrono::Utc::now(),
         connected: true,
+        ready: false,
     };
     l.update_room(room, |r| r.seats.push(seat));
     l.players.get_mut("a").unwrap().room = Some(room);

@@ -313,6 +313,7 @@ impl World {
             // test and lobby_ws cover them).
             backfill: false,
             max_spectators: None,
+            start_when_ready: false,
         };
         let got = self.lobby.find_match(&pid(i), req, self.now, out);
         let want = self.free(i).and_then(|()| {

@@ -171,6 +171,8 @@ local drop_from_party
 local party_changed
 -- Defined with the tickets below: a backfill seat that opens is offered.
 local offer_seats
+-- Defined with `start` below; `leave_with` uses it (1.2).
+local start_if_ready
 
 local function forget(pid)
   local p = player(pid)
@@ -285,7 +287,7 @@ local VIEW0 = {}
 local function view(r)
   local parts = { r.st, r.mode, tostring(r.max), r.data }
   for _, s in ipairs(r.pl) do
-    parts[#parts + 1] = table.concat({ s.id, s.nm, s.dt, s.ja, tostring(s.c) }, '\31')
+    parts[#parts + 1] = table.concat({ s.id, s.nm, s.dt, s.ja, tostring(s.c), tostring(s.rd) }, '\31')
   end
   parts[#parts + 1] = '\29'
   for _, s in ipairs(r.sp) do
@@ -507,6 +509,8 @@ local function leave_with(pid, reason)
   elseif i == 1 then
     emit(rest, { k = 'host_changed', p = r.pl[1].id })
   end
+  -- 1.2: the rest may all be ready now.
+  if #r.pl > 0 then start_if_ready(r) end
   commit(r, f0, v0)
   flush(r)
   -- A backfill seat opened: queued tickets take it at once.
@@ -533,13 +537,23 @@ local function start(r)
   hook('match.started', { room = cjson.encode(r) })
 end
 
+-- 1.2: a start_when_ready room starts once every seated player is ready
+-- (at least 2 seated; a full room has at least 2).
+start_if_ready = function(r)
+  if not r.swr or r.st ~= 'waiting' or #r.pl < 2 then return end
+  for _, s in ipairs(r.pl) do
+    if not s.rd then return end
+  end
+  start(r)
+end
+
 -- Seats a player whose eligibility was checked.
 local function seat(r, p)
   local others = members(r)
   local node = ME
   if p.node ~= '' then node = p.node end
   -- A party member seated by its leader may be away: its seat is held.
-  r.pl[#r.pl + 1] = { id = p.id, nm = p.name, dt = '{}', ja = stamp(), c = p.conn, n = node }
+  r.pl[#r.pl + 1] = { id = p.id, nm = p.name, dt = '{}', ja = stamp(), c = p.conn, n = node, rd = false }
   emit(others, { k = 'player_joined', p = p.id })
   emit({ p.id }, { k = 'chat_history' })
   redis.call('HSET', P .. 'pl:' .. p.id, 'room', r.id)
@@ -590,7 +604,7 @@ local function without(list, who)
 end
 
 -- A new room with the first free code among the candidates.
-local function new_room(id, codes, priv, mode, max, data, ap, ar, bk, max_rooms, idle_ms, bf, msp)
+local function new_room(id, codes, priv, mode, max, data, ap, ar, bk, max_rooms, idle_ms, bf, msp, swr)
   local s = redis.call('HMGET', P .. 'stats', 'waiting', 'active', 'finished')
   local total = tonumber(s[1] or '0') + tonumber(s[2] or '0') + tonumber(s[3] or '0')
   if total >= max_rooms then
@@ -604,6 +618,7 @@ local function new_room(id, codes, priv, mode, max, data, ap, ar, bk, max_rooms,
     id = id, code = code, priv = priv, mode = mode, max = max, st = 'waiting',
     ca = A.now, seq = seq, data = data, pl = {}, kk = {}, ap = ap, ar = ar,
     chat = {}, bk = bk, act = now(), bf = bf and true or false, sp = {}, msp = msp or 0,
+    swr = swr and true or false,
   }, nil
 end
 
@@ -928,7 +943,7 @@ function OPS.create(a)
   local r
   r, e = new_room(a.room_id, a.codes, a.private, a.mode, a.max, a.data, a.allowed_players,
     a.allowed_roles, buckets(a.mode, a.max, a.attrs), a.max_rooms, a.idle_ms, a.backfill,
-    a.max_spectators)
+    a.max_spectators, a.start_when_ready)
   if e then return e end
   seat(r, p)
   commit(r, nil, false)
@@ -1052,7 +1067,7 @@ function OPS.match(a)
     f0, v0 = open(r)
   else
     r, e = new_room(a.room_id, a.codes, false, a.mode, a.max, a.data, {}, {}, bks,
-      a.max_rooms, a.idle_ms, a.backfill, a.max_spectators)
+      a.max_rooms, a.idle_ms, a.backfill, a.max_spectators, a.start_when_ready)
     if e then return e end
     created = true
   end
@@ -1586,6 +1601,51 @@ function OPS.chat(a)
   commit(r, f0, v0, true)
   flush(r)
   return ok()
+end
+
+-- set_ready (1.2). a: p, ready, rid
+function OPS.set_ready(a)
+  local p, r, e = my_room(a.p, false)
+  if e then return e end
+  local i = seat_index(r, p.id)
+  if not i then return fail('forbidden', 'spectators are never ready') end
+  if r.st ~= 'waiting' then return fail('room_not_waiting', 'the room is ' .. r.st) end
+  REPLY = { p = p.id, rid = a.rid, kind = 'room' }
+  if (r.pl[i].rd == true) == a.ready then
+    -- The same value again: the room as it is, no event.
+    flush(r)
+    return ok()
+  end
+  local f0, v0 = open(r)
+  r.pl[i].rd = a.ready
+  emit(members(r), { k = 'player_ready', p = p.id, rd = a.ready })
+  start_if_ready(r)
+  commit(r, f0, v0)
+  flush(r)
+  return ok()
+end
+
+-- send (1.2), when the calling node could not route it itself (a held
+-- recipient, a room it does not know, a refusal to give).
+-- a: p, to ('' for every other member), event (raw, `from` set)
+function OPS.send(a)
+  local p, r, e = my_room(a.p, false)
+  if e then return e end
+  local to
+  if a.to ~= '' then
+    if not seat_index(r, p.id) then return fail('forbidden', 'spectators send to the whole room only') end
+    if a.to == p.id or not (seat_index(r, a.to) or spectator_index(r, a.to)) then
+      return fail('peer_not_found', 'no player ' .. q(a.to) .. ' in your room')
+    end
+    to = { a.to }
+  else
+    to = members(r, p.id)
+  end
+  -- To each recipient's node, or into its pending list while held.
+  emit(to, { k = 'raw', x = a.event })
+  flush(nil)
+  redis.call('HINCRBY', P .. 'stats', 'messages_relayed', 1)
+  return ok(#to)
 end
 
 -- a: p, to, event (raw, `from` set)

@@ -324,6 +324,7 @@ impl Store {
             tickets_queued: n("tickets_queued"),
             parties: n("parties"),
             signals_relayed: n("signals_relayed"),
+            messages_relayed: n("messages_relayed"),
             uptime_s: 0,
         })
     }
@@ -346,6 +347,20 @@ impl Store {
         redis::cmd("HINCRBY")
             .arg(format!("{PREFIX}stats"))
             .arg("signals_relayed")
+            .arg(n)
+            .query_async::<i64>(&mut conn)
+            .await
+            .map(|_| ())
+            .map_err(|e| StoreError::Unavailable(e.to_string()))
+    }
+
+    /// Adds `n` to the lobby's `messages_relayed` (1.2: `send` requests
+    /// relayed by a node without a script).
+    pub async fn add_messages(&self, n: u64) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        redis::cmd("HINCRBY")
+            .arg(format!("{PREFIX}stats"))
+            .arg("messages_relayed")
             .arg(n)
             .query_async::<i64>(&mut conn)
             .await

@@ -59,6 +59,9 @@ pub struct RoomRec {
     pub sp: Vec<SeatRec>,
     #[serde(default)]
     pub msp: u64,
+    /// 1.2: `start_when_ready`.
+    #[serde(default)]
+    pub swr: bool,
     /// Raw `chat` event texts, oldest first.
     #[serde(default, deserialize_with = "list")]
     pub chat: Vec<String>,
@@ -74,6 +77,9 @@ pub struct SeatRec {
     pub c: bool,
     #[serde(default)]
     pub n: String,
+    /// 1.2: the ready flag (seats only).
+    #[serde(default)]
+    pub rd: bool,
 }
 
 fn parse_obj(text: &str) -> JsonObject {
@@ -94,6 +100,7 @@ impl SeatRec {
             data: parse_obj(&self.dt),
             joined_at: parse_ts(&self.ja),
             connected: self.c,
+            ready: self.rd,
         }
     }
 }
@@ -119,6 +126,7 @@ impl RoomRec {
             backfill: self.bf,
             max_spectators: self.msp,
             spectators: self.sp.iter().map(SeatRec::info).collect(),
+            start_when_ready: self.swr,
         }
     }
 
@@ -166,6 +174,9 @@ pub struct Spec {
     /// `party_updated`: the party as it was then.
     #[serde(default)]
     pub pt: Option<PartyRec>,
+    /// `player_ready` (1.2): the flag as set.
+    #[serde(default)]
+    pub rd: Option<bool>,
 }
 
 /// A party as the script shows it (members with name and connection).
@@ -425,6 +436,11 @@ impl Spec {
                 room_id,
                 player_id: pid(),
                 data: parse_obj(&room.seat(self.player.as_deref()?)?.dt),
+            },
+            "player_ready" => Event::PlayerReady {
+                room_id,
+                player_id: pid(),
+                ready: self.rd?,
             },
             "kicked" => Event::Kicked { room_id },
             "room_joined" => Event::RoomJoined {

@@ -36,6 +36,8 @@ ops! {
     PlayerData<'_> => "player_data",
     Kick<'_> => "kick",
     Chat<'_> => "chat",
+    SetReady<'_> => "set_ready",
+    SendMsg<'_> => "send",
     Signal<'_> => "signal",
     Close<'_> => "close",
     Announce<'_> => "announce",
@@ -105,6 +107,7 @@ pub struct Create<'a> {
     pub allowed_roles: &'a [String],
     pub backfill: bool,
     pub max_spectators: u64,
+    pub start_when_ready: bool,
     pub attrs: Vec<String>,
     pub max_rooms: u64,
     pub idle_ms: u64,
@@ -142,6 +145,7 @@ pub struct Match<'a> {
     pub max: u64,
     pub backfill: bool,
     pub max_spectators: u64,
+    pub start_when_ready: bool,
     pub rid: String,
     pub now: String,
 }
@@ -195,6 +199,24 @@ pub struct Chat<'a> {
     pub text: &'a str,
     pub ts: String,
     pub rid: String,
+}
+
+/// `set_ready` (1.2).
+#[derive(Serialize)]
+pub struct SetReady<'a> {
+    pub p: &'a str,
+    pub ready: bool,
+    pub rid: String,
+}
+
+/// `send` (1.2) that the node could not route itself.
+#[derive(Serialize)]
+pub struct SendMsg<'a> {
+    pub p: &'a str,
+    /// Empty: every other member.
+    pub to: &'a str,
+    /// The relayed `message` event, `from` set.
+    pub event: &'a str,
 }
 
 #[derive(Serialize)]
