@@ -968,7 +968,7 @@ mod tests {
                 r#"{{"type":"ice_candidate","to":"p","candidate":{{"candidate":{l},"sdpMLine\u0049ndex":0}}}}"#
             ),
             format!(r#"{{"type":"ice_candidate","to":"p\u0032","candidate":{l}}}"#),
-            format!(r#"{{"type":"ice_candidate","to":"p","candidate":"a\"b"}}"#),
+            r#"{"type":"ice_candidate","to":"p","candidate":"a\"b"}"#.to_string(),
         ] {
             agrees(&text);
             assert!(
