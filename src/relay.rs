@@ -743,4 +743,343 @@ mod tests {
         assert!(quick.is_some(), "the usual frame takes the quick path");
         assert_eq!(quick, serde);
     }
+
+    /// Issue 35, point 5: what the hand-written reader does with cut and
+    /// odd input. Whatever `decode` makes of a frame must be what the
+    /// general path makes of it: the quick reader's answer, when it has
+    /// one, is serde's; a signal `decode` reads is one the general path
+    /// accepts, with the same target and the same relayed event. When
+    /// `decode` answers `None` the session hands the frame to the general
+    /// path (`Session::on_request`), so a refusal is always the general
+    /// path's, with its error code: what is checked then is that nothing
+    /// panicked and that the reader did not accept what serde refuses.
+    fn agrees(text: &str) {
+        let (quick, serde) = decoded_both_ways(text);
+        if quick.is_some() {
+            assert_eq!(
+                quick, serde,
+                "the quick reader and serde differ on {text:?}"
+            );
+        }
+        let general = decode_request(text);
+        if let Some(sig) = decode(text) {
+            let req = general.request.unwrap_or_else(|e| {
+                panic!("relayed {text:?}, which the general path refuses: {e:?}")
+            });
+            let (to, event) = crate::backend::signal_event("me", req)
+                .unwrap_or_else(|| panic!("relayed {text:?}, not a signal for the general path"));
+            assert_eq!(sig.to, to, "{text:?}");
+            let relayed: Value = serde_json::from_str(&sig.event("\"me\"")).unwrap();
+            assert_eq!(relayed, serde_json::to_value(&event).unwrap(), "{text:?}");
+        }
+    }
+
+    /// The signal frames of the fixtures: every SDP as an offer or answer,
+    /// every candidate line as a line and as an `RTCIceCandidateInit`, in
+    /// the usual compact form and spaced out, with and without `rid`.
+    fn fixture_frames() -> &'static [String] {
+        static FRAMES: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+        FRAMES.get_or_init(make_fixture_frames)
+    }
+
+    fn make_fixture_frames() -> Vec<String> {
+        let sdps = [
+            (
+                "offer",
+                include_str!("../tests/fixtures/sdp/chromium-offer-datachannel.sdp"),
+            ),
+            (
+                "offer",
+                include_str!("../tests/fixtures/sdp/chromium-offer-av-data.sdp"),
+            ),
+            (
+                "offer",
+                include_str!("../tests/fixtures/sdp/firefox-offer-datachannel.sdp"),
+            ),
+            (
+                "offer",
+                include_str!("../tests/fixtures/sdp/firefox-offer-av-data.sdp"),
+            ),
+            (
+                "answer",
+                include_str!("../tests/fixtures/sdp/chromium-answer-datachannel.sdp"),
+            ),
+            (
+                "answer",
+                include_str!("../tests/fixtures/sdp/chromium-answer-av-data.sdp"),
+            ),
+            (
+                "answer",
+                include_str!("../tests/fixtures/sdp/firefox-answer-datachannel.sdp"),
+            ),
+            (
+                "answer",
+                include_str!("../tests/fixtures/sdp/firefox-answer-av-data.sdp"),
+            ),
+        ];
+        let mut frames = Vec::new();
+        for (kind, sdp) in sdps {
+            let sdp = serde_json::to_string(sdp).unwrap();
+            frames.push(format!(r#"{{"type":"{kind}","to":"p_2","sdp":{sdp}}}"#));
+            frames.push(format!(
+                r#"{{"type":"{kind}","rid":7,"to":"p_2","sdp":{sdp}}}"#
+            ));
+        }
+        let lines = include_str!("../tests/fixtures/sdp/chromium-candidates.txt")
+            .lines()
+            .chain(include_str!("../tests/fixtures/sdp/firefox-candidates.txt").lines())
+            .map(str::trim)
+            .filter(|l| l.starts_with("candidate:"));
+        for (i, line) in lines.enumerate() {
+            frames.push(format!(
+                r#"{{"type":"ice_candidate","to":"p_2","candidate":"{line}"}}"#
+            ));
+            frames.push(format!(
+                r#"{{"type":"ice_candidate","to":"p_2","candidate":{{"candidate":"{line}","sdpMid":"{i}","sdpMLineIndex":{i},"usernameFragment":"Uqnz"}}}}"#
+            ));
+            frames.push(format!(
+                r#" {{ "type" : "ice_candidate" , "to" : "p_2" , "candidate" : {{ "candidate" : "{line}" , "sdpMid" : null , "sdpMLineIndex" : null , "usernameFragment" : null }} }} "#
+            ));
+            frames.push(format!(
+                r#"{{"type":"ice_candidate","rid":"r{i}","to":"p_2","candidate":{{"candidate":"{line}","sdpMLineIndex":65535}}}}"#
+            ));
+        }
+        frames
+    }
+
+    /// Every prefix of every fixture frame (the frame cut anywhere, as a
+    /// client that died mid-write or a fuzzer would send it).
+    #[test]
+    fn every_prefix_of_every_fixture_frame_agrees_with_the_general_path() {
+        let frames = fixture_frames();
+        assert!(frames.len() > 100, "{} frames", frames.len());
+        for frame in frames {
+            // The whole frame is read, by the quick reader when it is a
+            // compact candidate without `rid`.
+            agrees(frame);
+            assert!(decode(frame).is_some(), "{frame}");
+            let end = frame.trim_end().len();
+            for cut in (0..frame.len()).filter(|&i| frame.is_char_boundary(i)) {
+                let text = &frame[..cut];
+                agrees(text);
+                if cut < end {
+                    // Cut before the closing brace: not JSON, both refuse.
+                    assert!(decode(text).is_none(), "read a cut frame: {text:?}");
+                    assert!(decode_request(text).request.is_err(), "{text:?}");
+                }
+            }
+        }
+    }
+
+    /// Null where a string, number or object goes; a near `null`.
+    #[test]
+    fn nulls_read_as_serde_reads_them() {
+        let c = r#""candidate":"candidate:1 1 udp 1 192.0.2.1 5000 typ host""#;
+        for text in [
+            format!(r#"{{"type":"ice_candidate","to":"p","candidate":{{{c},"sdpMid":null}}}}"#),
+            format!(
+                r#"{{"type":"ice_candidate","to":"p","candidate":{{{c},"sdpMLineIndex":null}}}}"#
+            ),
+            format!(
+                r#"{{"type":"ice_candidate","to":"p","candidate":{{{c},"usernameFragment":null}}}}"#
+            ),
+            format!(r#"{{"type":"ice_candidate","to":"p","candidate":{{{c},"sdpMid":nul}}}}"#),
+            format!(r#"{{"type":"ice_candidate","to":"p","candidate":{{{c},"sdpMid":nulll}}}}"#),
+            format!(r#"{{"type":"ice_candidate","to":"p","candidate":{{{c},"sdpMid":null"}}}}"#),
+            format!(r#"{{"type":"ice_candidate","to":"p","candidate":{{{c},"sdpMid":nullx}}}}"#),
+            format!(r#"{{"type":"ice_candidate","to":"p","candidate":{{{c},"sdpMid":Null}}}}"#),
+            format!(
+                r#"{{"type":"ice_candidate","to":"p","candidate":{{{c},"sdpMLineIndex":nu}}}}"#
+            ),
+            format!(r#"{{"type":"ice_candidate","to":"p","candidate":{{{c},"sdpMid":n"#),
+            r#"{"type":"ice_candidate","to":"p","candidate":{"candidate":null}}"#.to_string(),
+            r#"{"type":"ice_candidate","to":"p","candidate":null}"#.to_string(),
+            r#"{"type":"ice_candidate","to":null,"candidate":"c"}"#.to_string(),
+            r#"{"type":null,"to":"p","candidate":"c"}"#.to_string(),
+            r#"{"type":"ice_candidate","to":"p","candidate":"c","rid":null}"#.to_string(),
+        ] {
+            agrees(&text);
+        }
+        // What the reader takes, it takes as serde does.
+        let text = format!(
+            r#"{{"type":"ice_candidate","to":"p","candidate":{{{c},"sdpMid":null,"sdpMLineIndex":null,"usernameFragment":null}}}}"#
+        );
+        let (quick, serde) = decoded_both_ways(&text);
+        assert!(quick.is_some(), "nulls take the quick path");
+        assert_eq!(quick, serde);
+        for bad in ["nul", "nulll", "nullx", "Null", "nulx", "nul,"] {
+            for text in [
+                format!(
+                    r#"{{"type":"ice_candidate","to":"p","candidate":{{{c},"sdpMid":{bad}}}}}"#
+                ),
+                format!(
+                    r#"{{"type":"ice_candidate","to":"p","candidate":{{{c},"sdpMid":{bad},"usernameFragment":"u"}}}}"#
+                ),
+                format!(
+                    r#"{{"type":"ice_candidate","to":"p","candidate":{{{c},"sdpMLineIndex":{bad},"sdpMid":"0"}}}}"#
+                ),
+            ] {
+                agrees(&text);
+                assert!(decode(&text).is_none(), "{text}");
+            }
+        }
+    }
+
+    /// `sdpMLineIndex` is a `u16`: its bounds, and what is not a plain
+    /// integer.
+    #[test]
+    fn sdp_m_line_index_is_a_u16_like_serde_reads_it() {
+        let frame = |n: &str| {
+            format!(
+                r#"{{"type":"ice_candidate","to":"p","candidate":{{"candidate":"c","sdpMLineIndex":{n}}}}}"#
+            )
+        };
+        for (n, read) in [
+            ("0", Some(0)),
+            ("9", Some(9)),
+            ("10", Some(10)),
+            ("65535", Some(65535)),
+            ("65536", None),
+            ("65540", None),
+            ("99999", None),
+            ("655350", None),
+            ("18446744073709551616", None),
+            ("00", None),
+            ("01", None),
+            ("-1", None),
+            ("-0", None),
+            ("1.0", None),
+            ("1e2", None),
+            ("1E2", None),
+            ("+1", None),
+            ("\"1\"", None),
+            ("", None),
+        ] {
+            let text = frame(n);
+            agrees(&text);
+            let got = decode(&text).map(|s| match s.payload {
+                Payload::Candidate(c) => c.sdp_m_line_index,
+                other => panic!("{other:?}"),
+            });
+            assert_eq!(got, read.map(Some), "{text}");
+            // The quick reader's own answer, whatever serde would make of it.
+            assert_eq!(quick::candidate(&text).is_some(), read.is_some(), "{text}");
+        }
+    }
+
+    /// Keys written with escapes are left to serde, which reads them
+    /// unescaped; a key given twice is refused by both readers.
+    #[test]
+    fn escaped_and_repeated_keys_read_as_serde_reads_them() {
+        let l = r#""candidate:1 1 udp 1 192.0.2.1 5000 typ host""#;
+        for text in [
+            format!(r#"{{"type":"ice_candidate","t\u006f":"p","candidate":{l}}}"#),
+            format!(r#"{{"\u0074ype":"ice_candidate","to":"p","candidate":{l}}}"#),
+            format!(r#"{{"type":"ice_candidate","to":"p","candid\u0061te":{l}}}"#),
+            format!(
+                r#"{{"type":"ice_candidate","to":"p","candidate":{{"candid\u0061te":{l},"sdpMid":"0"}}}}"#
+            ),
+            format!(
+                r#"{{"type":"ice_candidate","to":"p","candidate":{{"candidate":{l},"sdp\u004did":"0"}}}}"#
+            ),
+            format!(
+                r#"{{"type":"ice_candidate","to":"p","candidate":{{"candidate":{l},"sdpMLine\u0049ndex":0}}}}"#
+            ),
+            format!(r#"{{"type":"ice_candidate","to":"p\u0032","candidate":{l}}}"#),
+            r#"{"type":"ice_candidate","to":"p","candidate":"a\"b"}"#.to_string(),
+        ] {
+            agrees(&text);
+            assert!(
+                quick::candidate(&text).is_none(),
+                "an escape is serde's to read: {text}"
+            );
+            assert!(decode(&text).is_some(), "serde reads it: {text}");
+        }
+        for text in [
+            format!(
+                r#"{{"type":"ice_candidate","type":"ice_candidate","to":"p","candidate":{l}}}"#
+            ),
+            format!(r#"{{"type":"ice_candidate","to":"p","to":"q","candidate":{l}}}"#),
+            format!(r#"{{"type":"ice_candidate","to":"p","candidate":{l},"candidate":{l}}}"#),
+            format!(r#"{{"type":"ice_candidate","to":"p","t\u006f":"q","candidate":{l}}}"#),
+            format!(
+                r#"{{"type":"ice_candidate","to":"p","candidate":{{"candidate":{l},"candidate":{l}}}}}"#
+            ),
+            format!(
+                r#"{{"type":"ice_candidate","to":"p","candidate":{{"candidate":{l},"sdpMid":"0","sdpMid":"1"}}}}"#
+            ),
+            format!(
+                r#"{{"type":"ice_candidate","to":"p","candidate":{{"candidate":{l},"sdpMLineIndex":0,"sdpMLineIndex":1}}}}"#
+            ),
+            format!(
+                r#"{{"type":"ice_candidate","to":"p","candidate":{{"candidate":{l},"usernameFragment":"a","usernameFragment":null}}}}"#
+            ),
+            format!(
+                r#"{{"type":"ice_candidate","to":"p","candidate":{{"candidate":{l},"sdpMid":null,"sdpMid":null}}}}"#
+            ),
+        ] {
+            agrees(&text);
+            assert!(decode(&text).is_none(), "a repeated key is refused: {text}");
+        }
+    }
+
+    /// A raw control character ends no string (JSON wants it escaped):
+    /// the reader must not take it for the closing quote.
+    #[test]
+    fn a_raw_control_character_ends_no_string() {
+        for ch in ['\u{0}', '\u{1}', '\t', '\n', '\r', '\u{1f}'] {
+            for text in [
+                format!(r#"{{"type":"ice_candidate","to":"p{ch},"candidate":"c"}}"#),
+                format!(r#"{{"type":"ice_candidate","to":"p","candidate":"c{ch}}}"#),
+                format!(r#"{{"type":"ice_candidate{ch},"to":"p","candidate":"c"}}"#),
+                format!(
+                    r#"{{"type":"ice_candidate","to":"p","candidate":{{"candidate":"c{ch},"sdpMid":"0"}}}}"#
+                ),
+                format!(
+                    r#"{{"type":"ice_candidate","to":"p","candidate":{{"candidate":"c","sdpMid":"0{ch}}}}}"#
+                ),
+                format!(
+                    r#"{{"type":"ice_candidate","to":"p","candidate":{{"candidate":"c","usernameFragment":"u{ch},"sdpMid":"0"}}}}"#
+                ),
+                format!(r#"{{"type":"ice_candidate","to{ch}:"p","candidate":"c"}}"#),
+                format!(r#"{{"type":"ice_candidate","to":"p","x{ch}:1,"candidate":"c"}}"#),
+            ] {
+                agrees(&text);
+                assert!(decode(&text).is_none(), "{text:?}");
+            }
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+
+        /// A fixture frame with a piece cut out of it anywhere, cut short,
+        /// or with an ASCII byte put in: nothing panics and every reading
+        /// agrees.
+        #[test]
+        fn a_frame_with_a_piece_cut_out_agrees(
+            which in 0usize..10_000,
+            a in 0usize..10_000,
+            b in 0usize..10_000,
+            short in proptest::bool::ANY,
+            insert in proptest::option::of(0u8..0x80),
+        ) {
+            let frames = fixture_frames();
+            let frame = &frames[which % frames.len()];
+            let (mut a, mut b) = (a % (frame.len() + 1), b % (frame.len() + 1));
+            if a > b {
+                std::mem::swap(&mut a, &mut b);
+            }
+            while !frame.is_char_boundary(a) { a -= 1; }
+            while !frame.is_char_boundary(b) { b -= 1; }
+            let text = match (insert, short) {
+                // A byte (a control character, a quote, a backslash...)
+                // put in at `a`.
+                (Some(byte), _) => format!("{}{}{}", &frame[..a], char::from(byte), &frame[a..]),
+                (None, true) => frame[..b].to_string(),
+                (None, false) => format!("{}{}", &frame[..a], &frame[b..]),
+            };
+            agrees(&text);
+        }
+    }
 }
