@@ -766,7 +766,7 @@ mod tests {
             let req = general.request.unwrap_or_else(|e| {
                 panic!("relayed {text:?}, which the general path refuses: {e:?}")
             });
-            let (to, event) = crate::backend::signal_event("me", req)
+            let (to, event) = super::signal_event("me", req)
                 .unwrap_or_else(|| panic!("relayed {text:?}, not a signal for the general path"));
             assert_eq!(sig.to, to, "{text:?}");
             let relayed: Value = serde_json::from_str(&sig.event("\"me\"")).unwrap();

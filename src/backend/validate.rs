@@ -53,21 +53,7 @@ pub fn validate(cfg: &Config, request: &Request) -> Result<(), ProtoError> {
             check_allowed(&req.allowed_players, &req.allowed_roles)?;
             check_max_spectators(req.max_spectators).map(|_| ())
         }
-        Request::JoinRoom(req) => {
-            check_join_role(req.role.as_deref())?;
-            match (&req.room_id, &req.code) {
-                (Some(id), _) if id.chars().count() > MAX_ID_CHARS => Err(ProtoError::new(
-                    ErrorCode::RoomNotFound,
-                    format!("no room {id:?}"),
-                )),
-                (None, Some(code)) if code.chars().count() > MAX_ID_CHARS => Err(ProtoError::new(
-                    ErrorCode::RoomNotFound,
-                    format!("no room with code {code:?}"),
-                )),
-                (None, None) => Err(ProtoError::bad_request("join_room needs room_id or code")),
-                _ => Ok(()),
-            }
-        }
+        Request::JoinRoom(req) => check_join_room(req),
         Request::ListRooms(req) => {
             if req.status == Some(RoomStatus::Finished) {
                 return Err(ProtoError::bad_request("status must be waiting or active"));
@@ -82,19 +68,7 @@ pub fn validate(cfg: &Config, request: &Request) -> Result<(), ProtoError> {
         Request::SetRoomData(req) | Request::SetPlayerData(req) => check_data(&req.data, "data"),
         Request::Kick(req) => check_player_id(&req.player_id),
         Request::Chat(req) => check_chat_text(&req.text),
-        Request::Send(req) => {
-            if let Some(to) = &req.to {
-                check_player_id(to)?;
-            }
-            let n = req.data.get().len() as u64;
-            if n > cfg.max_send_bytes {
-                return Err(ProtoError::new(
-                    ErrorCode::PayloadTooLarge,
-                    format!("data is {n} bytes, the limit is {}", cfg.max_send_bytes),
-                ));
-            }
-            Ok(())
-        }
+        Request::Send(req) => check_send(cfg, req),
         Request::SubscribeStats(req) => {
             let ms = req.interval_ms.unwrap_or(1000);
             if !(250..=60_000).contains(&ms) {
@@ -108,14 +82,7 @@ pub fn validate(cfg: &Config, request: &Request) -> Result<(), ProtoError> {
         }
         Request::IceCandidate(sig) => {
             check_player_id(&sig.to)?;
-            match &sig.candidate {
-                protocol::CandidateField::Line(line) => check_candidate(line, None, None),
-                protocol::CandidateField::Init(c) => check_candidate(
-                    &c.candidate,
-                    c.sdp_mid.as_deref(),
-                    c.username_fragment.as_deref(),
-                ),
-            }
+            check_candidate_field(&sig.candidate)
         }
         Request::LeaveRoom
         | Request::SetReady(_)
@@ -125,6 +92,51 @@ pub fn validate(cfg: &Config, request: &Request) -> Result<(), ProtoError> {
         | Request::Ping
         | Request::UnsubscribeStats
         | Request::UnsubscribeRooms => Ok(()),
+    }
+}
+
+/// `join_room`'s target: a room id or a code no longer than any can be.
+fn check_join_room(req: &protocol::JoinRoom) -> Result<(), ProtoError> {
+    check_join_role(req.role.as_deref())?;
+    match (&req.room_id, &req.code) {
+        (Some(id), _) if id.chars().count() > MAX_ID_CHARS => Err(ProtoError::new(
+            ErrorCode::RoomNotFound,
+            format!("no room {id:?}"),
+        )),
+        (None, Some(code)) if code.chars().count() > MAX_ID_CHARS => Err(ProtoError::new(
+            ErrorCode::RoomNotFound,
+            format!("no room with code {code:?}"),
+        )),
+        (None, None) => Err(ProtoError::bad_request("join_room needs room_id or code")),
+        _ => Ok(()),
+    }
+}
+
+/// `send` (1.2): a target that can be a player id, and `data` within
+/// `--max-send-bytes` as sent.
+fn check_send(cfg: &Config, req: &protocol::SendMessage) -> Result<(), ProtoError> {
+    if let Some(to) = &req.to {
+        check_player_id(to)?;
+    }
+    let n = req.data.get().len() as u64;
+    if n > cfg.max_send_bytes {
+        return Err(ProtoError::new(
+            ErrorCode::PayloadTooLarge,
+            format!("data is {n} bytes, the limit is {}", cfg.max_send_bytes),
+        ));
+    }
+    Ok(())
+}
+
+/// An `ice_candidate`'s candidate, in either of its forms.
+fn check_candidate_field(candidate: &protocol::CandidateField) -> Result<(), ProtoError> {
+    match candidate {
+        protocol::CandidateField::Line(line) => check_candidate(line, None, None),
+        protocol::CandidateField::Init(c) => check_candidate(
+            &c.candidate,
+            c.sdp_mid.as_deref(),
+            c.username_fragment.as_deref(),
+        ),
     }
 }
 

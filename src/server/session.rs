@@ -224,79 +224,20 @@ async fn drive(session: &Session, ws: &mut Wsc, inbox: &mut Inbox) -> End {
     // Made once: a new one per frame would put a waiter on the token's
     // locked list and take it off again for every frame.
     let mut cancelled = std::pin::pin!(kill.cancelled());
-    // Which of reading and writing goes first when both are ready; it
-    // alternates, so that a socket that always has something to send is
-    // still read, and one that always sends is still written to.
-    let mut read_first = false;
-    // Wake-ups since the kill token and the heartbeat were last looked at.
-    // A busy session looks at them every `LOOK_EVERY` wake-ups and, like an
-    // idle one, before it sleeps (that is also when its queue's waker is
-    // registered): polling the token and registering the waker took 5% of
-    // the relay's CPU when done for every frame (perf).
-    let mut busy = 0u32;
-    // Frames taken from the read buffer ahead of queued output since the
-    // last write.
-    let mut ahead = 0u32;
+    let mut turn = Turn::default();
     loop {
-        read_first = !read_first;
-        let event = std::future::poll_fn(|cx| {
-            let look = busy >= LOOK_EVERY;
-            if look {
-                busy = 0;
-                if std::future::Future::poll(cancelled.as_mut(), cx).is_ready() {
-                    return Poll::Ready(Woken::Killed);
-                }
-                if ping.poll_tick(cx).is_ready() {
-                    return Poll::Ready(Woken::Tick);
-                }
-            } else {
-                busy += 1;
-            }
-            // A few frames already read go before queued output: the
-            // replies to a short burst of requests (a `leave_room` and the
-            // close behind it) then leave in one write, not one each. Only
-            // a few: each request's replies wait in the queue meanwhile,
-            // and a long burst (hundreds of chats in one read) would fill
-            // it and cut the client off as a slow reader.
-            if ahead < READ_AHEAD {
-                if let Some(frame) = ws.buffered_frame() {
-                    ahead += 1;
-                    return Poll::Ready(Woken::Frame(frame));
-                }
-            }
-            if read_first {
-                if let Poll::Ready(frame) = ws.poll_frame(cx) {
-                    return Poll::Ready(Woken::Frame(frame));
-                }
-            }
-            if let Some(batch) = inbox.try_recv_all() {
-                return Poll::Ready(Woken::Queued(Some(batch)));
-            }
-            if !read_first {
-                if let Poll::Ready(frame) = ws.poll_frame(cx) {
-                    return Poll::Ready(Woken::Frame(frame));
-                }
-            }
-            // Nothing at hand: everything that can wake the session
-            // registers before it sleeps.
-            if !look && std::future::Future::poll(cancelled.as_mut(), cx).is_ready() {
-                return Poll::Ready(Woken::Killed);
-            }
-            if let Poll::Ready(batch) = inbox.poll_recv_all(cx) {
-                return Poll::Ready(Woken::Queued(batch));
-            }
-            if !look && ping.poll_tick(cx).is_ready() {
-                return Poll::Ready(Woken::Tick);
-            }
-            Poll::Pending
-        })
-        .await;
+        turn.read_first = !turn.read_first;
+        let event =
+            std::future::poll_fn(|cx| turn.poll(cx, cancelled.as_mut(), &mut ping, ws, inbox))
+                .await;
+        if matches!(event, Woken::Queued(_)) {
+            turn.ahead = 0;
+        }
         // The text of a frame is borrowed from the socket's buffer until
         // the request is done.
         let (text, received) = match event {
             Woken::Killed => return End::Cut,
             Woken::Queued(batch) => {
-                ahead = 0;
                 // The session holds a sender, so the queue cannot end here.
                 let Some(batch) = batch else {
                     return End::Stopped;
@@ -335,6 +276,88 @@ async fn drive(session: &Session, ws: &mut Wsc, inbox: &mut Inbox) -> End {
         if let Some(wait) = wait {
             wait.await;
         }
+    }
+}
+
+/// What a session looks at next, and in which order.
+#[derive(Default)]
+struct Turn {
+    /// Which of reading and writing goes first when both are ready; it
+    /// alternates, so that a socket that always has something to send is
+    /// still read, and one that always sends is still written to.
+    read_first: bool,
+    /// Wake-ups since the kill token and the heartbeat were last looked at.
+    /// A busy session looks at them every `LOOK_EVERY` wake-ups and, like an
+    /// idle one, before it sleeps (that is also when its queue's waker is
+    /// registered): polling the token and registering the waker took 5% of
+    /// the relay's CPU when done for every frame (perf).
+    busy: u32,
+    /// Frames taken from the read buffer ahead of queued output since the
+    /// last write.
+    ahead: u32,
+}
+
+impl Turn {
+    /// The next thing the session does: a frame read, a batch of queued
+    /// output, a heartbeat tick, or its end. Polled until ready once per
+    /// turn of the session's loop, which flips `read_first` before it.
+    fn poll(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+        mut cancelled: std::pin::Pin<&mut tokio_util::sync::WaitForCancellationFuture<'_>>,
+        ping: &mut tokio::time::Interval,
+        ws: &mut Wsc,
+        inbox: &mut Inbox,
+    ) -> Poll<Woken> {
+        let look = self.busy >= LOOK_EVERY;
+        if look {
+            self.busy = 0;
+            if std::future::Future::poll(cancelled.as_mut(), cx).is_ready() {
+                return Poll::Ready(Woken::Killed);
+            }
+            if ping.poll_tick(cx).is_ready() {
+                return Poll::Ready(Woken::Tick);
+            }
+        } else {
+            self.busy += 1;
+        }
+        // A few frames already read go before queued output: the replies
+        // to a short burst of requests (a `leave_room` and the close behind
+        // it) then leave in one write, not one each. Only a few: each
+        // request's replies wait in the queue meanwhile, and a long burst
+        // (hundreds of chats in one read) would fill it and cut the client
+        // off as a slow reader.
+        if self.ahead < READ_AHEAD {
+            if let Some(frame) = ws.buffered_frame() {
+                self.ahead += 1;
+                return Poll::Ready(Woken::Frame(frame));
+            }
+        }
+        if self.read_first {
+            if let Poll::Ready(frame) = ws.poll_frame(cx) {
+                return Poll::Ready(Woken::Frame(frame));
+            }
+        }
+        if let Some(batch) = inbox.try_recv_all() {
+            return Poll::Ready(Woken::Queued(Some(batch)));
+        }
+        if !self.read_first {
+            if let Poll::Ready(frame) = ws.poll_frame(cx) {
+                return Poll::Ready(Woken::Frame(frame));
+            }
+        }
+        // Nothing at hand: everything that can wake the session registers
+        // before it sleeps.
+        if !look && std::future::Future::poll(cancelled.as_mut(), cx).is_ready() {
+            return Poll::Ready(Woken::Killed);
+        }
+        if let Poll::Ready(batch) = inbox.poll_recv_all(cx) {
+            return Poll::Ready(Woken::Queued(batch));
+        }
+        if !look && ping.poll_tick(cx).is_ready() {
+            return Poll::Ready(Woken::Tick);
+        }
+        Poll::Pending
     }
 }
 

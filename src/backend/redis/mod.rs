@@ -7,6 +7,7 @@
 //! the lobby changed, and `notices` renders them one at a time into the
 //! connections' queues, under this backend's lock.
 
+mod commands;
 mod hooks;
 mod liveness;
 mod notices;
@@ -248,126 +249,36 @@ impl Cluster {
         self.barrier().await;
         match request {
             Request::FindMatch(req) => {
-                let max = req.max_players.unwrap_or(2);
-                let mode = req.mode.as_deref().unwrap_or("default");
-                let filters = req.filters.unwrap_or_default();
                 store
-                    .run(&ops::Match {
-                        p: me,
-                        attrs: attrs(&filters),
-                        data: raw(&filters),
-                        room_id: uuid::Uuid::new_v4().to_string(),
-                        codes: codes(),
-                        max_rooms: cfg.max_rooms,
-                        idle_ms: cfg.room_idle_timeout_ms,
-                        mode,
-                        max,
-                        backfill: req.backfill,
-                        max_spectators: req.max_spectators.unwrap_or(0),
-                        start_when_ready: req.start_when_ready,
-                        rid: rid(),
-                        now: now(),
-                    })
+                    .run(&commands::find_match(cfg, me, &req, rid()))
                     .await?;
             }
             Request::CreateRoom(req) => {
-                let data = req.data.unwrap_or_default();
                 store
-                    .run(&ops::Create {
-                        p: me,
-                        room_id: uuid::Uuid::new_v4().to_string(),
-                        codes: codes(),
-                        private: req.private,
-                        mode: req.mode.as_deref().unwrap_or("default"),
-                        max: req.max_players.unwrap_or(2),
-                        data: raw(&data),
-                        allowed_players: &req.allowed_players,
-                        allowed_roles: &req.allowed_roles,
-                        backfill: req.backfill,
-                        max_spectators: req.max_spectators.unwrap_or(0),
-                        start_when_ready: req.start_when_ready,
-                        attrs: attrs(&data),
-                        max_rooms: cfg.max_rooms,
-                        idle_ms: cfg.room_idle_timeout_ms,
-                        rid: rid(),
-                        now: now(),
-                    })
+                    .run(&commands::create_room(cfg, me, &req, rid()))
                     .await?;
             }
             Request::JoinRoom(req) => {
-                let given = req.code.as_deref().unwrap_or("");
                 store
-                    .run(&ops::Join {
-                        p: me,
-                        room_id: req.room_id.as_deref().unwrap_or(""),
-                        code: given.trim().to_ascii_uppercase(),
-                        code_given: given,
-                        roles: caller.roles,
-                        spectator: req.as_spectator(),
-                        rid: rid(),
-                        now: now(),
-                    })
+                    .run(&commands::join_room(me, caller.roles, &req, rid()))
                     .await?;
             }
             Request::LeaveRoom => {
                 store.run(&ops::Leave { p: me, rid: rid() }).await?;
             }
             Request::QueueMatch(req) => {
-                let spec = crate::lobby::TicketSpec::from_request(&req, cfg.max_players)?;
-                let pool = crate::lobby::tickets::pool_key(&spec);
-                let rec = ops::TicketRec {
-                    mode: &spec.mode,
-                    max: spec.max_players,
-                    min: spec.min_players,
-                    skill: spec.skill,
-                    w0: spec.skill_window,
-                    wr: spec.skill_widen_per_s,
-                    wm: spec.skill_window_max,
-                    rg: spec.regions.iter().map(|(r, t)| (r.as_str(), *t)).collect(),
-                    mrt: spec.max_rtt_ms,
-                    bf: spec.backfill,
-                    fl: raw(&spec.filters),
-                    at: attrs(&spec.filters),
-                };
                 store
-                    .run(&ops::Queue {
-                        p: me,
-                        id: uuid::Uuid::new_v4().to_string(),
-                        pool,
-                        spec: raw(&rec),
-                        room: new_room(),
-                        max_rooms: cfg.max_rooms,
-                        idle_ms: cfg.room_idle_timeout_ms,
-                        ttl_ms: cfg.ticket_ttl_ms,
-                        fill_ms: cfg.ticket_fill_after_ms,
-                        rid: rid(),
-                        now: now(),
-                    })
+                    .run(&commands::queue_match(cfg, me, &req, rid())?)
                     .await?;
             }
             Request::CancelMatch => {
                 store.run(&ops::Cancel { p: me, rid: rid() }).await?;
             }
             Request::CreateParty(req) => {
-                store
-                    .run(&ops::PartyCreate {
-                        p: me,
-                        id: uuid::Uuid::new_v4().to_string(),
-                        codes: codes(),
-                        max_size: crate::lobby::party::check_party_size(req.max_size)?,
-                        rid: rid(),
-                    })
-                    .await?;
+                store.run(&commands::create_party(me, &req, rid())?).await?;
             }
             Request::JoinParty(req) => {
-                store
-                    .run(&ops::PartyJoin {
-                        p: me,
-                        code: req.code.trim().to_ascii_uppercase(),
-                        code_given: &req.code,
-                        rid: rid(),
-                    })
-                    .await?;
+                store.run(&commands::join_party(me, &req, rid())).await?;
             }
             Request::LeaveParty => {
                 store.run(&ops::PartyLeave { p: me, rid: rid() }).await?;
@@ -383,60 +294,25 @@ impl Cluster {
             }
             Request::FinishGame(req) => {
                 store
-                    .run(&ops::Finish {
-                        p: me,
-                        result: req.result.as_ref().map(raw),
-                        ttl_ms: cfg.finished_room_ttl_ms,
-                        rid: rid(),
-                    })
+                    .run(&commands::finish_game(cfg, me, &req, rid()))
                     .await?;
             }
             Request::SetRoomData(req) => {
-                store
-                    .run(&ops::RoomData {
-                        p: me,
-                        data: raw(&req.data),
-                        attrs: attrs(&req.data),
-                        rid: rid(),
-                    })
-                    .await?;
+                store.run(&commands::set_room_data(me, &req, rid())).await?;
             }
             Request::SetPlayerData(req) => {
                 store
-                    .run(&ops::PlayerData {
-                        p: me,
-                        data: raw(&req.data),
-                        rid: rid(),
-                    })
+                    .run(&commands::set_player_data(me, &req, rid()))
                     .await?;
             }
             Request::Kick(req) => {
-                store
-                    .run(&ops::Kick {
-                        p: me,
-                        target: &req.player_id,
-                        rid: rid(),
-                    })
-                    .await?;
+                store.run(&commands::kick(me, &req, rid())).await?;
             }
             Request::SetReady(req) => {
-                store
-                    .run(&ops::SetReady {
-                        p: me,
-                        ready: req.ready,
-                        rid: rid(),
-                    })
-                    .await?;
+                store.run(&commands::set_ready(me, &req, rid())).await?;
             }
             Request::Chat(req) => {
-                store
-                    .run(&ops::Chat {
-                        p: me,
-                        text: &req.text,
-                        ts: now(),
-                        rid: rid(),
-                    })
-                    .await?;
+                store.run(&commands::chat(me, &req, rid())).await?;
             }
             request @ (Request::Offer(_) | Request::Answer(_) | Request::IceCandidate(_)) => {
                 if let Some((to, event)) = crate::relay::signal_event(me, request) {

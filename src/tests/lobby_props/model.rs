@@ -449,7 +449,7 @@ impl World {
         assert_eq!(code_of(&got), want, "{op:?}");
         if got.is_ok() {
             let new_host = self.unseat(i);
-            self.check_host_change(new_host, &out);
+            self.check_host_change(new_host, out);
         }
     }
     fn after_join(

@@ -1863,21 +1863,10 @@ function OPS.list(a)
   return out
 end
 
--- Recounts everything from the rooms and players and compares it with the
--- derived data (counters, matchmaking sets, listings, codes, timers,
--- connection counts): the store's `check_invariants`. For tests: it scans
--- every key. Returns ok(true) or an `internal` failure naming the first
--- difference.
-function OPS.recount(_)
-  local rooms, players = {}, {}
-  for _, k in ipairs(redis.call('KEYS', P .. 'room:*')) do
-    local r = load_room(string.sub(k, #P + 6))
-    rooms[r.id] = r
-  end
-  for _, k in ipairs(redis.call('KEYS', P .. 'pl:*')) do
-    local pid = string.sub(k, #P + 4)
-    players[pid] = player(pid)
-  end
+-- The recount of the rooms: each room's seats and places against its
+-- players, its code and timers; what the derived data should hold.
+-- Returns nil and the recount, or a message naming the first difference.
+local function recount_rooms(rooms, players)
   local want = { waiting = 0, active = 0, finished = 0, seats = 0, held = 0, seats_waiting = 0 }
   local mm, bf, lists, seated = {}, {}, {}, {}
   local function add(set, key, id)
@@ -1885,29 +1874,29 @@ function OPS.recount(_)
     set[key][id] = true
   end
   for id, r in pairs(rooms) do
-    if #r.pl == 0 then return fail('internal', 'room ' .. id .. ' is empty but alive') end
-    if #r.pl > r.max then return fail('internal', 'room ' .. id .. ' over capacity') end
+    if #r.pl == 0 then return 'room ' .. id .. ' is empty but alive' end
+    if #r.pl > r.max then return 'room ' .. id .. ' over capacity' end
     if redis.call('GET', P .. 'code:' .. r.code) ~= id then
-      return fail('internal', 'room ' .. id .. ' code not indexed')
+      return 'room ' .. id .. ' code not indexed'
     end
     for _, s in ipairs(r.pl) do
-      if seated[s.id] then return fail('internal', 'player ' .. s.id .. ' has two seats') end
+      if seated[s.id] then return 'player ' .. s.id .. ' has two seats' end
       seated[s.id] = id
       local p = players[s.id]
       if not p or p.room ~= id then
-        return fail('internal', 'player ' .. s.id .. ' disagrees with its seat')
+        return 'player ' .. s.id .. ' disagrees with its seat'
       end
-      if p.conn ~= s.c then return fail('internal', 'player ' .. s.id .. ' connection flag differs') end
+      if p.conn ~= s.c then return 'player ' .. s.id .. ' connection flag differs' end
     end
-    if #r.sp > (r.msp or 0) then return fail('internal', 'room ' .. id .. ' over its spectator places') end
+    if #r.sp > (r.msp or 0) then return 'room ' .. id .. ' over its spectator places' end
     for _, s in ipairs(r.sp) do
-      if seated[s.id] then return fail('internal', 'player ' .. s.id .. ' is in two places') end
+      if seated[s.id] then return 'player ' .. s.id .. ' is in two places' end
       seated[s.id] = id
       local p = players[s.id]
       if not p or p.room ~= id or redis.call('HGET', P .. 'pl:' .. s.id, 'sp') ~= '1' then
-        return fail('internal', 'spectator ' .. s.id .. ' disagrees with its place')
+        return 'spectator ' .. s.id .. ' disagrees with its place'
       end
-      if p.conn ~= s.c then return fail('internal', 'spectator ' .. s.id .. ' connection flag differs') end
+      if p.conn ~= s.c then return 'spectator ' .. s.id .. ' connection flag differs' end
     end
     local f = footprint(r)
     want[f.st] = want[f.st] + 1
@@ -1925,66 +1914,82 @@ function OPS.recount(_)
     end
     local idle = redis.call('ZSCORE', P .. 'timer', 'i:' .. id)
     if (f.st == 'waiting') ~= (idle ~= false) then
-      return fail('internal', f.st .. ' room ' .. id .. (idle and ' has' or ' has no') .. ' idle timer')
+      return f.st .. ' room ' .. id .. (idle and ' has' or ' has no') .. ' idle timer'
     end
     local fin = redis.call('ZSCORE', P .. 'timer', 'f:' .. id)
     if (f.st == 'finished') ~= (fin ~= false) then
-      return fail('internal', f.st .. ' room ' .. id .. (fin and ' has' or ' has no') .. ' close timer')
+      return f.st .. ' room ' .. id .. (fin and ' has' or ' has no') .. ' close timer'
     end
   end
+  return nil, { want = want, mm = mm, bf = bf, lists = lists, seated = seated }
+end
+
+-- The stats counters against the recount.
+local function check_counters(want)
   local s = redis.call('HGETALL', P .. 'stats')
   local have = {}
   for i = 1, #s, 2 do have[s[i]] = tonumber(s[i + 1]) end
   for k, v in pairs(want) do
     if (have[k] or 0) ~= v then
-      return fail('internal', 'counter ' .. k .. ' is ' .. tostring(have[k]) .. ', recount ' .. v)
+      return 'counter ' .. k .. ' is ' .. tostring(have[k]) .. ', recount ' .. v
     end
   end
-  local function same_sets(prefix, sets)
-    for _, k in ipairs(redis.call('KEYS', P .. prefix .. '*')) do
-      local name = string.sub(k, #P + #prefix + 1)
-      local ids = redis.call('ZRANGE', k, 0, -1)
-      local wanted = sets[name] or {}
-      local n = 0
-      for _, id in pairs(ids) do
-        if not wanted[id] then return 'room ' .. id .. ' should not be in ' .. prefix .. name end
-        n = n + 1
-      end
-      for id, _ in pairs(wanted) do
-        n = n - 1
-        if not redis.call('ZSCORE', k, id) then return 'room ' .. id .. ' missing from ' .. prefix .. name end
-      end
-      sets[name] = nil
+  return nil
+end
+
+-- The sorted sets under `prefix` (matchmaking, backfill, listings) hold
+-- exactly the rooms of `sets`; a message naming the first difference.
+local function same_sets(prefix, sets)
+  for _, k in ipairs(redis.call('KEYS', P .. prefix .. '*')) do
+    local name = string.sub(k, #P + #prefix + 1)
+    local ids = redis.call('ZRANGE', k, 0, -1)
+    local wanted = sets[name] or {}
+    local n = 0
+    for _, id in pairs(ids) do
+      if not wanted[id] then return 'room ' .. id .. ' should not be in ' .. prefix .. name end
+      n = n + 1
     end
-    for name, ids in pairs(sets) do
-      for id, _ in pairs(ids) do return 'room ' .. id .. ' missing from ' .. prefix .. name end
+    for id, _ in pairs(wanted) do
+      n = n - 1
+      if not redis.call('ZSCORE', k, id) then return 'room ' .. id .. ' missing from ' .. prefix .. name end
     end
-    return nil
+    sets[name] = nil
   end
-  local bad = same_sets('mm:', mm) or same_sets('bf:', bf) or same_sets('list:', lists)
-  if bad then return fail('internal', bad) end
+  for name, ids in pairs(sets) do
+    for id, _ in pairs(ids) do return 'room ' .. id .. ' missing from ' .. prefix .. name end
+  end
+  return nil
+end
+
+-- The players against their seats, tokens and grace deadlines; the
+-- connections of each node as recounted.
+local function check_players(players, seated)
   local conns = {}
   for pid, p in pairs(players) do
     if p.room ~= '' and seated[pid] ~= p.room then
-      return fail('internal', 'player ' .. pid .. ' points at a room without its seat')
+      return 'player ' .. pid .. ' points at a room without its seat'
     end
     if p.tok ~= '' and redis.call('GET', P .. 'tok:' .. p.tok) ~= pid then
-      return fail('internal', 'token of ' .. pid .. ' is stale')
+      return 'token of ' .. pid .. ' is stale'
     end
     if p.conn then conns[p.node] = (conns[p.node] or 0) + 1 end
     if not p.conn and not redis.call('ZSCORE', P .. 'grace', pid) then
-      return fail('internal', 'held player ' .. pid .. ' has no grace deadline')
+      return 'held player ' .. pid .. ' has no grace deadline'
     end
   end
   for _, k in ipairs(redis.call('KEYS', P .. 'tok:*')) do
     local pid = redis.call('GET', k)
     if not players[pid] or P .. 'tok:' .. players[pid].tok ~= k then
-      return fail('internal', 'token ' .. k .. ' of no player')
+      return 'token ' .. k .. ' of no player'
     end
   end
-  -- Tickets: each indexed once in its pool (both orders) and by time, its
-  -- players in no room and pointing at it, its expiry pending; the
-  -- counter right; no player pointing at a ticket that is gone.
+  return nil, conns
+end
+
+-- Tickets: each indexed once in its pool (both orders) and by time, its
+-- players in no room and pointing at it, its expiry pending; the counter
+-- right; no player pointing at a ticket that is gone.
+local function check_tickets(players)
   local tickets = {}
   local ntk = 0
   for _, k in ipairs(redis.call('KEYS', P .. 'tk:*')) do
@@ -1995,56 +2000,96 @@ function OPS.recount(_)
       or not redis.call('ZSCORE', P .. 'tqs:' .. t.pool, tmember(t))
       or not redis.call('ZSCORE', P .. 'tqt', t.id)
       or redis.call('SISMEMBER', P .. 'tqp', t.pool) == 0 then
-      return fail('internal', 'ticket ' .. t.id .. ' is not indexed')
+      return 'ticket ' .. t.id .. ' is not indexed'
     end
     if not redis.call('ZSCORE', P .. 'timer', 't:' .. t.id) then
-      return fail('internal', 'ticket ' .. t.id .. ' has no expiry timer')
+      return 'ticket ' .. t.id .. ' has no expiry timer'
     end
     for _, pid in ipairs(t.pl) do
       local p = players[pid]
       if not p or p.room ~= '' or p.tk ~= t.id then
-        return fail('internal', 'ticket ' .. t.id .. ' holds ' .. pid .. ', seated, unknown or elsewhere')
+        return 'ticket ' .. t.id .. ' holds ' .. pid .. ', seated, unknown or elsewhere'
       end
     end
   end
   for pid, p in pairs(players) do
     if p.tk ~= '' and not tickets[p.tk] then
-      return fail('internal', 'player ' .. pid .. ' points at ticket ' .. p.tk .. ' that is gone')
+      return 'player ' .. pid .. ' points at ticket ' .. p.tk .. ' that is gone'
     end
   end
   for _, id in ipairs(redis.call('ZRANGE', P .. 'tqw', 0, -1)) do
-    if not tickets[id] then return fail('internal', 'tqw holds ' .. id .. ', no ticket') end
+    if not tickets[id] then return 'tqw holds ' .. id .. ', no ticket' end
   end
   if redis.call('ZCARD', P .. 'tqt') ~= ntk then
-    return fail('internal', 'tqt holds ' .. redis.call('ZCARD', P .. 'tqt') .. ' tickets of ' .. ntk)
+    return 'tqt holds ' .. redis.call('ZCARD', P .. 'tqt') .. ' tickets of ' .. ntk
   end
   if tonumber(redis.call('HGET', P .. 'stats', 'tickets_queued') or '0') ~= ntk then
-    return fail('internal', 'tickets_queued differs from the ' .. ntk .. ' tickets')
+    return 'tickets_queued differs from the ' .. ntk .. ' tickets'
   end
+  return nil, tickets
+end
+
+-- Every timer and grace deadline belongs to something alive.
+local function check_timers(rooms, tickets, players)
   for _, tm in ipairs(redis.call('ZRANGE', P .. 'timer', 0, -1)) do
     local id = string.sub(tm, 3)
     if string.sub(tm, 1, 1) == 't' then
-      if not tickets[id] then return fail('internal', 'timer ' .. tm .. ' of no ticket') end
+      if not tickets[id] then return 'timer ' .. tm .. ' of no ticket' end
     elseif not rooms[id] then
-      return fail('internal', 'timer ' .. tm .. ' of no room')
+      return 'timer ' .. tm .. ' of no room'
     end
   end
   for _, pid in ipairs(redis.call('ZRANGE', P .. 'grace', 0, -1)) do
     if not players[pid] or players[pid].conn then
-      return fail('internal', 'grace deadline of ' .. pid .. ' who is not held')
+      return 'grace deadline of ' .. pid .. ' who is not held'
     end
   end
+  return nil
+end
+
+-- Each node's connection count against the recount.
+local function check_conns(conns)
   local live = redis.call('HGETALL', P .. 'conns')
   for i = 1, #live, 2 do
     if (conns[live[i]] or 0) ~= tonumber(live[i + 1]) then
-      return fail('internal', 'node ' .. live[i] .. ' counts ' .. live[i + 1] .. ' connections, recount '
-        .. (conns[live[i]] or 0))
+      return 'node ' .. live[i] .. ' counts ' .. live[i + 1] .. ' connections, recount '
+        .. (conns[live[i]] or 0)
     end
     conns[live[i]] = nil
   end
   for node, n in pairs(conns) do
-    if n ~= 0 then return fail('internal', 'node ' .. node .. ' has ' .. n .. ' uncounted connections') end
+    if n ~= 0 then return 'node ' .. node .. ' has ' .. n .. ' uncounted connections' end
   end
+  return nil
+end
+
+-- Recounts everything from the rooms and players and compares it with the
+-- derived data (counters, matchmaking sets, listings, codes, timers,
+-- connection counts): the store's `check_invariants`. For tests: it scans
+-- every key. Returns ok(true) or an `internal` failure naming the first
+-- difference.
+function OPS.check_invariants(_)
+  local rooms, players = {}, {}
+  for _, k in ipairs(redis.call('KEYS', P .. 'room:*')) do
+    local r = load_room(string.sub(k, #P + 6))
+    rooms[r.id] = r
+  end
+  for _, k in ipairs(redis.call('KEYS', P .. 'pl:*')) do
+    local pid = string.sub(k, #P + 4)
+    players[pid] = player(pid)
+  end
+  local bad, got = recount_rooms(rooms, players)
+  if bad then return fail('internal', bad) end
+  bad = check_counters(got.want)
+    or same_sets('mm:', got.mm) or same_sets('bf:', got.bf) or same_sets('list:', got.lists)
+  if bad then return fail('internal', bad) end
+  local conns, tickets
+  bad, conns = check_players(players, got.seated)
+  if bad then return fail('internal', bad) end
+  bad, tickets = check_tickets(players)
+  if bad then return fail('internal', bad) end
+  bad = check_timers(rooms, tickets, players) or check_conns(conns)
+  if bad then return fail('internal', bad) end
   return ok(true)
 end
 

@@ -374,8 +374,16 @@ impl Spec {
         if let Some(x) = &self.raw {
             return Some(x.clone());
         }
-        // Events about tickets and parties need no room.
-        let event = match self.kind.as_str() {
+        let event = match self.roomless_event() {
+            Some(event) => event,
+            None => self.room_event(room?)?,
+        };
+        Some(event.to_json())
+    }
+
+    /// The events about tickets and parties: they need no room.
+    fn roomless_event(&self) -> Option<Event> {
+        match self.kind.as_str() {
             "ticket_expired" => Some(Event::TicketExpired {
                 ticket_id: self.tid.clone()?,
             }),
@@ -389,11 +397,11 @@ impl Spec {
                 party: self.pt.as_ref()?.info(),
             }),
             _ => None,
-        };
-        if let Some(event) = event {
-            return Some(event.to_json());
         }
-        let room = room?;
+    }
+
+    /// The events about `room`, built from its snapshot.
+    fn room_event(&self, room: &RoomRec) -> Option<Event> {
         let room_id = room.id.clone();
         let pid = || self.player.clone().unwrap_or_default();
         let event = match self.kind.as_str() {
@@ -475,7 +483,7 @@ impl Spec {
                 return None;
             }
         };
-        Some(event.to_json())
+        Some(event)
     }
 }
 

@@ -48,7 +48,7 @@ ops! {
     Watch => "watch",
     List<'_> => "list",
     Stats => "stats",
-    Recount => "recount",
+    Recount => "check_invariants",
     Footprint => "footprint",
 }
 
