@@ -79,7 +79,7 @@ async fn preload(store: &Store, rooms: usize) {
             let pid = format!("host{i}");
             hello(store, &pid).await;
             store
-                .run(&ops::Create {
+                .run(&ops::CreateRoom {
                     p: &pid,
                     room_id: uuid::Uuid::new_v4().to_string(),
                     codes: codes(),
@@ -120,7 +120,7 @@ fn bench(c: &mut Criterion) {
             b.iter(|| {
                 rt.block_on(async {
                     store
-                        .run(&ops::Match {
+                        .run(&ops::FindMatch {
                             p: "seeker",
                             attrs: Vec::new(),
                             data: "{}".into(),
@@ -139,7 +139,7 @@ fn bench(c: &mut Criterion) {
                         .await
                         .expect("match");
                     store
-                        .run(&ops::Leave {
+                        .run(&ops::LeaveRoom {
                             p: "seeker",
                             rid: "2".into(),
                         })

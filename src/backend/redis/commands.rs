@@ -15,9 +15,9 @@ pub(super) fn find_match<'a>(
     me: &'a str,
     req: &'a FindMatch,
     rid: String,
-) -> ops::Match<'a> {
+) -> ops::FindMatch<'a> {
     let filters = req.filters.clone().unwrap_or_default();
-    ops::Match {
+    ops::FindMatch {
         p: me,
         attrs: attrs(&filters),
         data: raw(&filters),
@@ -40,9 +40,9 @@ pub(super) fn create_room<'a>(
     me: &'a str,
     req: &'a CreateRoom,
     rid: String,
-) -> ops::Create<'a> {
+) -> ops::CreateRoom<'a> {
     let data = req.data.clone().unwrap_or_default();
-    ops::Create {
+    ops::CreateRoom {
         p: me,
         room_id: uuid::Uuid::new_v4().to_string(),
         codes: codes(),
@@ -68,9 +68,9 @@ pub(super) fn join_room<'a>(
     roles: &'a [String],
     req: &'a JoinRoom,
     rid: String,
-) -> ops::Join<'a> {
+) -> ops::JoinRoom<'a> {
     let given = req.code.as_deref().unwrap_or("");
-    ops::Join {
+    ops::JoinRoom {
         p: me,
         room_id: req.room_id.as_deref().unwrap_or(""),
         code: given.trim().to_ascii_uppercase(),
@@ -87,7 +87,7 @@ pub(super) fn queue_match<'a>(
     me: &'a str,
     req: &QueueMatch,
     rid: String,
-) -> Result<ops::Queue<'a>, ProtoError> {
+) -> Result<ops::QueueMatch<'a>, ProtoError> {
     let spec = crate::lobby::TicketSpec::from_request(req, cfg.max_players)?;
     let pool = crate::lobby::tickets::pool_key(&spec);
     let rec = ops::TicketRec {
@@ -104,7 +104,7 @@ pub(super) fn queue_match<'a>(
         fl: raw(&spec.filters),
         at: attrs(&spec.filters),
     };
-    Ok(ops::Queue {
+    Ok(ops::QueueMatch {
         p: me,
         id: uuid::Uuid::new_v4().to_string(),
         pool,
@@ -123,8 +123,8 @@ pub(super) fn create_party<'a>(
     me: &'a str,
     req: &CreateParty,
     rid: String,
-) -> Result<ops::PartyCreate<'a>, ProtoError> {
-    Ok(ops::PartyCreate {
+) -> Result<ops::CreateParty<'a>, ProtoError> {
+    Ok(ops::CreateParty {
         p: me,
         id: uuid::Uuid::new_v4().to_string(),
         codes: codes(),
@@ -133,8 +133,8 @@ pub(super) fn create_party<'a>(
     })
 }
 
-pub(super) fn join_party<'a>(me: &'a str, req: &'a JoinParty, rid: String) -> ops::PartyJoin<'a> {
-    ops::PartyJoin {
+pub(super) fn join_party<'a>(me: &'a str, req: &'a JoinParty, rid: String) -> ops::JoinParty<'a> {
+    ops::JoinParty {
         p: me,
         code: req.code.trim().to_ascii_uppercase(),
         code_given: &req.code,
@@ -147,8 +147,8 @@ pub(super) fn finish_game<'a>(
     me: &'a str,
     req: &FinishGame,
     rid: String,
-) -> ops::Finish<'a> {
-    ops::Finish {
+) -> ops::FinishGame<'a> {
+    ops::FinishGame {
         p: me,
         result: req.result.as_ref().map(raw),
         ttl_ms: cfg.finished_room_ttl_ms,
@@ -156,8 +156,8 @@ pub(super) fn finish_game<'a>(
     }
 }
 
-pub(super) fn set_room_data<'a>(me: &'a str, req: &SetData, rid: String) -> ops::RoomData<'a> {
-    ops::RoomData {
+pub(super) fn set_room_data<'a>(me: &'a str, req: &SetData, rid: String) -> ops::SetRoomData<'a> {
+    ops::SetRoomData {
         p: me,
         data: raw(&req.data),
         attrs: attrs(&req.data),
@@ -165,8 +165,12 @@ pub(super) fn set_room_data<'a>(me: &'a str, req: &SetData, rid: String) -> ops:
     }
 }
 
-pub(super) fn set_player_data<'a>(me: &'a str, req: &SetData, rid: String) -> ops::PlayerData<'a> {
-    ops::PlayerData {
+pub(super) fn set_player_data<'a>(
+    me: &'a str,
+    req: &SetData,
+    rid: String,
+) -> ops::SetPlayerData<'a> {
+    ops::SetPlayerData {
         p: me,
         data: raw(&req.data),
         rid,

@@ -264,7 +264,7 @@ impl Cluster {
                     .await?;
             }
             Request::LeaveRoom => {
-                store.run(&ops::Leave { p: me, rid: rid() }).await?;
+                store.run(&ops::LeaveRoom { p: me, rid: rid() }).await?;
             }
             Request::QueueMatch(req) => {
                 store
@@ -272,7 +272,7 @@ impl Cluster {
                     .await?;
             }
             Request::CancelMatch => {
-                store.run(&ops::Cancel { p: me, rid: rid() }).await?;
+                store.run(&ops::CancelMatch { p: me, rid: rid() }).await?;
             }
             Request::CreateParty(req) => {
                 store.run(&commands::create_party(me, &req, rid())?).await?;
@@ -281,7 +281,7 @@ impl Cluster {
                 store.run(&commands::join_party(me, &req, rid())).await?;
             }
             Request::LeaveParty => {
-                store.run(&ops::PartyLeave { p: me, rid: rid() }).await?;
+                store.run(&ops::LeaveParty { p: me, rid: rid() }).await?;
             }
             Request::ListRooms(req) => {
                 let status = req.status.unwrap_or(RoomStatus::Waiting);
@@ -290,7 +290,7 @@ impl Cluster {
                 return Ok(Reply::Fields(json!({ "rooms": rooms })));
             }
             Request::StartGame => {
-                store.run(&ops::Start { p: me, rid: rid() }).await?;
+                store.run(&ops::StartGame { p: me, rid: rid() }).await?;
             }
             Request::FinishGame(req) => {
                 store
@@ -549,7 +549,7 @@ impl Cluster {
         if room_id.len() > 64 {
             return Ok(false);
         }
-        let v = self.store.run(&ops::Close { id: room_id }).await?;
+        let v = self.store.run(&ops::CloseRoom { id: room_id }).await?;
         Ok(v == Value::Bool(true))
     }
 
@@ -558,7 +558,10 @@ impl Cluster {
         if player_id.len() > 256 {
             return Ok(false);
         }
-        let v = self.store.run(&ops::Remove { p: player_id }).await?;
+        let v = self
+            .store
+            .run(&ops::DisconnectPlayer { p: player_id })
+            .await?;
         Ok(v == Value::Bool(true))
     }
 

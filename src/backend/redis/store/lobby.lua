@@ -31,6 +31,44 @@
 -- pty:<id> (JSON: id, code, m = members in join order, max), ptc:<CODE>.
 -- The script computes key names itself, so it needs a single Redis (or a
 -- primary with replicas), not Redis Cluster.
+--
+-- The operations, named as on the wire where a request maps to one, and the
+-- Rust that does the same in memory (`Lobby` in src/lobby/, driven by
+-- src/backend/memory.rs); the node's side is src/backend/redis/ (the
+-- arguments in src/backend/redis/store/ops.rs and commands.rs):
+--
+--   operation          in memory (src/lobby/)
+--   hello              players.rs   Lobby::connect (+ issue_token)
+--   bye                players.rs   Lobby::disconnect
+--   keep               (cluster only: a node keeps its players alive)
+--   create_room        seats.rs     Lobby::create_room
+--   join_room          seats.rs     Lobby::join_room
+--   find_match         seats.rs     Lobby::find_match
+--   queue_match        queue.rs     Lobby::queue_match
+--   cancel_match       queue.rs     Lobby::cancel_match
+--   create_party       party.rs     Lobby::create_party
+--   join_party         party.rs     Lobby::join_party
+--   leave_party        party.rs     Lobby::leave_party
+--   leave_room         seats.rs     Lobby::leave_room
+--   start_game         actions.rs   Lobby::start_game
+--   finish_game        actions.rs   Lobby::finish_game
+--   set_room_data      actions.rs   Lobby::set_room_data
+--   set_player_data    actions.rs   Lobby::set_player_data
+--   kick               actions.rs   Lobby::kick
+--   chat               actions.rs   Lobby::chat
+--   set_ready          actions.rs   Lobby::set_ready
+--   send               actions.rs   Lobby::message_targets (memory.rs relays)
+--   signal             actions.rs   Lobby::check_signal (memory.rs relays)
+--   close_room         seats.rs     Lobby::close_room
+--   announce           (memory.rs: every connection's queue)
+--   disconnect_player  players.rs   Lobby::remove_player
+--   tick               timers.rs    Lobby::tick
+--   beat, leave_node   (cluster only: node liveness and hand-over)
+--   watch              (memory.rs: the listing subscribers)
+--   stats              derived.rs   Lobby::stats
+--   list_rooms         derived.rs   Lobby::list_rooms
+--   check_invariants   derived.rs   Lobby::check_invariants
+--   footprint          derived.rs   Lobby::footprint
 
 local P = 'rv:'
 local OP = ARGV[1]
@@ -937,7 +975,7 @@ end
 
 -- a: p, room_id, codes, private, mode, max, data (raw), allowed_players,
 -- allowed_roles, attrs, max_rooms, idle_ms, rid (raw), now
-function OPS.create(a)
+function OPS.create_room(a)
   local p, e = free_player(a.p)
   if e then return e end
   local r
@@ -953,7 +991,7 @@ function OPS.create(a)
 end
 
 -- a: p, room_id ('' when by code), code, roles, spectator, rid (raw), now
-function OPS.join(a)
+function OPS.join_room(a)
   local p, e = free_player(a.p)
   if e then return e end
   local id = a.room_id
@@ -1040,7 +1078,7 @@ end
 -- a: p, attrs (one per filter), data (raw filters: the new room's data),
 -- room_id (of a new room), codes, max_rooms, idle_ms, mode, max, backfill,
 -- rid, now. Active games missing a player first, then waiting rooms.
-function OPS.match(a)
+function OPS.find_match(a)
   local p, e = free_player(a.p)
   if e then return e end
   local group
@@ -1362,7 +1400,7 @@ end
 
 -- a: p, id, pool, spec (raw ticket record), room {id, codes}, max_rooms,
 -- idle_ms, ttl_ms, fill_ms, rid, now
-function OPS.queue(a)
+function OPS.queue_match(a)
   local p, e = free_player(a.p)
   if e then return e end
   local t = cjson.decode(a.spec)
@@ -1399,7 +1437,7 @@ function OPS.queue(a)
 end
 
 -- a: p, rid
-function OPS.cancel(a)
+function OPS.cancel_match(a)
   local p = player(a.p)
   local t = p and load_ticket(p.tk)
   if not t then return fail('not_queued', 'you have no ticket in the queue') end
@@ -1454,7 +1492,7 @@ local function partyless(pid)
 end
 
 -- a: p, id, codes (candidate party codes), max_size, rid
-function OPS.party_create(a)
+function OPS.create_party(a)
   local p, e = partyless(a.p)
   if e then return e end
   local code = claim_code('ptc:', a.codes, a.id)
@@ -1469,7 +1507,7 @@ function OPS.party_create(a)
 end
 
 -- a: p, code (normalized), code_given, rid
-function OPS.party_join(a)
+function OPS.join_party(a)
   local p, e = partyless(a.p)
   if e then return e end
   local pt = load_party(redis.call('GET', P .. 'ptc:' .. a.code) or '')
@@ -1488,7 +1526,7 @@ function OPS.party_join(a)
 end
 
 -- a: p, rid
-function OPS.party_leave(a)
+function OPS.leave_party(a)
   local p = player(a.p)
   if not p or p.pt == '' then return fail('not_in_party', 'you are not in a party') end
   drop_from_party(p.id, false)
@@ -1498,7 +1536,7 @@ function OPS.party_leave(a)
 end
 
 -- a: p, rid
-function OPS.leave(a)
+function OPS.leave_room(a)
   local p = player(a.p)
   if not p or p.room == '' then return fail('not_in_room', 'you are not in a room') end
   REPLY = { p = p.id, rid = a.rid, kind = 'empty' }
@@ -1508,7 +1546,7 @@ function OPS.leave(a)
 end
 
 -- a: p, rid
-function OPS.start(a)
+function OPS.start_game(a)
   local p, r, e = my_room(a.p, true)
   if e then return e end
   if r.st ~= 'waiting' then return fail('room_not_waiting', 'the room is ' .. r.st) end
@@ -1522,7 +1560,7 @@ function OPS.start(a)
 end
 
 -- a: p, result (raw, or nil), ttl_ms, rid
-function OPS.finish(a)
+function OPS.finish_game(a)
   local p, r, e = my_room(a.p, true)
   if e then return e end
   if r.st ~= 'active' then return fail('room_not_active', 'the room is ' .. r.st) end
@@ -1540,7 +1578,7 @@ function OPS.finish(a)
 end
 
 -- a: p, data (raw), attrs, rid
-function OPS.room_data(a)
+function OPS.set_room_data(a)
   local p, r, e = my_room(a.p, true)
   if e then return e end
   local f0, v0 = open(r)
@@ -1554,7 +1592,7 @@ function OPS.room_data(a)
 end
 
 -- a: p, data (raw), rid
-function OPS.player_data(a)
+function OPS.set_player_data(a)
   local p, r, e = my_room(a.p, false)
   if e then return e end
   local f0, v0 = open(r)
@@ -1671,7 +1709,7 @@ function OPS.signal(a)
 end
 
 -- Admin: closes room a.id.
-function OPS.close(a)
+function OPS.close_room(a)
   local r = load_room(a.id)
   if not r then return ok(false) end
   close_room(r)
@@ -1709,7 +1747,7 @@ function OPS.announce(a)
 end
 
 -- Admin: gives up player a.p's seat now (closed) and forgets the player.
-function OPS.remove(a)
+function OPS.disconnect_player(a)
   local p = player(a.p)
   if not p then return ok(false) end
   if p.room ~= '' then leave_with(p.id, 'closed') end
@@ -1850,7 +1888,7 @@ function OPS.stats(_)
 end
 
 -- Raw room records of a listing. a: which ('w' or 'a'), mode ('' any), limit
-function OPS.list(a)
+function OPS.list_rooms(a)
   local key = P .. 'list:' .. a.which
   if a.mode ~= '' then key = key .. ':' .. a.mode end
   local out = {}

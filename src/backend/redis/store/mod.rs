@@ -250,13 +250,13 @@ impl Store {
         mode: &str,
         limit: u64,
     ) -> Result<Vec<String>, StoreError> {
-        self.invoke(&ops::List { which, mode, limit }).await
+        self.invoke(&ops::ListRooms { which, mode, limit }).await
     }
 
     /// Recounts the whole lobby in Redis against its derived data (for
     /// tests: it scans every key).
     pub async fn recount(&self) -> Result<(), StoreError> {
-        self.run(&ops::Recount {}).await.map(|_| ())
+        self.run(&ops::CheckInvariants {}).await.map(|_| ())
     }
 
     /// Sizes of the lobby's keys (for tests: it scans every key).

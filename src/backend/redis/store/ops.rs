@@ -21,34 +21,34 @@ ops! {
     Hello<'_> => "hello",
     Bye<'_> => "bye",
     Keep<'_> => "keep",
-    Create<'_> => "create",
-    Join<'_> => "join",
-    Match<'_> => "match",
-    Queue<'_> => "queue",
-    Cancel<'_> => "cancel",
-    PartyCreate<'_> => "party_create",
-    PartyJoin<'_> => "party_join",
-    PartyLeave<'_> => "party_leave",
-    Leave<'_> => "leave",
-    Start<'_> => "start",
-    Finish<'_> => "finish",
-    RoomData<'_> => "room_data",
-    PlayerData<'_> => "player_data",
+    CreateRoom<'_> => "create_room",
+    JoinRoom<'_> => "join_room",
+    FindMatch<'_> => "find_match",
+    QueueMatch<'_> => "queue_match",
+    CancelMatch<'_> => "cancel_match",
+    CreateParty<'_> => "create_party",
+    JoinParty<'_> => "join_party",
+    LeaveParty<'_> => "leave_party",
+    LeaveRoom<'_> => "leave_room",
+    StartGame<'_> => "start_game",
+    FinishGame<'_> => "finish_game",
+    SetRoomData<'_> => "set_room_data",
+    SetPlayerData<'_> => "set_player_data",
     Kick<'_> => "kick",
     Chat<'_> => "chat",
     SetReady<'_> => "set_ready",
     SendMsg<'_> => "send",
     Signal<'_> => "signal",
-    Close<'_> => "close",
+    CloseRoom<'_> => "close_room",
     Announce<'_> => "announce",
-    Remove<'_> => "remove",
+    DisconnectPlayer<'_> => "disconnect_player",
     Tick => "tick",
     Beat<'_> => "beat",
     LeaveNode => "leave_node",
     Watch => "watch",
-    List<'_> => "list",
+    ListRooms<'_> => "list_rooms",
     Stats => "stats",
-    Recount => "check_invariants",
+    CheckInvariants => "check_invariants",
     Footprint => "footprint",
 }
 
@@ -58,7 +58,7 @@ pub struct Stats {}
 
 /// The store's `check_invariants` (scans every key: for tests).
 #[derive(Serialize)]
-pub struct Recount {}
+pub struct CheckInvariants {}
 
 /// Sizes of the lobby's keys (scans every key: for tests).
 #[derive(Serialize)]
@@ -95,7 +95,7 @@ pub struct Keep<'a> {
 }
 
 #[derive(Serialize)]
-pub struct Create<'a> {
+pub struct CreateRoom<'a> {
     pub p: &'a str,
     pub room_id: String,
     pub codes: Vec<String>,
@@ -116,7 +116,7 @@ pub struct Create<'a> {
 }
 
 #[derive(Serialize)]
-pub struct Join<'a> {
+pub struct JoinRoom<'a> {
     pub p: &'a str,
     /// Empty when joining by code.
     pub room_id: &'a str,
@@ -132,7 +132,7 @@ pub struct Join<'a> {
 }
 
 #[derive(Serialize)]
-pub struct Match<'a> {
+pub struct FindMatch<'a> {
     pub p: &'a str,
     pub attrs: Vec<String>,
     /// The filters: the data of a room it creates.
@@ -151,19 +151,19 @@ pub struct Match<'a> {
 }
 
 #[derive(Serialize)]
-pub struct Leave<'a> {
+pub struct LeaveRoom<'a> {
     pub p: &'a str,
     pub rid: String,
 }
 
 #[derive(Serialize)]
-pub struct Start<'a> {
+pub struct StartGame<'a> {
     pub p: &'a str,
     pub rid: String,
 }
 
 #[derive(Serialize)]
-pub struct Finish<'a> {
+pub struct FinishGame<'a> {
     pub p: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub result: Option<String>,
@@ -172,7 +172,7 @@ pub struct Finish<'a> {
 }
 
 #[derive(Serialize)]
-pub struct RoomData<'a> {
+pub struct SetRoomData<'a> {
     pub p: &'a str,
     pub data: String,
     pub attrs: Vec<String>,
@@ -180,7 +180,7 @@ pub struct RoomData<'a> {
 }
 
 #[derive(Serialize)]
-pub struct PlayerData<'a> {
+pub struct SetPlayerData<'a> {
     pub p: &'a str,
     pub data: String,
     pub rid: String,
@@ -228,7 +228,7 @@ pub struct Signal<'a> {
 }
 
 #[derive(Serialize)]
-pub struct Close<'a> {
+pub struct CloseRoom<'a> {
     pub id: &'a str,
 }
 
@@ -244,7 +244,7 @@ pub struct Announce<'a> {
 }
 
 #[derive(Serialize)]
-pub struct Remove<'a> {
+pub struct DisconnectPlayer<'a> {
     pub p: &'a str,
 }
 
@@ -291,7 +291,7 @@ pub struct TicketRec<'a> {
 /// `queue_match`. a.spec: a [`TicketRec`] as JSON text; a.pool: the key of
 /// the tickets it may share a room with.
 #[derive(Serialize)]
-pub struct Queue<'a> {
+pub struct QueueMatch<'a> {
     pub p: &'a str,
     pub id: String,
     pub pool: String,
@@ -306,7 +306,7 @@ pub struct Queue<'a> {
 }
 
 #[derive(Serialize)]
-pub struct PartyCreate<'a> {
+pub struct CreateParty<'a> {
     pub p: &'a str,
     pub id: String,
     pub codes: Vec<String>,
@@ -315,7 +315,7 @@ pub struct PartyCreate<'a> {
 }
 
 #[derive(Serialize)]
-pub struct PartyJoin<'a> {
+pub struct JoinParty<'a> {
     pub p: &'a str,
     /// Trimmed and upper-cased.
     pub code: String,
@@ -325,13 +325,13 @@ pub struct PartyJoin<'a> {
 }
 
 #[derive(Serialize)]
-pub struct PartyLeave<'a> {
+pub struct LeaveParty<'a> {
     pub p: &'a str,
     pub rid: String,
 }
 
 #[derive(Serialize)]
-pub struct Cancel<'a> {
+pub struct CancelMatch<'a> {
     pub p: &'a str,
     pub rid: String,
 }
@@ -362,7 +362,7 @@ pub struct Watch {
 }
 
 #[derive(Serialize)]
-pub struct List<'a> {
+pub struct ListRooms<'a> {
     /// `w` waiting or `a` active.
     pub which: &'a str,
     /// Empty for every mode.
