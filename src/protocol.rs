@@ -452,26 +452,74 @@ pub const FEATURES: &[&str] = &[
 ];
 
 /// The one request table: every request type is named here once, with its
-/// wire `type` and its fields' struct (none for a request without fields).
-/// From it come [`Request`], [`Request::kind`], the decoding in
-/// [`decode_request`] and [`REQUEST_TYPES`] (the metrics labels, the
-/// decoder fuzz, the clients' completeness tests).
+/// wire `type` and its fields' struct (none for a request without fields),
+/// in one of two sections: `lobby`, the requests the lobby state decides
+/// (the backend's, in either engine), and `session`, the ones a session
+/// answers itself. From it come [`Request`], [`Request::kind`],
+/// [`Request::route`] (a [`LobbyRequest`] for the backend, or a
+/// [`SessionRequest`]), the decoding in [`decode_request`] and
+/// [`REQUEST_TYPES`] (the metrics labels, the decoder fuzz, the clients'
+/// completeness tests).
 macro_rules! requests {
-    ($($(#[$doc:meta])* $variant:ident $(($fields:ty))? = $wire:literal,)*) => {
+    (
+        lobby { $($(#[$ldoc:meta])* $lv:ident $(($lf:ty))? = $lw:literal,)* }
+        session { $($(#[$sdoc:meta])* $sv:ident $(($sf:ty))? = $sw:literal,)* }
+    ) => {
         /// A decoded request. The variant names are the wire `type`s.
         #[derive(Debug, Clone)]
         pub enum Request {
-            $($(#[$doc])* $variant $(($fields))?,)*
+            $($(#[$ldoc])* $lv $(($lf))?,)*
+            $($(#[$sdoc])* $sv $(($sf))?,)*
+        }
+
+        /// A request the lobby state decides: what the backend takes.
+        #[derive(Debug, Clone)]
+        pub enum LobbyRequest {
+            $($(#[$ldoc])* $lv $(($lf))?,)*
+        }
+
+        /// A request the session answers itself (it never reaches the
+        /// backend's request path).
+        #[derive(Debug, Clone)]
+        pub enum SessionRequest {
+            $($(#[$sdoc])* $sv $(($sf))?,)*
+        }
+
+        /// Where a request goes.
+        #[derive(Debug, Clone)]
+        pub enum Routed {
+            Lobby(LobbyRequest),
+            Session(SessionRequest),
         }
 
         /// Every request type, as on the wire, in the table's order.
-        pub const REQUEST_TYPES: &[&str] = &[$($wire,)*];
+        pub const REQUEST_TYPES: &[&str] = &[$($lw,)* $($sw,)*];
 
         impl Request {
             /// The wire `type` of the request.
             pub fn kind(&self) -> &'static str {
                 match self {
-                    $(requests!(@pat $variant $(($fields))?) => $wire,)*
+                    $(requests!(@ctor Request $lv _ $(($lf))?) => $lw,)*
+                    $(requests!(@ctor Request $sv _ $(($sf))?) => $sw,)*
+                }
+            }
+
+            /// The request for the backend, or for the session.
+            pub fn route(self) -> Routed {
+                match self {
+                    $(requests!(@ctor Request $lv x $(($lf))?) =>
+                        Routed::Lobby(requests!(@ctor LobbyRequest $lv x $(($lf))?)),)*
+                    $(requests!(@ctor Request $sv x $(($sf))?) =>
+                        Routed::Session(requests!(@ctor SessionRequest $sv x $(($sf))?)),)*
+                }
+            }
+        }
+
+        impl From<LobbyRequest> for Request {
+            fn from(request: LobbyRequest) -> Request {
+                match request {
+                    $(requests!(@ctor LobbyRequest $lv x $(($lf))?) =>
+                        requests!(@ctor Request $lv x $(($lf))?),)*
                 }
             }
         }
@@ -480,13 +528,16 @@ macro_rules! requests {
         /// or `None` for a type not in the table.
         fn decode_fields(kind: &str, text: &str) -> Option<Result<Request, ProtoError>> {
             Some(match kind {
-                $($wire => requests!(@decode text, kind, $variant $(($fields))?),)*
+                $($lw => requests!(@decode text, kind, $lv $(($lf))?),)*
+                $($sw => requests!(@decode text, kind, $sv $(($sf))?),)*
                 _ => return None,
             })
         }
     };
-    (@pat $variant:ident ($fields:ty)) => { Request::$variant(_) };
-    (@pat $variant:ident) => { Request::$variant };
+    // A variant as a pattern or a value, its fields (if any) bound to `$x`
+    // (or `_`).
+    (@ctor $e:ident $v:ident $x:tt ($f:ty)) => { $e::$v($x) };
+    (@ctor $e:ident $v:ident $x:tt) => { $e::$v };
     (@decode $text:ident, $kind:ident, $variant:ident ($fields:ty)) => {
         fields::<$fields>($text, $kind).map(Request::$variant)
     };
@@ -494,34 +545,38 @@ macro_rules! requests {
 }
 
 requests! {
-    FindMatch(FindMatch) = "find_match",
-    CreateRoom(CreateRoom) = "create_room",
-    JoinRoom(JoinRoom) = "join_room",
-    LeaveRoom = "leave_room",
-    ListRooms(ListRooms) = "list_rooms",
-    QueueMatch(QueueMatch) = "queue_match",
-    CancelMatch = "cancel_match",
-    CreateParty(CreateParty) = "create_party",
-    JoinParty(JoinParty) = "join_party",
-    LeaveParty = "leave_party",
-    StartGame = "start_game",
-    FinishGame(FinishGame) = "finish_game",
-    SetRoomData(SetData) = "set_room_data",
-    SetPlayerData(SetData) = "set_player_data",
-    Kick(Kick) = "kick",
-    Offer(SdpSignal) = "offer",
-    Answer(SdpSignal) = "answer",
-    IceCandidate(IceSignal) = "ice_candidate",
-    Chat(Chat) = "chat",
-    /// 1.2: ready check.
-    SetReady(SetReady) = "set_ready",
-    /// 1.2: game data relayed by the server.
-    Send(SendMessage) = "send",
-    Ping = "ping",
-    SubscribeStats(SubscribeStats) = "subscribe_stats",
-    UnsubscribeStats = "unsubscribe_stats",
-    SubscribeRooms(SubscribeRooms) = "subscribe_rooms",
-    UnsubscribeRooms = "unsubscribe_rooms",
+    lobby {
+        FindMatch(FindMatch) = "find_match",
+        CreateRoom(CreateRoom) = "create_room",
+        JoinRoom(JoinRoom) = "join_room",
+        LeaveRoom = "leave_room",
+        ListRooms(ListRooms) = "list_rooms",
+        QueueMatch(QueueMatch) = "queue_match",
+        CancelMatch = "cancel_match",
+        CreateParty(CreateParty) = "create_party",
+        JoinParty(JoinParty) = "join_party",
+        LeaveParty = "leave_party",
+        StartGame = "start_game",
+        FinishGame(FinishGame) = "finish_game",
+        SetRoomData(SetData) = "set_room_data",
+        SetPlayerData(SetData) = "set_player_data",
+        Kick(Kick) = "kick",
+        Offer(SdpSignal) = "offer",
+        Answer(SdpSignal) = "answer",
+        IceCandidate(IceSignal) = "ice_candidate",
+        Chat(Chat) = "chat",
+        /// 1.2: ready check.
+        SetReady(SetReady) = "set_ready",
+    }
+    session {
+        /// 1.2: game data relayed by the server (routed like a signal).
+        Send(SendMessage) = "send",
+        Ping = "ping",
+        SubscribeStats(SubscribeStats) = "subscribe_stats",
+        UnsubscribeStats = "unsubscribe_stats",
+        SubscribeRooms(SubscribeRooms) = "subscribe_rooms",
+        UnsubscribeRooms = "unsubscribe_rooms",
+    }
 }
 
 /// The three signal types.

@@ -22,7 +22,7 @@ use crate::backend::Ctx;
 use crate::hooks::Hooks;
 use crate::lobby::{Delivery, Lobby};
 use crate::protocol::{
-    ok_reply, ok_room_reply, Event, ProtoError, Request, RoomInfo, RoomStatus, Stats,
+    ok_reply, ok_room_reply, Event, LobbyRequest, ProtoError, RoomInfo, RoomStatus, Stats,
 };
 
 /// Events for a player whose seat is held while its connection is gone,
@@ -253,7 +253,7 @@ impl Memory {
         ctx: &Ctx,
         caller: &Caller<'_>,
         rid: &Value,
-        request: Request,
+        request: LobbyRequest,
     ) -> Result<Reply, ProtoError> {
         let mut guard = self.state.lock();
         let st = &mut *guard;
@@ -409,19 +409,19 @@ fn apply(
     ctx: &Ctx,
     st: &mut State,
     caller: &Caller<'_>,
-    request: Request,
+    request: LobbyRequest,
     out: &mut Vec<Delivery>,
 ) -> Result<Option<Fields>, ProtoError> {
     let me = caller.player_id;
     let now = Instant::now();
     let lobby = &mut st.lobby;
     let fields = match request {
-        Request::FindMatch(req) => {
+        LobbyRequest::FindMatch(req) => {
             let m = lobby.find_match(me, req, now, out)?;
             return Ok(Some(Fields::Room(m.room, Some(m.created))));
         }
-        Request::CreateRoom(req) => Fields::Room(lobby.create_room(me, req, now, out)?, None),
-        Request::JoinRoom(req) => {
+        LobbyRequest::CreateRoom(req) => Fields::Room(lobby.create_room(me, req, now, out)?, None),
+        LobbyRequest::JoinRoom(req) => {
             let (id, code) = (req.room_id.as_deref(), req.code.as_deref());
             let room = if req.as_spectator() {
                 lobby.spectate(me, id, code, out)?
@@ -430,77 +430,63 @@ fn apply(
             };
             Fields::Room(room, None)
         }
-        Request::LeaveRoom => {
+        LobbyRequest::LeaveRoom => {
             lobby.leave_room(me, out)?;
             Fields::Other(json!({}))
         }
-        Request::QueueMatch(req) => {
+        LobbyRequest::QueueMatch(req) => {
             let ticket = lobby.queue_match(me, req, now, out)?;
             Fields::Other(json!({ "ticket": ticket }))
         }
-        Request::CancelMatch => {
+        LobbyRequest::CancelMatch => {
             lobby.cancel_match(me, out)?;
             Fields::Other(json!({}))
         }
-        Request::CreateParty(req) => {
+        LobbyRequest::CreateParty(req) => {
             Fields::Other(json!({ "party": lobby.create_party(me, req.max_size)? }))
         }
-        Request::JoinParty(req) => {
+        LobbyRequest::JoinParty(req) => {
             Fields::Other(json!({ "party": lobby.join_party(me, &req.code, out)? }))
         }
-        Request::LeaveParty => {
+        LobbyRequest::LeaveParty => {
             lobby.leave_party(me, out)?;
             Fields::Other(json!({}))
         }
-        Request::ListRooms(req) => {
+        LobbyRequest::ListRooms(req) => {
             let status = req.status.unwrap_or(RoomStatus::Waiting);
             let limit = req.limit.unwrap_or(crate::lobby::DEFAULT_LIST_LIMIT);
             Fields::Other(json!({ "rooms": lobby.list_rooms(status, req.mode.as_deref(), limit) }))
         }
-        Request::StartGame => Fields::Room(lobby.start_game(me, out)?, None),
-        Request::FinishGame(req) => {
+        LobbyRequest::StartGame => Fields::Room(lobby.start_game(me, out)?, None),
+        LobbyRequest::FinishGame(req) => {
             Fields::Room(lobby.finish_game(me, req.result, now, out)?, None)
         }
-        Request::SetRoomData(req) => Fields::Room(lobby.set_room_data(me, req.data, out)?, None),
-        Request::SetPlayerData(req) => {
+        LobbyRequest::SetRoomData(req) => {
+            Fields::Room(lobby.set_room_data(me, req.data, out)?, None)
+        }
+        LobbyRequest::SetPlayerData(req) => {
             Fields::Room(lobby.set_player_data(me, req.data, out)?, None)
         }
-        Request::Kick(req) => {
+        LobbyRequest::Kick(req) => {
             lobby.kick(me, &req.player_id, out)?;
             Fields::Other(json!({}))
         }
-        Request::Chat(req) => {
+        LobbyRequest::Chat(req) => {
             lobby.chat(me, &req.text, out)?;
             Fields::Other(json!({}))
         }
-        Request::SetReady(req) => Fields::Room(lobby.set_ready(me, req.ready, out)?, None),
-        request @ (Request::Offer(_) | Request::Answer(_) | Request::IceCandidate(_)) => {
-            let Some((to, event)) = crate::relay::signal_event(me, request) else {
+        LobbyRequest::SetReady(req) => Fields::Room(lobby.set_ready(me, req.ready, out)?, None),
+        request @ (LobbyRequest::Offer(_)
+        | LobbyRequest::Answer(_)
+        | LobbyRequest::IceCandidate(_)) => {
+            let Some((to, event)) = crate::relay::signal_event(me, request.into()) else {
                 return Ok(None);
             };
             relay_locked(ctx, st, me, &to, Utf8Bytes::from(event.to_json()))?;
             Fields::Other(json!({}))
         }
-        Request::Send(_)
-        | Request::Ping
-        | Request::SubscribeStats(_)
-        | Request::UnsubscribeStats
-        | Request::SubscribeRooms(_)
-        | Request::UnsubscribeRooms => {
-            unreachable_session_request()?;
-            Fields::Other(json!({}))
-        }
     };
     Ok(Some(fields))
-}
-
-/// The session answers these itself; a backend that gets one says so
-/// rather than panic.
-pub(super) fn unreachable_session_request() -> Result<(), ProtoError> {
-    Err(ProtoError::new(
-        crate::protocol::ErrorCode::Internal,
-        "request handled by the session reached the backend",
-    ))
 }
 
 /// Checks that `to` shares a room with `me`, then sends the signal to its

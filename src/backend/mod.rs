@@ -29,7 +29,7 @@ pub(crate) use ctx::TICK;
 pub use ctx::{Ctx, DropInNotices};
 use redis::store::StoreError;
 
-use crate::protocol::{ProtoError, Request, RoomInfo, RoomStatus, Stats};
+use crate::protocol::{LobbyRequest, ProtoError, RoomInfo, RoomStatus, Stats};
 
 /// A connection asking to be registered.
 pub(crate) struct Registration {
@@ -238,7 +238,7 @@ impl Backend {
         ctx: &Ctx,
         caller: &Caller<'_>,
         rid: &Value,
-        request: Request,
+        request: LobbyRequest,
     ) -> Result<Reply, ProtoError> {
         match self {
             Backend::Memory(m) => m.request(ctx, caller, rid, request),

@@ -38,7 +38,8 @@ use crate::backend::conns::close_frame;
 use crate::backend::validate::validate;
 use crate::backend::{Caller, Registration};
 use crate::protocol::{
-    CandidateField, ErrorCode, Event, FindMatch, IceCandidateInit, IceSignal, Request, SdpSignal,
+    CandidateField, ErrorCode, Event, FindMatch, IceCandidateInit, IceSignal, LobbyRequest,
+    SdpSignal,
 };
 
 const ALPHABET: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
@@ -213,7 +214,7 @@ async fn run(app: Arc<App>, ws: Ws, room: String, next: Option<u64>, admission: 
     };
     let _ = app
         .backend
-        .request(&app, &caller, &Value::Null, Request::LeaveRoom)
+        .request(&app, &caller, &Value::Null, LobbyRequest::LeaveRoom)
         .await;
     app.backend.unregister(&app, &who, conn_id).await;
     drop(conn);
@@ -298,7 +299,7 @@ impl Conn {
 
     /// Seats the peer: a room of `next`, or the path's full mesh.
     async fn find_match(&self, room: &str, next: Option<u64>) -> bool {
-        let request = Request::FindMatch(FindMatch {
+        let request = LobbyRequest::FindMatch(FindMatch {
             max_players: Some(next.unwrap_or(self.app.cfg.max_players)),
             mode: Some(format!("matchbox:{room}")),
             filters: None,
@@ -306,7 +307,7 @@ impl Conn {
             max_spectators: None,
             start_when_ready: false,
         });
-        if let Err(e) = validate(&self.app.cfg, &request) {
+        if let Err(e) = validate(&self.app.cfg, &request.clone().into()) {
             tracing::debug!("matchbox find_match refused: {}", e.message);
             self.close(CloseCode::Policy, "cannot join the room");
             return false;
@@ -390,13 +391,13 @@ impl Conn {
         let Some(request) = signal_request(&msg) else {
             return app.metrics.error(ErrorCode::BadRequest);
         };
-        if matches!(request, Request::Offer(_) | Request::Answer(_))
+        if matches!(request, LobbyRequest::Offer(_) | LobbyRequest::Answer(_))
             && self.sdp_bucket.check().is_err()
         {
             app.metrics.rate_limited.increment(1);
             return;
         }
-        if let Err(e) = validate(&app.cfg, &request) {
+        if let Err(e) = validate(&app.cfg, &request.clone().into()) {
             tracing::debug!("matchbox signal refused: {}", e.message);
             return app.metrics.error(e.code);
         }
@@ -420,7 +421,7 @@ impl Conn {
 }
 
 /// matchbox's `Signal` request as the lobby's signal request.
-fn signal_request(msg: &Value) -> Option<Request> {
+fn signal_request(msg: &Value) -> Option<LobbyRequest> {
     let signal = msg.get("Signal")?;
     let to = player_of(signal.get("receiver")?.as_str()?)?;
     let data = signal.get("data")?.as_object()?;
@@ -430,15 +431,15 @@ fn signal_request(msg: &Value) -> Option<Request> {
     let (kind, value) = data.iter().next()?;
     let text = value.as_str()?.to_string();
     Some(match kind.as_str() {
-        "Offer" => Request::Offer(SdpSignal { to, sdp: text }),
-        "Answer" => Request::Answer(SdpSignal { to, sdp: text }),
+        "Offer" => LobbyRequest::Offer(SdpSignal { to, sdp: text }),
+        "Answer" => LobbyRequest::Answer(SdpSignal { to, sdp: text }),
         "IceCandidate" => {
             let candidate = if text == "null" {
                 CandidateField::Line(String::new())
             } else {
                 CandidateField::Init(serde_json::from_str::<IceCandidateInit>(&text).ok()?)
             };
-            Request::IceCandidate(IceSignal { to, candidate })
+            LobbyRequest::IceCandidate(IceSignal { to, candidate })
         }
         _ => return None,
     })
@@ -466,17 +467,20 @@ mod tests {
     fn signals_translate_to_lobby_requests() {
         let to = uuid_of(&crate::ids::new_player_id()).unwrap();
         let offer = json!({"Signal": {"receiver": to, "data": {"Offer": "v=0"}}});
-        assert!(matches!(signal_request(&offer), Some(Request::Offer(_))));
+        assert!(matches!(
+            signal_request(&offer),
+            Some(LobbyRequest::Offer(_))
+        ));
         let end = json!({"Signal": {"receiver": to, "data": {"IceCandidate": "null"}}});
         match signal_request(&end) {
-            Some(Request::IceCandidate(s)) => assert_eq!(s.candidate.line(), ""),
+            Some(LobbyRequest::IceCandidate(s)) => assert_eq!(s.candidate.line(), ""),
             other => panic!("{other:?}"),
         }
         let c = json!({"candidate": "candidate:1 1 udp 1 192.0.2.1 5000 typ host", "sdpMid": "0", "sdpMLineIndex": 0});
         let ice = json!({"Signal": {"receiver": to, "data": {"IceCandidate": c.to_string()}}});
         assert!(matches!(
             signal_request(&ice),
-            Some(Request::IceCandidate(_))
+            Some(LobbyRequest::IceCandidate(_))
         ));
         for bad in [
             json!("Hello"),

@@ -32,7 +32,8 @@ use crate::backend::outbox::{outbox, Inbox, Outbox};
 use crate::backend::validate::{validate, validate_signal};
 use crate::backend::{Caller, Registered, Registration, Reply};
 use crate::protocol::{
-    self, decode_request, error_reply, ok_reply, ErrorCode, Event, ProtoError, Request,
+    self, decode_request, error_reply, ok_reply, ErrorCode, Event, ProtoError, Request, Routed,
+    SessionRequest,
 };
 use crate::relay::{self, SignalKind};
 
@@ -610,39 +611,9 @@ impl Session {
         if let Err(e) = validate(&app.cfg, &request) {
             return self.reply_error(rid, &e);
         }
-        let result = match request {
-            Request::Send(req) => {
-                let frame = relay::message_frame(&self.from_json, &req.data);
-                let to = req.to.as_deref();
-                let me = &self.who.player_id;
-                app.backend
-                    .send_message(me, to, frame, !rid.is_null())
-                    .await
-                    .map(|n| {
-                        app.metrics.messages_relayed.increment(1);
-                        Reply::Fields(json!({ "delivered": n }))
-                    })
-            }
-            Request::Ping => Ok(Reply::Fields(
-                json!({"server_time": protocol::ts(&chrono::Utc::now())}),
-            )),
-            Request::SubscribeStats(req) => self.subscribe_stats(req.interval_ms).await,
-            Request::UnsubscribeStats => {
-                let me = &self.who.player_id;
-                app.backend.table(|t| t.subscribe_stats(me, None));
-                Ok(Reply::Fields(json!({})))
-            }
-            Request::SubscribeRooms(req) => app
-                .backend
-                .subscribe_rooms(&self.who.player_id, req.mode)
-                .await
-                .map(|rooms| Reply::Fields(json!({ "rooms": rooms })))
-                .map_err(ProtoError::from),
-            Request::UnsubscribeRooms => {
-                app.backend.unsubscribe_rooms(&self.who.player_id);
-                Ok(Reply::Fields(json!({})))
-            }
-            request => {
+        let result = match request.route() {
+            Routed::Session(request) => self.answer(request, rid).await,
+            Routed::Lobby(request) => {
                 let caller = Caller {
                     player_id: &self.who.player_id,
                     roles: &self.roles,
@@ -665,6 +636,45 @@ impl Session {
                 }
             }
             Err(e) => self.reply_error(rid, &e),
+        }
+    }
+
+    /// The requests a session answers itself (with the backend's help for
+    /// `send` and the subscriptions, never through its request path).
+    async fn answer(&self, request: SessionRequest, rid: &Value) -> Result<Reply, ProtoError> {
+        let app = &self.app;
+        match request {
+            SessionRequest::Send(req) => {
+                let frame = relay::message_frame(&self.from_json, &req.data);
+                let to = req.to.as_deref();
+                let me = &self.who.player_id;
+                app.backend
+                    .send_message(me, to, frame, !rid.is_null())
+                    .await
+                    .map(|n| {
+                        app.metrics.messages_relayed.increment(1);
+                        Reply::Fields(json!({ "delivered": n }))
+                    })
+            }
+            SessionRequest::Ping => Ok(Reply::Fields(
+                json!({"server_time": protocol::ts(&chrono::Utc::now())}),
+            )),
+            SessionRequest::SubscribeStats(req) => self.subscribe_stats(req.interval_ms).await,
+            SessionRequest::UnsubscribeStats => {
+                let me = &self.who.player_id;
+                app.backend.table(|t| t.subscribe_stats(me, None));
+                Ok(Reply::Fields(json!({})))
+            }
+            SessionRequest::SubscribeRooms(req) => app
+                .backend
+                .subscribe_rooms(&self.who.player_id, req.mode)
+                .await
+                .map(|rooms| Reply::Fields(json!({ "rooms": rooms })))
+                .map_err(ProtoError::from),
+            SessionRequest::UnsubscribeRooms => {
+                app.backend.unsubscribe_rooms(&self.who.player_id);
+                Ok(Reply::Fields(json!({})))
+            }
         }
     }
 

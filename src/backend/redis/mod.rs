@@ -28,7 +28,7 @@ use crate::backend::conns::ConnTable;
 use crate::backend::redis::store::notice::RoomRec;
 use crate::backend::redis::store::{attrs_json, ops, Store, StoreError};
 use crate::backend::Ctx;
-use crate::protocol::{self, ErrorCode, ProtoError, Request, RoomInfo, RoomStatus, Stats};
+use crate::protocol::{self, ErrorCode, LobbyRequest, ProtoError, RoomInfo, RoomStatus, Stats};
 
 /// A connection waiting for its `hello` notice.
 pub(crate) struct Joining {
@@ -239,7 +239,7 @@ impl Cluster {
         ctx: &Ctx,
         caller: &Caller<'_>,
         rid: &Value,
-        request: Request,
+        request: LobbyRequest,
     ) -> Result<Reply, ProtoError> {
         let me = caller.player_id;
         let cfg = &ctx.cfg;
@@ -248,85 +248,79 @@ impl Cluster {
         // After the signals this node queued before it (see `relay`).
         self.barrier().await;
         match request {
-            Request::FindMatch(req) => {
+            LobbyRequest::FindMatch(req) => {
                 store
                     .run(&commands::find_match(cfg, me, &req, rid()))
                     .await?;
             }
-            Request::CreateRoom(req) => {
+            LobbyRequest::CreateRoom(req) => {
                 store
                     .run(&commands::create_room(cfg, me, &req, rid()))
                     .await?;
             }
-            Request::JoinRoom(req) => {
+            LobbyRequest::JoinRoom(req) => {
                 store
                     .run(&commands::join_room(me, caller.roles, &req, rid()))
                     .await?;
             }
-            Request::LeaveRoom => {
+            LobbyRequest::LeaveRoom => {
                 store.run(&ops::LeaveRoom { p: me, rid: rid() }).await?;
             }
-            Request::QueueMatch(req) => {
+            LobbyRequest::QueueMatch(req) => {
                 store
                     .run(&commands::queue_match(cfg, me, &req, rid())?)
                     .await?;
             }
-            Request::CancelMatch => {
+            LobbyRequest::CancelMatch => {
                 store.run(&ops::CancelMatch { p: me, rid: rid() }).await?;
             }
-            Request::CreateParty(req) => {
+            LobbyRequest::CreateParty(req) => {
                 store.run(&commands::create_party(me, &req, rid())?).await?;
             }
-            Request::JoinParty(req) => {
+            LobbyRequest::JoinParty(req) => {
                 store.run(&commands::join_party(me, &req, rid())).await?;
             }
-            Request::LeaveParty => {
+            LobbyRequest::LeaveParty => {
                 store.run(&ops::LeaveParty { p: me, rid: rid() }).await?;
             }
-            Request::ListRooms(req) => {
+            LobbyRequest::ListRooms(req) => {
                 let status = req.status.unwrap_or(RoomStatus::Waiting);
                 let limit = req.limit.unwrap_or(crate::lobby::DEFAULT_LIST_LIMIT);
                 let rooms = self.list_rooms(status, req.mode.as_deref(), limit).await?;
                 return Ok(Reply::Fields(json!({ "rooms": rooms })));
             }
-            Request::StartGame => {
+            LobbyRequest::StartGame => {
                 store.run(&ops::StartGame { p: me, rid: rid() }).await?;
             }
-            Request::FinishGame(req) => {
+            LobbyRequest::FinishGame(req) => {
                 store
                     .run(&commands::finish_game(cfg, me, &req, rid()))
                     .await?;
             }
-            Request::SetRoomData(req) => {
+            LobbyRequest::SetRoomData(req) => {
                 store.run(&commands::set_room_data(me, &req, rid())).await?;
             }
-            Request::SetPlayerData(req) => {
+            LobbyRequest::SetPlayerData(req) => {
                 store
                     .run(&commands::set_player_data(me, &req, rid()))
                     .await?;
             }
-            Request::Kick(req) => {
+            LobbyRequest::Kick(req) => {
                 store.run(&commands::kick(me, &req, rid())).await?;
             }
-            Request::SetReady(req) => {
+            LobbyRequest::SetReady(req) => {
                 store.run(&commands::set_ready(me, &req, rid())).await?;
             }
-            Request::Chat(req) => {
+            LobbyRequest::Chat(req) => {
                 store.run(&commands::chat(me, &req, rid())).await?;
             }
-            request @ (Request::Offer(_) | Request::Answer(_) | Request::IceCandidate(_)) => {
-                if let Some((to, event)) = crate::relay::signal_event(me, request) {
+            request @ (LobbyRequest::Offer(_)
+            | LobbyRequest::Answer(_)
+            | LobbyRequest::IceCandidate(_)) => {
+                if let Some((to, event)) = crate::relay::signal_event(me, request.into()) {
                     self.relay(me, &to, &event.to_json(), true).await?;
                     return Ok(Reply::Fields(json!({})));
                 }
-            }
-            Request::Send(_)
-            | Request::Ping
-            | Request::SubscribeStats(_)
-            | Request::UnsubscribeStats
-            | Request::SubscribeRooms(_)
-            | Request::UnsubscribeRooms => {
-                super::memory::unreachable_session_request()?;
             }
         }
         Ok(Reply::Sent)
