@@ -61,6 +61,15 @@ async fn health(addr: &str) -> u16 {
     get(addr, "/healthz").await.0
 }
 
+/// `/healthz`, `/readyz` and `/livez` of a node.
+async fn probes(addr: &str) -> (u16, u16, u16) {
+    (
+        get(addr, "/healthz").await.0,
+        get(addr, "/readyz").await.0,
+        get(addr, "/livez").await.0,
+    )
+}
+
 /// Tries a WebSocket handshake on a node, within 5 s: Ok, or the HTTP
 /// status it was refused with and the JSON body of the refusal.
 async fn probe(addr: &str) -> Result<(), (u16, Value)> {
@@ -557,10 +566,11 @@ async fn a_redis_outage_is_reported_and_the_nodes_recover() {
                 Duration::from_secs(5),
                 "503 during the outage",
                 || async move {
-                    match (probe(addr).await, health(addr).await) {
+                    match (probe(addr).await, probes(addr).await) {
                         // Refused before the upgrade, with the error shape
-                        // of every refusal.
-                        (Err((503, body)), 503)
+                        // of every refusal; not ready, but alive (a
+                        // liveness probe must not restart the node).
+                        (Err((503, body)), (503, 503, 200))
                             if body["error"]["code"].is_string()
                                 && body["error"]["message"]
                                     .as_str()
@@ -568,7 +578,9 @@ async fn a_redis_outage_is_reported_and_the_nodes_recover() {
                         {
                             Ok(())
                         }
-                        other => Err(format!("{addr}: handshake, healthz = {other:?}")),
+                        other => Err(format!(
+                            "{addr}: handshake, (healthz, readyz, livez) = {other:?}"
+                        )),
                     }
                 },
             )
@@ -583,9 +595,11 @@ async fn a_redis_outage_is_reported_and_the_nodes_recover() {
                 Duration::from_secs(10),
                 "serving after Redis is back",
                 || async move {
-                    match (health(addr).await, probe(addr).await) {
-                        (200, Ok(())) => Ok(()),
-                        other => Err(format!("{addr}: healthz, handshake = {other:?}")),
+                    match (probes(addr).await, probe(addr).await) {
+                        ((200, 200, 200), Ok(())) => Ok(()),
+                        other => Err(format!(
+                            "{addr}: (healthz, readyz, livez), handshake = {other:?}"
+                        )),
                     }
                 },
             )

@@ -12,8 +12,10 @@ use support::*;
 #[tokio::test]
 async fn api_routes_answer_with_json() {
     let ts = TestServer::start().await;
-    let (st, health) = http_get(&ts.http("/healthz")).await;
-    assert_eq!((st, health), (200, json!({"status": "ok"})));
+    for probe in ["/healthz", "/readyz", "/livez"] {
+        let (st, health) = http_get(&ts.http(probe)).await;
+        assert_eq!((st, health), (200, json!({"status": "ok"})), "{probe}");
+    }
 
     let (st, stats) = http_get(&ts.http("/api/stats")).await;
     assert_eq!(st, 200);

@@ -581,9 +581,14 @@ fn sigterm_drains_clients_then_exits_zero() {
         assert!(ev["reconnect_after_ms"].is_u64());
         let close = polite.wait_closed(Duration::from_secs(5)).await.unwrap();
         assert_eq!(close.map(|c| c.code), Some(1001));
-        // Draining: health is 503 and new handshakes are refused.
+        // Draining: health and readiness are 503 (liveness stays 200) and
+        // new handshakes are refused.
         let (st, body) = http_get(&format!("http://{addr}/healthz")).await;
         assert_eq!(st, 503, "{body}");
+        let (st, body) = http_get(&format!("http://{addr}/readyz")).await;
+        assert_eq!((st, body["status"].as_str()), (503, Some("shutting_down")));
+        let (st, body) = http_get(&format!("http://{addr}/livez")).await;
+        assert_eq!((st, body["status"].as_str()), (200, Some("ok")));
         let refused = tokio::time::timeout(Duration::from_secs(5), handshake(&ws, &[]))
             .await
             .expect("the refusal comes promptly");

@@ -27,6 +27,39 @@ fn error(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> war
     warp::reply::with_status(warp::reply::json(&body), status).into_response()
 }
 
+/// Health probes. `/livez`: 200 while the process serves (never asks
+/// Redis, so a Redis outage restarts no pod). `/readyz`: 503 while draining
+/// or while the store is unreachable, else 200 (the listener is served only
+/// once start-up is complete). `/healthz` answers as `/readyz`, as it
+/// always has.
+fn probes(
+    with_app: impl Filter<Extract = (Arc<App>,), Error = std::convert::Infallible> + Clone + Send,
+) -> impl Filter<Extract = (warp::reply::Response,), Error = Rejection> + Clone {
+    let live = warp::path!("livez")
+        .and(warp::get())
+        .map(|| warp::reply::json(&json!({"status": "ok"})).into_response());
+    let ready = warp::path!("readyz")
+        .or(warp::path!("healthz"))
+        .unify()
+        .and(warp::get())
+        .and(with_app)
+        .map(|app: Arc<App>| {
+            let status = if app.draining.is_cancelled() || app.shutdown.is_cancelled() {
+                "shutting_down"
+            } else if !app.backend.available() {
+                "store_unavailable"
+            } else {
+                return warp::reply::json(&json!({"status": "ok"})).into_response();
+            };
+            warp::reply::with_status(
+                warp::reply::json(&json!({ "status": status })),
+                StatusCode::SERVICE_UNAVAILABLE,
+            )
+            .into_response()
+        });
+    live.or(ready).unify()
+}
+
 pub(super) fn routes(
     app: Arc<App>,
 ) -> impl Filter<Extract = (warp::reply::Response,), Error = Rejection> + Clone {
@@ -86,26 +119,7 @@ pub(super) fn routes(
             }
         });
 
-    let health = warp::path!("healthz")
-        .and(warp::get())
-        .and(with_app)
-        .map(|app: Arc<App>| {
-            if app.draining.is_cancelled() || app.shutdown.is_cancelled() {
-                warp::reply::with_status(
-                    warp::reply::json(&json!({"status": "shutting_down"})),
-                    StatusCode::SERVICE_UNAVAILABLE,
-                )
-                .into_response()
-            } else if !app.backend.available() {
-                warp::reply::with_status(
-                    warp::reply::json(&json!({"status": "store_unavailable"})),
-                    StatusCode::SERVICE_UNAVAILABLE,
-                )
-                .into_response()
-            } else {
-                warp::reply::json(&json!({"status": "ok"})).into_response()
-            }
-        });
+    let health = probes(with_app.clone());
 
     let admin = admin_routes(app_for_admin);
 
