@@ -243,7 +243,7 @@ pub struct Config {
 
     /// Lets PeerJS clients list every connected peer id
     /// (`GET /peerjs/{key}/peers`, `allow_discovery` of the PeerJS server).
-    #[arg(long, env = "RENDEZVOUS_PEERJS_DISCOVERY")]
+    #[arg(long, env = "RENDEZVOUS_PEERJS_DISCOVERY", value_parser = clap::builder::BoolishValueParser::new())]
     pub peerjs_discovery: bool,
 
     /// Webhook receivers: every lobby event of `--webhook-events` is POSTed,

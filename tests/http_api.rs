@@ -251,6 +251,43 @@ fn bad_flags_exit_with_code_2() {
     assert_eq!(out.status.code(), Some(2));
 }
 
+/// Boolean flags read from the environment accept what compose files and
+/// Helm charts write: 1/0, yes/no, on/off, true/false.
+#[test]
+fn boolean_environment_variables_take_the_usual_spellings() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    for (value, on) in [
+        ("1", true),
+        ("yes", true),
+        ("on", true),
+        ("true", true),
+        ("0", false),
+        ("no", false),
+        ("off", false),
+        ("false", false),
+    ] {
+        let (mut child, addr) = spawn_binary(&[], &[("RENDEZVOUS_PEERJS_DISCOVERY", value)], false);
+        let (st, _) = rt.block_on(http_raw(
+            "GET",
+            &format!("http://{addr}/peerjs/peerjs/peers"),
+            &[],
+        ));
+        assert_eq!(
+            st,
+            if on { 200 } else { 401 },
+            "RENDEZVOUS_PEERJS_DISCOVERY={value}"
+        );
+        child.terminate();
+        child.wait_within(EXIT_LIMIT);
+    }
+    let bin = env!("CARGO_BIN_EXE_rendezvous");
+    let out = output_within(
+        Command::new(bin).env("RENDEZVOUS_PEERJS_DISCOVERY", "maybe"),
+        EXIT_LIMIT,
+    );
+    assert_eq!(out.status.code(), Some(2), "an unknown spelling is refused");
+}
+
 #[test]
 fn the_binary_serves_and_prints_its_address() {
     let (mut child, addr) = spawn_binary(&[], &[], false);
