@@ -38,6 +38,9 @@ pub(crate) struct Joining {
 }
 
 /// This node's share of the state, under one lock.
+/// Longest wait for the notice that carries a request's reply.
+const REPLY_WAIT: Duration = Duration::from_secs(5);
+
 pub(crate) struct State {
     pub table: ConnTable,
     /// Connections waiting for their registration notice.
@@ -48,6 +51,9 @@ pub(crate) struct State {
     pub departed: HashMap<String, Vec<Utf8Bytes>>,
     /// Rooms of this node's players, to relay signals without a script.
     pub routes: routes::Routes,
+    /// Requests whose `ok` comes through a notice, by player (a session
+    /// has one request in flight): told when the notice queued the reply.
+    pub replies: HashMap<String, tokio::sync::oneshot::Sender<()>>,
 }
 
 pub(crate) struct Cluster {
@@ -99,6 +105,7 @@ impl Cluster {
                 table: ConnTable::new(metrics),
                 joining: HashMap::new(),
                 departed: HashMap::new(),
+                replies: HashMap::new(),
                 routes: routes::Routes::default(),
             }),
             unflushed_signals: Arc::default(),
@@ -234,7 +241,37 @@ impl Cluster {
 
     /// Runs one validated lobby request against the store. Changes reply
     /// through their notice (in order with their events).
+    ///
+    /// The script publishes the `ok` to this node's channel before it
+    /// answers the call, but the two arrive on different connections: the
+    /// request ends only once the notice queued the reply, so a reply the
+    /// session writes next (a `ping`'s) cannot overtake it.
     pub async fn request(
+        &self,
+        ctx: &Ctx,
+        caller: &Caller<'_>,
+        rid: &Value,
+        request: LobbyRequest,
+    ) -> Result<Reply, ProtoError> {
+        let me = caller.player_id;
+        // After the signals this node queued before it (see `relay`).
+        self.barrier().await;
+        let (told, replied) = tokio::sync::oneshot::channel();
+        self.state.lock().replies.insert(me.to_string(), told);
+        let result = self.dispatch(ctx, caller, rid, request).await;
+        if matches!(result, Ok(Reply::Sent)) {
+            // Bounded: a notice lost with the subscription closes the
+            // node's sockets anyway (1012).
+            if tokio::time::timeout(REPLY_WAIT, replied).await.is_err() {
+                tracing::warn!(player_id = me, "no reply notice within {REPLY_WAIT:?}");
+            }
+        }
+        self.state.lock().replies.remove(me);
+        result
+    }
+
+    /// Runs one request against the store (see [`Cluster::request`]).
+    async fn dispatch(
         &self,
         ctx: &Ctx,
         caller: &Caller<'_>,
@@ -245,8 +282,6 @@ impl Cluster {
         let cfg = &ctx.cfg;
         let rid = || rid.to_string();
         let store = &self.store;
-        // After the signals this node queued before it (see `relay`).
-        self.barrier().await;
         match request {
             LobbyRequest::FindMatch(req) => {
                 store

@@ -235,6 +235,9 @@ fn on_change(st: &mut State, room: Option<&RoomRec>, events: &[Spec], reply: Opt
             _ => json!({}),
         };
         st.table.send(&reply.player, &ok_reply(&rid, fields).into());
+        if let Some(told) = st.replies.remove(&reply.player) {
+            let _ = told.send(());
+        }
     }
     for spec in events {
         let mut text: Option<Utf8Bytes> = None;
