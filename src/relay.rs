@@ -509,27 +509,64 @@ impl Signal<'_> {
         Utf8Bytes::from(out)
     }
 
-    /// Room for the relayed event, so that its buffer is allocated once
-    /// and never grown (text that had escapes may still need more).
+    /// The relayed event's length, exactly: its buffer is allocated once
+    /// and never grown, nor larger than needed.
     fn event_len(&self, from_json: &str) -> usize {
-        // `{"type":"`, the longest type, `","from":`, ..., `}`.
-        const ENVELOPE: usize = 9 + "ice_candidate".len() + 10 + 1;
-        // `,"candidate":{"candidate":""`, `,"sdpMid":""`,
-        // `,"sdpMLineIndex":65535`, `,"usernameFragment":""`, `}`.
-        const CANDIDATE_KEYS: usize = 28 + 12 + 22 + 22 + 1;
+        // `{"type":"`, the type, `","from":`, ..., `}`.
+        let envelope = 9 + self.kind.as_str().len() + 9 + 1;
         let payload = match (&self.payload, self.raw_sdp) {
+            // `,"sdp":` and the JSON text as sent.
             (_, Some(raw)) => 7 + raw.get().len(),
-            (Payload::Sdp(s), None) => 9 + s.len(),
-            (Payload::CandidateLine(s), None) => 15 + s.len(),
+            (Payload::Sdp(s), None) => 7 + str_len(s),
+            // `,"candidate":` and the line.
+            (Payload::CandidateLine(s), None) => 13 + str_len(s),
             (Payload::Candidate(c), None) => {
-                CANDIDATE_KEYS
-                    + c.candidate.len()
-                    + c.sdp_mid.as_ref().map_or(4, |m| m.len())
-                    + c.username_fragment.as_ref().map_or(4, |u| u.len())
+                // `,"candidate":{"candidate":`, `,"sdpMid":`,
+                // `,"sdpMLineIndex":`, `,"usernameFragment":`, `}`.
+                const KEYS: usize = 26 + 10 + 17 + 20 + 1;
+                let index = c.sdp_m_line_index.map_or(4, |i| decimal_len(u64::from(i)));
+                KEYS + str_len(&c.candidate)
+                    + opt_str_len(c.sdp_mid.as_ref().map(|m| &m.0))
+                    + index
+                    + opt_str_len(c.username_fragment.as_ref().map(|u| &u.0))
             }
         };
-        ENVELOPE + from_json.len() + payload
+        envelope + from_json.len() + payload
     }
+}
+
+/// The length of what [`push_str`] writes for `s`.
+fn str_len(s: &Cow<'_, str>) -> usize {
+    match s {
+        Cow::Borrowed(b) => b.len() + 2,
+        // As serde_json escapes: the two-character escapes, `\u00XX` for
+        // the other control characters, everything else as is.
+        Cow::Owned(o) => {
+            2 + o
+                .bytes()
+                .map(|b| match b {
+                    b'"' | b'\\' | b'\n' | b'\r' | b'\t' | 0x08 | 0x0c => 2,
+                    0..=0x1f => 6,
+                    _ => 1,
+                })
+                .sum::<usize>()
+        }
+    }
+}
+
+/// The length of what [`push_opt_str`] writes for `s`.
+fn opt_str_len(s: Option<&Cow<'_, str>>) -> usize {
+    s.map_or(4, str_len)
+}
+
+/// The number of decimal digits of `n`.
+fn decimal_len(mut n: u64) -> usize {
+    let mut len = 1;
+    while n >= 10 {
+        n /= 10;
+        len += 1;
+    }
+    len
 }
 
 /// A JSON string. Text borrowed from the frame had no escapes, so it holds
@@ -591,7 +628,7 @@ mod tests {
     }
 
     #[test]
-    fn the_relayed_event_fits_the_room_reserved_for_it() {
+    fn the_relayed_event_is_exactly_the_room_reserved_for_it() {
         let offer = serde_json::to_string(include_str!(
             "../tests/fixtures/sdp/chromium-offer-datachannel.sdp"
         ))
@@ -608,17 +645,18 @@ mod tests {
             format!(r#"{{"type":"ice_candidate","to":"p","candidate":"{line}"}}"#),
             format!(r#"{{"type":"offer","to":"p","sdp":{offer}}}"#),
             format!(r#"{{"type":"answer","to":"p","rid":"x","sdp":{offer}}}"#),
+            // Escaped text, unescaped when read and escaped again.
+            format!(
+                r#"{{"type":"ice_candidate","to":"p","candidate":{{"candidate":"{line}\u0041\/","sdpMid":"a\"b\\c\n\u0001","sdpMLineIndex":12,"usernameFragment":null}}}}"#
+            ),
+            format!(r#"{{"type":"ice_candidate","to":"p","candidate":"{line}\t\u001f"}}"#),
+            format!(r#"{{"to":"p","type":"offer","sdp":"v=0\r\no=- 1 2 IN IP4 0.0.0.0\r\n"}}"#),
         ];
         for text in &texts {
             let sig = decode(text).unwrap_or_else(|| panic!("{text}"));
             for from in [r#""""#, r#""a-much-longer-player-id-of-forty-bytes-x""#] {
                 let event = sig.event(from);
-                assert!(
-                    event.len() <= sig.event_len(from),
-                    "{} > {}: {event}",
-                    event.len(),
-                    sig.event_len(from)
-                );
+                assert_eq!(event.len(), sig.event_len(from), "{event}");
             }
         }
     }

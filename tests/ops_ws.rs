@@ -88,6 +88,141 @@ async fn connection_caps_refuse_then_recover() {
     ts.stop().await;
 }
 
+/// The per-address cap is one count for `/ws` (the accept loop's fast
+/// path and hyper's), `/peerjs` and `/matchbox`: a refusal takes no slot,
+/// and each closed socket gives back exactly one, however the sockets were
+/// opened and whichever way the next one asks.
+#[tokio::test]
+async fn per_address_caps_hold_after_refusals_and_drops() {
+    const CAP: usize = 3;
+    let ts = TestServer::with_args(&["--max-connections-per-ip", "3"]).await;
+    let addr = ts.server.addr;
+    let ways = [Way::Fast, Way::Hyper, Way::PeerJs, Way::Matchbox];
+    let mut n = 0;
+    for fill in ways {
+        let mut open = Vec::new();
+        // (The last round's sockets are closed: their slots come back.)
+        for _ in 0..CAP {
+            n += 1;
+            open.push(admitted_again(addr, fill, n).await);
+        }
+        // Refused every way, again and again: a refusal must not count.
+        for _ in 0..2 {
+            for way in ways {
+                n += 1;
+                assert!(
+                    open_as(addr, way, n).await.is_none(),
+                    "{fill:?} full, {way:?} admitted"
+                );
+            }
+        }
+        // One closed: exactly one more, each way in turn.
+        for way in ways {
+            drop(open.pop());
+            n += 1;
+            open.push(admitted_again(addr, way, n).await);
+            n += 1;
+            assert!(
+                open_as(addr, way, n).await.is_none(),
+                "{fill:?}: one closed, two admitted ({way:?})"
+            );
+        }
+        // Several closed: exactly that many.
+        open.truncate(CAP - 2);
+        for way in [fill, Way::Hyper] {
+            n += 1;
+            open.push(admitted_again(addr, way, n).await);
+        }
+        for way in ways {
+            n += 1;
+            assert!(
+                open_as(addr, way, n).await.is_none(),
+                "{fill:?}: two closed, three admitted ({way:?})"
+            );
+        }
+    }
+    ts.stop().await;
+}
+
+/// How the per-address cap test opens a socket.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Way {
+    /// `/ws`, answered by the accept loop itself.
+    Fast,
+    /// `/ws` with more headers than the accept loop reads: hyper's.
+    Hyper,
+    PeerJs,
+    Matchbox,
+}
+
+type RawWs =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Opens socket number `n` `way` and reads its first message: the socket
+/// when admitted, `None` when refused for its address (429 on `/ws` and
+/// `/matchbox`; PeerJS's `ERROR` on the opened socket).
+async fn open_as(addr: std::net::SocketAddr, way: Way, n: usize) -> Option<RawWs> {
+    use tokio_tungstenite::tungstenite::{client::IntoClientRequest, http::HeaderName, Error};
+    let path = match way {
+        Way::Fast | Way::Hyper => format!("/ws?name=cap{n}"),
+        Way::PeerJs => format!("/peerjs/peerjs?key=peerjs&id=cap{n}&token=t{n}&version=1.5.5"),
+        Way::Matchbox => "/matchbox/caps".to_string(),
+    };
+    let mut req = format!("ws://{addr}{path}").into_client_request().unwrap();
+    if way == Way::Hyper {
+        for i in 0..40 {
+            let name = HeaderName::try_from(format!("x-extra-{i}")).unwrap();
+            req.headers_mut().insert(name, i.into());
+        }
+    }
+    let wait = Duration::from_secs(10);
+    let answer = tokio::time::timeout(wait, tokio_tungstenite::connect_async(req))
+        .await
+        .expect("an answer within 10 s");
+    let mut ws = match answer {
+        Ok((ws, _)) => ws,
+        Err(Error::Http(resp)) => {
+            assert_eq!(resp.status(), 429, "{way:?} refused");
+            return None;
+        }
+        Err(e) => panic!("{way:?}: {e}"),
+    };
+    let first = tokio::time::timeout(wait, ws.next())
+        .await
+        .expect("a first message within 10 s")
+        .expect("a first message")
+        .expect("a first message");
+    let first: Value = serde_json::from_str(first.to_text().unwrap()).unwrap();
+    let kind = first["type"].as_str().map(str::to_string);
+    match (way, kind.as_deref()) {
+        (Way::Fast | Way::Hyper, Some("welcome")) | (Way::PeerJs, Some("OPEN")) => Some(ws),
+        (Way::Matchbox, None) if first["IdAssigned"].is_string() => Some(ws),
+        (Way::PeerJs, Some("ERROR")) => {
+            let msg = first["payload"]["msg"].as_str().unwrap_or("");
+            assert!(msg.contains("too many connections"), "{first}");
+            None
+        }
+        _ => panic!("{way:?} opened with {first}"),
+    }
+}
+
+/// Opens socket number `n` `way` once a closed one's slot is given back
+/// (the server notices the close in its own time: refusals meanwhile are
+/// retried, for at most 10 s).
+async fn admitted_again(addr: std::net::SocketAddr, way: Way, n: usize) -> RawWs {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(ws) = open_as(addr, way, n).await {
+            return ws;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{way:?}: a closed socket's slot not given back within 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 #[tokio::test]
 async fn oversized_frames_are_refused_then_closed() {
     let ts = TestServer::start().await;

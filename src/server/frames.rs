@@ -593,7 +593,8 @@ mod tests {
     }
 
     /// The client reads one close frame with `code`, then, once the server
-    /// ends the TCP connection, nothing more.
+    /// ends the TCP connection, the end of a finished handshake: not an
+    /// error (a frame after the close, bytes cut short, no close at all).
     async fn closed_with(
         conn: Conn<tokio::io::DuplexStream>,
         mut client: WebSocketStream<tokio::io::DuplexStream>,
@@ -603,8 +604,14 @@ mod tests {
             Some(Ok(Message::Close(Some(c)))) => assert_eq!(c.code, code),
             other => panic!("{other:?}"),
         }
+        // The client's answer to a close it did not start goes out while
+        // the server still reads (it would fail on a dropped pipe).
+        client.flush().await.unwrap();
         drop(conn);
-        assert!(matches!(client.next().await, None | Some(Err(_))));
+        match client.next().await {
+            None => {}
+            other => panic!("after the close: {other:?}"),
+        }
     }
 
     #[test]
