@@ -6,12 +6,13 @@
 
 mod support;
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use rendezvous::client::Client;
 use serde_json::{json, Value};
-use support::hooks::{first_deliveries, post_json, sign, summary, Hit, Receiver};
+use support::hooks::{
+    assert_once_each, delivered_once_each, post_json, sign, summary, Hit, Receiver,
+};
 use support::*;
 use tokio::time::Instant;
 
@@ -43,9 +44,10 @@ async fn hooked(receivers: &[&Receiver], extra: &[&str]) -> TestServer {
     TestServer::with_args(&args).await
 }
 
-/// The delivered events of `room_id`, each once, in delivery order.
+/// The delivered events of `room_id`, in delivery order, checking that no
+/// event was delivered twice.
 fn room_events(hits: &[Hit], room_id: &str) -> Vec<Hit> {
-    first_deliveries(hits)
+    delivered_once_each(hits)
         .into_iter()
         .filter(|h| h.room_id() == room_id)
         .collect()
@@ -62,20 +64,6 @@ async fn wait_event(rx: &Receiver, room_id: &str, kind: &str) -> Vec<Hit> {
             .any(|h| h.delivered() && h.room_id() == room_id && h.kind() == kind)
     })
     .await
-}
-
-/// Asserts no id was delivered twice (nothing here loses an answer).
-fn assert_once_each(hits: &[Hit]) {
-    let mut count: HashMap<&str, usize> = HashMap::new();
-    for h in hits.iter().filter(|h| h.delivered()) {
-        *count.entry(h.id()).or_default() += 1;
-    }
-    let twice: Vec<_> = count.iter().filter(|(_, n)| **n > 1).collect();
-    assert!(
-        twice.is_empty(),
-        "ids delivered twice: {twice:?}\n{}",
-        summary(hits)
-    );
 }
 
 async fn metrics(ts: &TestServer) -> String {
@@ -108,6 +96,28 @@ async fn wait_metrics(ts: &TestServer, what: &str, cond: impl Fn(&str) -> bool) 
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// What `rx` got, once `ts` holds no event and has no attempt out: then
+/// every POST it made has been answered, so is in (an absence checked on
+/// the server's word, not by waiting a while). Checks that every delivery
+/// the server counted is there.
+async fn settled(ts: &TestServer, rx: &Receiver) -> Vec<Hit> {
+    let m = wait_metrics(ts, "no event held, no attempt out", |m| {
+        metric(m, "rendezvous_webhook_queue") == 0.0
+            && metric(m, "rendezvous_webhook_attempts_total")
+                == metric(m, "rendezvous_webhook_delivered_total")
+                    + metric(m, "rendezvous_webhook_failures_total")
+    })
+    .await;
+    let hits = rx.hits();
+    assert_eq!(
+        metric(&m, "rendezvous_webhook_delivered_total"),
+        hits.iter().filter(|h| h.delivered()).count() as f64,
+        "every delivery the server counted is in:\n{}",
+        summary(&hits)
+    );
+    hits
 }
 
 async fn finish(c: &Client, result: Value) -> Value {
@@ -332,7 +342,7 @@ async fn the_event_filter_sends_only_the_chosen_types() {
     // else of that room would be in too.
     let hits = wait_event(&rx, &room.room_id, "room.closed").await;
     assert_eq!(
-        kinds(&first_deliveries(&hits)),
+        kinds(&delivered_once_each(&hits)),
         ["match.started", "room.closed"],
         "\n{}",
         summary(&hits)
@@ -361,8 +371,7 @@ async fn every_url_gets_every_event_and_game_start_has_no_allocation_fields() {
     ]
     .iter()
     .map(|hits| {
-        assert_once_each(hits);
-        first_deliveries(hits)
+        delivered_once_each(hits)
             .iter()
             .map(|h| (h.id().to_string(), h.kind().to_string()))
             .collect()
@@ -383,7 +392,7 @@ async fn a_receiver_answering_500_gets_the_same_event_until_it_takes_it() {
     let delivered = rx.wait_delivered(2, LIMIT).await;
     let hits = rx.hits();
     assert_eq!(
-        kinds(&first_deliveries(&hits)),
+        kinds(&delivered_once_each(&hits)),
         ["room.created", "player.joined"],
         "the room's second event waits for its first:\n{}",
         summary(&hits)
@@ -540,16 +549,12 @@ async fn a_receiver_down_then_back_gets_everything_once_in_order() {
     assert!(rx.hits().is_empty());
     rx.up().await;
 
-    let hits = rx.wait_delivered(12, LIMIT).await;
-    let hits = {
-        // Anything else (a 13th event) would be a bug: give it a moment.
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        let all = rx.hits();
-        assert!(all.len() >= hits.len());
-        all
-    };
-    assert_once_each(&hits);
-    assert_eq!(first_deliveries(&hits).len(), 12, "\n{}", summary(&hits));
+    rx.wait_delivered(12, LIMIT).await;
+    // Anything else (a 13th event, a second delivery) would be a bug. Not
+    // waited for by the clock: once the server holds no event and has no
+    // attempt out, every POST it made has been answered, so is in `hits`.
+    let hits = settled(&ts, &rx).await;
+    assert_eq!(delivered_once_each(&hits).len(), 12, "\n{}", summary(&hits));
     assert_eq!(
         kinds(&room_events(&hits, &a.room_id)),
         [
@@ -626,8 +631,7 @@ async fn a_full_queue_drops_new_events_and_counts_them() {
     assert!(metric(&m, "rendezvous_webhook_queue") <= 3.0, "{m}");
     rx.up().await;
     rx.wait_delivered(6 - dropped, LIMIT).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let hits = first_deliveries(&rx.hits());
+    let hits = delivered_once_each(&settled(&ts, &rx).await);
     assert_eq!(hits.len(), 6 - dropped, "\n{}", summary(&hits));
     // The oldest are kept: the first room's events all arrive.
     assert_eq!(

@@ -491,7 +491,30 @@ pub fn sign(secret: &str, t: &str, body: &[u8]) -> String {
         .collect()
 }
 
-/// Each event once (its first delivery), in delivery order.
+/// Asserts no event id was delivered twice (where no answer can be lost,
+/// every event is delivered exactly once).
+pub fn assert_once_each(hits: &[Hit]) {
+    let mut count: HashMap<&str, usize> = HashMap::new();
+    for h in hits.iter().filter(|h| h.delivered()) {
+        *count.entry(h.id()).or_default() += 1;
+    }
+    let mut twice: Vec<_> = count.into_iter().filter(|(_, n)| *n > 1).collect();
+    twice.sort();
+    assert!(
+        twice.is_empty(),
+        "ids delivered more than once: {twice:?}\n{}",
+        summary(hits)
+    );
+}
+
+/// The delivered events, in delivery order, each asserted delivered once.
+pub fn delivered_once_each(hits: &[Hit]) -> Vec<Hit> {
+    assert_once_each(hits);
+    first_deliveries(hits)
+}
+
+/// Each event once (its first delivery), in delivery order: for tests
+/// where a delivery may repeat (an answer lost to a timeout).
 pub fn first_deliveries(hits: &[Hit]) -> Vec<Hit> {
     let mut seen = HashSet::new();
     hits.iter()
