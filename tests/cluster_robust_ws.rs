@@ -240,14 +240,21 @@ async fn a_clean_close_is_answered_at_once_in_cluster_mode() {
     let started = Instant::now();
     for i in 0..200 {
         let (mut ws, _) = connect(&srv, &format!("name=c{i}")).await;
-        let t = Instant::now();
         ws.close(None).await.expect("close sent");
-        // The server's close frame ends the stream.
-        while let Ok(Some(Ok(_))) = tokio::time::timeout(Duration::from_secs(5), ws.next()).await {}
-        let took = t.elapsed();
+        // The server's close frame, then the stream's clean end: a server
+        // that waited for its linger (1 s) ends the socket without a close
+        // frame, told apart at any speed; the 10 s bound only catches a hang.
+        let mut got = Vec::new();
+        let end = loop {
+            match tokio::time::timeout(Duration::from_secs(10), ws.next()).await {
+                Ok(Some(Ok(m))) => got.push(m),
+                Ok(end) => break end,
+                Err(_) => panic!("close {i} not answered within 10 s"),
+            }
+        };
         assert!(
-            took < Duration::from_millis(500),
-            "close {i} answered after {took:?}: the server waited for its linger"
+            end.is_none() && matches!(got.last(), Some(Message::Close(_))),
+            "close {i} answered with {got:?}, then {end:?}: the server gave up on its linger"
         );
     }
     eprintln!("200 connect+close cycles in {:?}", started.elapsed());

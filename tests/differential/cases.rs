@@ -3,7 +3,7 @@
 //! agree), and a few sequences the random steps reach rarely or cannot
 //! (idle rooms, pipelined requests, the close handshake).
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
@@ -318,10 +318,14 @@ async fn pipelined_replies_keep_their_order() {
 }
 
 /// A client's close frame is answered at once in both modes (the seat's
-/// grace starts when the server notices; a client should not hang).
+/// grace starts when the server notices; a client should not hang): with
+/// the server's own close frame, sent when the session's last frames are
+/// out. Not timed against the machine: when something keeps the session's
+/// queue open, the server gives up after its linger (1 s) and ends the
+/// socket without a close frame, which this tells apart at any speed. The
+/// 10 s bound only catches a hang.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_close_is_answered_promptly() {
-    let mut took = Vec::new();
     for cluster in [false, true] {
         let w = World::start(cluster, 1, &[]).await;
         let url = format!("ws://{}/ws", w.server.as_ref().expect("running").addr);
@@ -329,20 +333,34 @@ async fn client_close_is_answered_promptly() {
             .await
             .expect("connects");
         ws.next().await;
-        let t = Instant::now();
         ws.send(Message::Close(None)).await.expect("close sent");
-        while let Some(Ok(m)) = ws.next().await {
-            if matches!(m, Message::Close(_)) {
-                break;
+        let answer = async {
+            loop {
+                match ws.next().await {
+                    Some(Ok(Message::Close(_))) => return Ok(()),
+                    Some(Ok(_)) => continue,
+                    other => return Err(format!("{other:?}")),
+                }
             }
+        };
+        let answer = tokio::time::timeout(Duration::from_secs(10), answer)
+            .await
+            .unwrap_or_else(|_| panic!("cluster mode {cluster}: no answer within 10 s"));
+        if let Err(end) = answer {
+            panic!(
+                "cluster mode {cluster}: the socket ended ({end}) without the server's close frame"
+            );
         }
-        took.push((cluster, t.elapsed()));
+        // Then the connection ends cleanly.
+        let end = tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .expect("the end within 10 s");
+        assert!(
+            end.is_none(),
+            "cluster mode {cluster}: after the close: {end:?}"
+        );
         w.stop().await;
     }
-    assert!(
-        took.iter().all(|(_, d)| *d < Duration::from_millis(500)),
-        "close answered after (cluster mode, time): {took:?}"
-    );
 }
 
 // ----- paths the random steps reach rarely (players seldom share a room
