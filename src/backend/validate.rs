@@ -9,7 +9,9 @@ use crate::lobby::{
     check_allowed, check_chat_text, check_data, check_filters, check_join_role, check_max_players,
     check_max_spectators, check_mode,
 };
-use crate::protocol::{self, ErrorCode, ProtoError, Request, RoomStatus};
+use crate::protocol::{
+    self, ErrorCode, LobbyRequest, ProtoError, Request, RoomStatus, Routed, SessionRequest,
+};
 use crate::signaling;
 
 /// Longest room id or join code looked up; longer ones name no room.
@@ -17,11 +19,22 @@ const MAX_ID_CHARS: usize = 64;
 /// Longest player id a request may name.
 const MAX_PLAYER_ID_CHARS: usize = 256;
 
-/// Checks a request's fields. `Ok` means only the lobby's state can still
-/// refuse it.
-pub fn validate(cfg: &Config, request: &Request) -> Result<(), ProtoError> {
+/// Checks a request's fields and routes it: what comes back `Ok` goes to
+/// the backend ([`Routed::Lobby`], where only the lobby's state can still
+/// refuse it) or to the session ([`Routed::Session`]).
+pub fn validate(cfg: &Config, request: Request) -> Result<Routed, ProtoError> {
+    let routed = request.route();
+    match &routed {
+        Routed::Lobby(request) => validate_lobby(cfg, request)?,
+        Routed::Session(request) => validate_session(cfg, request)?,
+    }
+    Ok(routed)
+}
+
+/// The checks of a request for the backend.
+pub fn validate_lobby(cfg: &Config, request: &LobbyRequest) -> Result<(), ProtoError> {
     match request {
-        Request::FindMatch(req) => {
+        LobbyRequest::FindMatch(req) => {
             check_max_players(cfg.max_players, req.max_players)?;
             check_mode(req.mode.as_deref())?;
             if let Some(filters) = &req.filters {
@@ -29,10 +42,10 @@ pub fn validate(cfg: &Config, request: &Request) -> Result<(), ProtoError> {
             }
             check_max_spectators(req.max_spectators).map(|_| ())
         }
-        Request::CreateParty(req) => {
+        LobbyRequest::CreateParty(req) => {
             crate::lobby::party::check_party_size(req.max_size).map(|_| ())
         }
-        Request::JoinParty(req) => {
+        LobbyRequest::JoinParty(req) => {
             if req.code.chars().count() > MAX_ID_CHARS {
                 return Err(ProtoError::new(
                     ErrorCode::PartyNotFound,
@@ -41,10 +54,10 @@ pub fn validate(cfg: &Config, request: &Request) -> Result<(), ProtoError> {
             }
             Ok(())
         }
-        Request::QueueMatch(req) => {
+        LobbyRequest::QueueMatch(req) => {
             crate::lobby::TicketSpec::from_request(req, cfg.max_players).map(|_| ())
         }
-        Request::CreateRoom(req) => {
+        LobbyRequest::CreateRoom(req) => {
             check_max_players(cfg.max_players, req.max_players)?;
             check_mode(req.mode.as_deref())?;
             if let Some(data) = &req.data {
@@ -53,45 +66,53 @@ pub fn validate(cfg: &Config, request: &Request) -> Result<(), ProtoError> {
             check_allowed(&req.allowed_players, &req.allowed_roles)?;
             check_max_spectators(req.max_spectators).map(|_| ())
         }
-        Request::JoinRoom(req) => check_join_room(req),
-        Request::ListRooms(req) => {
+        LobbyRequest::JoinRoom(req) => check_join_room(req),
+        LobbyRequest::ListRooms(req) => {
             if req.status == Some(RoomStatus::Finished) {
                 return Err(ProtoError::bad_request("status must be waiting or active"));
             }
             check_mode_filter(req.mode.as_deref())
         }
-        Request::SubscribeRooms(req) => check_mode_filter(req.mode.as_deref()),
-        Request::FinishGame(req) => match &req.result {
+        LobbyRequest::FinishGame(req) => match &req.result {
             Some(r) => check_data(r, "result"),
             None => Ok(()),
         },
-        Request::SetRoomData(req) | Request::SetPlayerData(req) => check_data(&req.data, "data"),
-        Request::Kick(req) => check_player_id(&req.player_id),
-        Request::Chat(req) => check_chat_text(&req.text),
-        Request::Send(req) => check_send(cfg, req),
-        Request::SubscribeStats(req) => {
+        LobbyRequest::SetRoomData(req) | LobbyRequest::SetPlayerData(req) => {
+            check_data(&req.data, "data")
+        }
+        LobbyRequest::Kick(req) => check_player_id(&req.player_id),
+        LobbyRequest::Chat(req) => check_chat_text(&req.text),
+        LobbyRequest::Offer(sig) | LobbyRequest::Answer(sig) => {
+            check_player_id(&sig.to)?;
+            check_sdp(cfg, &sig.sdp)
+        }
+        LobbyRequest::IceCandidate(sig) => {
+            check_player_id(&sig.to)?;
+            check_candidate_field(&sig.candidate)
+        }
+        LobbyRequest::LeaveRoom
+        | LobbyRequest::SetReady(_)
+        | LobbyRequest::CancelMatch
+        | LobbyRequest::LeaveParty
+        | LobbyRequest::StartGame => Ok(()),
+    }
+}
+
+/// The checks of a request the session answers.
+fn validate_session(cfg: &Config, request: &SessionRequest) -> Result<(), ProtoError> {
+    match request {
+        SessionRequest::Send(req) => check_send(cfg, req),
+        SessionRequest::SubscribeRooms(req) => check_mode_filter(req.mode.as_deref()),
+        SessionRequest::SubscribeStats(req) => {
             let ms = req.interval_ms.unwrap_or(1000);
             if !(250..=60_000).contains(&ms) {
                 return Err(ProtoError::bad_request("interval_ms must be 250 to 60000"));
             }
             Ok(())
         }
-        Request::Offer(sig) | Request::Answer(sig) => {
-            check_player_id(&sig.to)?;
-            check_sdp(cfg, &sig.sdp)
-        }
-        Request::IceCandidate(sig) => {
-            check_player_id(&sig.to)?;
-            check_candidate_field(&sig.candidate)
-        }
-        Request::LeaveRoom
-        | Request::SetReady(_)
-        | Request::CancelMatch
-        | Request::LeaveParty
-        | Request::StartGame
-        | Request::Ping
-        | Request::UnsubscribeStats
-        | Request::UnsubscribeRooms => Ok(()),
+        SessionRequest::Ping
+        | SessionRequest::UnsubscribeStats
+        | SessionRequest::UnsubscribeRooms => Ok(()),
     }
 }
 
@@ -290,7 +311,7 @@ mod tests {
             let request = decode_request(&frame.to_string())
                 .request
                 .unwrap_or_else(|e| panic!("{frame} does not decode: {e:?}"));
-            let err = validate(&cfg, &request).expect_err(&frame.to_string());
+            let err = validate(&cfg, request).expect_err(&frame.to_string());
             assert!(
                 err.message.contains(message),
                 "{frame}: {:?} lacks {message:?}",
@@ -309,7 +330,7 @@ mod tests {
         ] {
             let request = decode_request(&frame.to_string()).request.unwrap();
             assert_eq!(
-                validate(&cfg, &request).unwrap_err().code,
+                validate(&cfg, request).unwrap_err().code,
                 ErrorCode::RoomNotFound
             );
         }
@@ -331,7 +352,7 @@ mod tests {
             json!({"type": "leave_room"}),
         ] {
             let request = decode_request(&frame.to_string()).request.unwrap();
-            assert_eq!(validate(&cfg, &request), Ok(()), "{frame}");
+            assert_eq!(validate(&cfg, request).map(|_| ()), Ok(()), "{frame}");
         }
     }
 
@@ -342,7 +363,7 @@ mod tests {
         let text = frame.to_string();
         // The fast path and the general path run the same checks.
         let fast = crate::relay::decode(&text).map(|sig| validate_signal(&cfg(), &sig));
-        let general = validate(&cfg(), &decode_request(&text).request.unwrap());
+        let general = validate(&cfg(), decode_request(&text).request.unwrap()).map(|_| ());
         if let Some(fast) = fast {
             assert_eq!(fast, general, "{text}");
         }

@@ -35,7 +35,7 @@ use super::upgrade::{first_checks, refuse, switch, upgrade_parts, Admission};
 use super::writer::{write_loop, CLOSE_LINGER};
 use super::App;
 use crate::backend::conns::close_frame;
-use crate::backend::validate::validate;
+use crate::backend::validate::validate_lobby;
 use crate::backend::{Caller, Registration};
 use crate::protocol::{
     CandidateField, ErrorCode, Event, FindMatch, IceCandidateInit, IceSignal, LobbyRequest,
@@ -307,7 +307,7 @@ impl Conn {
             max_spectators: None,
             start_when_ready: false,
         });
-        if let Err(e) = validate(&self.app.cfg, &request.clone().into()) {
+        if let Err(e) = validate_lobby(&self.app.cfg, &request) {
             tracing::debug!("matchbox find_match refused: {}", e.message);
             self.close(CloseCode::Policy, "cannot join the room");
             return false;
@@ -397,7 +397,7 @@ impl Conn {
             app.metrics.rate_limited.increment(1);
             return;
         }
-        if let Err(e) = validate(&app.cfg, &request.clone().into()) {
+        if let Err(e) = validate_lobby(&app.cfg, &request) {
             tracing::debug!("matchbox signal refused: {}", e.message);
             return app.metrics.error(e.code);
         }

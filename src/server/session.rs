@@ -608,10 +608,11 @@ impl Session {
             );
             return self.reply_error(rid, &e);
         }
-        if let Err(e) = validate(&app.cfg, &request) {
-            return self.reply_error(rid, &e);
-        }
-        let result = match request.route() {
+        let routed = match validate(&app.cfg, request) {
+            Ok(routed) => routed,
+            Err(e) => return self.reply_error(rid, &e),
+        };
+        let result = match routed {
             Routed::Session(request) => self.answer(request, rid).await,
             Routed::Lobby(request) => {
                 let caller = Caller {

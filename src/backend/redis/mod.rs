@@ -459,13 +459,14 @@ impl Cluster {
     /// Adds the signals relayed without a script to the store's count.
     pub async fn flush_signal_count(&self) {
         use std::sync::atomic::Ordering;
-        let n = self.unflushed_signals.swap(0, Ordering::Relaxed);
-        if n > 0 && self.store.add_signals(n).await.is_err() {
-            self.unflushed_signals.fetch_add(n, Ordering::Relaxed);
-        }
-        let m = self.unflushed_messages.swap(0, Ordering::Relaxed);
-        if m > 0 && self.store.add_messages(m).await.is_err() {
-            self.unflushed_messages.fetch_add(m, Ordering::Relaxed);
+        for (unflushed, field) in [
+            (&self.unflushed_signals, "signals_relayed"),
+            (&self.unflushed_messages, "messages_relayed"),
+        ] {
+            let n = unflushed.swap(0, Ordering::Relaxed);
+            if n > 0 && self.store.add_stat(field, n).await.is_err() {
+                unflushed.fetch_add(n, Ordering::Relaxed);
+            }
         }
     }
 

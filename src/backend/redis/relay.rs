@@ -216,30 +216,7 @@ impl Publisher {
         frame: &str,
         confirm: bool,
     ) -> Option<oneshot::Receiver<bool>> {
-        let sh = &self.shared;
-        let mut p = sh.pending.lock();
-        if sh.stopped.load(Ordering::Acquire) {
-            // Nobody will publish it (checked under the lock the stopping
-            // task drains under): refused at once, never left waiting.
-            return confirm.then(|| {
-                let (tx, rx) = oneshot::channel();
-                let _ = tx.send(false);
-                rx
-            });
-        }
-        let was_empty = p.is_empty();
-        p.push(node, to, from, room, frame);
-        sh.queued.fetch_add(1, Ordering::AcqRel);
-        let answer = confirm.then(|| {
-            let (tx, rx) = oneshot::channel();
-            p.confirms.push(tx);
-            rx
-        });
-        drop(p);
-        if was_empty {
-            sh.work.notify_one();
-        }
-        answer
+        self.enqueue(confirm, 1, |p| p.push(node, to, from, room, frame))
     }
 
     /// Queues a `send` message (1.2) for its recipients, each `(node,
@@ -253,9 +230,28 @@ impl Publisher {
         frame: &str,
         confirm: bool,
     ) -> Option<oneshot::Receiver<bool>> {
+        self.enqueue(confirm, to.len() as u64, |p| {
+            for (node, pid) in to {
+                p.push(node, pid, from, room, frame);
+            }
+            p.message_entries += to.len() as u64;
+            p.messages += 1;
+        })
+    }
+
+    /// Adds `entries` entries to the open round with `add`, under its lock;
+    /// with `confirm`, the answer says whether the store took them.
+    fn enqueue(
+        &self,
+        confirm: bool,
+        entries: u64,
+        add: impl FnOnce(&mut Pending),
+    ) -> Option<oneshot::Receiver<bool>> {
         let sh = &self.shared;
         let mut p = sh.pending.lock();
         if sh.stopped.load(Ordering::Acquire) {
+            // Nobody will publish it (checked under the lock the stopping
+            // task drains under): refused at once, never left waiting.
             return confirm.then(|| {
                 let (tx, rx) = oneshot::channel();
                 let _ = tx.send(false);
@@ -263,12 +259,8 @@ impl Publisher {
             });
         }
         let was_empty = p.is_empty();
-        for (node, pid) in to {
-            p.push(node, pid, from, room, frame);
-        }
-        p.message_entries += to.len() as u64;
-        p.messages += 1;
-        sh.queued.fetch_add(to.len() as u64, Ordering::AcqRel);
+        add(&mut p);
+        sh.queued.fetch_add(entries, Ordering::AcqRel);
         let answer = confirm.then(|| {
             let (tx, rx) = oneshot::channel();
             p.confirms.push(tx);

@@ -340,27 +340,13 @@ impl Store {
         )
     }
 
-    /// Adds `n` to the lobby's `signals_relayed` (signals relayed by a node
-    /// without a script).
-    pub async fn add_signals(&self, n: u64) -> Result<(), StoreError> {
+    /// Adds `n` to the lobby stat `field` (`signals_relayed`, or 1.2's
+    /// `messages_relayed`: what a node relayed without a script).
+    pub async fn add_stat(&self, field: &str, n: u64) -> Result<(), StoreError> {
         let mut conn = self.conn.clone();
         redis::cmd("HINCRBY")
             .arg(format!("{PREFIX}stats"))
-            .arg("signals_relayed")
-            .arg(n)
-            .query_async::<i64>(&mut conn)
-            .await
-            .map(|_| ())
-            .map_err(|e| StoreError::Unavailable(e.to_string()))
-    }
-
-    /// Adds `n` to the lobby's `messages_relayed` (1.2: `send` requests
-    /// relayed by a node without a script).
-    pub async fn add_messages(&self, n: u64) -> Result<(), StoreError> {
-        let mut conn = self.conn.clone();
-        redis::cmd("HINCRBY")
-            .arg(format!("{PREFIX}stats"))
-            .arg("messages_relayed")
+            .arg(field)
             .arg(n)
             .query_async::<i64>(&mut conn)
             .await
